@@ -1,0 +1,105 @@
+"""Ingest flow: land, validate, quarantine, write offline, materialize, publish a summary.
+
+The work lives in `mlops.ingestion`; this file only says in which order it runs, what is
+retried, and what is reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from mlops import ingestion
+from mlops.feature_store import open_store
+from mlops.landing import BatchUnreadable
+from mlops.offline_store import OfflineStore
+from mlops.settings import get_settings
+from mlops.usecase import UseCase, load_use_case
+from mlops.validation import build_data_docs
+
+# DataFrames flow between these tasks: hashing them for a cache key would cost more than the work.
+validate = task(ingestion.validate, cache_policy=NO_CACHE, task_run_name="validate")
+quarantine = task(
+    ingestion.quarantine, cache_policy=NO_CACHE, retries=2, task_run_name="quarantine"
+)
+write_offline = task(
+    ingestion.write_offline, cache_policy=NO_CACHE, retries=2, task_run_name="write-offline"
+)
+build_features = task(
+    ingestion.build_features, cache_policy=NO_CACHE, retries=2, task_run_name="build-features"
+)
+# SQLite can be briefly locked by a reader (the serving process): worth a retry.
+sync_online = task(
+    ingestion.sync_online,
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=2,
+    task_run_name="materialize",
+)
+data_docs = task(build_data_docs, cache_policy=NO_CACHE, task_run_name="data-docs")
+
+
+def ingest_batch(batch_dir: Path, use_case: UseCase) -> ingestion.BatchReport:
+    settings = get_settings()
+    offline = OfflineStore(settings.offline_dir)
+    try:
+        # A plain call, not a task: an unreadable batch is an expected outcome with a clear
+        # message, not a crash whose traceback belongs in the logs.
+        batch = ingestion.land(batch_dir, use_case)
+    except BatchUnreadable as error:
+        return ingestion.unreadable_report(
+            ingestion.batch_id_of(batch_dir),
+            error,
+            settings.quarantine_dir,
+            offline.count_rows(use_case.event_table),
+        )
+
+    results = validate(batch, use_case, settings)
+    decision = ingestion.gate(results, use_case)
+    quarantine_path = quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
+    if decision.passed:
+        write_offline(batch, results, offline)
+        earliest = build_features(batch, results, use_case, offline)
+        ingestion.commit(batch, results, offline)
+        sync_online(open_store(settings, use_case), earliest, offline)
+    docs = data_docs(settings.gx_root)
+    return ingestion.report(
+        batch,
+        results,
+        decision,
+        use_case,
+        quarantine_path,
+        offline.count_rows(use_case.event_table),
+        docs,
+    )
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(batch_dirs: list[Path]) -> State:
+    """Ingest landed batches in order; fail the run if any batch was rejected."""
+    use_case = load_use_case(get_settings().use_case)
+    reports = []
+    for batch_dir in batch_dirs:
+        report = ingest_batch(batch_dir, use_case)
+        create_markdown_artifact(
+            key=f"ingest-{_artifact_slug(report.batch_id)}",
+            markdown=report.markdown(),
+            description=f"{report.status}: {report.reason}"[:500],
+        )
+        reports.append(report.to_dict())
+    rejected = [r for r in reports if r["status"] == "rejected"]
+    if rejected:
+        summary = "; ".join(f"batch {r['batch_id']}: {r['reason']}" for r in rejected)
+        return Failed(
+            message=f"{len(rejected)} of {len(reports)} batch(es) rejected. {summary}", data=reports
+        )
+    return Completed(message=f"{len(reports)} batch(es) ingested", data=reports)
+
+
+def _artifact_slug(text: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

@@ -1,0 +1,1 @@
+"""The platform: settings, CLI and the lifecycle stages that flows orchestrate."""

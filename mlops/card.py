@@ -1,0 +1,90 @@
+"""The requirements card: steps 1-2 of ML system design, and every gate threshold.
+
+The card is a reviewed YAML file that belongs to the use case. Gates read their thresholds from
+here, never from code, so changing a threshold is a reviewed change to one file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelSpec(_Strict):
+    column: str
+    definition: str
+    arrives_within_hours: float = Field(gt=0)
+
+
+class OfflineMetrics(_Strict):
+    primary: Literal["nce", "log_loss", "roc_auc", "pr_auc", "ece"]
+    secondary: list[str]
+
+
+class OnlineMetric(_Strict):
+    name: str
+    definition: str
+
+
+class ServingSLO(_Strict):
+    p99_latency_ms: float = Field(gt=0)
+    throughput_rps: float = Field(gt=0)
+
+
+class ValidationGate(_Strict):
+    max_failing_fraction: float = Field(ge=0, le=1, description="Above it, reject the batch.")
+
+
+class PromotionGate(_Strict):
+    min_improvement: float = Field(ge=0, description="Challenger must beat champion by this.")
+    max_nce: float = Field(gt=0, description="Absolute floor: NCE must stay below.")
+    min_roc_auc: float = Field(ge=0, le=1)
+    max_ece: float = Field(ge=0)
+    slice_tolerance: float = Field(ge=0, description="Largest allowed regression on any slice.")
+    min_slice_rows: int = Field(ge=1)
+
+
+class TrainingBudget(_Strict):
+    time_budget_seconds: float = Field(gt=0)
+    train_days: int = Field(ge=1)
+    validation_days: int = Field(ge=1)
+    test_days: int = Field(ge=1)
+
+
+class DriftGate(_Strict):
+    drift_share: float = Field(gt=0, le=1, description="Share of drifted columns that counts.")
+    windows_k: int = Field(ge=1)
+    windows_n: int = Field(ge=1)
+    max_nce_degradation: float = Field(ge=0)
+    min_rows: int = Field(ge=1)
+    min_labelled_rows: int = Field(ge=1)
+    max_null_fraction: float = Field(ge=0, le=1, description="Above it: data incident, alert.")
+
+
+class Gates(_Strict):
+    validation: ValidationGate
+    promotion: PromotionGate
+    drift: DriftGate
+
+
+class RequirementsCard(_Strict):
+    use_case: str
+    business_objective: str
+    ml_task: str
+    label: LabelSpec
+    offline_metrics: OfflineMetrics
+    online_metric: OnlineMetric
+    serving_slo: ServingSLO
+    training: TrainingBudget
+    gates: Gates
+
+    @classmethod
+    def load(cls, path: Path) -> RequirementsCard:
+        return cls.model_validate(yaml.safe_load(path.read_text()))

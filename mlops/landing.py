@@ -1,0 +1,129 @@
+"""The landing zone: one directory per batch, one parquet file per table, and a manifest.
+
+    landing/<batch_id>/impressions.parquet, users.parquet, ...
+    landing/<batch_id>/_batch.json   {"batch_id", "closed_at", ...}
+
+The manifest is written last, so a batch without one is still being written by its producer
+(a directory holding parquet files but no manifest is taken as closed now, for hand-made drops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlops.usecase import TableSpec
+
+MANIFEST = "_batch.json"
+
+
+class BatchUnreadable(Exception):
+    """A batch that cannot be read as the contract says: the message names file and problem."""
+
+
+@dataclass(frozen=True)
+class LandedBatch:
+    batch_id: str
+    path: Path
+    closed_at: datetime
+    tables: dict[str, pd.DataFrame]
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {name: len(frame) for name, frame in self.tables.items()}
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write atomically (temp file + rename), timestamps in microseconds (DuckDB reads them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True)
+    os.replace(tmp, path)
+
+
+def write_batch(
+    directory: Path, tables: Mapping[str, pd.DataFrame], closed_at: datetime, **meta: Any
+) -> Path:
+    """Land one batch: tables first, the manifest last (it marks the batch complete)."""
+    for name, frame in tables.items():
+        write_parquet(frame, directory / f"{name}.parquet")
+    manifest = {"batch_id": directory.name, "closed_at": closed_at.isoformat(), **meta}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return directory
+
+
+def is_batch_dir(path: Path) -> bool:
+    return (path / MANIFEST).exists() or any(path.glob("*.parquet"))
+
+
+def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
+    """Batch directories named directly, or found one level below a landing zone, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise BatchUnreadable(f"{path}: no such batch directory or landing zone.")
+        if is_batch_dir(path):
+            found.append(path)
+        else:
+            children = sorted(p for p in path.iterdir() if p.is_dir() and is_batch_dir(p))
+            if not children:
+                raise BatchUnreadable(f"{path}: holds no batch (no {MANIFEST}, no parquet).")
+            found.extend(children)
+    return found
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        return {"batch_id": directory.name, "closed_at": datetime.now(UTC).isoformat()}
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        datetime.fromisoformat(manifest["closed_at"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise BatchUnreadable(
+            f"{manifest_path}: the manifest is not valid JSON with an ISO 'closed_at' ({err})."
+        ) from err
+    manifest.setdefault("batch_id", directory.name)
+    return manifest
+
+
+def read_batch(directory: Path, specs: Iterable[TableSpec]) -> LandedBatch:
+    """Read every table of a batch; raise `BatchUnreadable` naming the file and the problem."""
+    manifest = read_manifest(directory)
+    closed_at = datetime.fromisoformat(manifest["closed_at"])
+    if closed_at.tzinfo is None:
+        closed_at = closed_at.replace(tzinfo=UTC)
+    tables = {}
+    for spec in specs:
+        tables[spec.name] = _read_table(directory / spec.file_name)
+    return LandedBatch(str(manifest["batch_id"]), directory, closed_at, tables)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise BatchUnreadable(f"{path}: the file is missing; every batch must carry it.")
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise BatchUnreadable(
+            f"{path}: not a readable parquet file ({type(err).__name__}: {err})."
+        ) from err
+    frame = table.to_pandas()
+    # pandas turns an integer column with a null into floats; keep it an integer column so the
+    # null is a row to quarantine, not a type change that rejects the whole table.
+    for column in table.schema:
+        if pa.types.is_integer(column.type) and table.column(column.name).null_count:
+            frame[column.name] = table.column(column.name).to_pandas(
+                types_mapper={column.type: pd.Int64Dtype()}.get
+            )
+    return frame

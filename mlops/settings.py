@@ -1,0 +1,120 @@
+"""One settings object for the whole platform, read from `MLOPS_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Every library here phones home unless told not to; a template people run locally must not.
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "FEAST_USAGE": "False",
+}
+
+
+class Settings(BaseSettings):
+    """Where state lives and which services to use. Validated once, at start."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_file=".env", extra="ignore")
+
+    profile: Literal["local", "server"] = "local"
+    home: Path = Field(default=PROJECT_ROOT / ".mlops", description="All state lives below this.")
+    use_case: str = Field(default="adclick", description="Package name under usecases/.")
+
+    # Server profile (PostgreSQL, Redis, Prefect server, MLflow server); unused by `local`.
+    postgres_dsn: str | None = None
+    redis_url: str | None = None
+    prefect_api_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+
+    prefect_startup_timeout_seconds: int = 90
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if self.profile == "server":
+            missing = [
+                name
+                for name in ("postgres_dsn", "redis_url", "prefect_api_url", "mlflow_tracking_uri")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                names = ", ".join(f"MLOPS_{n.upper()}" for n in missing)
+                raise ValueError(f"profile 'server' needs {names}")
+        return self
+
+    # One folder per kind of state, so deleting `home` resets the platform.
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def offline_dir(self) -> Path:
+        return self.home / "offline"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def gx_root(self) -> Path:
+        """GX's project root: GX keeps its context, results and data docs in `gx/` below it."""
+        return self.home
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def library_environment(self) -> dict[str, str]:
+        """Environment the libraries read at import time (Prefect, MLflow, GX, Feast)."""
+        env = dict(TELEMETRY_OFF)
+        env["PREFECT_HOME"] = str(self.prefect_home)
+        env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(
+            self.prefect_startup_timeout_seconds
+        )
+        # Stage modules log with the standard library; Prefect forwards these to the run's logs.
+        env["PREFECT_LOGGING_EXTRA_LOGGERS"] = "mlops,usecases"
+        if self.prefect_api_url:
+            env["PREFECT_API_URL"] = self.prefect_api_url
+        return env
+
+    def apply(self) -> Settings:
+        """Create the state folders and export the library environment. Call before importing
+        Prefect: it reads its settings once, on import."""
+        for folder in (self.landing_dir, self.quarantine_dir, self.offline_dir, self.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for key, value in self.library_environment().items():
+            # Explicit user choices (e.g. a PREFECT_API_URL already exported) win.
+            os.environ.setdefault(key, value)
+        os.environ["MLOPS_HOME"] = str(self.home)
+        return self
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings. Tests clear the cache with `get_settings.cache_clear()`."""
+    return Settings()

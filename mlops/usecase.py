@@ -1,0 +1,90 @@
+"""What the platform needs to know about a use case, and nothing more.
+
+A use case is one package under `usecases/` (data contract, card, generator, features) plus its
+expectation suites under `expectations/<name>/`. Platform code reads this object and never names
+a column of a particular use case.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops.card import RequirementsCard
+from mlops.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One landed table: its file, row id and the time each row became known."""
+
+    name: str
+    id_column: str
+    timestamp_column: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.parquet"
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """What a use case gets to compute a batch's feature rows.
+
+    `history` is a DuckDB connection with one view per table, named after it, over every validated
+    row in the offline store (this batch included). `closed_at` is when the batch closed: feature
+    rows computed from it are stamped with that time, the moment their values became known.
+    """
+
+    batch_id: str
+    tables: Mapping[str, pd.DataFrame]
+    history: duckdb.DuckDBPyConnection
+    closed_at: datetime
+
+
+# (feature view name -> parquet glob) -> Feast objects (entities, feature views, services)
+FeastDefinitions = Callable[[Callable[[str], str]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class UseCase:
+    name: str
+    package_dir: Path
+    tables: tuple[TableSpec, ...]
+    event_table: str
+    entity_keys: tuple[str, ...]  # join keys of the entities a prediction is about
+    label: str
+    oracle_column: str | None
+    feature_service: str
+    generate: Callable[..., list[Path]]
+    build_features: Callable[[FeatureInputs], dict[str, pd.DataFrame]]
+    feast_definitions: FeastDefinitions
+
+    @property
+    def suites_dir(self) -> Path:
+        return PROJECT_ROOT / "expectations" / self.name
+
+    @cached_property
+    def card(self) -> RequirementsCard:
+        return RequirementsCard.load(self.package_dir / "card.yaml")
+
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)
+
+
+def load_use_case(name: str) -> UseCase:
+    """Import `usecases.<name>` and return its `USE_CASE`."""
+    try:
+        module = importlib.import_module(f"usecases.{name}")
+    except ModuleNotFoundError as err:
+        raise ValueError(f"no use case '{name}': expected a package usecases/{name}/") from err
+    return module.USE_CASE

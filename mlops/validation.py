@@ -1,0 +1,180 @@
+"""Validation with Great Expectations: split each table into clean and quarantined rows.
+
+Each table has a reviewed suite in `expectations/<use case>/<table>.json` (GX's own format).
+Row-level expectations (nulls, ranges, sets, uniqueness) mark rows: a failing row goes to
+quarantine with every rule it broke. Table-level expectations (columns, types, row counts) and
+expectations that could not run make the whole table unusable. The gate then decides, from the
+requirements card, whether the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from great_expectations.data_context import AbstractDataContext
+
+log = logging.getLogger(__name__)
+
+REASON_COLUMN = "_reasons"
+# Row ids of failures are all we need; unexpected values and index queries cost time at 1M rows.
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "partial_unexpected_count": 0,
+    "return_unexpected_index_query": False,
+    "exclude_unexpected_values": True,
+}
+
+
+@dataclass
+class TableValidation:
+    table: str
+    clean: pd.DataFrame
+    quarantined: pd.DataFrame  # the failing rows as landed, plus REASON_COLUMN
+    problems: list[str] = field(default_factory=list)  # table-level: the table is unusable
+
+    @property
+    def rows(self) -> int:
+        return len(self.clean) + len(self.quarantined)
+
+    @property
+    def failing_fraction(self) -> float:
+        return len(self.quarantined) / self.rows if self.rows else 0.0
+
+    def reason_counts(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for reasons in self.quarantined[REASON_COLUMN]:
+            counts.update(reasons.split("; "))
+        return dict(sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reason: str
+
+
+def validate_table(
+    frame: pd.DataFrame, suite_path: Path, gx_root: Path, closed_at: datetime
+) -> TableValidation:
+    """Run one reviewed suite over one table; nothing is dropped, every row lands on one side."""
+    table = suite_path.stem
+    context = _context(gx_root)
+    definition = _validation_definition(context, table, suite_path)
+    frame = frame.reset_index(drop=True)
+    result = definition.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters={"closed_at": closed_at.isoformat()},
+        result_format=RESULT_FORMAT,
+    )
+    row_reasons: dict[int, list[str]] = {}
+    problems: list[str] = []
+    for outcome in result.results:
+        if outcome.success:
+            continue
+        config = outcome.expectation_config
+        failed_rows = outcome.result.get("unexpected_index_list")
+        raised = (outcome.exception_info or {}).get("raised_exception")
+        if raised or failed_rows is None:
+            problems.append(_describe_table_failure(config.type, config.kwargs, outcome.result))
+            continue
+        reason = _rule_name(config.type, config.kwargs)
+        for row in failed_rows:
+            row_reasons.setdefault(int(row), []).append(reason)
+
+    failed = pd.Index(sorted(row_reasons), dtype="int64")
+    quarantined = frame.loc[failed].copy()
+    quarantined[REASON_COLUMN] = ["; ".join(row_reasons[i]) for i in failed]
+    clean = frame.drop(index=failed)
+    log.info("%s: %d clean, %d quarantined", table, len(clean), len(quarantined))
+    return TableValidation(table, clean, quarantined, problems)
+
+
+def build_data_docs(gx_root: Path) -> Path:
+    """Render GX data docs for every stored validation; return the index page."""
+    context = _context(gx_root)
+    context.build_data_docs()
+    return gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def gate(results: dict[str, TableValidation], max_failing_fraction: float) -> GateDecision:
+    """Pass the batch unless a table is unusable or fails more rows than the card allows."""
+    for name, result in results.items():
+        if result.problems:
+            return GateDecision(False, f"{name}: " + " ".join(result.problems))
+    for name, result in results.items():
+        if result.failing_fraction > max_failing_fraction:
+            return GateDecision(
+                False,
+                f"{name}: {result.failing_fraction:.1%} of rows failed validation, above the "
+                f"card's max_failing_fraction of {max_failing_fraction:.1%}; "
+                "the whole batch is quarantined.",
+            )
+    worst = max((r.failing_fraction for r in results.values()), default=0.0)
+    return GateDecision(
+        True, f"at most {worst:.2%} of rows failed per table (limit {max_failing_fraction:.1%})"
+    )
+
+
+def _rule_name(expectation_type: str, kwargs: dict[str, Any]) -> str:
+    rule = expectation_type.removeprefix("expect_column_values_to_").replace("be_", "")
+    return f"{kwargs.get('column')}:{rule}"
+
+
+def _describe_table_failure(
+    expectation_type: str, kwargs: dict[str, Any], result: dict[str, Any]
+) -> str:
+    observed = result.get("observed_value")
+    column = kwargs.get("column")
+    if expectation_type == "expect_table_columns_to_match_set":
+        missing = sorted(set(kwargs["column_set"]) - set(observed or []))
+        return f"missing column(s) {', '.join(missing)}."
+    if expectation_type == "expect_column_values_to_be_in_type_list":
+        return f"column {column} has type {observed}, expected one of {kwargs['type_list']}."
+    if expectation_type == "expect_table_row_count_to_be_between":
+        return (
+            f"{observed} rows, outside the expected "
+            f"{kwargs.get('min_value')}..{kwargs.get('max_value')}."
+        )
+    return f"{expectation_type}({column or ''}) could not be checked."
+
+
+@cache
+def _context(gx_root: Path) -> AbstractDataContext:
+    import great_expectations as gx
+
+    gx_root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=gx_root)
+    context.variables.progress_bars = {"globally": False}
+    return context
+
+
+@cache
+def _validation_definition(context: AbstractDataContext, table: str, suite_path: Path) -> Any:
+    """Register the reviewed suite and a whole-dataframe batch for `table` (once a process)."""
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuite
+
+    suite = context.suites.add_or_update(ExpectationSuite(**json.loads(suite_path.read_text())))
+    try:
+        source = context.data_sources.get("landing")
+    except KeyError:
+        source = context.data_sources.add_pandas("landing")
+    asset = next((a for a in source.assets if a.name == table), None)
+    if asset is None:
+        asset = source.add_dataframe_asset(table)
+    batch = next((b for b in asset.batch_definitions if b.name == "whole"), None)
+    if batch is None:
+        batch = asset.add_batch_definition_whole_dataframe("whole")
+    return context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=table, data=batch, suite=suite)
+    )

@@ -1,0 +1,1 @@
+"""Online serving (BentoML service over Feast online features): lands with issue 4."""

@@ -1,0 +1,27 @@
+"""Ad-click prediction: the worked use case, in one bounded place.
+
+contract.py   tables, keys, label, categories      card.yaml     requirements and gate thresholds
+generator.py  the synthetic ad platform            features.py   features and their Feast objects
+expectations/adclick/*.json  the reviewed validation suites
+"""
+
+from pathlib import Path
+
+from mlops.usecase import UseCase
+from usecases.adclick import contract
+from usecases.adclick.features import FEATURE_SERVICE, build_features, feast_definitions
+from usecases.adclick.generator import generate
+
+USE_CASE = UseCase(
+    name="adclick",
+    package_dir=Path(__file__).parent,
+    tables=contract.TABLES,
+    event_table=contract.IMPRESSIONS.name,
+    entity_keys=("user_id", "ad_id"),
+    label=contract.LABEL,
+    oracle_column=contract.ORACLE,
+    feature_service=FEATURE_SERVICE,
+    generate=generate,
+    build_features=build_features,
+    feast_definitions=feast_definitions,
+)
