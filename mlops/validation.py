@@ -77,7 +77,7 @@ def validate_table(
         result_format=RESULT_FORMAT,
     )
     row_reasons: dict[int, list[str]] = {}
-    problems: list[str] = []
+    problems: list[tuple[str | None, str]] = []  # (column, message)
     for outcome in result.results:
         if outcome.success:
             continue
@@ -85,7 +85,7 @@ def validate_table(
         failed_rows = outcome.result.get("unexpected_index_list")
         raised = (outcome.exception_info or {}).get("raised_exception")
         if raised or failed_rows is None:
-            problems.append(_describe_table_failure(config.type, config.kwargs, outcome.result))
+            problems.append((config.kwargs.get("column"), _describe_table_failure(config, outcome)))
             continue
         reason = _rule_name(config.type, config.kwargs)
         for row in failed_rows:
@@ -96,7 +96,7 @@ def validate_table(
     quarantined[REASON_COLUMN] = ["; ".join(row_reasons[i]) for i in failed]
     clean = frame.drop(index=failed)
     log.info("%s: %d clean, %d quarantined", table, len(clean), len(quarantined))
-    return TableValidation(table, clean, quarantined, problems)
+    return TableValidation(table, clean, quarantined, _root_causes(problems, frame.columns))
 
 
 def build_data_docs(gx_root: Path) -> Path:
@@ -130,22 +130,26 @@ def _rule_name(expectation_type: str, kwargs: dict[str, Any]) -> str:
     return f"{kwargs.get('column')}:{rule}"
 
 
-def _describe_table_failure(
-    expectation_type: str, kwargs: dict[str, Any], result: dict[str, Any]
-) -> str:
-    observed = result.get("observed_value")
-    column = kwargs.get("column")
-    if expectation_type == "expect_table_columns_to_match_set":
+def _describe_table_failure(config: Any, outcome: Any) -> str:
+    kwargs, observed = config.kwargs, outcome.result.get("observed_value")
+    if config.type == "expect_table_columns_to_match_set":
         missing = sorted(set(kwargs["column_set"]) - set(observed or []))
         return f"missing column(s) {', '.join(missing)}."
-    if expectation_type == "expect_column_values_to_be_in_type_list":
-        return f"column {column} has type {observed}, expected one of {kwargs['type_list']}."
-    if expectation_type == "expect_table_row_count_to_be_between":
+    if config.type == "expect_column_values_to_be_in_type_list":
         return (
-            f"{observed} rows, outside the expected "
-            f"{kwargs.get('min_value')}..{kwargs.get('max_value')}."
+            f"column {kwargs['column']} has type {observed}, expected one of {kwargs['type_list']}."
         )
-    return f"{expectation_type}({column or ''}) could not be checked."
+    if config.type == "expect_table_row_count_to_be_between":
+        bounds = f"{kwargs.get('min_value')}..{kwargs.get('max_value')}"
+        return f"{observed} rows, outside the expected {bounds}."
+    error = (outcome.exception_info or {}).get("exception_message") or "no row-level result"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"column {kwargs.get('column')} could not be checked by {config.type} ({first_line})."
+
+
+def _root_causes(problems: list[tuple[str | None, str]], present: pd.Index) -> list[str]:
+    """A missing column fails every rule on it: report the missing column, not each rule."""
+    return [message for column, message in problems if column is None or column in present]
 
 
 @cache
