@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mlops.settings import PROJECT_ROOT, Settings
+
+
+def test_defaults_keep_all_state_under_one_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_HOME", raising=False)
+    settings = Settings()
+    assert settings.profile == "local"
+    assert settings.home == PROJECT_ROOT / ".mlops"
+    for folder in (
+        settings.landing_dir,
+        settings.quarantine_dir,
+        settings.offline_dir,
+        settings.feast_dir,
+        settings.prefect_home,
+        settings.logs_dir,
+    ):
+        assert folder.is_relative_to(settings.home)
+
+
+def test_environment_overrides_and_resolves_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "x" / ".." / "state"))
+    assert Settings().home == (tmp_path / "state").resolve()
+
+
+def test_server_profile_names_what_it_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_PROFILE", "server")
+    monkeypatch.setenv("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    with pytest.raises(ValidationError, match="MLOPS_POSTGRES_DSN"):
+        Settings()
+
+
+def test_unknown_profile_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_PROFILE", "cloud")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_library_environment_turns_telemetry_off(tmp_path: Path) -> None:
+    env = Settings(home=tmp_path).library_environment()
+    assert env["DO_NOT_TRACK"] == "true"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert env["BENTOML_DO_NOT_TRACK"] == "true"
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["PREFECT_HOME"] == str(tmp_path / "prefect")
