@@ -163,22 +163,21 @@ def _context(gx_root: Path) -> AbstractDataContext:
 
 
 @cache
+def _landing_source(context: AbstractDataContext) -> Any:
+    """A fresh in-memory datasource once a process: one reloaded from a previous process's
+    files is not bound to this context (GX raises MissingDataContextError)."""
+    return context.data_sources.add_or_update_pandas("landing")
+
+
+@cache
 def _validation_definition(context: AbstractDataContext, table: str, suite_path: Path) -> Any:
     """Register the reviewed suite and a whole-dataframe batch for `table` (once a process)."""
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
 
     suite = context.suites.add_or_update(ExpectationSuite(**json.loads(suite_path.read_text())))
-    try:
-        source = context.data_sources.get("landing")
-    except KeyError:
-        source = context.data_sources.add_pandas("landing")
-    asset = next((a for a in source.assets if a.name == table), None)
-    if asset is None:
-        asset = source.add_dataframe_asset(table)
-    batch = next((b for b in asset.batch_definitions if b.name == "whole"), None)
-    if batch is None:
-        batch = asset.add_batch_definition_whole_dataframe("whole")
+    asset = _landing_source(context).add_dataframe_asset(table)
+    batch = asset.add_batch_definition_whole_dataframe("whole")
     return context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=table, data=batch, suite=suite)
     )
