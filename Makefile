@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test bench lint format clean
+.PHONY: install run test bench lint format clean feast-ui
 
 install: $(VENV)/.installed
 
@@ -36,3 +36,7 @@ format: install
 
 clean:  ## forget all platform state (MLOPS_HOME defaults to .mlops/)
 	rm -rf .mlops
+
+feast-ui: install  ## Feast's UI over the local stores (run `make run` first)
+	MLOPS_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops} MLOPS_USE_CASE=$${MLOPS_USE_CASE:-adclick} \
+		$(VENV)/bin/feast -c feature_repo ui

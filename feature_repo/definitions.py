@@ -1,0 +1,15 @@
+"""The active use case's entities, feature views and feature service, for Feast's CLI.
+
+The definitions themselves live with the use case (usecases/<name>/features.py); the platform
+applies them in code, so `feast apply` is only needed when you drive Feast by hand.
+"""
+
+from mlops.feature_store import feast_objects
+from mlops.settings import get_settings
+from mlops.usecase import load_use_case
+
+_settings = get_settings()
+# Feast's CLI collects module-level objects.
+globals().update(
+    {obj.name: obj for obj in feast_objects(_settings, load_use_case(_settings.use_case))}
+)
