@@ -210,9 +210,12 @@ def run(
     days: Annotated[int, typer.Option(min=1)] = 7,
     events_per_day: Annotated[int, typer.Option(min=1)] = 20_000,
     seed: int = 7,
+    scenario: Annotated[str, typer.Option(help="See `mlops generate`.")] = "data-incident",
+    drift_day: Annotated[int, typer.Option(min=0)] = 4,
     as_json: JsonOption = False,
 ) -> None:
-    """The main job: generate a week of data and ingest it through the data path."""
+    """The main job: generate a week of traffic (by default with a broken feature pipeline on
+    day 5, so the quarantine has work to do) and ingest it through the data path."""
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings = _start()
@@ -225,22 +228,22 @@ def run(
             days=days,
             events_per_day=events_per_day,
             seed=seed,
+            scenario=scenario,
+            drift_day=drift_day,
         )
         state = ingest_flow(batches, return_state=True)
         reports = state.result(raise_on_failure=False)
         if not isinstance(reports, list):
             raise CommandError(f"ingest flow {state.name}: {state.message}", exit_code=1)
-        text = "\n".join(
+        lines = [
             f"{r['batch_id']}: {r['status']}, {r['valid']}/{r['rows']} clean, "
-            f"offline {r['offline_rows']}"
+            f"{r['quarantined']} quarantined {r['quarantined_by_reason'] or ''}; "
+            f"offline store {r['offline_rows']} rows"
             for r in reports
-        )
-        text += f"\nState, reports and data docs are under {settings.home}"
-        return (
-            {"batches": reports, "home": str(settings.home)},
-            text,
-            0 if state.is_completed() else EXIT_REJECTED,
-        )
+        ]
+        lines.append(f"State, quarantine and data docs are under {settings.home}")
+        code = 0 if state.is_completed() else EXIT_REJECTED
+        return {"batches": reports, "home": str(settings.home)}, "\n".join(lines), code
 
     _run(as_json, work)
 
