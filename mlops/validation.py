@@ -71,11 +71,14 @@ def validate_table(
     context = _context(gx_root)
     definition = _validation_definition(context, table, suite_path)
     frame = frame.reset_index(drop=True)
-    result = definition.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters={"closed_at": closed_at.isoformat()},
-        result_format=RESULT_FORMAT,
-    )
+    # GX resolves the suite's "StringDtype" as pd.StringDtype(), whose storage follows this
+    # option: scoped here so it names the arrow-backed strings the landing zone reads.
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        result = definition.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters={"closed_at": closed_at.isoformat()},
+            result_format=RESULT_FORMAT,
+        )
     row_reasons: dict[int, list[str]] = {}
     problems: list[tuple[str | None, str]] = []  # (column, message)
     for outcome in result.results:

@@ -1,0 +1,1 @@
+"""Benchmarks for the data path; `make bench` runs `python -m benchmarks`."""
