@@ -161,12 +161,7 @@ def ingest(
         from mlops.landing import expand_batch_paths
 
         batch_dirs = expand_batch_paths(paths)
-        from flows.ingest import ingest as ingest_flow
-
-        state = ingest_flow(batch_dirs, return_state=True)
-        reports: list[dict[str, Any]] = state.result(raise_on_failure=False)
-        if not isinstance(reports, list):  # the flow itself crashed
-            raise CommandError(f"ingest flow {state.name}: {state.message}", exit_code=1)
+        reports = _ingest(batch_dirs)
         result = (
             reports[0]
             if len(reports) == 1
@@ -220,8 +215,6 @@ def run(
     def work() -> tuple[dict[str, Any], str, int]:
         settings = _start()
         use_case = _use_case(settings)
-        from flows.ingest import ingest as ingest_flow
-
         batches = use_case.generate(
             settings.landing_dir,
             start=date(2026, 1, 1),
@@ -231,10 +224,7 @@ def run(
             scenario=scenario,
             drift_day=drift_day,
         )
-        state = ingest_flow(batches, return_state=True)
-        reports = state.result(raise_on_failure=False)
-        if not isinstance(reports, list):
-            raise CommandError(f"ingest flow {state.name}: {state.message}", exit_code=1)
+        reports = _ingest(batches)
         lines = [
             f"{r['batch_id']}: {r['status']}, {r['valid']}/{r['rows']} clean, "
             f"{r['quarantined']} quarantined {r['quarantined_by_reason'] or ''}; "
@@ -242,7 +232,7 @@ def run(
             for r in reports
         ]
         lines.append(f"State, quarantine and data docs are under {settings.home}")
-        code = 0 if state.is_completed() else EXIT_REJECTED
+        code = EXIT_REJECTED if any(r["status"] == "rejected" for r in reports) else 0
         return {"batches": reports, "home": str(settings.home)}, "\n".join(lines), code
 
     _run(as_json, work)
@@ -258,6 +248,17 @@ def show_settings(as_json: JsonOption = False) -> None:
         return values, "\n".join(f"{k}: {v}" for k, v in values.items()), 0
 
     _run(as_json, work)
+
+
+def _ingest(batch_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Run the ingest flow; its per-batch reports, whether or not a batch was rejected."""
+    from flows.ingest import ingest as ingest_flow
+
+    state = ingest_flow(batch_dirs, return_state=True)
+    reports = state.result(raise_on_failure=False)
+    if not isinstance(reports, list):  # the flow itself crashed, not a batch rejected
+        raise CommandError(f"ingest flow {state.name}: {state.message}", exit_code=1)
+    return reports
 
 
 def _use_case(settings: Settings) -> Any:
