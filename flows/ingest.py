@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
+from flows.artifacts import artifact_key
 from mlops import ingestion
 from mlops.feature_store import open_store
 from mlops.landing import BatchUnreadable
@@ -86,7 +87,7 @@ def ingest(batch_dirs: list[Path]) -> State:
     for batch_dir in batch_dirs:
         report = ingest_batch(batch_dir, use_case)
         create_markdown_artifact(
-            key=f"ingest-{_artifact_slug(report.batch_id)}",
+            key=artifact_key("ingest", report.batch_id),
             markdown=report.markdown(),
             description=f"{report.status}: {report.reason}"[:500],
         )
@@ -98,8 +99,3 @@ def ingest(batch_dirs: list[Path]) -> State:
             message=f"{len(rejected)} of {len(reports)} batch(es) rejected. {summary}", data=reports
         )
     return Completed(message=f"{len(reports)} batch(es) ingested", data=reports)
-
-
-def _artifact_slug(text: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

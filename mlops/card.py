@@ -52,7 +52,10 @@ class PromotionGate(_Strict):
 
 
 class TrainingBudget(_Strict):
-    time_budget_seconds: float = Field(gt=0)
+    time_budget_seconds: float = Field(gt=0, description="Wall-clock cap on the search.")
+    search_trials: int = Field(ge=1, description="Hyperparameter sets tried, the first default.")
+    early_stopping_rounds: int = Field(ge=1)
+    baseline_max_rows: int = Field(ge=1000, description="Rows the logistic baseline fits on.")
     train_days: int = Field(ge=1)
     validation_days: int = Field(ge=1)
     test_days: int = Field(ge=1)

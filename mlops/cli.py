@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -238,6 +238,123 @@ def run(
     _run(as_json, work)
 
 
+@app.command()
+def train(
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="End of the test window, ISO time (default: the newest batch's close)."),
+    ] = None,
+    exclude_feature: Annotated[
+        list[str] | None, typer.Option(help="Train without this model input (repeatable).")
+    ] = None,
+    seed: int = 0,
+    search_trials: Annotated[
+        int | None, typer.Option(min=1, help="Override the card's number of search trials.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a challenger, score it and the champion on the same fresh window, and promote it
+    only if it passes the gate. A rejection is a normal outcome: exit 0 either way."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        _start()
+        from flows.train import train as train_flow
+
+        end = _timestamp(as_of, "--as-of") if as_of else None
+        report = train_flow(
+            as_of=end, exclude_features=exclude_feature, seed=seed, search_trials=search_trials
+        )
+        metrics, oracle = report["metrics"], report["oracle_metrics"] or {}
+        lines = [
+            f"{report['model_name']} v{report['version']}: {report['decision']}",
+            f"  {report['reason']}",
+            f"  test nce {metrics['nce']:.4f} (logistic "
+            f"{report['baseline_metrics']['logistic']['nce']:.4f}, prior "
+            f"{report['baseline_metrics']['prior']['nce']:.4f}"
+            + (f", oracle {oracle['nce']:.4f}" if oracle.get("nce") else "")
+            + ")",
+            f"  MLflow run: {report['run_url']}",
+        ]
+        return report, "\n".join(lines), 0
+
+    _run(as_json, work)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version to make @champion.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Human override: make VERSION the champion (the former one becomes @previous)."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        _start()
+        from flows.promote import promote as promote_flow
+        from models.registry import human
+
+        result = promote_flow(version=version, reason=_reason(reason), by=human())
+        text = (
+            f"{result['model_name']} @champion is v{result['champion_version']} "
+            f"(@previous v{result['previous_version']})"
+        )
+        return result, text, 0
+
+    _run(as_json, work)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why; recorded on both versions.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Human override: give @champion back to @previous."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        _start()
+        from flows.promote import rollback as rollback_flow
+        from models.registry import human
+
+        result = rollback_flow(reason=_reason(reason), by=human())
+        text = (
+            f"{result['model_name']} @champion is v{result['champion_version']} again "
+            f"(v{result['rolled_back_version']} rolled back)"
+        )
+        return result, text, 0
+
+    _run(as_json, work)
+
+
+@app.command()
+def models(as_json: JsonOption = False) -> None:
+    """The registered versions: aliases, decisions and reasons, newest first."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings = _start()
+        from models.registry import DECIDED_BY, REASON, ModelRegistry
+
+        registry = ModelRegistry(settings.tracking_uri, _use_case(settings).model_name)
+        versions = [
+            {
+                "version": v.version,
+                "aliases": list(v.aliases),
+                "decision": v.decision,
+                "by": v.tags.get(DECIDED_BY),
+                "reason": v.tags.get(REASON),
+                "run_id": v.run_id,
+            }
+            for v in registry.versions()
+        ]
+        text = "\n".join(
+            f"v{v['version']} {'@' + ',@'.join(v['aliases']) if v['aliases'] else ''} "
+            f"{v['decision']} by {v['by']}: {v['reason']}"
+            for v in versions
+        )
+        return {"model_name": registry.name, "versions": versions}, text or "no versions yet", 0
+
+    _run(as_json, work)
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the settings in force (after MLOPS_* variables)."""
@@ -259,6 +376,20 @@ def _ingest(batch_dirs: list[Path]) -> list[dict[str, Any]]:
     if not isinstance(reports, list):  # the flow itself crashed, not a batch rejected
         raise CommandError(f"ingest flow {state.name}: {state.message}", exit_code=1)
     return reports
+
+
+def _timestamp(text: str, option: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise CommandError(f"{option} {text!r} is not an ISO date or time") from err
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise CommandError("--reason must say why")
+    return text.strip()
 
 
 def _use_case(settings: Settings) -> Any:

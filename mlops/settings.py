@@ -82,6 +82,25 @@ class Settings(BaseSettings):
         return self.home / "prefect"
 
     @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking and registry: the server's URL, or an absolute SQLite file (a relative
+        one would depend on the working directory)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Where new experiments keep artifacts; a tracking server decides for itself."""
+        if self.mlflow_tracking_uri:
+            return None
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
@@ -105,7 +124,13 @@ class Settings(BaseSettings):
     def apply(self) -> Settings:
         """Create the state folders and export the library environment. Call before importing
         Prefect: it reads its settings once, on import."""
-        for folder in (self.landing_dir, self.quarantine_dir, self.offline_dir, self.logs_dir):
+        for folder in (
+            self.landing_dir,
+            self.quarantine_dir,
+            self.offline_dir,
+            self.mlflow_dir,
+            self.logs_dir,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         for key, value in self.library_environment().items():
             # Explicit user choices (e.g. a PREFECT_API_URL already exported) win.

@@ -53,6 +53,10 @@ class FeatureInputs:
 
 # (feature view name -> parquet glob) -> Feast objects (entities, feature views, services)
 FeastDefinitions = Callable[[Callable[[str], str]], Sequence[Any]]
+# Event rows joined with the feature service's values -> the model's input matrix.
+ModelInputs = Callable[["pd.DataFrame"], "pd.DataFrame"]
+# The same rows -> slice dimension -> the slice each row belongs to (e.g. device -> "mobile").
+Slices = Callable[["pd.DataFrame"], "dict[str, pd.Series]"]
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,15 @@ class UseCase:
     tables: tuple[TableSpec, ...]
     event_table: str
     entity_keys: tuple[str, ...]  # join keys of the entities a prediction is about
+    request_columns: tuple[str, ...]  # context a request carries itself (not from Feast)
     label: str
-    oracle_column: str | None
+    oracle_column: str | None  # a simulation's true probability: the best any model can do
     feature_service: str
     generate: Callable[..., list[Path]]
     build_features: Callable[[FeatureInputs], dict[str, pd.DataFrame]]
     feast_definitions: FeastDefinitions
+    model_inputs: ModelInputs  # one function for training and serving: no skew by design
+    slices: Slices
 
     @property
     def suites_dir(self) -> Path:
@@ -79,6 +86,16 @@ class UseCase:
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
+
+    @property
+    def events(self) -> TableSpec:
+        """The table whose rows are predictions' moments: one labelled example each."""
+        return self.table(self.event_table)
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name in MLflow (one model per use case)."""
+        return self.name
 
 
 def load_use_case(name: str) -> UseCase:

@@ -2,6 +2,7 @@
 
 contract.py   tables, keys, label, categories      card.yaml     requirements and gate thresholds
 generator.py  the synthetic ad platform            features.py   features and their Feast objects
+model.py      the model's inputs and evaluation slices
 expectations/adclick/*.json  the reviewed validation suites
 """
 
@@ -11,6 +12,7 @@ from mlops.usecase import UseCase
 from usecases.adclick import contract
 from usecases.adclick.features import FEATURE_SERVICE, build_features, feast_definitions
 from usecases.adclick.generator import generate
+from usecases.adclick.model import REQUEST_COLUMNS, model_inputs, slices
 
 USE_CASE = UseCase(
     name="adclick",
@@ -18,10 +20,13 @@ USE_CASE = UseCase(
     tables=contract.TABLES,
     event_table=contract.IMPRESSIONS.name,
     entity_keys=("user_id", "ad_id"),
+    request_columns=REQUEST_COLUMNS,
     label=contract.LABEL,
     oracle_column=contract.ORACLE,
     feature_service=FEATURE_SERVICE,
     generate=generate,
     build_features=build_features,
     feast_definitions=feast_definitions,
+    model_inputs=model_inputs,
+    slices=slices,
 )

@@ -1,0 +1,136 @@
+"""Train flow: point-in-time training set, baselines and XGBoost, scoring against the champion on
+the same test window, MLflow run and registry, promotion gate, decision record.
+
+The work lives in `models/`; this file says in which order it runs and what is reported.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.artifacts import artifact_key
+from mlops.feature_store import open_store
+from mlops.offline_store import OfflineStore
+from mlops.settings import get_settings
+from models import dataset, promotion, tracking, training
+from models.registry import CHAMPION, ModelRegistry
+from models.report import TrainReport
+
+# Frames and models flow between these tasks: hashing them for a cache key would cost more
+# than the work, and a cached model would skip the gate.
+point_in_time_join = task(
+    dataset.build_training_set, cache_policy=NO_CACHE, task_run_name="point-in-time-join"
+)
+fit = task(training.fit_candidate, cache_policy=NO_CACHE, task_run_name="fit")
+score_on_test = task(training.score_on_test, cache_policy=NO_CACHE, task_run_name="score-on-test")
+log_run = task(tracking.log_training_run, cache_policy=NO_CACHE, task_run_name="log-mlflow-run")
+
+
+@task(cache_policy=NO_CACHE, task_run_name="register")
+def register(registry: ModelRegistry, logged: tracking.LoggedRun) -> str:
+    return registry.register(logged.model_uri, logged.run_id)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="apply-decision")
+def apply_decision(
+    registry: ModelRegistry, version: str, decision: promotion.PromotionDecision
+) -> None:
+    if decision.promote:
+        registry.promote(version, decision.reason)
+    else:
+        registry.reject(version, decision.reason)
+
+
+@flow(name="train")
+def train(
+    as_of: datetime | None = None,
+    exclude_features: list[str] | None = None,
+    seed: int = 0,
+    search_trials: int | None = None,
+) -> dict:
+    """Train a challenger on the windows ending at `as_of` (default: the newest ingested batch)
+    and promote it only if it passes the gate against the champion."""
+    from mlops.usecase import load_use_case
+
+    settings = get_settings()
+    use_case = load_use_case(settings.use_case)
+    card = use_case.card
+    registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+    registry.reconcile()
+
+    offline = OfflineStore(settings.offline_dir)
+    end = as_of or offline.watermark()
+    if end is None:
+        raise ValueError("nothing has been ingested yet: run `mlops ingest` first")
+    windows = dataset.TimeWindows.ending_at(end, card.training)
+    training_set = point_in_time_join(open_store(settings, use_case), offline, use_case, windows)
+    splits = training.prepare_splits(training_set, use_case, tuple(exclude_features or ()))
+
+    budget = card.training
+    if search_trials is not None:
+        budget = budget.model_copy(update={"search_trials": search_trials})
+    candidate = fit(splits, budget, seed)
+
+    champion_version = registry.alias(CHAMPION)
+    champion = registry.load_booster(champion_version) if champion_version else None
+    scores = score_on_test(splits, use_case, candidate, champion)
+
+    lineage = training_set.lineage(use_case)
+    params = {
+        **candidate.xgboost.params,
+        "rounds": candidate.xgboost.rounds,
+        "features": candidate.xgboost.feature_names,
+        "excluded_features": sorted(exclude_features or []),
+        "search_trials_run": len(candidate.xgboost.trials),
+        "champion_version": champion_version or "none",
+    }
+    logged = log_run(
+        settings,
+        use_case,
+        run_name=f"train-{end:%Y-%m-%d}",
+        params=params,
+        lineage=lineage,
+        evaluations=scores.evaluations,
+        predictions=scores.predictions,
+        labels=splits.test_y.to_numpy(),
+        model=candidate.xgboost,
+        input_example=splits.test_x.head(5),
+    )
+    version = register(registry, logged)
+
+    decision = promotion.decide(
+        scores.evaluations["model"],
+        scores.evaluations.get("champion"),
+        card.gates.promotion,
+        card.offline_metrics.primary,
+    )
+    apply_decision(registry, version, decision)
+    tracking.tag_run(
+        settings,
+        logged.run_id,
+        {"decision": decision.decision, "decision.reason": decision.reason, "version": version},
+    )
+
+    report = TrainReport.build(
+        scores.evaluations,
+        run_id=logged.run_id,
+        model_name=use_case.model_name,
+        version=version,
+        decision=decision.decision,
+        reason=decision.reason,
+        champion_version=champion_version,
+        lineage=lineage,
+        params=params,
+        run_url=tracking.run_url(settings, logged),
+        checks=[c.__dict__ for c in decision.checks],
+    )
+    create_markdown_artifact(
+        key=artifact_key("promotion", use_case.model_name),
+        markdown=report.markdown(),
+        description=f"v{version} {decision.reason}"[:500],
+    )
+    return report.to_dict()

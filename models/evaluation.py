@@ -1,0 +1,108 @@
+"""Offline metrics of click-probability models, overall and per slice.
+
+NCE (normalized cross-entropy) is the log loss divided by the log loss of always predicting the
+evaluated window's base rate: below 1 the model knows more than the base rate. Normalizing by the
+window's own base rate makes models scored on the same window directly comparable.
+ECE uses equal-mass bins: at a base rate of a few percent, equal-width bins would put almost
+every prediction into the first bin and hide miscalibration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("nce", "log_loss", "roc_auc", "pr_auc", "ece")
+# The metrics where lower is better; the others (areas under curves) are better higher.
+LOWER_IS_BETTER = frozenset({"nce", "log_loss", "ece"})
+ECE_BINS = 20
+EPSILON = 1e-7
+
+Metric = Literal["nce", "log_loss", "roc_auc", "pr_auc", "ece"]
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, EPSILON, 1 - EPSILON)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def nce(y: np.ndarray, p: np.ndarray) -> float:
+    base_rate = float(np.mean(y))
+    if base_rate in (0.0, 1.0):
+        return math.nan
+    return log_loss(y, p) / log_loss(y, np.full(len(y), base_rate))
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    order = np.argsort(p, kind="stable")
+    gaps = [
+        abs(float(p[chunk].mean()) - float(y[chunk].mean())) * len(chunk)
+        for chunk in np.array_split(order, min(bins, len(order)))
+    ]
+    return float(sum(gaps) / len(y))
+
+
+def score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """All metrics of predictions `p` against labels `y`; NaN where one class is absent."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    both_classes = 0 < y.sum() < len(y)
+    return {
+        "nce": nce(y, p),
+        "log_loss": log_loss(y, p),
+        "roc_auc": float(roc_auc_score(y, p)) if both_classes else math.nan,
+        "pr_auc": float(average_precision_score(y, p)) if both_classes else math.nan,
+        "ece": expected_calibration_error(y, p),
+    }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics on one window, overall and for every slice (`dimension=value`)."""
+
+    metrics: dict[str, float]
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    slice_rows: dict[str, int] = field(default_factory=dict)
+
+    def flat(self, prefix: str = "") -> dict[str, float]:
+        """Metric name -> value, slices as `slice.<dimension>.<value>.<metric>` (MLflow keys)."""
+        out = {f"{prefix}{name}": value for name, value in self.metrics.items()}
+        for key, metrics in self.slices.items():
+            dimension, value = key.split("=", 1)
+            for name, metric in metrics.items():
+                out[f"{prefix}slice.{dimension}.{value}.{name}"] = metric
+        return out
+
+
+def evaluate(
+    y: np.ndarray | pd.Series, p: np.ndarray, slices: Mapping[str, pd.Series] | None = None
+) -> Evaluation:
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    per_slice: dict[str, dict[str, float]] = {}
+    rows: dict[str, int] = {}
+    for dimension, labels in (slices or {}).items():
+        labels = np.asarray(labels.astype("string").fillna("<missing>"), dtype=object)
+        for value in sorted(set(labels)):
+            mask = labels == value
+            key = f"{dimension}={value}"
+            per_slice[key] = score(y[mask], p[mask])
+            rows[key] = int(mask.sum())
+    return Evaluation(metrics=score(y, p), slices=per_slice, slice_rows=rows)
+
+
+def improvement(metric: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is; positive means better, whatever the direction."""
+    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
+
+
+def finite_or_none(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    """For JSON: NaN (a metric undefined on one class) becomes null."""
+    return {k: (None if math.isnan(v) else round(v, 6)) for k, v in metrics.items()}

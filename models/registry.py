@@ -1,0 +1,196 @@
+"""The model registry: versions, the `@champion` and `@previous` aliases, and decisions.
+
+Every version carries its decision as tags: `decision` (pending, promoted, rejected, abandoned,
+rolled_back), `decision.reason`, `decision.by` (the gate, or a person) and `decision.at`.
+
+No half-state: a version is registered as `pending`; its reason is written before an alias
+moves, and `decision=promoted` after. Aliases only ever move to a version that passed the gate
+(or that a person promoted), so `@champion` is always a version someone decided on. A run that
+dies in between leaves a `pending` version; the next run reconciles it: promoted if it already
+holds `@champion`, abandoned otherwise.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+DECISION = "decision"
+REASON = "decision.reason"
+DECIDED_BY = "decision.by"
+DECIDED_AT = "decision.at"
+PROMOTED_AT = "promoted_at"  # kept after a rollback: the champion history, for the next one
+
+Decision = Literal["pending", "promoted", "rejected", "abandoned", "rolled_back"]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    run_id: str | None
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+    @property
+    def decision(self) -> str:
+        return self.tags.get(DECISION, "unknown")
+
+
+def human() -> str:
+    return f"human:{getpass.getuser()}"
+
+
+class ModelRegistry:
+    """One registered model in MLflow's registry."""
+
+    def __init__(self, tracking_uri: str, model_name: str) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client: MlflowClient = MlflowClient(
+            tracking_uri=tracking_uri, registry_uri=tracking_uri
+        )
+        self.name = model_name
+
+    # Reading
+    def alias(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:  # no such alias, or no such model yet
+            return None
+
+    def versions(self) -> list[VersionInfo]:
+        """All versions, newest first."""
+        found = self.client.search_model_versions(f"name = '{self.name}'")
+        return sorted(
+            (
+                VersionInfo(str(v.version), v.run_id, tuple(v.aliases or ()), dict(v.tags or {}))
+                for v in found
+            ),
+            key=lambda v: int(v.version),
+            reverse=True,
+        )
+
+    def version(self, version: str) -> VersionInfo:
+        match = [v for v in self.versions() if v.version == str(version)]
+        if not match:
+            raise ValueError(f"model '{self.name}' has no version {version}")
+        return match[0]
+
+    def load_booster(self, version: str) -> xgb.Booster:
+        """The version's native Booster (probabilities, not the pyfunc wrapper's labels)."""
+        import mlflow
+        import mlflow.xgboost
+
+        # `models:/` URIs resolve through the process-wide registry URI, not this client's.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow.xgboost.load_model(f"models:/{self.name}/{version}")
+
+    # Writing
+    def register(self, model_uri: str, run_id: str) -> str:
+        """A new version, `pending` until the gate's decision is applied."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(self.name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        model_id = model_uri.removeprefix("models:/")
+        created = self.client.create_model_version(
+            self.name,
+            source=model_uri,
+            run_id=run_id,
+            model_id=model_id,
+            tags={DECISION: "pending", DECIDED_AT: _now()},
+        )
+        return str(created.version)
+
+    def reject(self, version: str, reason: str, by: str = "gate") -> None:
+        self._record(version, "rejected", reason, by)
+
+    def promote(self, version: str, reason: str, by: str = "gate") -> str | None:
+        """Make `version` the champion and the former one `@previous`; return the former."""
+        former = self.alias(CHAMPION)
+        if former == str(version):
+            raise ValueError(f"version {version} is already @{CHAMPION}")
+        self._tag(version, {REASON: reason, DECIDED_BY: by})
+        if former is not None:
+            self.client.set_registered_model_alias(self.name, PREVIOUS, former)
+        self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+        self._record(version, "promoted", reason, by, **{PROMOTED_AT: _now()})
+        log.info("%s v%s is @%s (was %s): %s", self.name, version, CHAMPION, former, reason)
+        return former
+
+    def rollback(self, reason: str, by: str) -> tuple[str, str]:
+        """Give `@champion` back to `@previous`; return (from, to)."""
+        current, previous = self.alias(CHAMPION), self.alias(PREVIOUS)
+        if current is None or previous is None:
+            raise ValueError(f"nothing to roll back to: model '{self.name}' has no @{PREVIOUS}")
+        self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+        self._record(current, "rolled_back", reason, by)
+        self._tag(previous, {REASON: f"restored by rollback: {reason}", DECIDED_BY: by})
+        # The new @previous is the champion before `previous`, so rollbacks can chain.
+        earlier = [
+            v
+            for v in self.versions()
+            if v.tags.get(DECISION) == "promoted"
+            and v.version not in (current, previous)
+            and v.tags.get(PROMOTED_AT, "") < self.version(previous).tags.get(PROMOTED_AT, "")
+        ]
+        if earlier:
+            latest = max(earlier, key=lambda v: v.tags[PROMOTED_AT])
+            self.client.set_registered_model_alias(self.name, PREVIOUS, latest.version)
+        else:
+            self.client.delete_registered_model_alias(self.name, PREVIOUS)
+        return current, previous
+
+    def reconcile(self) -> list[str]:
+        """Finish the record of versions a dead run left `pending`; return what was fixed."""
+        champion = self.alias(CHAMPION)
+        fixed = []
+        for v in self.versions():
+            if v.decision != "pending":
+                continue
+            if v.version == champion:
+                reason = v.tags.get(REASON, "passed the gate")
+                self._record(v.version, "promoted", reason, v.tags.get(DECIDED_BY, "gate"))
+            else:
+                self._record(
+                    v.version,
+                    "abandoned",
+                    "its run stopped before the gate's decision was applied",
+                    "reconcile",
+                )
+            fixed.append(v.version)
+        if fixed:
+            log.warning("reconciled version(s) left pending by a stopped run: %s", fixed)
+        return fixed
+
+    def _record(self, version: str, decision: Decision, reason: str, by: str, **extra: str) -> None:
+        # `decision` last: until it is written, the version still reads as pending.
+        self._tag(version, {REASON: reason, DECIDED_BY: by, DECIDED_AT: _now(), **extra})
+        self._tag(version, {DECISION: decision})
+
+    def _tag(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            # MLflow caps tag values at 5000 characters.
+            self.client.set_model_version_tag(self.name, str(version), key, value[:5000])
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,294 @@
+"""Model fitting: two baselines, then XGBoost with a small time-bounded search.
+
+Baselines come first because a model is only worth serving if it beats them: `prior` predicts
+the training base rate for everyone, `logistic` is a regularized logistic regression on the same
+inputs. XGBoost uses `hist`, native categoricals (the categories are saved inside the model) and
+early stopping on the validation window. The search is seeded and capped both by a number of
+trials and by the card's time budget, so the same data gives the same model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.card import TrainingBudget
+from mlops.usecase import UseCase
+from models.dataset import TrainingSet
+from models.evaluation import Evaluation, evaluate
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 2000
+BASE_PARAMS: dict[str, Any] = {
+    "objective": "binary:logistic",
+    "eval_metric": "logloss",
+    "tree_method": "hist",
+    "max_cat_to_onehot": 8,
+}
+# The first trial: sensible defaults, so even a one-trial budget trains a reasonable model.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "eta": 0.1,
+    "max_depth": 6,
+    "min_child_weight": 5,
+    "subsample": 0.9,
+    "colsample_bytree": 0.9,
+    "lambda": 1.0,
+}
+SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
+    "eta": (0.05, 0.1, 0.2),
+    "max_depth": (3, 4, 6, 8),
+    "min_child_weight": (1, 5, 20, 50),
+    "subsample": (0.7, 0.85, 1.0),
+    "colsample_bytree": (0.6, 0.8, 1.0),
+    "lambda": (0.5, 1.0, 5.0),
+}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Model inputs and labels per window; `test` keeps the full rows for slices and oracle."""
+
+    train_x: pd.DataFrame
+    train_y: pd.Series
+    validation_x: pd.DataFrame
+    validation_y: pd.Series
+    test_x: pd.DataFrame
+    test_y: pd.Series
+    test: pd.DataFrame
+
+
+def prepare_splits(
+    training_set: TrainingSet, use_case: UseCase, exclude_features: tuple[str, ...] = ()
+) -> Splits:
+    """The use case's model inputs for each window, minus `exclude_features`."""
+    inputs = use_case.model_inputs(training_set.frame)
+    if unknown := sorted(set(exclude_features) - set(inputs.columns)):
+        raise ValueError(
+            f"cannot exclude unknown feature(s) {unknown}; the model's inputs are "
+            f"{list(inputs.columns)}"
+        )
+    inputs = inputs.drop(columns=list(exclude_features))
+    labels = training_set.frame[use_case.label].astype("int8")
+    parts = {name: training_set.window(name).index for name in ("train", "validation", "test")}
+    return Splits(
+        train_x=inputs.loc[parts["train"]],
+        train_y=labels.loc[parts["train"]],
+        validation_x=inputs.loc[parts["validation"]],
+        validation_y=labels.loc[parts["validation"]],
+        test_x=inputs.loc[parts["test"]],
+        test_y=labels.loc[parts["test"]],
+        test=training_set.frame.loc[parts["test"]],
+    )
+
+
+@dataclass(frozen=True)
+class Trial:
+    params: dict[str, Any]
+    validation_log_loss: float
+    rounds: int
+    seconds: float
+
+
+@dataclass
+class FittedXGBoost:
+    booster: xgb.Booster
+    params: dict[str, Any]
+    rounds: int
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.booster.feature_names or [])
+
+
+def candidate_params(trials: int, seed: int) -> list[dict[str, Any]]:
+    """The defaults, then seeded random draws from the search space (no repeats)."""
+    rng = np.random.default_rng(seed)
+    candidates = [dict(DEFAULT_PARAMS)]
+    attempts = 0
+    while len(candidates) < trials and attempts < 100 * trials:
+        attempts += 1
+        draw = {name: values[rng.integers(len(values))] for name, values in SEARCH_SPACE.items()}
+        draw = {k: v.item() if hasattr(v, "item") else v for k, v in draw.items()}
+        if draw not in candidates:
+            candidates.append(draw)
+    return candidates
+
+
+def fit_xgboost(
+    train_x: pd.DataFrame,
+    train_y: pd.Series,
+    validation_x: pd.DataFrame,
+    validation_y: pd.Series,
+    budget: TrainingBudget,
+    seed: int = 0,
+    threads: int | None = None,
+) -> FittedXGBoost:
+    """Try the candidates in order until the trials or the time budget run out; keep the one
+    with the lowest validation log loss, cut at its best round."""
+    import xgboost as xgb
+
+    train = xgb.DMatrix(train_x, train_y, enable_categorical=True)
+    validation = xgb.DMatrix(validation_x, validation_y, enable_categorical=True)
+    started = time.perf_counter()
+    best: tuple[Trial, xgb.Booster, dict[str, Any]] | None = None
+    trials: list[Trial] = []
+    for params in candidate_params(budget.search_trials, seed):
+        if trials and time.perf_counter() - started > budget.time_budget_seconds:
+            log.info("search stopped by the time budget after %d trials", len(trials))
+            break
+        trial_started = time.perf_counter()
+        full_params = {**BASE_PARAMS, **params, "seed": seed}
+        if threads:
+            full_params["nthread"] = threads
+        booster = xgb.train(
+            full_params,
+            train,
+            num_boost_round=MAX_ROUNDS,
+            evals=[(validation, "validation")],
+            early_stopping_rounds=budget.early_stopping_rounds,
+            verbose_eval=False,
+        )
+        rounds = booster.best_iteration + 1
+        trial = Trial(
+            params=params,
+            validation_log_loss=float(booster.best_score),
+            rounds=rounds,
+            seconds=time.perf_counter() - trial_started,
+        )
+        trials.append(trial)
+        log.info(
+            "trial %d: %s -> validation log loss %.5f in %d rounds",
+            len(trials),
+            params,
+            trial.validation_log_loss,
+            rounds,
+        )
+        if best is None or trial.validation_log_loss < best[0].validation_log_loss:
+            best = (trial, booster[:rounds], full_params)
+    assert best is not None
+    best_trial, booster, params = best
+    return FittedXGBoost(booster, params, best_trial.rounds, trials)
+
+
+def predict(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
+    """Click probabilities; the booster picks the columns it was trained on, in its order."""
+    return booster.inplace_predict(inputs[list(booster.feature_names or [])])
+
+
+def fit_prior(train_y: pd.Series) -> float:
+    return float(np.mean(train_y))
+
+
+def fit_logistic(
+    train_x: pd.DataFrame, train_y: pd.Series, max_rows: int, seed: int = 0
+) -> Pipeline:
+    """One-hot categoricals, zero-imputed and scaled numbers, L2 logistic regression, on at
+    most `max_rows` rows drawn at random (it converges long before a million)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    if len(train_x) > max_rows:
+        sample = np.random.default_rng(seed).choice(len(train_x), max_rows, replace=False)
+        train_x, train_y = train_x.iloc[np.sort(sample)], train_y.iloc[np.sort(sample)]
+    categorical = [c for c in train_x.columns if isinstance(train_x[c].dtype, pd.CategoricalDtype)]
+    numeric = [c for c in train_x.columns if c not in categorical]
+    encode = ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="constant", fill_value=0), StandardScaler()),
+                numeric,
+            ),
+        ]
+    )
+    model = Pipeline([("encode", encode), ("classify", LogisticRegression(max_iter=500))])
+    model.fit(_object_categoricals(train_x), train_y)
+    return model
+
+
+def predict_logistic(model: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
+    return model.predict_proba(_object_categoricals(inputs))[:, 1]
+
+
+def _object_categoricals(frame: pd.DataFrame) -> pd.DataFrame:
+    """scikit-learn's encoder wants plain objects with a visible missing value."""
+    return frame.apply(
+        lambda c: (
+            c.astype(object).where(c.notna(), "<missing>")
+            if isinstance(c.dtype, pd.CategoricalDtype)
+            else c
+        )
+    )
+
+
+@dataclass
+class Candidate:
+    """The challenger and the baselines it must beat."""
+
+    xgboost: FittedXGBoost
+    prior: float
+    logistic: Pipeline
+
+
+def fit_candidate(splits: Splits, budget: TrainingBudget, seed: int = 0) -> Candidate:
+    return Candidate(
+        xgboost=fit_xgboost(
+            splits.train_x,
+            splits.train_y,
+            splits.validation_x,
+            splits.validation_y,
+            budget,
+            seed,
+        ),
+        prior=fit_prior(splits.train_y),
+        logistic=fit_logistic(splits.train_x, splits.train_y, budget.baseline_max_rows, seed),
+    )
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Every model's predictions and evaluation on the same test window."""
+
+    predictions: dict[str, np.ndarray]
+    evaluations: dict[str, Evaluation]
+
+
+def score_on_test(
+    splits: Splits,
+    use_case: UseCase,
+    candidate: Candidate,
+    champion: xgb.Booster | None = None,
+) -> Scores:
+    """Score the challenger, the baselines, the oracle and the champion on the test window."""
+    predictions = {
+        "model": predict(candidate.xgboost.booster, splits.test_x),
+        "logistic": predict_logistic(candidate.logistic, splits.test_x),
+        "prior": np.full(len(splits.test_y), candidate.prior),
+    }
+    if use_case.oracle_column:
+        predictions["oracle"] = splits.test[use_case.oracle_column].to_numpy(np.float64)
+    if champion is not None:
+        # The champion may use other features; it gets the same rows, its own columns.
+        champion_inputs = use_case.model_inputs(splits.test)
+        predictions["champion"] = predict(champion, champion_inputs)
+    slices = use_case.slices(splits.test)
+    evaluations = {
+        name: evaluate(splits.test_y, p, slices if name in ("model", "champion") else None)
+        for name, p in predictions.items()
+    }
+    return Scores(predictions, evaluations)
