@@ -1,1 +1,1 @@
-"""Benchmarks for the data path; `make bench` runs `python -m benchmarks`."""
+"""Benchmarks of the data path and of training; `make bench` runs `python -m benchmarks`."""

@@ -1,16 +1,30 @@
-"""`python -m benchmarks [--events N] [--json]`: the data-path benchmark."""
+"""`python -m benchmarks [data-path|training|all] [--events N] [--json]` (`make bench`: all).
+
+Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
+"""
 
 import importlib
+import subprocess
 import sys
 import time
 
+BENCHMARKS = {"data-path": "benchmarks.data_path", "training": "benchmarks.training"}
+
 
 def run() -> int:
+    args = sys.argv[1:]
+    name = args.pop(0) if args and args[0] in (*BENCHMARKS, "all") else "all"
+    if name == "all":
+        codes = [
+            subprocess.call([sys.executable, "-m", "benchmarks", each, *args])
+            for each in BENCHMARKS
+        ]
+        return max(codes)
     # Imported here, timed, so the cost of loading pandas, pyarrow and the project is reported
     # with the other one-time costs instead of vanishing before the benchmark starts.
     started = time.perf_counter()
-    data_path = importlib.import_module("benchmarks.data_path")
-    return data_path.main(sys.argv[1:], base_import_seconds=time.perf_counter() - started)
+    module = importlib.import_module(BENCHMARKS[name])
+    return module.main(args, base_import_seconds=time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.memory import PeakRss
+from benchmarks.harness import Stopwatch, process_peak_rss_mib, stage_table, stdout_to_stderr
 from mlops import ingestion
 from mlops.feature_store import open_store  # Feast itself loads on first use
 from mlops.landing import LandedBatch
@@ -75,35 +75,6 @@ LIBRARIES = (
 )
 
 
-@dataclass(frozen=True)
-class Measurement:
-    stage: str
-    seconds: float
-    peak_rss_mib: float
-    delta_rss_mib: float  # stage peak minus RSS at the stage's start
-
-
-class Stopwatch:
-    """Times named stages and records each one's peak memory."""
-
-    def __init__(self) -> None:
-        self.measurements: list[Measurement] = []
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        log.info("%s ...", name)
-        with PeakRss() as rss:
-            started = time.perf_counter()
-            yield
-            seconds = time.perf_counter() - started
-        measurement = Measurement(name, seconds, rss.peak_mib, rss.delta_mib)
-        self.measurements.append(measurement)
-        log.info("%s: %.2f s, peak %.0f MiB", name, seconds, rss.peak_mib)
-
-    def seconds(self, name: str) -> float:
-        return next(m.seconds for m in self.measurements if m.stage == name)
-
-
 def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -131,22 +102,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="impressions")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     return parser.parse_args(argv)
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Send everything printed meanwhile to stderr, Python or native (Feast prints progress):
-    stdout carries the report alone."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def run(events: int) -> dict[str, Any]:
@@ -446,23 +401,7 @@ def summarize(
     }
 
 
-def process_peak_rss_mib() -> float:
-    """The kernel's own high-water mark for the whole run, to check the sampled peaks by."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
 def render(report: dict[str, Any]) -> str:
-    def table(rows: list[dict[str, Any]]) -> list[str]:
-        lines = [f"{'stage':<44} {'seconds':>8} {'peak RSS MiB':>13} {'delta MiB':>10}"]
-        lines += [
-            f"{r['stage']:<44} {r['seconds']:>8.2f} {r['peak_rss_mib']:>13.0f} "
-            f"{r['delta_rss_mib']:>10.0f}"
-            for r in rows
-        ]
-        return lines
-
     def verdict(target: dict[str, Any]) -> str:
         return "PASS" if target["pass"] else "MISS"
 
@@ -472,7 +411,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"Data path, {report['events']:,} impressions, {report['cpu_count']} CPUs",
         "",
-        *table(report["stages"]),
+        *stage_table(report["stages"]),
         "",
         f"end to end (timed stages, without the pandas baseline): "
         f"{report['end_to_end_seconds']:.2f} s  target <= {TARGET_END_TO_END_SECONDS:.0f} s  "
@@ -487,6 +426,6 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"one-time setup, not in end to end: {setup['seconds']:.2f} s"
         + (f" (+ {base:.2f} s importing pandas, pyarrow and the project)" if base else ""),
-        *table(setup["steps"]),
+        *stage_table(setup["steps"]),
     ]
     return "\n".join(lines)

@@ -1,13 +1,16 @@
 """Human overrides of the promotion gate: promote a chosen version, or roll back.
 
 Both are flows so that they are recorded like the gate's own decisions: tags on the model
-versions, and a Prefect artifact under the same key as the train flow's decisions.
+versions, and a Prefect artifact under the same key as the train flow's decisions. A request the
+registry cannot honour (no such version, nothing to roll back to) fails the run with that
+message, not with a traceback.
 """
 
 from __future__ import annotations
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, Failed, State
 
 from flows.artifacts import artifact_key
 from mlops.settings import get_settings
@@ -30,12 +33,15 @@ def _record(registry: ModelRegistry, title: str, result: dict) -> None:
 
 
 @flow(name="promote")
-def promote(version: str, reason: str, by: str) -> dict:
+def promote(version: str, reason: str, by: str) -> State:
     """Make `version` the champion, whatever the gate said; the former one becomes @previous."""
     registry = _registry()
     registry.reconcile()
-    registry.version(version)  # fails clearly if there is no such version
-    former = registry.promote(version, f"manual promotion: {reason}", by=by)
+    try:
+        registry.version(version)
+        former = registry.promote(version, f"manual promotion: {reason}", by=by)
+    except ValueError as refused:
+        return Failed(message=str(refused))
     result = {
         "model_name": registry.name,
         "champion_version": str(version),
@@ -45,15 +51,18 @@ def promote(version: str, reason: str, by: str) -> dict:
         "by": by,
     }
     _record(registry, f"v{version} promoted by hand (was v{former})", result)
-    return result
+    return Completed(message=f"v{version} is @champion", data=result)
 
 
 @flow(name="rollback")
-def rollback(reason: str, by: str) -> dict:
+def rollback(reason: str, by: str) -> State:
     """Give @champion back to @previous."""
     registry = _registry()
     registry.reconcile()
-    rolled_back, restored = registry.rollback(reason, by=by)
+    try:
+        rolled_back, restored = registry.rollback(reason, by=by)
+    except ValueError as refused:
+        return Failed(message=str(refused))
     result = {
         "model_name": registry.name,
         "champion_version": restored,
@@ -64,4 +73,4 @@ def rollback(reason: str, by: str) -> dict:
         "by": by,
     }
     _record(registry, f"rolled back from v{rolled_back} to v{restored}", result)
-    return result
+    return Completed(message=f"v{restored} is @champion again", data=result)

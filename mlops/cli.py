@@ -293,7 +293,7 @@ def promote(
         from flows.promote import promote as promote_flow
         from models.registry import human
 
-        result = promote_flow(version=version, reason=_reason(reason), by=human())
+        result = _override(promote_flow, version=version, reason=_reason(reason), by=human())
         text = (
             f"{result['model_name']} @champion is v{result['champion_version']} "
             f"(@previous v{result['previous_version']})"
@@ -315,7 +315,7 @@ def rollback(
         from flows.promote import rollback as rollback_flow
         from models.registry import human
 
-        result = rollback_flow(reason=_reason(reason), by=human())
+        result = _override(rollback_flow, reason=_reason(reason), by=human())
         text = (
             f"{result['model_name']} @champion is v{result['champion_version']} again "
             f"(v{result['rolled_back_version']} rolled back)"
@@ -390,6 +390,14 @@ def _reason(text: str) -> str:
     if not text.strip():
         raise CommandError("--reason must say why")
     return text.strip()
+
+
+def _override(override_flow: Any, **parameters: Any) -> dict[str, Any]:
+    """Run a promote or rollback flow; a refusal becomes a clear error (exit 2)."""
+    state = override_flow(**parameters, return_state=True)
+    if state.is_failed():
+        raise CommandError(state.message)
+    return state.result()
 
 
 def _use_case(settings: Settings) -> Any:

@@ -135,7 +135,7 @@ def fit_xgboost(
     threads: int | None = None,
 ) -> FittedXGBoost:
     """Try the candidates in order until the trials or the time budget run out; keep the one
-    with the lowest validation log loss, cut at its best round."""
+    with the lowest validation log loss."""
     import xgboost as xgb
 
     train = xgb.DMatrix(train_x, train_y, enable_categorical=True)
@@ -175,15 +175,21 @@ def fit_xgboost(
             rounds,
         )
         if best is None or trial.validation_log_loss < best[0].validation_log_loss:
-            best = (trial, booster[:rounds], full_params)
+            # Not `booster[:rounds]`: a sliced Booster silently loses the categories saved
+            # inside it. The saved `best_iteration` tells `predict` where to stop instead.
+            best = (trial, booster, full_params)
     assert best is not None
     best_trial, booster, params = best
     return FittedXGBoost(booster, params, best_trial.rounds, trials)
 
 
 def predict(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
-    """Click probabilities; the booster picks the columns it was trained on, in its order."""
-    return booster.inplace_predict(inputs[list(booster.feature_names or [])])
+    """Probabilities from the columns the booster was trained on, in its order, with the trees
+    up to its best (early-stopping) round. Training, gate and serving all predict through here."""
+    columns = inputs[list(booster.feature_names or [])]
+    if booster.attr("best_iteration") is None:
+        return booster.inplace_predict(columns)
+    return booster.inplace_predict(columns, iteration_range=(0, booster.best_iteration + 1))
 
 
 def fit_prior(train_y: pd.Series) -> float:

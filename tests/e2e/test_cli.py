@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,9 @@ pytestmark = pytest.mark.e2e
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 
-@pytest.fixture
-def cli(tmp_path: Path, prefect_api_url: str):
-    """Run `mlops ... --json` against a fresh MLOPS_HOME and the session's Prefect server."""
-    env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home"), "PREFECT_API_URL": prefect_api_url}
+def _runner(home: Path, prefect_api_url: str):
+    """Run `mlops ... --json` against `home` and the session's Prefect server."""
+    env = {**os.environ, "MLOPS_HOME": str(home), "PREFECT_API_URL": prefect_api_url}
 
     def run(*args: str) -> tuple[int, dict, str]:
         done = subprocess.run(
@@ -28,14 +28,23 @@ def cli(tmp_path: Path, prefect_api_url: str):
             timeout=300,
             check=False,
         )
-        return (
-            done.returncode,
-            json.loads(done.stdout),
-            done.stderr,
-        )  # one JSON object, nothing else
+        return done.returncode, json.loads(done.stdout), done.stderr  # one JSON object only
 
-    run.home = tmp_path / "home"
+    run.home = home
     return run
+
+
+@pytest.fixture
+def cli(tmp_path: Path, prefect_api_url: str):
+    return _runner(tmp_path / "home", prefect_api_url)
+
+
+@pytest.fixture
+def cli_on_week(tmp_path: Path, prefect_api_url: str, ingested_week: Path):
+    """The CLI on a copy of an ingested week, ready to train."""
+    home = tmp_path / "home"
+    shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
+    return _runner(home, prefect_api_url)
 
 
 def test_generate_ingest_and_read_features(cli) -> None:
@@ -81,4 +90,29 @@ def test_bad_arguments_are_refused_without_a_traceback(cli) -> None:
     assert code == 2 and "missing ad_id" in result["error"]
     code, result, stderr = cli("generate", "--scenario", "meteor")
     assert code == 2 and "unknown scenario" in result["error"]
+    assert "Traceback" not in stderr
+
+
+def test_train_prints_the_report_and_refused_overrides_exit_cleanly(cli_on_week) -> None:
+    code, report, _ = cli_on_week("train", "--search-trials", "1")
+    assert code == 0
+    assert {
+        "run_id",
+        "model_name",
+        "version",
+        "metrics",
+        "baseline_metrics",
+        "oracle_metrics",
+        "champion_metrics",
+        "decision",
+        "reason",
+    } <= set(report)
+    assert set(report["baseline_metrics"]) == {"prior", "logistic"}
+    assert set(report["metrics"]) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
+    assert report["decision"] == "promoted"
+
+    code, result, stderr = cli_on_week("promote", report["version"], "--reason", "again")
+    assert code == 2 and "already @champion" in result["error"]
+    code, result, stderr = cli_on_week("rollback", "--reason", "bad CTR")
+    assert code == 2 and "nothing to roll back to" in result["error"]
     assert "Traceback" not in stderr

@@ -1,0 +1,263 @@
+"""Training at scale: the point-in-time join and the fit, and what the platform costs around it.
+
+    setup        imports; a week of traffic (the card's train/validation/test windows) generated
+                 and ingested; the Prefect server started and the MLflow store created
+    stages       the train flow's steps as plain functions, each timed with its peak memory
+    bare         `xgboost.train` on the same matrix, same parameters, same early stopping
+    flow         the train flow twice: the first model, then a challenger the gate scores
+                 against it. Overhead = (flow time - its point-in-time-join task) / bare fit
+
+The search runs one trial everywhere, so every side fits the same model once. Target (2 cores):
+the flow costs at most 1.15x the bare fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from benchmarks.harness import Stopwatch, process_peak_rss_mib, stage_table, stdout_to_stderr
+from benchmarks.memory import PeakRss
+from mlops.settings import get_settings
+
+log = logging.getLogger("benchmarks.training")
+
+DEFAULT_EVENTS = 1_000_000
+START = date(2026, 1, 1)
+SEED = 7
+TARGET_OVERHEAD = 1.15
+RESULTS_FILE = Path(__file__).parent / "results" / "training.json"
+LIBRARIES = ("prefect", "feast", "duckdb", "mlflow", "xgboost", "sklearn", "matplotlib.figure")
+
+
+def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    home = Path(tempfile.mkdtemp(prefix="mlops-bench-training-"))
+    os.environ["MLOPS_HOME"] = str(home)
+    get_settings.cache_clear()
+    try:
+        with stdout_to_stderr():
+            report = run(args.events)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    report["base_imports_seconds"] = base_import_seconds
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report) if args.json else render(report))
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks training", description=__doc__)
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="impressions in all")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    return parser.parse_args(argv)
+
+
+def run(events: int) -> dict[str, Any]:
+    settings = get_settings().apply()
+    setup = Stopwatch()
+    for library in LIBRARIES:
+        with setup.stage(f"import {library}"):
+            importlib.import_module(library)
+
+    from flows.ingest import ingest
+    from flows.train import train
+    from mlops.feature_store import open_store
+    from mlops.offline_store import OfflineStore
+    from mlops.usecase import load_use_case
+    from models import dataset, promotion, tracking, training
+    from models.registry import ModelRegistry
+
+    use_case = load_use_case(settings.use_case)
+    card = use_case.card
+    days = card.training.train_days + card.training.validation_days + card.training.test_days
+    budget = card.training.model_copy(update={"search_trials": 1})
+    with setup.stage(f"generate {days} days"):
+        batches = use_case.generate(
+            settings.landing_dir, start=START, days=days, events_per_day=events // days, seed=SEED
+        )
+    with setup.stage("ingest (starts the Prefect server)"):
+        if not ingest(batches, return_state=True).is_completed():
+            raise RuntimeError("the benchmark's batches were rejected")
+    with setup.stage("create the MLflow store"):
+        tracking.experiment_id(settings, use_case)
+
+    stages = Stopwatch()
+    offline = OfflineStore(settings.offline_dir)
+    windows = dataset.TimeWindows.ending_at(offline.watermark(), card.training)
+    store = open_store(settings, use_case)
+    with stages.stage("point-in-time join"):
+        training_set = dataset.build_training_set(store, offline, use_case, windows)
+    with stages.stage("model inputs and split"):
+        splits = training.prepare_splits(training_set, use_case)
+    with stages.stage("fit xgboost (1 trial)"):
+        fitted = training.fit_xgboost(
+            splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget
+        )
+    with stages.stage("fit baselines"):
+        candidate = training.Candidate(
+            xgboost=fitted,
+            prior=training.fit_prior(splits.train_y),
+            logistic=training.fit_logistic(
+                splits.train_x, splits.train_y, budget.baseline_max_rows
+            ),
+        )
+    with stages.stage("score on test"):
+        scores = training.score_on_test(splits, use_case, candidate)
+    with stages.stage("log MLflow run (plots, model)"):
+        logged = tracking.log_training_run(
+            settings,
+            use_case,
+            run_name="benchmark",
+            params=fitted.params,
+            lineage=training_set.lineage(use_case),
+            evaluations=scores.evaluations,
+            predictions=scores.predictions,
+            labels=splits.test_y.to_numpy(),
+            model=fitted,
+            input_example=splits.test_x.head(5),
+        )
+    with stages.stage("register and gate"):
+        registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+        version = registry.register(logged.model_uri, logged.run_id)
+        decision = promotion.decide(
+            scores.evaluations["model"], None, card.gates.promotion, card.offline_metrics.primary
+        )
+        registry.reject(version, "benchmark stage run, not a candidate")
+
+    bare_runs = [bare_fit(splits, fitted.params, budget.early_stopping_rounds)]
+    flows = [run_flow(train, f"train flow, {label}") for label in ("first model", "challenger")]
+    bare_runs.append(bare_fit(splits, fitted.params, budget.early_stopping_rounds))
+    bare = statistics.mean(b["seconds"] for b in bare_runs)
+    for flow_run in flows:
+        flow_run["overhead_ratio"] = flow_run["seconds_without_join"] / bare
+    steady = flows[-1]["overhead_ratio"]
+    return {
+        "events": len(training_set.frame),
+        "cpu_count": os.cpu_count(),
+        "rows": training_set.lineage(use_case)["rows"],
+        "rounds": fitted.rounds,
+        "stages": [asdict(m) for m in stages.measurements],
+        "stage_decision": decision.reason,
+        "bare_fit_runs": bare_runs,
+        "bare_fit_seconds": bare,
+        "flows": flows,
+        "targets": {
+            "overhead_ratio": {
+                "target": TARGET_OVERHEAD,
+                "actual": steady,
+                "pass": steady <= TARGET_OVERHEAD,
+            }
+        },
+        "one_time_setup": {
+            "seconds": sum(m.seconds for m in setup.measurements),
+            "steps": [asdict(m) for m in setup.measurements],
+        },
+        "process_peak_rss_mib": process_peak_rss_mib(),
+    }
+
+
+def bare_fit(splits: Any, params: dict[str, Any], early_stopping_rounds: int) -> dict[str, Any]:
+    """The plain baseline: build the matrices and train, nothing else."""
+    import xgboost as xgb
+
+    from models.training import MAX_ROUNDS
+
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        train = xgb.DMatrix(splits.train_x, splits.train_y, enable_categorical=True)
+        validation = xgb.DMatrix(splits.validation_x, splits.validation_y, enable_categorical=True)
+        booster = xgb.train(
+            params,
+            train,
+            num_boost_round=MAX_ROUNDS,
+            evals=[(validation, "validation")],
+            early_stopping_rounds=early_stopping_rounds,
+            verbose_eval=False,
+        )
+        seconds = time.perf_counter() - started
+    log.info("bare xgboost.train: %.2f s, %d rounds", seconds, booster.best_iteration + 1)
+    return {"seconds": seconds, "rounds": booster.best_iteration + 1, "peak_rss_mib": rss.peak_mib}
+
+
+def run_flow(train: Any, label: str) -> dict[str, Any]:
+    """One train flow run, its wall time and its task runs' times from the Prefect API."""
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        state = train(search_trials=1, return_state=True)
+        seconds = time.perf_counter() - started
+    report = state.result()
+    tasks = asyncio.run(task_seconds(state.state_details.flow_run_id))
+    join = tasks.get("point-in-time-join", 0.0)
+    log.info("%s: %.2f s (join %.2f s): %s", label, seconds, join, report["reason"])
+    return {
+        "label": label,
+        "seconds": seconds,
+        "seconds_without_join": seconds - join,
+        "tasks": tasks,
+        "decision": report["decision"],
+        "peak_rss_mib": rss.peak_mib,
+    }
+
+
+async def task_seconds(flow_run_id: UUID) -> dict[str, float]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {r.name: r.total_run_time.total_seconds() for r in runs}
+
+
+def render(report: dict[str, Any]) -> str:
+    target = report["targets"]["overhead_ratio"]
+    lines = [
+        f"Training, {report['events']:,} labelled impressions "
+        f"(train {report['rows']['train']:,} / validation {report['rows']['validation']:,} / "
+        f"test {report['rows']['test']:,}), {report['rounds']} rounds, "
+        f"{report['cpu_count']} CPUs",
+        "",
+        *stage_table(report["stages"]),
+        "",
+        f"bare xgboost.train (DMatrix + fit), mean of {len(report['bare_fit_runs'])}: "
+        f"{report['bare_fit_seconds']:.2f} s",
+    ]
+    for flow_run in report["flows"]:
+        lines.append(
+            f"{flow_run['label']}: {flow_run['seconds']:.2f} s, without the join "
+            f"{flow_run['seconds_without_join']:.2f} s = {flow_run['overhead_ratio']:.2f}x bare "
+            f"({flow_run['decision']}), peak {flow_run['peak_rss_mib']:.0f} MiB"
+        )
+        lines.append(
+            "    " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(flow_run["tasks"].items()))
+        )
+    lines += [
+        f"overhead around the fit (challenger run): {target['actual']:.2f}x, target <= "
+        f"{TARGET_OVERHEAD}x  {'PASS' if target['pass'] else 'MISS'}",
+        f"process peak RSS (VmHWM): {report['process_peak_rss_mib']:.0f} MiB",
+        "",
+        f"one-time setup: {report['one_time_setup']['seconds']:.2f} s",
+        *stage_table(report["one_time_setup"]["steps"]),
+    ]
+    return "\n".join(lines)
