@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test bench lint format clean feast-ui
+.PHONY: install run test bench lint format clean feast-ui mlflow-ui
 
 install: $(VENV)/.installed
 
@@ -40,3 +40,7 @@ clean:  ## forget all platform state (MLOPS_HOME defaults to .mlops/)
 feast-ui: install  ## Feast's UI over the local stores (run `make run` first)
 	MLOPS_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops} MLOPS_USE_CASE=$${MLOPS_USE_CASE:-adclick} \
 		$(VENV)/bin/feast -c feature_repo ui
+
+mlflow-ui: install  ## MLflow's UI over the local tracking store and registry
+	$(VENV)/bin/mlflow ui --port 5000 \
+		--backend-store-uri sqlite:///$${MLOPS_HOME:-$(CURDIR)/.mlops}/mlflow/mlflow.db

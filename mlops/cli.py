@@ -210,7 +210,8 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """The main job: generate a week of traffic (by default with a broken feature pipeline on
-    day 5, so the quarantine has work to do) and ingest it through the data path."""
+    day 5, so the quarantine has work to do), ingest it through the data path, then train a
+    model and put it through the promotion gate."""
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings = _start()
@@ -231,11 +232,35 @@ def run(
             f"offline store {r['offline_rows']} rows"
             for r in reports
         ]
-        lines.append(f"State, quarantine and data docs are under {settings.home}")
+        from flows.train import train as train_flow
+
+        trained = train_flow(seed=seed)
+        lines += _train_summary(trained).splitlines()
+        lines.append(f"State, quarantine, data docs and MLflow runs are under {settings.home}")
         code = EXIT_REJECTED if any(r["status"] == "rejected" for r in reports) else 0
-        return {"batches": reports, "home": str(settings.home)}, "\n".join(lines), code
+        result = {"batches": reports, "train": trained, "home": str(settings.home)}
+        return result, "\n".join(lines), code
 
     _run(as_json, work)
+
+
+def _train_summary(report: dict[str, Any]) -> str:
+    metrics, baselines = report["metrics"], report["baseline_metrics"]
+    oracle = report["oracle_metrics"] or {}
+    compared = [
+        f"logistic {baselines['logistic']['nce']:.4f}",
+        f"prior {baselines['prior']['nce']:.4f}",
+    ]
+    if oracle.get("nce") is not None:
+        compared.append(f"oracle {oracle['nce']:.4f}")
+    return "\n".join(
+        [
+            f"{report['model_name']} v{report['version']}: {report['decision']}",
+            f"  {report['reason']}",
+            f"  test nce {metrics['nce']:.4f} ({', '.join(compared)})",
+            f"  MLflow run: {report['run_url']}",
+        ]
+    )
 
 
 @app.command()
@@ -264,18 +289,7 @@ def train(
         report = train_flow(
             as_of=end, exclude_features=exclude_feature, seed=seed, search_trials=search_trials
         )
-        metrics, oracle = report["metrics"], report["oracle_metrics"] or {}
-        lines = [
-            f"{report['model_name']} v{report['version']}: {report['decision']}",
-            f"  {report['reason']}",
-            f"  test nce {metrics['nce']:.4f} (logistic "
-            f"{report['baseline_metrics']['logistic']['nce']:.4f}, prior "
-            f"{report['baseline_metrics']['prior']['nce']:.4f}"
-            + (f", oracle {oracle['nce']:.4f}" if oracle.get("nce") else "")
-            + ")",
-            f"  MLflow run: {report['run_url']}",
-        ]
-        return report, "\n".join(lines), 0
+        return report, _train_summary(report), 0
 
     _run(as_json, work)
 

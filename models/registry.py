@@ -75,9 +75,20 @@ class ModelRegistry:
     def versions(self) -> list[VersionInfo]:
         """All versions, newest first."""
         found = self.client.search_model_versions(f"name = '{self.name}'")
+        if not found:
+            return []
+        # Search results leave `aliases` empty; the registered model has them.
+        aliases: dict[str, list[str]] = {}
+        for alias, version in self.client.get_registered_model(self.name).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
         return sorted(
             (
-                VersionInfo(str(v.version), v.run_id, tuple(v.aliases or ()), dict(v.tags or {}))
+                VersionInfo(
+                    str(v.version),
+                    v.run_id,
+                    tuple(sorted(aliases.get(str(v.version), []))),
+                    dict(v.tags or {}),
+                )
                 for v in found
             ),
             key=lambda v: int(v.version),

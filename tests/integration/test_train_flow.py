@@ -85,6 +85,7 @@ def test_identical_retrain_is_rejected_and_the_champion_stays(train, registry):
     assert second["metrics"]["nce"] == pytest.approx(second["champion_metrics"]["nce"])
     assert registry.alias(CHAMPION) == first["version"]
     assert registry.alias(PREVIOUS) is None
+    assert registry.version(first["version"]).aliases == (CHAMPION,)
     assert registry.version(second["version"]).tags[DECISION] == "rejected"
 
 
@@ -170,7 +171,7 @@ def test_run_killed_between_registration_and_promotion_leaves_no_half_state(
     [killed] = registry.versions()
     assert killed.decision == "pending"
 
-    rerun = train()
+    rerun = train()  # reconciles first
 
     versions = {v.version: v for v in registry.versions()}
     assert versions[killed.version].decision == killed_version_ends
