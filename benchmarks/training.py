@@ -5,10 +5,16 @@
     stages       the train flow's steps as plain functions, each timed with its peak memory
     bare         `xgboost.train` on the same matrix, same parameters, same early stopping
     flow         the train flow twice: the first model, then a challenger the gate scores
-                 against it. Overhead = (flow time - its point-in-time-join task) / bare fit
+                 against it, with its task times read back from the Prefect API
+
+Two ratios against the bare fit, from the challenger's run:
+    around the fit   (flow - join - baselines - scoring) / bare: the fit plus what the platform
+                     wraps around it (flow and tasks, MLflow logging, plots, registry, gate)
+    all but the join (flow - join) / bare: also the evaluation work (baselines, scoring the
+                     challenger, the champion, the baselines and the oracle with their slices)
 
 The search runs one trial everywhere, so every side fits the same model once. Target (2 cores):
-the flow costs at most 1.15x the bare fit.
+"around the fit" at most 1.15x.
 """
 
 from __future__ import annotations
@@ -114,15 +120,9 @@ def run(events: int) -> dict[str, Any]:
             splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget
         )
     with stages.stage("fit baselines"):
-        candidate = training.Candidate(
-            xgboost=fitted,
-            prior=training.fit_prior(splits.train_y),
-            logistic=training.fit_logistic(
-                splits.train_x, splits.train_y, budget.baseline_max_rows
-            ),
-        )
+        baselines = training.fit_baselines(splits, budget)
     with stages.stage("score on test"):
-        scores = training.score_on_test(splits, use_case, candidate)
+        scores = training.score_on_test(splits, use_case, fitted.booster, baselines)
     with stages.stage("log MLflow run (plots, model)"):
         logged = tracking.log_training_run(
             settings,
@@ -149,8 +149,9 @@ def run(events: int) -> dict[str, Any]:
     bare_runs.append(bare_fit(splits, fitted.params, budget.early_stopping_rounds))
     bare = statistics.mean(b["seconds"] for b in bare_runs)
     for flow_run in flows:
-        flow_run["overhead_ratio"] = flow_run["seconds_without_join"] / bare
-    steady = flows[-1]["overhead_ratio"]
+        flow_run["around_fit_ratio"] = flow_run["around_fit_seconds"] / bare
+        flow_run["all_but_join_ratio"] = flow_run["seconds_without_join"] / bare
+    steady = flows[-1]["around_fit_ratio"]
     return {
         "events": len(training_set.frame),
         "cpu_count": os.cpu_count(),
@@ -207,12 +208,14 @@ def run_flow(train: Any, label: str) -> dict[str, Any]:
         seconds = time.perf_counter() - started
     report = state.result()
     tasks = asyncio.run(task_seconds(state.state_details.flow_run_id))
-    join = tasks.get("point-in-time-join", 0.0)
+    join = tasks["point-in-time-join"]
+    evaluation_work = tasks["fit-baselines"] + tasks["score-on-test"]
     log.info("%s: %.2f s (join %.2f s): %s", label, seconds, join, report["reason"])
     return {
         "label": label,
         "seconds": seconds,
         "seconds_without_join": seconds - join,
+        "around_fit_seconds": seconds - join - evaluation_work,
         "tasks": tasks,
         "decision": report["decision"],
         "peak_rss_mib": rss.peak_mib,
@@ -244,16 +247,17 @@ def render(report: dict[str, Any]) -> str:
         f"{report['bare_fit_seconds']:.2f} s",
     ]
     for flow_run in report["flows"]:
-        lines.append(
-            f"{flow_run['label']}: {flow_run['seconds']:.2f} s, without the join "
-            f"{flow_run['seconds_without_join']:.2f} s = {flow_run['overhead_ratio']:.2f}x bare "
-            f"({flow_run['decision']}), peak {flow_run['peak_rss_mib']:.0f} MiB"
-        )
-        lines.append(
-            "    " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(flow_run["tasks"].items()))
-        )
+        lines += [
+            f"{flow_run['label']} ({flow_run['decision']}): {flow_run['seconds']:.2f} s, "
+            f"peak {flow_run['peak_rss_mib']:.0f} MiB",
+            f"    around the fit {flow_run['around_fit_seconds']:.2f} s = "
+            f"{flow_run['around_fit_ratio']:.2f}x bare; all but the join "
+            f"{flow_run['seconds_without_join']:.2f} s = {flow_run['all_but_join_ratio']:.2f}x",
+            "    tasks: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(flow_run["tasks"].items())),
+        ]
     lines += [
-        f"overhead around the fit (challenger run): {target['actual']:.2f}x, target <= "
+        f"around the fit (challenger run): {target['actual']:.2f}x, target <= "
         f"{TARGET_OVERHEAD}x  {'PASS' if target['pass'] else 'MISS'}",
         f"process peak RSS (VmHWM): {report['process_peak_rss_mib']:.0f} MiB",
         "",

@@ -25,7 +25,8 @@ from models.report import TrainReport
 point_in_time_join = task(
     dataset.build_training_set, cache_policy=NO_CACHE, task_run_name="point-in-time-join"
 )
-fit = task(training.fit_candidate, cache_policy=NO_CACHE, task_run_name="fit")
+fit_xgboost = task(training.fit_xgboost, cache_policy=NO_CACHE, task_run_name="fit-xgboost")
+fit_baselines = task(training.fit_baselines, cache_policy=NO_CACHE, task_run_name="fit-baselines")
 score_on_test = task(training.score_on_test, cache_policy=NO_CACHE, task_run_name="score-on-test")
 log_run = task(tracking.log_training_run, cache_policy=NO_CACHE, task_run_name="log-mlflow-run")
 
@@ -73,19 +74,22 @@ def train(
     budget = card.training
     if search_trials is not None:
         budget = budget.model_copy(update={"search_trials": search_trials})
-    candidate = fit(splits, budget, seed)
+    model = fit_xgboost(
+        splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
+    )
+    baselines = fit_baselines(splits, budget, seed)
 
     champion_version = registry.alias(CHAMPION)
     champion = registry.load_booster(champion_version) if champion_version else None
-    scores = score_on_test(splits, use_case, candidate, champion)
+    scores = score_on_test(splits, use_case, model.booster, baselines, champion)
 
     lineage = training_set.lineage(use_case)
     params = {
-        **candidate.xgboost.params,
-        "rounds": candidate.xgboost.rounds,
-        "features": candidate.xgboost.feature_names,
+        **model.params,
+        "rounds": model.rounds,
+        "features": model.feature_names,
         "excluded_features": sorted(exclude_features or []),
-        "search_trials_run": len(candidate.xgboost.trials),
+        "search_trials_run": len(model.trials),
         "champion_version": champion_version or "none",
     }
     logged = log_run(
@@ -97,7 +101,7 @@ def train(
         evaluations=scores.evaluations,
         predictions=scores.predictions,
         labels=splits.test_y.to_numpy(),
-        model=candidate.xgboost,
+        model=model,
         input_example=splits.test_x.head(5),
     )
     version = register(registry, logged)

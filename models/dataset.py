@@ -79,7 +79,7 @@ class TrainingSet:
             "windows": self.windows.to_dict(),
             "rows": rows,
             "positives": {name: int(self.window(name)[use_case.label].sum()) for name in rows},
-            "batch_ids": sorted(self.frame[BATCH_COLUMN].astype(str).unique()),
+            "batch_ids": sorted(map(str, self.frame[BATCH_COLUMN].unique())),
             "frame_sha256": frame_hash(self.frame),
         }
 
@@ -96,13 +96,15 @@ def labelled_events(
         *use_case.request_columns,
         use_case.label,
         *([use_case.oracle_column] if use_case.oracle_column else []),
-        BATCH_COLUMN,
     ]
     con = offline.connect([events.name])
     try:
+        # DuckDB reads a hive partition value that looks like a date as a DATE.
         return con.execute(
             f"""
-            SELECT {", ".join(f'"{c}"' for c in columns)} FROM "{events.name}"
+            SELECT {", ".join(f'"{c}"' for c in columns)},
+                   CAST("{BATCH_COLUMN}" AS VARCHAR) AS "{BATCH_COLUMN}"
+            FROM "{events.name}"
             WHERE "{events.timestamp_column}" >= $start AND "{events.timestamp_column}" < $end
               AND "{use_case.label}" IS NOT NULL
             ORDER BY "{events.timestamp_column}", "{events.id_column}"

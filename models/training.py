@@ -243,24 +243,15 @@ def _object_categoricals(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass
-class Candidate:
-    """The challenger and the baselines it must beat."""
+class Baselines:
+    """What the challenger must beat: the base rate, and a linear model on the same inputs."""
 
-    xgboost: FittedXGBoost
     prior: float
     logistic: Pipeline
 
 
-def fit_candidate(splits: Splits, budget: TrainingBudget, seed: int = 0) -> Candidate:
-    return Candidate(
-        xgboost=fit_xgboost(
-            splits.train_x,
-            splits.train_y,
-            splits.validation_x,
-            splits.validation_y,
-            budget,
-            seed,
-        ),
+def fit_baselines(splits: Splits, budget: TrainingBudget, seed: int = 0) -> Baselines:
+    return Baselines(
         prior=fit_prior(splits.train_y),
         logistic=fit_logistic(splits.train_x, splits.train_y, budget.baseline_max_rows, seed),
     )
@@ -277,14 +268,15 @@ class Scores:
 def score_on_test(
     splits: Splits,
     use_case: UseCase,
-    candidate: Candidate,
+    model: xgb.Booster,
+    baselines: Baselines,
     champion: xgb.Booster | None = None,
 ) -> Scores:
     """Score the challenger, the baselines, the oracle and the champion on the test window."""
     predictions = {
-        "model": predict(candidate.xgboost.booster, splits.test_x),
-        "logistic": predict_logistic(candidate.logistic, splits.test_x),
-        "prior": np.full(len(splits.test_y), candidate.prior),
+        "model": predict(model, splits.test_x),
+        "logistic": predict_logistic(baselines.logistic, splits.test_x),
+        "prior": np.full(len(splits.test_y), baselines.prior),
     }
     if use_case.oracle_column:
         predictions["oracle"] = splits.test[use_case.oracle_column].to_numpy(np.float64)

@@ -53,3 +53,14 @@ def test_improvement_is_positive_when_better_whatever_the_direction(
     metric, challenger, champion, better
 ):
     assert (improvement(metric, challenger, champion) > 0) is better
+
+
+def test_areas_under_curves_match_scikit_learn_with_ties():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    p = rng.integers(0, 50, 5000) / 50  # many tied scores
+    y = (rng.random(5000) < p * 0.3).astype(float)
+    metrics = score(y, p)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert metrics["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
