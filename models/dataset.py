@@ -62,14 +62,16 @@ class TrainingSet:
     timestamp_column: str
 
     def window(self, name: str) -> pd.DataFrame:
+        """The rows of one window: a contiguous slice, since the frame is sorted by time."""
         bounds = {
             "train": (self.windows.train_start, self.windows.validation_start),
             "validation": (self.windows.validation_start, self.windows.test_start),
             "test": (self.windows.test_start, self.windows.end),
         }
-        start, end = (pd.Timestamp(t) for t in bounds[name])
-        times = self.frame[self.timestamp_column]
-        return self.frame[(times >= start) & (times < end)]
+        start, end = self.frame[self.timestamp_column].searchsorted(
+            [pd.Timestamp(t) for t in bounds[name]]
+        )
+        return self.frame.iloc[start:end]
 
     def lineage(self, use_case: UseCase) -> dict[str, Any]:
         """What the model was trained on, precisely enough to rebuild and compare it."""

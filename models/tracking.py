@@ -157,11 +157,9 @@ def plots(
     roc, pr, calibration = (figures[n].subplots() for n in figures)
     for name, p in predictions.items():
         fpr, tpr, _ = roc_curve(labels, p)
-        roc.plot(fpr, tpr, label=name)
+        roc.plot(*_thin(fpr, tpr), label=name)
         precision, recall, _ = precision_recall_curve(labels, p)
-        # One point per distinct score: thin it, or drawing costs more than training.
-        step = max(1, len(recall) // CURVE_POINTS)
-        pr.plot(recall[::step], precision[::step], label=name)
+        pr.plot(*_thin(recall, precision), label=name)
         predicted, observed = _reliability(labels, p)
         calibration.plot(predicted, observed, marker="o", label=name)
     roc.plot([0, 1], [0, 1], color="grey", linestyle=":")
@@ -182,6 +180,12 @@ def plots(
     for figure in figures.values():
         figure.tight_layout()
     return figures
+
+
+def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Curves have a point per distinct score; drawing them all costs more than the fit."""
+    step = max(1, len(x) // CURVE_POINTS)
+    return x[::step], y[::step]
 
 
 def _reliability(labels: np.ndarray, p: np.ndarray, bins: int = 20) -> tuple[list, list]:

@@ -79,15 +79,20 @@ def prepare_splits(
         )
     inputs = inputs.drop(columns=list(exclude_features))
     labels = training_set.frame[use_case.label].astype("int8")
-    parts = {name: training_set.window(name).index for name in ("train", "validation", "test")}
+    # Windows are contiguous row ranges of the time-sorted frame: positional slices, no copies.
+    ranges = {}
+    for name in ("train", "validation", "test"):
+        window = training_set.window(name)
+        start = training_set.frame.index.get_loc(window.index[0])
+        ranges[name] = slice(start, start + len(window))
     return Splits(
-        train_x=inputs.loc[parts["train"]],
-        train_y=labels.loc[parts["train"]],
-        validation_x=inputs.loc[parts["validation"]],
-        validation_y=labels.loc[parts["validation"]],
-        test_x=inputs.loc[parts["test"]],
-        test_y=labels.loc[parts["test"]],
-        test=training_set.frame.loc[parts["test"]],
+        train_x=inputs.iloc[ranges["train"]],
+        train_y=labels.iloc[ranges["train"]],
+        validation_x=inputs.iloc[ranges["validation"]],
+        validation_y=labels.iloc[ranges["validation"]],
+        test_x=inputs.iloc[ranges["test"]],
+        test_y=labels.iloc[ranges["test"]],
+        test=training_set.window("test"),
     )
 
 
