@@ -19,10 +19,7 @@ import importlib
 import json
 import logging
 import os
-import shutil
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -33,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.harness import Stopwatch, process_peak_rss_mib, stage_table, stdout_to_stderr
+from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
 from mlops import ingestion
 from mlops.feature_store import open_store  # Feast itself loads on first use
 from mlops.landing import LandedBatch
@@ -55,7 +52,6 @@ TARGET_END_TO_END_SECONDS = 20.0
 TARGET_GX_TO_PANDAS = 3.0
 GX_STAGE = "validate (GX)"
 BASELINE_STAGE = "validate (pandas)"  # timed for the ratio only, not part of end to end
-RESULTS_FILE = Path(__file__).parent / "results" / "data_path.json"
 # Validation times swing by 2x between identical runs (allocator, caches): the ratio compares
 # the medians of this many runs each, the first being the pipeline's own.
 RATIO_RUNS = 3
@@ -77,23 +73,13 @@ LIBRARIES = (
 
 def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
-    # A fresh MLOPS_HOME, set before the settings are created: the run touches no one's state.
-    home = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    os.environ["MLOPS_HOME"] = str(home)
-    get_settings.cache_clear()
-    try:
-        with stdout_to_stderr():
-            report = run(args.events)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    report["one_time_setup"]["base_imports_seconds"] = base_import_seconds
 
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report) if args.json else render(report))
+    def measured() -> dict[str, Any]:
+        report = run(args.events)
+        report["one_time_setup"]["base_imports_seconds"] = base_import_seconds
+        return report
+
+    run_in_fresh_home("data-path", measured, render, args.json)
     return 0
 
 

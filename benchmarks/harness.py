@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.memory import PeakRss
@@ -76,3 +80,31 @@ def stage_table(rows: list[dict[str, Any]]) -> list[str]:
         for r in rows
     ]
     return lines
+
+
+def run_in_fresh_home(
+    name: str,
+    run: Callable[[], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    as_json: bool,
+) -> dict[str, Any]:
+    """Run a benchmark on a temporary MLOPS_HOME (it touches no one's state), save its report
+    to `benchmarks/results/<name>.json` and print it, as text or as one JSON object."""
+    from mlops.settings import get_settings
+
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    home = Path(tempfile.mkdtemp(prefix=f"mlops-bench-{name}-"))
+    os.environ["MLOPS_HOME"] = str(home)  # before the settings are created
+    get_settings.cache_clear()
+    try:
+        with stdout_to_stderr():
+            report = run()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    results = Path(__file__).parent / "results" / f"{name.replace('-', '_')}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report) if as_json else render(report))
+    return report

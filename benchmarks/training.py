@@ -22,22 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
 import logging
 import os
-import shutil
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from benchmarks.harness import Stopwatch, process_peak_rss_mib, stage_table, stdout_to_stderr
+from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
 from benchmarks.memory import PeakRss
 from mlops.settings import get_settings
 
@@ -47,27 +42,16 @@ DEFAULT_EVENTS = 1_000_000
 START = date(2026, 1, 1)
 SEED = 7
 TARGET_OVERHEAD = 1.15
-RESULTS_FILE = Path(__file__).parent / "results" / "training.json"
 LIBRARIES = ("prefect", "feast", "duckdb", "mlflow", "xgboost", "sklearn", "matplotlib.figure")
 
 
 def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
-    home = Path(tempfile.mkdtemp(prefix="mlops-bench-training-"))
-    os.environ["MLOPS_HOME"] = str(home)
-    get_settings.cache_clear()
-    try:
-        with stdout_to_stderr():
-            report = run(args.events)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    report["base_imports_seconds"] = base_import_seconds
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report) if args.json else render(report))
+
+    def measured() -> dict[str, Any]:
+        return {**run(args.events), "base_imports_seconds": base_import_seconds}
+
+    run_in_fresh_home("training", measured, render, args.json)
     return 0
 
 
