@@ -96,7 +96,8 @@ def run(events: int) -> dict[str, Any]:
     windows = dataset.TimeWindows.ending_at(offline.watermark(), card.training)
     store = open_store(settings, use_case)
     with stages.stage("point-in-time join"):
-        training_set = dataset.build_training_set(store, offline, use_case, windows)
+        events = dataset.labelled_events(offline, use_case, windows)
+        training_set = dataset.build_training_set(store, events, use_case, windows)
     with stages.stage("model inputs and split"):
         splits = training.prepare_splits(training_set, use_case)
     with stages.stage("fit xgboost (1 trial)"):

@@ -11,6 +11,7 @@ from datetime import datetime
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from flows.artifacts import artifact_key
 from mlops.feature_store import open_store
@@ -52,9 +53,10 @@ def train(
     exclude_features: list[str] | None = None,
     seed: int = 0,
     search_trials: int | None = None,
-) -> dict:
+) -> dict | State:
     """Train a challenger on the windows ending at `as_of` (default: the newest ingested batch)
-    and promote it only if it passes the gate against the champion."""
+    and promote it only if it passes the gate against the champion. Without enough labelled
+    data the run fails with a message saying what is missing."""
     from mlops.usecase import load_use_case
 
     settings = get_settings()
@@ -66,9 +68,13 @@ def train(
     offline = OfflineStore(settings.offline_dir)
     end = as_of or offline.watermark()
     if end is None:
-        raise ValueError("nothing has been ingested yet: run `mlops ingest` first")
+        return Failed(message="nothing has been ingested yet: run `mlops ingest` first")
     windows = dataset.TimeWindows.ending_at(end, card.training)
-    training_set = point_in_time_join(open_store(settings, use_case), offline, use_case, windows)
+    try:
+        events = dataset.labelled_events(offline, use_case, windows)
+    except ValueError as too_little_data:  # the user's to fix, not a crash: no traceback
+        return Failed(message=str(too_little_data))
+    training_set = point_in_time_join(open_store(settings, use_case), events, use_case, windows)
     splits = training.prepare_splits(training_set, use_case, tuple(exclude_features or ()))
 
     budget = card.training

@@ -232,9 +232,7 @@ def run(
             f"offline store {r['offline_rows']} rows"
             for r in reports
         ]
-        from flows.train import train as train_flow
-
-        trained = train_flow(seed=seed)
+        trained = _train(seed=seed)
         lines += _train_summary(trained).splitlines()
         lines.append(f"State, quarantine, data docs and MLflow runs are under {settings.home}")
         code = EXIT_REJECTED if any(r["status"] == "rejected" for r in reports) else 0
@@ -283,10 +281,8 @@ def train(
 
     def work() -> tuple[dict[str, Any], str, int]:
         _start()
-        from flows.train import train as train_flow
-
         end = _timestamp(as_of, "--as-of") if as_of else None
-        report = train_flow(
+        report = _train(
             as_of=end, exclude_features=exclude_feature, seed=seed, search_trials=search_trials
         )
         return report, _train_summary(report), 0
@@ -404,6 +400,16 @@ def _reason(text: str) -> str:
     if not text.strip():
         raise CommandError("--reason must say why")
     return text.strip()
+
+
+def _train(**parameters: Any) -> dict[str, Any]:
+    """Run the train flow; not enough data to train on becomes a clear error (exit 2)."""
+    from flows.train import train as train_flow
+
+    state = train_flow(**parameters, return_state=True)
+    if state.is_failed():
+        raise CommandError(f"training did not run: {state.message}")
+    return state.result()
 
 
 def _override(override_flow: Any, **parameters: Any) -> dict[str, Any]:

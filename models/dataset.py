@@ -86,10 +86,9 @@ class TrainingSet:
         }
 
 
-def labelled_events(
-    offline: OfflineStore, use_case: UseCase, start: datetime, end: datetime
-) -> pd.DataFrame:
-    """Event rows in [start, end) that carry a label, oldest first."""
+def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindows) -> pd.DataFrame:
+    """The labelled event rows of the windows, oldest first. Raises ValueError, with a message
+    for the user, when a window is empty or holds only one class."""
     events = use_case.events
     columns = [
         events.id_column,
@@ -102,7 +101,7 @@ def labelled_events(
     con = offline.connect([events.name])
     try:
         # DuckDB reads a hive partition value that looks like a date as a DATE.
-        return con.execute(
+        frame = con.execute(
             f"""
             SELECT {", ".join(f'"{c}"' for c in columns)},
                    CAST("{BATCH_COLUMN}" AS VARCHAR) AS "{BATCH_COLUMN}"
@@ -111,22 +110,20 @@ def labelled_events(
               AND "{use_case.label}" IS NOT NULL
             ORDER BY "{events.timestamp_column}", "{events.id_column}"
             """,
-            {"start": start, "end": end},
+            {"start": windows.train_start, "end": windows.end},
         ).df()
     except Exception as err:  # DuckDB: no view when nothing was ingested yet
         raise ValueError(f"no ingested '{events.name}' rows to train on: {err}") from err
     finally:
         con.close()
+    _require_every_window(TrainingSet(frame, windows, events.timestamp_column), use_case)
+    return frame
 
 
 def build_training_set(
-    store: FeatureStore,
-    offline: OfflineStore,
-    use_case: UseCase,
-    windows: TimeWindows,
+    store: FeatureStore, events: pd.DataFrame, use_case: UseCase, windows: TimeWindows
 ) -> TrainingSet:
-    """Point-in-time join of the labelled events in the windows with the feature service."""
-    events = labelled_events(offline, use_case, windows.train_start, windows.end)
+    """Point-in-time join of `labelled_events` with the feature service."""
     ts = use_case.events.timestamp_column
     entity_df = events.rename(columns={ts: FEAST_TIMESTAMP})
     entity_df[FEAST_TIMESTAMP] = pd.to_datetime(entity_df[FEAST_TIMESTAMP], utc=True)
@@ -140,9 +137,7 @@ def build_training_set(
         .sort_values([ts, use_case.events.id_column], kind="stable")
         .reset_index(drop=True)
     )
-    training_set = TrainingSet(frame=frame, windows=windows, timestamp_column=ts)
-    _require_every_window(training_set, use_case)
-    return training_set
+    return TrainingSet(frame=frame, windows=windows, timestamp_column=ts)
 
 
 def _require_every_window(training_set: TrainingSet, use_case: UseCase) -> None:

@@ -90,6 +90,8 @@ def test_bad_arguments_are_refused_without_a_traceback(cli) -> None:
     assert code == 2 and "missing ad_id" in result["error"]
     code, result, stderr = cli("generate", "--scenario", "meteor")
     assert code == 2 and "unknown scenario" in result["error"]
+    code, result, stderr = cli("train")
+    assert code == 2 and "nothing has been ingested yet" in result["error"]
     assert "Traceback" not in stderr
 
 

@@ -49,6 +49,18 @@ def test_first_model_beats_both_baselines_and_reports_its_gap_to_the_oracle(trai
     assert {"device=mobile", "user=new", "user=returning"} <= set(report["slices"])
 
 
+def test_too_little_history_fails_the_run_with_a_message(settings, prefect_api_url):
+    from flows.ingest import ingest
+    from flows.train import train as train_flow
+    from tests.integration.helpers import land_days
+
+    batches = land_days(settings.landing_dir, days=2, events_per_day=500)
+    assert ingest(batches, return_state=True).is_completed()
+    state = train_flow(search_trials=TRIALS, return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("the train window has 0 labelled rows")
+
+
 def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_settings):
     from mlflow import MlflowClient
 
