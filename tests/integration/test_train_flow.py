@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from models.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
+from tests.conftest import WEEK_DAYS, WEEK_EVENTS_PER_DAY
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_se
     lineage = report["lineage"]
     assert lineage["feature_service"] == "click_model"
     assert len(lineage["batch_ids"]) == 7
-    assert sum(lineage["rows"].values()) == 7 * 8_000
+    assert sum(lineage["rows"].values()) == WEEK_DAYS * WEEK_EVENTS_PER_DAY
 
     model_dir = week_settings.mlflow_dir / "artifacts"
     assert list(model_dir.rglob("model.ubj")), "the model is stored in XGBoost's UBJ format"
