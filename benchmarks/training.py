@@ -120,6 +120,7 @@ def run(events: int) -> dict[str, Any]:
             labels=splits.test_y.to_numpy(),
             model=fitted,
             input_example=splits.test_x.head(5),
+            serving_defaults=dataset.serving_defaults(training_set, use_case),
         )
     with stages.stage("register and gate"):
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)

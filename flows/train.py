@@ -109,6 +109,7 @@ def train(
         labels=splits.test_y.to_numpy(),
         model=model,
         input_example=splits.test_x.head(5),
+        serving_defaults=dataset.serving_defaults(training_set, use_case),
     )
     version = register(registry, logged)
 

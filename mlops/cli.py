@@ -365,6 +365,56 @@ def models(as_json: JsonOption = False) -> None:
     _run(as_json, work)
 
 
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Default: MLOPS_SERVING__PORT (3000).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Serve the @champion over HTTP (BentoML) until Ctrl+C; follows new champions."""
+    import signal
+
+    settings = _start()
+    use_case = _use_case(settings)
+    from models.registry import CHAMPION, ModelRegistry
+    from serving.process import ServiceFailed, start_service
+
+    registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+    pinned = settings.serving.model_version
+    if pinned is None and registry.alias(CHAMPION) is None:
+        _run(as_json, _fail(f"model '{use_case.model_name}' has no @{CHAMPION}: run `mlops train`"))
+    try:
+        service = start_service(settings, port=port)
+    except ServiceFailed as err:
+        _run(as_json, _fail(str(err)))
+    info = {
+        "url": service.url,
+        "model_version": service.model_version(),
+        "pid": service.process.pid,
+        "log": str(service.log_path),
+    }
+    typer.echo(
+        json.dumps(info)
+        if as_json
+        else f"serving {use_case.model_name} v{info['model_version']} on {service.url} "
+        f"(API docs {service.url}/docs, metrics {service.url}/metrics, log {service.log_path})"
+    )
+    sys.stdout.flush()
+    # SIGTERM stops it as cleanly as Ctrl+C: the service flushes its prediction log.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code = service.process.wait()
+    except KeyboardInterrupt:
+        code = service.stop()
+    raise typer.Exit(0 if code in (0, -signal.SIGTERM) else 1)
+
+
+def _fail(message: str) -> Callable[[], tuple[dict[str, Any], str, int]]:
+    def work() -> tuple[dict[str, Any], str, int]:
+        raise CommandError(message)
+
+    return work
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the settings in force (after MLOPS_* variables)."""

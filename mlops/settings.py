@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -23,10 +23,39 @@ TELEMETRY_OFF = {
 }
 
 
+class ServingSettings(BaseModel):
+    """The prediction service's operating limits (`MLOPS_SERVING__<NAME>`). Its latency SLO is
+    a requirement, so it lives in the use case's card instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    # Serve exactly this version and never swap (the infra check pins its candidate this way).
+    model_version: str | None = None
+    poll_seconds: float = Field(
+        default=10, gt=0, description="How often to look for a new @champion."
+    )
+    max_batch: int = Field(default=256, ge=1, description="Largest /predict_batch request.")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_concurrency: int = Field(default=64, ge=1, description="Requests in flight; then 429.")
+    timeout_seconds: float = Field(default=2, gt=0, description="Then 504.")
+    log_flush_seconds: float = Field(default=0.5, gt=0, description="Prediction log batching.")
+    prediction_log_dir: Path | None = Field(default=None, description="Default: HOME/predictions.")
+    startup_timeout_seconds: float = Field(default=120, gt=0)
+    access_log: bool = Field(default=False, description="A log line per request (slower).")
+    infra_check: bool = Field(
+        default=True, description="Load a would-be champion in a real service before promoting."
+    )
+
+
 class Settings(BaseSettings):
     """Where state lives and which services to use. Validated once, at start."""
 
-    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
 
     profile: Literal["local", "server"] = "local"
     home: Path = Field(default=PROJECT_ROOT / ".mlops", description="All state lives below this.")
@@ -37,6 +66,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     prefect_api_url: str | None = None
     mlflow_tracking_uri: str | None = None
+
+    serving: ServingSettings = ServingSettings()
 
     prefect_startup_timeout_seconds: int = 90
     log_level: str = "INFO"
@@ -108,10 +139,21 @@ class Settings(BaseSettings):
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def predictions_dir(self) -> Path:
+        """The prediction log the service appends to and monitoring reads."""
+        return self.serving.prediction_log_dir or self.home / "predictions"
+
+    @property
+    def bentoml_home(self) -> Path:
+        """BentoML's model and bento stores."""
+        return self.home / "bentoml"
+
     def library_environment(self) -> dict[str, str]:
         """Environment the libraries read at import time (Prefect, MLflow, GX, Feast)."""
         env = dict(TELEMETRY_OFF)
         env["PREFECT_HOME"] = str(self.prefect_home)
+        env["BENTOML_HOME"] = str(self.bentoml_home)
         env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(
             self.prefect_startup_timeout_seconds
         )

@@ -20,7 +20,9 @@ from mlops.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
     import pandas as pd
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class FeatureInputs:
 
 # (feature view name -> parquet glob) -> Feast objects (entities, feature views, services)
 FeastDefinitions = Callable[[Callable[[str], str]], Sequence[Any]]
-# Event rows joined with the feature service's values -> the model's input matrix.
-ModelInputs = Callable[["pd.DataFrame"], "pd.DataFrame"]
+# Raw columns (events joined with the feature service's values) -> the model's inputs; see
+# mlops/model_inputs.py for the contract.
+ModelInputs = Callable[["Mapping[str, np.ndarray]"], "dict[str, np.ndarray]"]
 # The same rows -> slice dimension -> the slice each row belongs to (e.g. device -> "mobile").
 Slices = Callable[["pd.DataFrame"], "dict[str, pd.Series]"]
 
@@ -74,7 +77,12 @@ class UseCase:
     build_features: Callable[[FeatureInputs], dict[str, pd.DataFrame]]
     feast_definitions: FeastDefinitions
     model_inputs: ModelInputs  # one function for training and serving: no skew by design
+    categories: Mapping[str, tuple[Any, ...]]  # categorical model inputs: fixed categories
     slices: Slices
+    # Serving: one request's body (entity keys, request columns, and optionally the event's id
+    # and timestamp, named as in the event table), and the name of the score it answers with.
+    request_model: type[BaseModel]
+    score_name: str
 
     @property
     def suites_dir(self) -> Path:
@@ -91,6 +99,12 @@ class UseCase:
     def events(self) -> TableSpec:
         """The table whose rows are predictions' moments: one labelled example each."""
         return self.table(self.event_table)
+
+    def input_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's inputs for joined event rows, as training fits and scores them."""
+        from mlops.model_inputs import as_frame, raw_columns
+
+        return as_frame(self.model_inputs(raw_columns(frame)), self.categories, frame.index)
 
     @property
     def model_name(self) -> str:

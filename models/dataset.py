@@ -60,6 +60,7 @@ class TrainingSet:
     frame: pd.DataFrame
     windows: TimeWindows
     timestamp_column: str
+    feature_columns: tuple[str, ...] = ()  # what the feature service added to the events
 
     def window(self, name: str) -> pd.DataFrame:
         """The rows of one window: a contiguous slice, since the frame is sorted by time."""
@@ -137,7 +138,32 @@ def build_training_set(
         .sort_values([ts, use_case.events.id_column], kind="stable")
         .reset_index(drop=True)
     )
-    return TrainingSet(frame=frame, windows=windows, timestamp_column=ts)
+    added = tuple(c for c in joined.columns if c not in entity_df.columns)
+    return TrainingSet(frame=frame, windows=windows, timestamp_column=ts, feature_columns=added)
+
+
+def serving_defaults(training_set: TrainingSet, use_case: UseCase) -> dict[str, Any]:
+    """What serving fills in for a value a request or the online store lacks (a cold-start
+    entity, an omitted context field), per raw input column, from the training window.
+
+    Columns that were never missing in training get their most frequent value (categories) or
+    median (numbers): the model never learned what missing means there. Columns that were
+    sometimes missing get `None`: missing is a value the model knows, so serving keeps it.
+    """
+    train = training_set.window("train")
+    defaults: dict[str, Any] = {}
+    for column in (*use_case.request_columns, *training_set.feature_columns):
+        values = train[column]
+        if values.isna().any() or values.empty:
+            defaults[column] = None
+        elif pd.api.types.is_numeric_dtype(values):
+            median = values.median()
+            is_integer = pd.api.types.is_integer_dtype(values)
+            defaults[column] = round(float(median)) if is_integer else float(median)
+        else:
+            mode = values.mode().iloc[0]
+            defaults[column] = mode.item() if isinstance(mode, np.generic) else mode
+    return defaults
 
 
 def _require_every_window(training_set: TrainingSet, use_case: UseCase) -> None:

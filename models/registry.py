@@ -16,6 +16,7 @@ import getpass
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -103,13 +104,29 @@ class ModelRegistry:
 
     def load_booster(self, version: str) -> xgb.Booster:
         """The version's native Booster (probabilities, not the pyfunc wrapper's labels)."""
-        import mlflow
         import mlflow.xgboost
+
+        self._use_globally()
+        return mlflow.xgboost.load_model(self.uri(version))
+
+    def download(self, version: str, destination: Path) -> Path:
+        """The version's logged model directory (booster, MLmodel metadata), copied locally."""
+        import mlflow.artifacts
+
+        self._use_globally()
+        return Path(
+            mlflow.artifacts.download_artifacts(self.uri(version), dst_path=str(destination))
+        )
+
+    def uri(self, version: str) -> str:
+        return f"models:/{self.name}/{version}"
+
+    def _use_globally(self) -> None:
+        import mlflow
 
         # `models:/` URIs resolve through the process-wide registry URI, not this client's.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
-        return mlflow.xgboost.load_model(f"models:/{self.name}/{version}")
 
     # Writing
     def register(self, model_uri: str, run_id: str) -> str:

@@ -68,6 +68,7 @@ def log_training_run(
     labels: np.ndarray,
     model: FittedXGBoost,
     input_example: pd.DataFrame,
+    serving_defaults: Mapping[str, Any],
 ) -> LoggedRun:
     """Log one training run; `evaluations` and `predictions` are keyed `model`, `logistic`,
     `prior`, `oracle` and, when there is one, `champion`, all on the same test window."""
@@ -110,6 +111,8 @@ def log_training_run(
                 model_format="ubj",
                 signature=infer_signature(raw_example, predictions["model"][: len(raw_example)]),
                 input_example=raw_example,
+                # Travels with the model (registry, BentoML store, bento): serving needs it.
+                metadata={"serving_defaults": dict(serving_defaults)},
                 # Listing them saves ~8 s of dependency inference per run.
                 pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}"],
             )

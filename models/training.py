@@ -71,7 +71,7 @@ def prepare_splits(
     training_set: TrainingSet, use_case: UseCase, exclude_features: tuple[str, ...] = ()
 ) -> Splits:
     """The use case's model inputs for each window, minus `exclude_features`."""
-    inputs = use_case.model_inputs(training_set.frame)
+    inputs = use_case.input_frame(training_set.frame)
     if unknown := sorted(set(exclude_features) - set(inputs.columns)):
         raise ValueError(
             f"cannot exclude unknown feature(s) {unknown}; the model's inputs are "
@@ -287,7 +287,7 @@ def score_on_test(
         predictions["oracle"] = splits.test[use_case.oracle_column].to_numpy(np.float64)
     if champion is not None:
         # The champion may use other features; it gets the same rows, its own columns.
-        champion_inputs = use_case.model_inputs(splits.test)
+        champion_inputs = use_case.input_frame(splits.test)
         predictions["champion"] = predict(champion, champion_inputs)
     slices = use_case.slices(splits.test)
     evaluations = {

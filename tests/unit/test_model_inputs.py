@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from usecases.adclick.model import FEATURES, model_inputs, slices
+from usecases.adclick import USE_CASE
+from usecases.adclick.model import FEATURES, slices
 
 
 def rows() -> pd.DataFrame:
@@ -25,7 +26,7 @@ def rows() -> pd.DataFrame:
 
 
 def test_model_inputs_have_fixed_categories_and_floats():
-    inputs = model_inputs(rows())
+    inputs = USE_CASE.input_frame(rows())
     assert list(inputs.columns) == list(FEATURES)
     assert list(inputs["device"].cat.categories) == ["mobile", "desktop", "tablet"]
     assert pd.isna(inputs["device"].iloc[1])  # unseen value reads as missing, not a new code

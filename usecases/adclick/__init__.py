@@ -2,7 +2,7 @@
 
 contract.py   tables, keys, label, categories      card.yaml     requirements and gate thresholds
 generator.py  the synthetic ad platform            features.py   features and their Feast objects
-model.py      the model's inputs and evaluation slices
+model.py      the model's inputs, evaluation slices and request schema
 expectations/adclick/*.json  the reviewed validation suites
 """
 
@@ -12,7 +12,14 @@ from mlops.usecase import UseCase
 from usecases.adclick import contract
 from usecases.adclick.features import FEATURE_SERVICE, build_features, feast_definitions
 from usecases.adclick.generator import generate
-from usecases.adclick.model import REQUEST_COLUMNS, model_inputs, slices
+from usecases.adclick.model import (
+    CATEGORIES,
+    REQUEST_COLUMNS,
+    SCORE_NAME,
+    ClickRequest,
+    model_inputs,
+    slices,
+)
 
 USE_CASE = UseCase(
     name="adclick",
@@ -28,5 +35,8 @@ USE_CASE = UseCase(
     build_features=build_features,
     feast_definitions=feast_definitions,
     model_inputs=model_inputs,
+    categories=CATEGORIES,
     slices=slices,
+    request_model=ClickRequest,
+    score_name=SCORE_NAME,
 )

@@ -1,18 +1,31 @@
 """What the click model sees: its input matrix, and the slices its evaluation reports.
 
-`model_inputs` is the one place raw values become model inputs, for training and for serving.
-Categoricals get the contract's fixed categories, so a value outside them reads as missing
-rather than as a new code; XGBoost also stores the categories inside the saved model.
+`model_inputs` is the one place raw values become model inputs, for training and for serving
+(the contract is in mlops/model_inputs.py). Categoricals get the contract's fixed categories, so
+a value outside them reads as missing rather than as a new code; XGBoost also stores the
+categories inside the saved model.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from usecases.adclick.contract import AD_CATEGORIES, AGE_BUCKETS, COUNTRIES, DEVICES, IMPRESSIONS
+from mlops.model_inputs import Columns, as_float, category_codes, hour_of_day
+from usecases.adclick.contract import (
+    AD_CATEGORIES,
+    AD_POSITIONS,
+    AGE_BUCKETS,
+    COUNTRIES,
+    DEVICES,
+    IMPRESSIONS,
+)
 
 REQUEST_COLUMNS = ("device", "ad_position")
+SCORE_NAME = "click_probability"
 CATEGORIES = {
     "device": DEVICES,
     "user_age_bucket": AGE_BUCKETS,
@@ -25,21 +38,39 @@ ACTIVITY = tuple(
 FEATURES = (*CATEGORIES, "ad_position", "hour_of_day", *ACTIVITY)
 
 
-def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's input matrix from event rows joined with the `click_model` feature service.
+MAX_ID = 2**53  # ids stay exact in every JSON client
+
+
+class ClickRequest(BaseModel):
+    """One impression to score. The ids pick the online features; the rest is the request's own
+    context. Strict: no coercion ("3" is not 3), no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    user_id: int = Field(ge=1, le=MAX_ID)
+    ad_id: int = Field(ge=1, le=MAX_ID)
+    device: Literal[DEVICES] | None = None  # type: ignore[valid-type]
+    ad_position: int | None = Field(default=None, ge=min(AD_POSITIONS), le=max(AD_POSITIONS))
+    event_timestamp: AwareDatetime | None = Field(
+        default=None, description="When the impression is shown (default: now)."
+    )
+    impression_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Lets clicks join the prediction log."
+    )
+
+
+def model_inputs(columns: Columns) -> dict[str, np.ndarray]:
+    """The model's inputs from event rows joined with the `click_model` feature service.
 
     Missing activity stays NaN (no impressions in the window): XGBoost learns where missing
     values go, and the logistic baseline imputes zero.
     """
-    columns: dict[str, object] = {
-        name: pd.Categorical(frame[name], categories=list(categories))
-        for name, categories in CATEGORIES.items()
-    }
-    columns["ad_position"] = _as_float(frame["ad_position"])
-    columns["hour_of_day"] = frame[IMPRESSIONS.timestamp_column].dt.hour.astype("float32")
+    inputs = {name: category_codes(columns[name], values) for name, values in CATEGORIES.items()}
+    inputs["ad_position"] = as_float(columns["ad_position"])
+    inputs["hour_of_day"] = hour_of_day(columns[IMPRESSIONS.timestamp_column])
     for name in ACTIVITY:
-        columns[name] = _as_float(frame[name])
-    return pd.DataFrame(columns, index=frame.index)
+        inputs[name] = as_float(columns[name])
+    return inputs
 
 
 def slices(frame: pd.DataFrame) -> dict[str, pd.Series]:
@@ -50,7 +81,3 @@ def slices(frame: pd.DataFrame) -> dict[str, pd.Series]:
         "ad_category": frame["ad_category"].astype("string"),
         "user": pd.Series(np.where(returning, "returning", "new"), index=frame.index),
     }
-
-
-def _as_float(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values).astype("float32")

@@ -1,0 +1,123 @@
+"""Run the prediction service as a real `bentoml serve` process: for `mlops serve`, the infra
+check, the tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mlops.settings import PROJECT_ROOT, Settings
+
+SERVICE = "serving.service:PredictionService"
+
+
+class ServiceFailed(RuntimeError):
+    """The service did not become ready; the message ends with its log's last lines."""
+
+
+@dataclass
+class ServiceProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def post(self, path: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
+        """(status, parsed JSON body); a plain client, so callers need no HTTP library."""
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def model_version(self) -> str | None:
+        return self.post("/model", {})[1].get("model_version")
+
+    def stop(self, timeout: float = 30) -> int:
+        """Stop cleanly (SIGTERM: BentoML runs the shutdown hooks); kill if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(
+    settings: Settings,
+    *,
+    port: int | None = None,
+    overrides: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> ServiceProcess:
+    """Start `bentoml serve` on the settings' home and wait until /readyz answers 200.
+    `overrides` are extra environment variables (e.g. `MLOPS_SERVING__MODEL_VERSION`)."""
+    port = port or settings.serving.port
+    host = settings.serving.host
+    log_path = log_path or settings.logs_dir / f"serving-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **settings.library_environment(),
+        "MLOPS_HOME": str(settings.home),
+        "MLOPS_USE_CASE": settings.use_case,
+        **(overrides or {}),
+    }
+    bentoml = Path(sys.executable).parent / "bentoml"
+    log: IO[bytes] = log_path.open("ab")
+    process = subprocess.Popen(
+        [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    service = ServiceProcess(process, f"http://{host}:{port}", log_path)
+    wait_ready(service, settings.serving.startup_timeout_seconds)
+    return service
+
+
+def wait_ready(service: ServiceProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise ServiceFailed(
+                f"the service exited ({service.process.returncode})" + _tail(service)
+            )
+        try:
+            with urllib.request.urlopen(service.url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    service.stop()
+    raise ServiceFailed(f"the service was not ready within {timeout:.0f} s" + _tail(service))
+
+
+def _tail(service: ServiceProcess, lines: int = 15) -> str:
+    text = service.log_path.read_text(errors="replace").splitlines()[-lines:]
+    return f"; its log ({service.log_path}) ends:\n" + "\n".join(text)
