@@ -7,6 +7,7 @@ The work lives in `models/`; this file says in which order it runs and what is r
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -16,10 +17,14 @@ from prefect.states import Failed, State
 from flows.artifacts import artifact_key
 from mlops.feature_store import open_store
 from mlops.offline_store import OfflineStore
-from mlops.settings import get_settings
+from mlops.settings import Settings, get_settings
+from mlops.usecase import UseCase
 from models import dataset, promotion, tracking, training
 from models.registry import CHAMPION, ModelRegistry
 from models.report import TrainReport
+
+if TYPE_CHECKING:
+    from serving.infra_check import InfraCheck
 
 # Frames and models flow between these tasks: hashing them for a cache key would cost more
 # than the work, and a cached model would skip the gate.
@@ -45,6 +50,13 @@ def apply_decision(
         registry.promote(version, decision.reason)
     else:
         registry.reject(version, decision.reason)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="infra-check")
+def check_infra(settings: Settings, use_case: UseCase, version: str) -> InfraCheck:
+    from serving.infra_check import infra_check
+
+    return infra_check(settings, use_case, version)
 
 
 @flow(name="train")
@@ -119,6 +131,9 @@ def train(
         card.gates.promotion,
         card.offline_metrics.primary,
     )
+    if decision.promote and settings.serving.infra_check:
+        infra = check_infra(settings, use_case, version)
+        decision = promotion.with_infra_check(decision, infra.passed, infra.detail)
     apply_decision(registry, version, decision)
     tracking.tag_run(
         settings,

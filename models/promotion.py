@@ -55,6 +55,15 @@ def decide(
     return PromotionDecision(promote=not failed, reason=reason, checks=tuple(checks))
 
 
+def with_infra_check(decision: PromotionDecision, passed: bool, detail: str) -> PromotionDecision:
+    """The gate's decision once the infra check has run: a model that cannot serve well is not
+    promoted, whatever its metrics."""
+    checks = (*decision.checks, Check("infra", passed, detail))
+    if passed:
+        return PromotionDecision(True, f"{decision.reason}; {detail}", checks)
+    return PromotionDecision(False, f"rejected: {detail}", checks)
+
+
 def _floors(challenger: Evaluation, gate: PromotionGate) -> list[Check]:
     m = challenger.metrics
     floors = [

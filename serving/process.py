@@ -45,7 +45,8 @@ class ServiceProcess:
             return err.code, json.loads(err.read() or b"null")
 
     def model_version(self) -> str | None:
-        return self.post("/model", {})[1].get("model_version")
+        with urllib.request.urlopen(self.url + "/model", timeout=10) as response:
+            return json.loads(response.read()).get("model_version")
 
     def stop(self, timeout: float = 30) -> int:
         """Stop cleanly (SIGTERM: BentoML runs the shutdown hooks); kill if it hangs."""

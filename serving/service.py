@@ -1,15 +1,20 @@
 """The prediction service (BentoML): `bentoml serve serving.service:PredictionService`, or
 `mlops serve`.
 
-    POST /predict         one request: the use case's entity ids and optional context
-    POST /predict_batch   {"requests": [...]}, up to MLOPS_SERVING__MAX_BATCH
-    POST /model           the model version being served
-    GET  /livez /readyz /metrics /docs    health, readiness (model loaded and warm), Prometheus
+    POST /predict          one request: the use case's entity ids and optional context
+    POST /predict_batch    {"requests": [...]}, up to MLOPS_SERVING__MAX_BATCH
+    GET  /model            the model version being served
+    GET  /openapi.json     the schema of the three routes above
+    GET  /livez /readyz /metrics     BentoML: alive, ready (model loaded and warm), Prometheus
 
 Request bodies are validated strictly by the use case's request model: malformed JSON, a wrong
 type, an out-of-range value, an unknown field or an oversized batch get a 400 with the reason;
 a body over the size limit 413, a non-JSON body 415, more than `max_concurrency` requests in
-flight 429. The work itself lives in scoring.py, champion.py and prediction_log.py.
+flight 429 (BentoML), no answer within `timeout_seconds` 504 (BentoML).
+
+The prediction routes are a small Starlette app mounted in the BentoML service rather than
+`@bentoml.api` methods: BentoML's API layer costs more per request than scoring does (see
+docs/serving.md). BentoML still runs the process, the traffic limits, health and metrics.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from mlops.settings import get_settings
 from mlops.usecase import load_use_case
@@ -29,13 +39,13 @@ from serving.prediction_log import PredictionLog, Served
 
 log = logging.getLogger("serving")
 
-# BentoML reads the service's traffic limits and the API schemas when this module is imported,
-# so the settings and the use case are read here, once.
+# BentoML reads the traffic limits when this module is imported, so the settings and the use
+# case are read here, once.
 settings = get_settings().apply()
 use_case = load_use_case(settings.use_case)
 limits = settings.serving
 
-PredictRequest = use_case.request_model
+PredictRequest: type[BaseModel] = use_case.request_model
 Prediction = create_model(
     "Prediction",
     request_id=(str, Field(description="Joins the prediction log, and later the label.")),
@@ -74,6 +84,63 @@ served_version = bentoml.metrics.Gauge(
     name="mlops_served_model_version",
     documentation="The model version being served.",
     labelnames=["model"],
+    multiprocess_mode="livemostrecent",  # one value across workers, not one per process
+)
+
+
+async def predict(request: Request) -> Response:
+    parsed = await _parse(request, PredictRequest)
+    if isinstance(parsed, Response):
+        return parsed
+    return await _answer([parsed.model_dump()], single=True)
+
+
+async def predict_batch(request: Request) -> Response:
+    parsed = await _parse(request, BatchRequest)
+    if isinstance(parsed, Response):
+        return parsed
+    return await _answer([r.model_dump() for r in parsed.requests], single=False)
+
+
+async def model(request: Request) -> Response:
+    return JSONResponse(bentoml.get_current_service().describe())
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+async def _parse(request: Request, schema: type[BaseModel]) -> BaseModel | Response:
+    try:
+        return schema.model_validate_json(await request.body() or b"{}")
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_context=False, include_input=False)
+        return JSONResponse(
+            {"error": f"invalid request: {_summary(errors)}", "detail": errors}, 400
+        )
+
+
+async def _answer(requests: list[dict[str, Any]], single: bool) -> Response:
+    service = bentoml.get_current_service()
+    if service.champion.current is None:
+        return JSONResponse({"error": "no model loaded yet; see /readyz"}, 503)
+    # In a thread: the event loop stays free, so timeouts fire and the concurrency limit counts
+    # requests in flight.
+    predictions = await run_in_threadpool(service.score, requests)
+    return JSONResponse(predictions[0] if single else {"predictions": predictions})
+
+
+def _summary(errors: list[Any]) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
+
+
+routes = Starlette(
+    routes=[
+        Route("/predict", predict, methods=["POST"]),
+        Route("/predict_batch", predict_batch, methods=["POST"]),
+        Route("/model", model, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
 )
 
 
@@ -85,6 +152,7 @@ served_version = bentoml.metrics.Gauge(
     # record every request instead.
     logging={"access": {"enabled": limits.access_log}},
 )
+@bentoml.asgi_app(routes, path="/")
 class PredictionService:
     def __init__(self) -> None:
         from mlops.feature_store import open_store
@@ -103,21 +171,20 @@ class PredictionService:
             settings.predictions_dir, self._records, limits.log_flush_seconds
         ).start()
         self.champion.refresh()
+        if limits.model_version is not None and self.champion.current is None:
+            # A pinned version that cannot load will never load: exit instead of never ready.
+            raise RuntimeError(self.champion.last_error)
         self.champion.follow(limits.poll_seconds)
 
     def __is_ready__(self) -> bool:
         return self.champion.current is not None
 
-    @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=Prediction)
-    async def predict(self, **request: Any) -> BaseModel:
-        return self._score([request])[0]
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.champion.stop()
+        self.log.close()
 
-    @bentoml.api(route="/predict_batch", input_spec=BatchRequest, output_spec=BatchPrediction)
-    async def predict_batch(self, requests: list[Any]) -> BatchPrediction:
-        return BatchPrediction(predictions=self._score([r.model_dump() for r in requests]))
-
-    @bentoml.api(route="/model")
-    async def model(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         current = self.champion.current
         return {
             **(current.describe() if current else {"model_version": None}),
@@ -125,15 +192,9 @@ class PredictionService:
             "last_error": self.champion.last_error,
         }
 
-    @bentoml.on_shutdown
-    def close(self) -> None:
-        self.champion.stop()
-        self.log.close()
-
-    def _score(self, requests: list[dict[str, Any]]) -> list[BaseModel]:
+    def score(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         model = self.champion.current  # read once: a swap cannot change it mid-request
-        if model is None:
-            raise bentoml.exceptions.ServiceUnavailable("no model loaded yet")
+        assert model is not None
         served_at = datetime.now(UTC)
         timestamp = use_case.events.timestamp_column
         for request in requests:  # logged as used: the event happens now unless it says when
@@ -157,12 +218,12 @@ class PredictionService:
             for name in names:
                 missing_total.labels(column=name).inc()
         return [
-            Prediction(
-                request_id=request_id,
-                model_version=model.version,
-                missing_features=missing,
-                **{use_case.score_name: float(score)},
-            )
+            {
+                "request_id": request_id,
+                use_case.score_name: float(score),
+                "model_version": model.version,
+                "missing_features": missing,
+            }
             for request_id, score, missing in zip(ids, scored.scores, scored.missing, strict=True)
         ]
 
@@ -194,4 +255,48 @@ class PredictionService:
         served_version.labels(model=model.name).set(float(model.version))
 
 
+def _openapi() -> dict[str, Any]:
+    """The prediction routes' OpenAPI document, from the same pydantic models that validate."""
+    schemas: dict[str, Any] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def post(summary: str, body: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(body)}},
+                },
+                "responses": {
+                    "200": {"content": {"application/json": {"schema": ref(answer)}}},
+                    "400": {"description": "invalid request; `error` says why"},
+                    "413": {"description": "body too large"},
+                    "415": {"description": "not JSON"},
+                    "429": {"description": "too many requests in flight"},
+                    "503": {"description": "no model loaded yet"},
+                },
+            }
+        }
+
+    return {
+        "openapi": "3.0.2",
+        "info": {"title": f"{use_case.name} predictions", "version": "1"},
+        "paths": {
+            "/predict": post(
+                f"Score one request: {use_case.score_name}", PredictRequest, Prediction
+            ),
+            "/predict_batch": post("Score many requests at once", BatchRequest, BatchPrediction),
+            "/model": {"get": {"summary": "The model version being served"}},
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+OPENAPI = _openapi()
 PredictionService.add_asgi_middleware(RequestLimits, max_body_bytes=limits.max_body_bytes)

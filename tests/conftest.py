@@ -33,6 +33,9 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _settings_at(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("MLOPS_HOME", str(home))
+    # The infra check starts a real service (~20 s) for every promotion; tests/integration/
+    # test_serving.py runs it, the other flow tests are about the gate and turn it off.
+    monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "false")
     get_settings.cache_clear()
     return get_settings().apply()
 

@@ -17,7 +17,13 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 def _runner(home: Path, prefect_api_url: str):
     """Run `mlops ... --json` against `home` and the session's Prefect server."""
-    env = {**os.environ, "MLOPS_HOME": str(home), "PREFECT_API_URL": prefect_api_url}
+    # The infra check has its own tests (tests/integration/test_serving.py).
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(home),
+        "PREFECT_API_URL": prefect_api_url,
+        "MLOPS_SERVING__INFRA_CHECK": "false",
+    }
 
     def run(*args: str) -> tuple[int, dict, str]:
         done = subprocess.run(

@@ -1,0 +1,328 @@
+"""The prediction service as a real `bentoml serve` process (started by `mlops serve`) over
+HTTP, on a copy of the ingested week with a champion trained (and infra-checked) once.
+
+One service for the module: tests run in file order, and the last one stops it cleanly and
+checks that the prediction log holds every request answered in the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.settings import Settings, get_settings
+from models.registry import ModelRegistry
+from serving.prediction_log import read_prediction_log
+from serving.process import free_port
+
+pytestmark = pytest.mark.integration
+
+POLL_SECONDS = 1.0
+MAX_CONCURRENCY = 4
+MAX_BATCH = 50
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+@dataclass
+class Served:
+    settings: Settings
+    report: dict[str, Any]
+    process: subprocess.Popen[str]
+    started: dict[str, Any]
+    client: httpx.Client
+    answered: list[str] = field(default_factory=list)  # request ids of every 200 answer
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        if body is not None:
+            kwargs["json"] = body
+        response = self.client.post(path, **kwargs)
+        if response.status_code == 200 and path.startswith("/predict"):
+            payload = response.json()
+            with self.lock:
+                self.answered += [p["request_id"] for p in payload.get("predictions", [payload])]
+        return response
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.settings.tracking_uri, "adclick")
+
+
+@pytest.fixture(scope="module")
+def served(ingested_week: Path, tmp_path_factory, prefect_api_url: str) -> Iterator[Served]:
+    from flows.train import train
+
+    home = tmp_path_factory.mktemp("served") / "mlops-home"
+    shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
+    environment = {
+        "MLOPS_HOME": str(home),
+        "MLOPS_SERVING__INFRA_CHECK": "true",
+        "MLOPS_SERVING__POLL_SECONDS": str(POLL_SECONDS),
+        "MLOPS_SERVING__MAX_CONCURRENCY": str(MAX_CONCURRENCY),
+        "MLOPS_SERVING__MAX_BATCH": str(MAX_BATCH),
+        "MLOPS_SERVING__MAX_BODY_BYTES": "65536",
+    }
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        settings = get_settings().apply()
+        report = train(search_trials=1)
+        process = subprocess.Popen(
+            [MLOPS, "serve", "--port", str(free_port()), "--json"],
+            env={**os.environ, "PREFECT_API_URL": prefect_api_url},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started = json.loads(process.stdout.readline() or "{}")
+        assert started.get("model_version"), "mlops serve did not start; see its stderr"
+        with httpx.Client(base_url=started["url"], timeout=10) as client:
+            yield Served(settings, report, process, started, client)
+        if process.poll() is None:
+            process.kill()
+    get_settings.cache_clear()
+
+
+def known_request(**context: Any) -> dict[str, Any]:
+    return {"user_id": 1, "ad_id": 1, "device": "mobile", "ad_position": 2, **context}
+
+
+def test_infra_check_passed_before_the_first_promotion(served):
+    infra = next(c for c in served.report["checks"] if c["name"] == "infra")
+    assert served.report["decision"] == "promoted"
+    assert infra["passed"], infra["detail"]
+    assert "golden requests" in infra["detail"] and "SLO 5 ms" in infra["detail"]
+    # The check served from its own log, not the live one.
+    assert list((served.settings.home / "infra_check" / "v1" / "predictions").rglob("*.jsonl"))
+    assert served.started["model_version"] == served.report["version"] == "1"
+
+
+def test_predict_known_and_cold_start_entities(served):
+    known = served.post("/predict", known_request())
+    assert known.status_code == 200, known.text
+    body = known.json()
+    assert set(body) == {"request_id", "click_probability", "model_version", "missing_features"}
+    assert 0 < body["click_probability"] < 1
+    assert body["model_version"] == "1"
+    assert body["missing_features"] == []
+
+    cold = served.post("/predict", {"user_id": 10**12, "ad_id": 1})
+    assert cold.status_code == 200, cold.text
+    missing = cold.json()["missing_features"]
+    # Unknown user and omitted context: flagged, scored on training defaults, not refused.
+    assert {"user_age_bucket", "user_country", "device", "ad_position"} <= set(missing)
+    assert not any(name.startswith("ad_category") for name in missing)
+
+
+def test_predict_batch_answers_each_request(served):
+    requests = [known_request(user_id=i) for i in range(1, 6)]
+    response = served.post("/predict_batch", {"requests": requests})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 5
+    assert len({p["request_id"] for p in predictions}) == 5
+
+
+def test_health_model_metrics_and_docs(served):
+    assert served.client.get("/livez").status_code == 200
+    assert served.client.get("/readyz").status_code == 200
+    model = served.client.get("/model").json()
+    assert model["model_version"] == "1" and model["pinned"] is False
+    metrics = served.client.get("/metrics").text
+    assert 'mlops_served_model_version{model="adclick"} 1.0' in metrics
+    assert "mlops_missing_feature_values_total" in metrics
+    docs = served.client.get("/openapi.json").json()
+    assert {"/predict", "/predict_batch", "/model"} <= set(docs["paths"])
+    assert "click_probability" in docs["components"]["schemas"]["Prediction"]["properties"]
+
+
+JSON = {"Content-Type": "application/json"}
+BAD_INPUTS = {
+    "malformed JSON": ({"content": b'{"user_id": 1,', "headers": JSON}, 400),
+    "not an object": ({"content": b"[1, 2]", "headers": JSON}, 400),
+    "empty body": ({"content": b"", "headers": JSON}, 400),
+    "wrong type": ({"json": {"user_id": "1", "ad_id": 1}}, 400),
+    "float for int": ({"json": {"user_id": 1.5, "ad_id": 1}}, 400),
+    "missing id": ({"json": {"user_id": 1}}, 400),
+    "out of range": ({"json": {"user_id": 1, "ad_id": 1, "ad_position": 9}}, 400),
+    "negative id": ({"json": {"user_id": -1, "ad_id": 1}}, 400),
+    "unknown category": ({"json": {"user_id": 1, "ad_id": 1, "device": "smart-tv"}}, 400),
+    "unknown field": ({"json": {"user_id": 1, "ad_id": 1, "clicked": 1}}, 400),
+    "naive timestamp": (
+        {"json": {"user_id": 1, "ad_id": 1, "event_timestamp": "2026-01-08T10:00:00"}},
+        400,
+    ),
+    "not JSON": ({"content": b"user_id=1", "headers": {"Content-Type": "text/plain"}}, 415),
+    "body too large": ({"content": b"{" + b" " * 70_000 + b"}", "headers": JSON}, 413),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gets_a_4xx_with_a_message(served, case):
+    kwargs, status = BAD_INPUTS[case]
+    response = served.post("/predict", **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"requests": []}, {"requests": [{"user_id": 1, "ad_id": 1}] * (MAX_BATCH + 1)}, {"x": 1}],
+    ids=["empty batch", "oversized batch", "no requests"],
+)
+def test_bad_batch_gets_a_400(served, body):
+    response = served.post("/predict_batch", body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("invalid request: requests")
+
+
+def test_beyond_the_concurrency_limit_requests_get_429_not_5xx(served):
+    batch = {"requests": [known_request(user_id=i) for i in range(1, MAX_BATCH + 1)]}
+    with ThreadPoolExecutor(max_workers=4 * MAX_CONCURRENCY) as pool:
+        statuses = list(
+            pool.map(lambda _: served.post("/predict_batch", batch).status_code, range(64))
+        )
+    assert set(statuses) <= {200, 429}
+    assert 429 in statuses and 200 in statuses
+
+
+def test_served_features_equal_the_training_pipelines(served, use_case):
+    """Training/serving skew: the same entities at the same time get the same model inputs
+    from the online path (prediction log) as from the point-in-time join training uses."""
+    from mlops.feature_store import open_store
+    from mlops.offline_store import OfflineStore
+    from models.training import predict
+
+    offline = OfflineStore(served.settings.offline_dir)
+    at = pd.Timestamp(offline.watermark()) + timedelta(hours=1)  # after the last materialize
+    con = offline.connect(["impressions"])
+    events = con.execute(
+        "SELECT user_id, ad_id, device, ad_position FROM impressions "
+        "ORDER BY event_timestamp DESC LIMIT 40"
+    ).df()
+    con.close()
+    events["event_timestamp"] = at
+    requests = json.loads(events.to_json(orient="records", date_format="iso"))
+    response = served.post("/predict_batch", {"requests": requests})
+    assert response.status_code == 200, response.text
+    ids = [p["request_id"] for p in response.json()["predictions"]]
+
+    store = open_store(served.settings, use_case)
+    joined = (
+        store.get_historical_features(
+            entity_df=events.assign(row=range(len(events))),
+            features=store.get_feature_service(use_case.feature_service),
+        )
+        .to_df()
+        .sort_values("row", ignore_index=True)
+    )
+    training_inputs = use_case.input_frame(joined)
+
+    logged = wait_for_log(served, ids)
+    expected = [
+        {
+            name: None
+            if pd.isna(value)
+            else value
+            if isinstance(value, str)
+            else pytest.approx(float(value), rel=1e-6)
+            for name, value in row.items()
+        }
+        for row in training_inputs.astype(object).to_dict("records")
+    ]
+    assert [logged[i]["features"] for i in ids] == expected
+    booster = served.registry.load_booster("1")
+    np.testing.assert_allclose(
+        [logged[i]["score"] for i in ids], predict(booster, training_inputs), atol=1e-6
+    )
+
+
+def test_champion_hot_swap_fails_no_request(served):
+    registry = served.registry
+    v1 = registry.version("1")
+    source = registry.client.get_model_version("adclick", "1").source
+    v2 = registry.register(source, v1.run_id)  # the same model under a new version number
+    versions: list[str] = []
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            response = served.post("/predict", known_request())
+            if response.status_code != 200:
+                failures.append(response.status_code)
+            else:
+                versions.append(response.json()["model_version"])
+
+    streams = [threading.Thread(target=stream) for _ in range(2)]
+    for thread in streams:
+        thread.start()
+    time.sleep(1)
+    registry.promote(v2, "test: hot swap under load")
+    promoted_at = time.monotonic()
+    while "2" not in versions[-5:] and time.monotonic() - promoted_at < 30:
+        time.sleep(0.05)
+    swapped_after = time.monotonic() - promoted_at
+    time.sleep(1)
+    stop.set()
+    for thread in streams:
+        thread.join()
+
+    assert failures == []
+    assert versions[0] == "1" and versions[-1] == "2"
+    # Once a request saw v2 (per stream, order may interleave by a request or two), v1 is gone.
+    first_v2 = versions.index("2")
+    assert versions[first_v2 + 4 :].count("1") == 0
+    assert swapped_after < POLL_SECONDS + 5, f"v2 served {swapped_after:.1f} s after promotion"
+    assert served.client.get("/model").json()["model_version"] == "2"
+
+
+def test_infra_check_refuses_a_model_too_slow_for_the_slo(served, use_case):
+    from serving.infra_check import infra_check
+
+    card = use_case.card
+    strict = card.model_copy(
+        update={"serving_slo": card.serving_slo.model_copy(update={"p99_latency_ms": 0.001})}
+    )
+    impatient = replace(use_case)
+    impatient.__dict__["card"] = strict  # cached_property: the card this check reads
+    check = infra_check(served.settings, impatient, "1")
+    assert not check.passed
+    assert "too slow" in check.detail and "SLO 0.001 ms" in check.detail
+
+
+def test_clean_stop_loses_no_prediction(served):
+    """Last in the module: every request answered above is in the prediction log, once."""
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=60) == 0
+    logged = [r["request_id"] for r in read_prediction_log(served.settings.predictions_dir)]
+    assert len(logged) == len(set(logged))
+    assert set(served.answered) == set(logged)
+    assert len(served.answered) > 100
+
+
+def wait_for_log(served: Served, ids: list[str], timeout: float = 10) -> dict[str, dict]:
+    """The log records of `ids`, once the service's batched writer has flushed them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = {r["request_id"]: r for r in read_prediction_log(served.settings.predictions_dir)}
+        if all(i in records for i in ids) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
