@@ -1,4 +1,5 @@
-"""`python -m benchmarks [data-path|training|all] [--events N] [--json]` (`make bench`: all).
+"""`python -m benchmarks [data-path|training|serving|all] [options] [--json]` (`make bench`:
+all; `python -m benchmarks NAME --help` lists a benchmark's options).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
 """
@@ -8,7 +9,11 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = {"data-path": "benchmarks.data_path", "training": "benchmarks.training"}
+BENCHMARKS = {
+    "data-path": "benchmarks.data_path",
+    "training": "benchmarks.training",
+    "serving": "benchmarks.serving",
+}
 
 
 def run() -> int:

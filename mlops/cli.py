@@ -408,6 +408,36 @@ def serve(
     raise typer.Exit(0 if code in (0, -signal.SIGTERM) else 1)
 
 
+@app.command()
+def package(
+    version: Annotated[str | None, typer.Argument(help="Default: the @champion.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import a model version into BentoML's model store and build a bento with it."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings = _start()
+        use_case = _use_case(settings)
+        from models.registry import CHAMPION, ModelRegistry
+        from serving.packaging import build_bento, import_model
+
+        chosen = version or ModelRegistry(settings.tracking_uri, use_case.model_name).alias(
+            CHAMPION
+        )
+        if chosen is None:
+            raise CommandError(f"model '{use_case.model_name}' has no @{CHAMPION} to package")
+        model_tag = import_model(settings, use_case, chosen)
+        bento_tag = build_bento(model_tag)
+        result = {"model_version": chosen, "model": model_tag, "bento": bento_tag}
+        text = (
+            f"v{chosen} is BentoML model {model_tag}, packaged in bento {bento_tag}\n"
+            f"containerize it where Docker runs: bentoml containerize {bento_tag}"
+        )
+        return result, text, 0
+
+    _run(as_json, work)
+
+
 def _fail(message: str) -> Callable[[], tuple[dict[str, Any], str, int]]:
     def work() -> tuple[dict[str, Any], str, int]:
         raise CommandError(message)

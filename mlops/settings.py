@@ -32,7 +32,9 @@ class ServingSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
-    # Serve exactly this version and never swap (the infra check pins its candidate this way).
+    # `registry`: follow @champion (or serve `model_version` if set: the infra check pins its
+    # candidate so); `bento`: the model packaged with the bento (`mlops package`).
+    model_source: Literal["registry", "bento"] = "registry"
     model_version: str | None = None
     poll_seconds: float = Field(
         default=10, gt=0, description="How often to look for a new @champion."
@@ -154,6 +156,7 @@ class Settings(BaseSettings):
         env = dict(TELEMETRY_OFF)
         env["PREFECT_HOME"] = str(self.prefect_home)
         env["BENTOML_HOME"] = str(self.bentoml_home)
+        env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # serving loads models: no bars
         env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(
             self.prefect_startup_timeout_seconds
         )

@@ -1,6 +1,7 @@
-"""Which model the service scores with: the registry's `@champion`, followed by polling.
+"""Which model the service scores with: by default the registry's `@champion`, followed by
+polling.
 
-A new champion is loaded and warmed up beside the one serving, then swapped in with a single
+A new model is loaded and warmed up beside the one serving, then swapped in with a single
 reference assignment. A request reads `current` once and scores with that model from start to
 end, so no request ever sees half a swap or fails because of one.
 """
@@ -11,8 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from models.registry import CHAMPION, ModelRegistry
-from serving.scoring import Scorer, ServedModel, load_registered, prepare
+from serving.scoring import Scorer, ServedModel, prepare
 
 log = logging.getLogger(__name__)
 
@@ -20,22 +20,19 @@ log = logging.getLogger(__name__)
 class Champion:
     def __init__(
         self,
-        registry: ModelRegistry,
+        wanted_version: Callable[[], str | None],
+        load: Callable[[str], ServedModel],
         scorer: Scorer,
-        pinned_version: str | None = None,
         on_swap: Callable[[ServedModel], None] = lambda model: None,
     ) -> None:
-        self.registry = registry
+        self.wanted_version = wanted_version
+        self.load = load
         self.scorer = scorer
-        self.pinned_version = pinned_version
         self.on_swap = on_swap
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def wanted_version(self) -> str | None:
-        return self.pinned_version or self.registry.alias(CHAMPION)
 
     def refresh(self) -> bool:
         """Load the wanted version if it is not the one serving; True if it swapped."""
@@ -44,9 +41,9 @@ class Champion:
             version = self.wanted_version()
             if version is None or (self.current is not None and self.current.version == version):
                 return False
-            model = prepare(load_registered(self.registry, version), self.scorer)
+            model = prepare(self.load(version), self.scorer)
         except Exception as err:  # keep serving the current model; try again next poll
-            self.last_error = f"cannot load {self.registry.name} v{version}: {err}"
+            self.last_error = f"cannot load version {version}: {err}"
             log.exception(self.last_error)
             return False
         previous, self.current = self.current, model
@@ -57,9 +54,7 @@ class Champion:
         return True
 
     def follow(self, poll_seconds: float) -> None:
-        """Poll for a new champion in a background thread (not when a version is pinned)."""
-        if self.pinned_version is not None:
-            return
+        """Poll for a new wanted version in a background thread."""
 
         def poll() -> None:
             while not self._stop.wait(poll_seconds):

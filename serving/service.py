@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import bentoml
@@ -156,25 +157,35 @@ routes = Starlette(
 class PredictionService:
     def __init__(self) -> None:
         from mlops.feature_store import open_store
-        from models.registry import ModelRegistry
+        from models.registry import CHAMPION, ModelRegistry
+        from serving import packaging
         from serving.champion import Champion
-        from serving.scoring import Scorer
+        from serving.scoring import Scorer, load_registered
 
         self.scorer = Scorer(open_store(settings, use_case), use_case)
-        self.champion = Champion(
-            ModelRegistry(settings.tracking_uri, use_case.model_name),
-            self.scorer,
-            pinned_version=limits.model_version,
-            on_swap=self._swapped,
-        )
+        registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+        if limits.model_source == "bento":
+            version = packaging.packaged_version(use_case)
+            wanted, load = (lambda: version), partial(packaging.load_packaged, use_case)
+        elif limits.model_version is not None:
+            wanted, load = (lambda: limits.model_version), partial(load_registered, registry)
+        else:
+            wanted, load = partial(registry.alias, CHAMPION), partial(load_registered, registry)
+        self.champion = Champion(wanted, load, self.scorer, on_swap=self._swapped)
         self.log = PredictionLog(
             settings.predictions_dir, self._records, limits.log_flush_seconds
         ).start()
         self.champion.refresh()
-        if limits.model_version is not None and self.champion.current is None:
-            # A pinned version that cannot load will never load: exit instead of never ready.
-            raise RuntimeError(self.champion.last_error)
-        self.champion.follow(limits.poll_seconds)
+        if self.pinned:
+            if self.champion.current is None:
+                # A pinned version that cannot load never will: exit rather than never be ready.
+                raise RuntimeError(self.champion.last_error)
+        else:
+            self.champion.follow(limits.poll_seconds)
+
+    @property
+    def pinned(self) -> bool:
+        return limits.model_source == "bento" or limits.model_version is not None
 
     def __is_ready__(self) -> bool:
         return self.champion.current is not None
@@ -188,7 +199,7 @@ class PredictionService:
         current = self.champion.current
         return {
             **(current.describe() if current else {"model_version": None}),
-            "pinned": limits.model_version is not None,
+            "pinned": self.pinned,
             "last_error": self.champion.last_error,
         }
 

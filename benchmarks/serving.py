@@ -1,0 +1,307 @@
+"""Online serving under open-loop load, side by side with a floor and a peer.
+
+    ours   `bentoml serve serving.service:PredictionService`: POST /predict with entity ids and
+           context; Feast online lookup in-process, the use case's model inputs, the booster,
+           the prediction log
+    floor  a bare Starlette app (benchmarks/floor_app.py): the same booster, `inplace_predict`,
+           each request's encoded features from a Python dict; no validation, no log
+    peer   `mlflow models serve` on the same booster, the encoded features sent in the request
+           (`dataframe_split`), as MLflow's own serving expects them
+
+Each server runs alone, on the same requests (known users and ads, mixed context), at fixed
+rates (`loadgen.open_loop`: each rate `--seconds` long after a warm-up at the same rate); a
+server's ladder stops at the first rate it does not hold. Targets on 2 cores (the load
+generator shares them): ours p99 <= the card's SLO at its throughput (5 ms at 200/s); ours
+holds at least half the floor's highest rate, and at least 3x the peer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import run_in_fresh_home
+from benchmarks.loadgen import HELD_P99_MS, RateResult, open_loop
+from mlops.settings import get_settings
+
+log = logging.getLogger("benchmarks.serving")
+
+RATES = (50, 100, 200, 400, 800, 1600)
+EVENTS_PER_DAY = 20_000
+DISTINCT_REQUESTS = 2_000
+START = date(2026, 1, 1)
+SEED = 7
+
+
+def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
+    args = parse_args(argv)
+    run_in_fresh_home(
+        "serving", lambda: run(args.seconds, args.warm_up, args.rates), render, args.json
+    )
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks serving", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30, help="per rate, after warm-up")
+    parser.add_argument("--warm-up", type=float, default=5, help="seconds, per rate")
+    parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    return parser.parse_args(argv)
+
+
+def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any]:
+    os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # this benchmark measures the service
+    get_settings.cache_clear()
+    settings = get_settings().apply()
+    from flows.ingest import ingest
+    from flows.train import train
+    from mlops.feature_store import open_store
+    from mlops.usecase import load_use_case
+    from models.registry import ModelRegistry
+    from serving.process import free_port, start_service
+    from serving.scoring import Scorer, load_registered, prepare
+
+    use_case = load_use_case(settings.use_case)
+    card = use_case.card
+    days = card.training.train_days + card.training.validation_days + card.training.test_days
+    batches = use_case.generate(
+        settings.landing_dir, start=START, days=days, events_per_day=EVENTS_PER_DAY, seed=SEED
+    )
+    if not ingest(batches, return_state=True).is_completed():
+        raise RuntimeError("the benchmark's batches were rejected")
+    trained = train(search_trials=1)
+    version = trained["version"]
+
+    # One request set for all three: recent events' entities and context, as JSON.
+    requests = _requests(settings, use_case)
+    scorer = Scorer(open_store(settings, use_case), use_case)
+    registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+    model = prepare(load_registered(registry, version), scorer)
+    encoded = scorer.score(model, requests).matrix  # what the floor and the peer are given
+
+    workdir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    results: dict[str, list[dict[str, Any]]] = {}
+
+    port = free_port()
+    ours = start_service(settings, port=port)
+    try:
+        bodies = [json.dumps(r).encode() for r in requests]
+        results["ours"] = _ladder(ours.url, "/predict", bodies, rates, seconds, warm_up)
+    finally:
+        ours.stop()
+
+    booster_path = workdir / "model.ubj"
+    model.booster.save_model(booster_path)
+    table = workdir / "features.json"
+    table.write_text(
+        json.dumps({"rows": [_nulls(r) for r in encoded.tolist()], "requests": requests})
+    )
+    floor = _start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.floor_app:app",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        {"FLOOR_MODEL": str(booster_path), "FLOOR_FEATURES": str(table)},
+        workdir / "floor.log",
+    )
+    try:
+        results["floor"] = _ladder(floor[0], "/predict", bodies, rates, seconds, warm_up)
+    finally:
+        _stop(floor[1])
+
+    peer_model = _peer_model(model.booster, workdir / "peer-model")
+    names = model.feature_names
+    peer_bodies = [
+        json.dumps({"dataframe_split": {"columns": names, "data": [_nulls(row)]}}).encode()
+        for row in encoded.tolist()
+    ]
+    peer = _start(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            str(peer_model),
+            "--env-manager",
+            "local",
+            "-w",
+            "1",
+        ],
+        {},
+        workdir / "peer.log",
+        port_flag=("-h", "127.0.0.1", "-p"),
+    )
+    try:
+        results["peer"] = _ladder(peer[0], "/invocations", peer_bodies, rates, seconds, warm_up)
+    finally:
+        _stop(peer[1])
+
+    return _summary(
+        results, card.serving_slo.p99_latency_ms, card.serving_slo.throughput_rps, seconds, warm_up
+    )
+
+
+def _requests(settings: Any, use_case: Any) -> list[dict[str, Any]]:
+    """Distinct requests from the newest ingested events: known entities, real context."""
+    from mlops.offline_store import OfflineStore
+
+    events = use_case.events
+    columns = [*use_case.entity_keys, *use_case.request_columns]
+    con = OfflineStore(settings.offline_dir).connect([events.name])
+    try:
+        frame = con.execute(
+            f"""SELECT DISTINCT {", ".join(columns)} FROM "{events.name}"
+                ORDER BY hash({columns[0]}) LIMIT {DISTINCT_REQUESTS}"""
+        ).df()
+    finally:
+        con.close()
+    return json.loads(frame.convert_dtypes().to_json(orient="records"))
+
+
+def _ladder(
+    url: str,
+    path: str,
+    bodies: list[bytes],
+    rates: Sequence[float],
+    seconds: float,
+    warm_up: float,
+) -> list[dict[str, Any]]:
+    rows = []
+    for rate in rates:
+        result: RateResult = open_loop(url, path, bodies, rate, seconds, warm_up)
+        log.info("%s %s: %s", url, rate, result.to_dict())
+        rows.append(result.to_dict())
+        if not result.held:
+            break
+    return rows
+
+
+def _start(
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    port_flag: tuple[str, ...] = ("--host", "127.0.0.1", "--port"),
+) -> tuple[str, subprocess.Popen[bytes]]:
+    from serving.process import free_port
+
+    port = free_port()
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [*command, *port_flag, str(port)],
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[:3]} exited; see {log_path}")
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            return url, process
+        except OSError:
+            time.sleep(0.25)
+    process.kill()
+    raise RuntimeError(f"{command[:3]} did not start; see {log_path}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(30)
+
+
+def _peer_model(booster: Any, path: Path) -> Path:
+    import mlflow.xgboost
+    import xgboost as xgb
+
+    mlflow.xgboost.save_model(
+        booster, str(path), model_format="ubj", pip_requirements=[f"xgboost=={xgb.__version__}"]
+    )
+    return path
+
+
+def _nulls(row: list[float]) -> list[float | None]:
+    return [None if v != v else v for v in row]
+
+
+def _highest_held(rows: list[dict[str, Any]]) -> float:
+    return max((r["rate"] for r in rows if r["held"]), default=0.0)
+
+
+def _summary(
+    results: dict[str, list[dict[str, Any]]],
+    slo_ms: float,
+    slo_rps: float,
+    seconds: float,
+    warm_up: float,
+) -> dict[str, Any]:
+    held = {name: _highest_held(rows) for name, rows in results.items()}
+    at_slo = next((r for r in results["ours"] if r["rate"] == slo_rps), None)
+    return {
+        "seconds_per_rate": seconds,
+        "warm_up_seconds": warm_up,
+        "held_p99_bound_ms": HELD_P99_MS,
+        "results": results,
+        "highest_rate_held": held,
+        "ours_vs_floor": held["ours"] / held["floor"] if held["floor"] else None,
+        "ours_vs_peer": held["ours"] / held["peer"] if held["peer"] else None,
+        "ours_p99_ms_at_slo_rate": at_slo["p99_ms"] if at_slo else None,
+        "targets": {
+            f"ours p99 <= {slo_ms:g} ms at {slo_rps:g}/s": bool(
+                at_slo and at_slo["p99_ms"] <= slo_ms
+            ),
+            "ours >= 0.5x floor's highest rate": bool(
+                held["floor"] and held["ours"] >= 0.5 * held["floor"]
+            ),
+            "ours >= 3x peer's highest rate": bool(held["ours"] >= 3 * held["peer"]),
+        },
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"open loop, {report['seconds_per_rate']:g} s per rate after "
+        f"{report['warm_up_seconds']:g} s warm-up; 'held' = no errors and p99 <= "
+        f"{report['held_p99_bound_ms']:g} ms",
+        f"{'server':<6} {'rate/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        "  held",
+    ]
+    for name, rows in report["results"].items():
+        for r in rows:
+            lines.append(
+                f"{name:<6} {r['rate']:>7g} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
+                f"{r['p99_ms']:>8.2f} {r['errors']:>7}  {'yes' if r['held'] else 'no'}"
+            )
+    held = report["highest_rate_held"]
+    lines.append(
+        "highest rate held: "
+        + ", ".join(f"{name} {rate:g}/s" for name, rate in held.items())
+        + f"; ours/floor {_ratio(report['ours_vs_floor'])}"
+        + f", ours/peer {_ratio(report['ours_vs_peer'])}"
+    )
+    for target, met in report["targets"].items():
+        lines.append(f"{'MET ' if met else 'MISS'} {target}")
+    return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
