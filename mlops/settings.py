@@ -181,6 +181,8 @@ class Settings(BaseSettings):
             # Explicit user choices (e.g. a PREFECT_API_URL already exported) win.
             os.environ.setdefault(key, value)
         os.environ["MLOPS_HOME"] = str(self.home)
+        # BentoML's model and bento stores belong to this home, like all other state.
+        os.environ["BENTOML_HOME"] = str(self.bentoml_home)
         return self
 
 

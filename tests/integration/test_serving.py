@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ def served(ingested_week: Path, tmp_path_factory, prefect_api_url: str) -> Itera
         get_settings.cache_clear()
         settings = get_settings().apply()
         report = train(search_trials=1)
+        assert report["decision"] == "promoted", report["reason"]
         process = subprocess.Popen(
             [MLOPS, "serve", "--port", str(free_port()), "--json"],
             env={**os.environ, "PREFECT_API_URL": prefect_api_url},
@@ -294,18 +295,16 @@ def test_champion_hot_swap_fails_no_request(served):
     assert served.client.get("/model").json()["model_version"] == "2"
 
 
-def test_infra_check_refuses_a_model_too_slow_for_the_slo(served, use_case):
-    from serving.infra_check import infra_check
-
-    card = use_case.card
-    strict = card.model_copy(
-        update={"serving_slo": card.serving_slo.model_copy(update={"p99_latency_ms": 0.001})}
+def test_package_builds_a_bento_with_the_champion(served):
+    done = subprocess.run(
+        [MLOPS, "package", "--json"], capture_output=True, text=True, timeout=180, check=False
     )
-    impatient = replace(use_case)
-    impatient.__dict__["card"] = strict  # cached_property: the card this check reads
-    check = infra_check(served.settings, impatient, "1")
-    assert not check.passed
-    assert "too slow" in check.detail and "SLO 0.001 ms" in check.detail
+    assert done.returncode == 0, done.stderr
+    packaged = json.loads(done.stdout)
+    assert packaged["model_version"] == "2"  # the champion since the hot swap
+    bento = served.settings.bentoml_home / "bentos" / Path(*packaged["bento"].split(":"))
+    assert (bento / "bento.yaml").exists()
+    assert packaged["model"] in (bento / "bento.yaml").read_text()
 
 
 def test_clean_stop_loses_no_prediction(served):
