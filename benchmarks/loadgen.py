@@ -52,6 +52,9 @@ class _Connections:
     async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.idle:
             return self.idle.pop()
+        return await self.new()
+
+    async def new(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.open >= MAX_CONNECTIONS:
             raise ConnectionError("connection limit reached")
         self.open += 1
@@ -82,7 +85,7 @@ async def _exchange(pool: _Connections, payload: bytes) -> int:
         if not status_line:  # the server closed an idle keep-alive connection: reconnect once
             writer.close()
             pool.open -= 1
-            connection = await pool.get()
+            connection = await pool.new()  # not another idle one: it may be stale too
             reader, writer = connection
             writer.write(payload)
             status_line = await reader.readline()

@@ -205,7 +205,12 @@ def _start(
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [*command, *port_flag, str(port)],
-            env={**os.environ, **env},
+            # `mlflow models serve` runs `uvicorn` from PATH: the venv's.
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                **env,
+            },
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )

@@ -26,7 +26,7 @@ def feast_objects(settings: Settings, use_case: UseCase) -> list[Any]:
     return list(use_case.feast_definitions(lambda view: offline.glob(offline.feature_dir(view))))
 
 
-def repo_config(settings: Settings, use_case: UseCase) -> Any:
+def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync") -> Any:
     from feast.repo_config import RepoConfig
 
     if settings.profile != "local":
@@ -37,7 +37,12 @@ def repo_config(settings: Settings, use_case: UseCase) -> Any:
     return RepoConfig(
         project=use_case.name,
         provider="local",
-        registry=str(settings.feast_dir / "registry.db"),
+        # `thread`: a long-running reader (the service) refreshes its registry cache in the
+        # background; `sync` would stall one request for the reload every `cache_ttl_seconds`.
+        registry={
+            "path": str(settings.feast_dir / "registry.db"),
+            "cache_mode": registry_cache_mode,
+        },
         # DuckDB, not Feast's `file` store: that one silently drops rows in point-in-time joins.
         offline_store={"type": "duckdb"},
         online_store={"type": "sqlite", "path": str(settings.feast_dir / "online.db")},
@@ -46,11 +51,13 @@ def repo_config(settings: Settings, use_case: UseCase) -> Any:
     )
 
 
-def open_store(settings: Settings, use_case: UseCase) -> FeatureStore:
+def open_store(
+    settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync"
+) -> FeatureStore:
     """The feature store with the use case's definitions applied (idempotent)."""
     from feast import FeatureStore
 
-    store = FeatureStore(config=repo_config(settings, use_case))
+    store = FeatureStore(config=repo_config(settings, use_case, registry_cache_mode))
     store.apply(feast_objects(settings, use_case))
     return store
 

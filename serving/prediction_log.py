@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import orjson
 
 log = logging.getLogger(__name__)
 
 PARTITION = "date"
+# Timestamps as ISO 8601, numpy scalars as numbers: a record is plain JSON for any reader.
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self.name = f"{socket.gethostname()}-{os.getpid()}-{datetime.now():%Y%m%dT%H%M%S%f}"
         self._queue: queue.SimpleQueue[Served | None] = queue.SimpleQueue()
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, IO[bytes]] = {}
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.written = 0
 
@@ -99,18 +102,18 @@ class PredictionLog:
             day = served.served_at.date().isoformat()
             handle = self._file(day)
             for record in self.to_records(served):
-                handle.write(json.dumps(record, default=str) + "\n")
+                handle.write(orjson.dumps(record, option=ORJSON_OPTIONS) + b"\n")
                 self.written += 1
             touched.add(day)
         for day in touched:
             self._files[day].flush()
             os.fsync(self._files[day].fileno())
 
-    def _file(self, day: str) -> IO[str]:
+    def _file(self, day: str) -> IO[bytes]:
         if day not in self._files:
             folder = self.directory / f"{PARTITION}={day}"
             folder.mkdir(parents=True, exist_ok=True)
-            self._files[day] = (folder / f"{self.name}.jsonl").open("a", encoding="utf-8")
+            self._files[day] = (folder / f"{self.name}.jsonl").open("ab")
         return self._files[day]
 
 
