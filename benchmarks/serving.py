@@ -23,7 +23,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -34,10 +33,11 @@ from typing import Any
 from benchmarks.harness import run_in_fresh_home
 from benchmarks.loadgen import HELD_P99_MS, RateResult, open_loop
 from mlops.settings import get_settings
+from serving.process import free_port, start_service
 
 log = logging.getLogger("benchmarks.serving")
 
-RATES = (50, 100, 200, 400, 800, 1600)
+RATES = (50, 100, 200, 300, 400, 600, 800, 1200, 1600)
 EVENTS_PER_DAY = 20_000
 DISTINCT_REQUESTS = 2_000
 START = date(2026, 1, 1)
@@ -70,7 +70,6 @@ def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any
     from mlops.feature_store import open_store
     from mlops.usecase import load_use_case
     from models.registry import ModelRegistry
-    from serving.process import free_port, start_service
     from serving.scoring import Scorer, load_registered, prepare
 
     use_case = load_use_case(settings.use_case)
@@ -91,11 +90,11 @@ def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any
     model = prepare(load_registered(registry, version), scorer)
     encoded = scorer.score(model, requests).matrix  # what the floor and the peer are given
 
-    workdir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    workdir = settings.home / "serving-benchmark"  # removed with the benchmark's home
+    workdir.mkdir()
     results: dict[str, list[dict[str, Any]]] = {}
 
-    port = free_port()
-    ours = start_service(settings, port=port)
+    ours = start_service(settings, port=free_port())
     try:
         bodies = [json.dumps(r).encode() for r in requests]
         results["ours"] = _ladder(ours.url, "/predict", bodies, rates, seconds, warm_up)
@@ -199,8 +198,6 @@ def _start(
     log_path: Path,
     port_flag: tuple[str, ...] = ("--host", "127.0.0.1", "--port"),
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    from serving.process import free_port
-
     port = free_port()
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
