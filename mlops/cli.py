@@ -73,9 +73,14 @@ def _configure_logging(settings: Settings) -> None:
         logger.propagate = False
 
 
-def _run(as_json: bool, work: Callable[[], tuple[dict[str, Any], str, int]]) -> None:
+def _run(
+    as_json: bool,
+    work: Callable[[], tuple[dict[str, Any], str, int]],
+    exit_when_done: bool = True,
+) -> None:
     """Run a command: print its result (JSON or text) and exit with its code; errors become
-    one paragraph on stderr (and `{"error": ...}` on stdout with --json), never a traceback."""
+    one paragraph on stderr (and `{"error": ...}` on stdout with --json), never a traceback.
+    With `exit_when_done=False` a command that succeeded goes on (`serve` keeps serving)."""
     try:
         result, text, code = work()
     except (CommandError, BatchUnreadable, ValueError) as err:
@@ -85,7 +90,9 @@ def _run(as_json: bool, work: Callable[[], tuple[dict[str, Any], str, int]]) -> 
             typer.echo(json.dumps({"error": str(err)}))
         raise typer.Exit(code) from None
     typer.echo(json.dumps(result, default=str) if as_json else text)
-    raise typer.Exit(code)
+    if exit_when_done or code:
+        raise typer.Exit(code)
+    sys.stdout.flush()
 
 
 def _progress(total: int, label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
@@ -373,32 +380,39 @@ def serve(
     """Serve the @champion over HTTP (BentoML) until Ctrl+C; follows new champions."""
     import signal
 
-    settings = _start()
-    use_case = _use_case(settings)
-    from models.registry import CHAMPION, ModelRegistry
-    from serving.process import ServiceFailed, start_service
+    started: list[Any] = []
 
-    registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
-    pinned = settings.serving.model_version
-    if pinned is None and registry.alias(CHAMPION) is None:
-        _run(as_json, _fail(f"model '{use_case.model_name}' has no @{CHAMPION}: run `mlops train`"))
-    try:
-        service = start_service(settings, port=port)
-    except ServiceFailed as err:
-        _run(as_json, _fail(str(err)))
-    info = {
-        "url": service.url,
-        "model_version": service.model_version(),
-        "pid": service.process.pid,
-        "log": str(service.log_path),
-    }
-    typer.echo(
-        json.dumps(info)
-        if as_json
-        else f"serving {use_case.model_name} v{info['model_version']} on {service.url} "
-        f"(API docs {service.url}/docs, metrics {service.url}/metrics, log {service.log_path})"
-    )
-    sys.stdout.flush()
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings = _start()
+        use_case = _use_case(settings)
+        from models.registry import CHAMPION, ModelRegistry
+        from serving.process import ServiceFailed, start_service
+
+        registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+        if settings.serving.model_version is None and registry.alias(CHAMPION) is None:
+            raise CommandError(
+                f"model '{use_case.model_name}' has no @{CHAMPION}: run `mlops train`"
+            )
+        try:
+            service = start_service(settings, port=port)
+        except ServiceFailed as err:
+            raise CommandError(str(err)) from err
+        started.append(service)
+        info = {
+            "url": service.url,
+            "model_version": service.model_version(),
+            "pid": service.process.pid,
+            "log": str(service.log_path),
+        }
+        text = (
+            f"serving {use_case.model_name} v{info['model_version']} on {service.url} "
+            f"(schema {service.url}/openapi.json, metrics {service.url}/metrics, "
+            f"log {service.log_path}); Ctrl+C stops it"
+        )
+        return info, text, 0
+
+    _run(as_json, work, exit_when_done=False)
+    service = started[0]
     # SIGTERM stops it as cleanly as Ctrl+C: the service flushes its prediction log.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -436,13 +450,6 @@ def package(
         return result, text, 0
 
     _run(as_json, work)
-
-
-def _fail(message: str) -> Callable[[], tuple[dict[str, Any], str, int]]:
-    def work() -> tuple[dict[str, Any], str, int]:
-        raise CommandError(message)
-
-    return work
 
 
 @app.command("settings")
