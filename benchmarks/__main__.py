@@ -1,5 +1,6 @@
-"""`python -m benchmarks [data-path|training|serving|all] [options] [--json]` (`make bench`:
-all; `python -m benchmarks NAME --help` lists a benchmark's options).
+"""`python -m benchmarks [NAME|all] [options] [--json]` (`make bench`: all; NAME is one of
+data-path, training, serving, monitoring, detection; `python -m benchmarks NAME --help` lists
+a benchmark's options).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
 """
@@ -13,6 +14,8 @@ BENCHMARKS = {
     "data-path": "benchmarks.data_path",
     "training": "benchmarks.training",
     "serving": "benchmarks.serving",
+    "monitoring": "benchmarks.monitoring",
+    "detection": "benchmarks.detection",
 }
 
 

@@ -74,7 +74,7 @@ def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any
 
     use_case = load_use_case(settings.use_case)
     card = use_case.card
-    days = card.training.train_days + card.training.validation_days + card.training.test_days
+    days = card.training.span_days
     batches = use_case.generate(
         settings.landing_dir, start=START, days=days, events_per_day=EVENTS_PER_DAY, seed=SEED
     )

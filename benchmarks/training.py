@@ -70,7 +70,7 @@ def run(events: int) -> dict[str, Any]:
             importlib.import_module(library)
 
     from flows.ingest import ingest
-    from flows.train import train
+    from flows.train import monitoring_reference, train
     from mlops.feature_store import open_store
     from mlops.offline_store import OfflineStore
     from mlops.usecase import load_use_case
@@ -79,7 +79,7 @@ def run(events: int) -> dict[str, Any]:
 
     use_case = load_use_case(settings.use_case)
     card = use_case.card
-    days = card.training.train_days + card.training.validation_days + card.training.test_days
+    days = card.training.span_days
     budget = card.training.model_copy(update={"search_trials": 1})
     with setup.stage(f"generate {days} days"):
         batches = use_case.generate(
@@ -121,6 +121,7 @@ def run(events: int) -> dict[str, Any]:
             model=fitted,
             input_example=splits.test_x.head(5),
             serving_defaults=dataset.serving_defaults(training_set, use_case),
+            monitoring_reference=monitoring_reference(splits, fitted.booster, scores, card, 0),
         )
     with stages.stage("register and gate"):
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)

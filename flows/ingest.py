@@ -16,7 +16,7 @@ from prefect.states import Completed, Failed, State
 from flows.artifacts import artifact_key
 from mlops import ingestion
 from mlops.feature_store import open_store
-from mlops.landing import BatchUnreadable
+from mlops.landing import BatchUnreadable, expand_batch_paths
 from mlops.offline_store import OfflineStore
 from mlops.settings import get_settings
 from mlops.usecase import UseCase, load_use_case
@@ -42,6 +42,20 @@ sync_online = task(
     task_run_name="materialize",
 )
 data_docs = task(build_data_docs, cache_policy=NO_CACHE, task_run_name="data-docs")
+
+
+def new_batches(landing_dir: Path, quarantine_dir: Path, offline_dir: Path) -> list[Path]:
+    try:
+        landed = expand_batch_paths([landing_dir])
+    except BatchUnreadable:  # no landing zone yet, or nothing in it
+        return []
+    done = {b["batch_id"] for b in OfflineStore(offline_dir).committed_batches()}
+    return [
+        path
+        for path in landed
+        if ingestion.batch_id_of(path) not in done
+        and not (quarantine_dir / ingestion.batch_id_of(path) / ingestion.REJECTION_FILE).exists()
+    ]
 
 
 def ingest_batch(batch_dir: Path, use_case: UseCase) -> ingestion.BatchReport:
@@ -80,9 +94,15 @@ def ingest_batch(batch_dir: Path, use_case: UseCase) -> ingestion.BatchReport:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(batch_dirs: list[Path]) -> State:
-    """Ingest landed batches in order; fail the run if any batch was rejected."""
-    use_case = load_use_case(get_settings().use_case)
+def ingest(batch_dirs: list[Path] | None = None) -> State:
+    """Ingest landed batches in order (default, as scheduled: every batch in the landing zone
+    not yet ingested nor rejected); fail the run if any batch was rejected."""
+    settings = get_settings()
+    use_case = load_use_case(settings.use_case)
+    if batch_dirs is None:
+        batch_dirs = new_batches(
+            settings.landing_dir, settings.quarantine_dir, settings.offline_dir
+        )
     reports = []
     for batch_dir in batch_dirs:
         report = ingest_batch(batch_dir, use_case)

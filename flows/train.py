@@ -7,14 +7,17 @@ The work lives in `models/`; this file says in which order it runs and what is r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from flows.artifacts import artifact_key
+from mlops.card import RequirementsCard
 from mlops.feature_store import open_store
 from mlops.offline_store import OfflineStore
 from mlops.settings import Settings, get_settings
@@ -22,6 +25,7 @@ from mlops.usecase import UseCase
 from models import dataset, promotion, tracking, training
 from models.registry import CHAMPION, ModelRegistry
 from models.report import TrainReport
+from monitoring.reference import build_reference
 
 if TYPE_CHECKING:
     from serving.infra_check import InfraCheck
@@ -59,15 +63,37 @@ def check_infra(settings: Settings, use_case: UseCase, version: str) -> InfraChe
     return infra_check(settings, use_case, version)
 
 
+def monitoring_reference(
+    splits: training.Splits,
+    booster: Any,
+    scores: training.Scores,
+    card: RequirementsCard,
+    seed: int,
+) -> pd.DataFrame:
+    """Validation and test rows (out of the training window, and a whole day or more, so every
+    hour is represented) with the model's scores: what monitoring compares traffic with."""
+    return build_reference(
+        pd.concat([splits.validation_x, splits.test_x]),
+        np.concatenate(
+            [training.predict(booster, splits.validation_x), scores.predictions["model"]]
+        ),
+        np.concatenate([splits.validation_y.to_numpy(), splits.test_y.to_numpy()]),
+        card.gates.monitoring.reference_rows,
+        seed,
+    )
+
+
 @flow(name="train")
 def train(
     as_of: datetime | None = None,
     exclude_features: list[str] | None = None,
     seed: int = 0,
     search_trials: int | None = None,
+    recent: bool = False,
 ) -> dict | State:
     """Train a challenger on the windows ending at `as_of` (default: the newest ingested batch)
-    and promote it only if it passes the gate against the champion. Without enough labelled
+    and promote it only if it passes the gate against the champion. `recent`: the monitoring
+    gate's shorter retraining windows, so a changed world dominates. Without enough labelled
     data the run fails with a message saying what is missing."""
     from mlops.usecase import load_use_case
 
@@ -81,7 +107,12 @@ def train(
     end = as_of or offline.watermark()
     if end is None:
         return Failed(message="nothing has been ingested yet: run `mlops ingest` first")
-    windows = dataset.TimeWindows.ending_at(end, card.training)
+    budget = card.training
+    if recent:
+        budget = budget.model_copy(update=card.gates.monitoring.retrain_windows.model_dump())
+    if search_trials is not None:
+        budget = budget.model_copy(update={"search_trials": search_trials})
+    windows = dataset.TimeWindows.ending_at(end, budget)
     try:
         events = dataset.labelled_events(offline, use_case, windows)
     except ValueError as too_little_data:  # the user's to fix, not a crash: no traceback
@@ -89,9 +120,6 @@ def train(
     training_set = point_in_time_join(open_store(settings, use_case), events, use_case, windows)
     splits = training.prepare_splits(training_set, use_case, tuple(exclude_features or ()))
 
-    budget = card.training
-    if search_trials is not None:
-        budget = budget.model_copy(update={"search_trials": search_trials})
     model = fit_xgboost(
         splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
     )
@@ -109,11 +137,12 @@ def train(
         "excluded_features": sorted(exclude_features or []),
         "search_trials_run": len(model.trials),
         "champion_version": champion_version or "none",
+        "windows": "recent" if recent else "full",
     }
     logged = log_run(
         settings,
         use_case,
-        run_name=f"train-{end:%Y-%m-%d}",
+        run_name=f"{'retrain' if recent else 'train'}-{end:%Y-%m-%d}",
         params=params,
         lineage=lineage,
         evaluations=scores.evaluations,
@@ -122,6 +151,7 @@ def train(
         model=model,
         input_example=splits.test_x.head(5),
         serving_defaults=dataset.serving_defaults(training_set, use_case),
+        monitoring_reference=monitoring_reference(splits, model.booster, scores, card, seed),
     )
     version = register(registry, logged)
 

@@ -6,11 +6,12 @@ here, never from code, so changing a threshold is a reviewed change to one file.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -51,30 +52,52 @@ class PromotionGate(_Strict):
     min_slice_rows: int = Field(ge=1)
 
 
-class TrainingBudget(_Strict):
+class Windows(_Strict):
+    """Consecutive time windows ending at the newest data: train, validation, test."""
+
+    train_days: float = Field(gt=0)
+    validation_days: float = Field(gt=0)
+    test_days: float = Field(gt=0)
+
+    @property
+    def span_days(self) -> int:
+        """Whole days of data the three windows need."""
+        return math.ceil(self.train_days + self.validation_days + self.test_days)
+
+
+class TrainingBudget(Windows):
     time_budget_seconds: float = Field(gt=0, description="Wall-clock cap on the search.")
     search_trials: int = Field(ge=1, description="Hyperparameter sets tried, the first default.")
     early_stopping_rounds: int = Field(ge=1)
     baseline_max_rows: int = Field(ge=1000, description="Rows the logistic baseline fits on.")
-    train_days: int = Field(ge=1)
-    validation_days: int = Field(ge=1)
-    test_days: int = Field(ge=1)
 
 
-class DriftGate(_Strict):
-    drift_share: float = Field(gt=0, le=1, description="Share of drifted columns that counts.")
-    windows_k: int = Field(ge=1)
-    windows_n: int = Field(ge=1)
-    max_nce_degradation: float = Field(ge=0)
+class MonitoringGate(_Strict):
+    window_hours: float = Field(gt=0, description="Traffic each monitoring run looks at.")
+    reference_rows: int = Field(ge=100, description="Sample of the test window kept at training.")
+    sample_rows: int = Field(ge=1000, description="Rows Evidently compares, at most.")
     min_rows: int = Field(ge=1)
     min_labelled_rows: int = Field(ge=1)
-    max_null_fraction: float = Field(ge=0, le=1, description="Above it: data incident, alert.")
+    max_nce_degradation: float = Field(ge=0, description="Labelled NCE over reference: retrain.")
+    column_drift_threshold: float = Field(gt=0, description="Distance at which a column drifts.")
+    drift_share: float = Field(gt=0, le=1, description="Share of drifted inputs that counts.")
+    windows_k: int = Field(ge=1)
+    windows_n: int = Field(ge=1)
+    max_quarantined_fraction: float = Field(ge=0, le=1, description="Above it: incident, alert.")
+    max_null_fraction: float = Field(ge=0, le=1, description="Above it: incident, alert.")
+    retrain_windows: Windows
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> MonitoringGate:
+        if self.windows_k > self.windows_n:
+            raise ValueError("windows_k cannot exceed windows_n")
+        return self
 
 
 class Gates(_Strict):
     validation: ValidationGate
     promotion: PromotionGate
-    drift: DriftGate
+    monitoring: MonitoringGate
 
 
 class RequirementsCard(_Strict):

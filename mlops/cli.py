@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from mlops.landing import BatchUnreadable
+from mlops.lifecycle import LifecycleError
 from mlops.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -83,7 +84,7 @@ def _run(
     With `exit_when_done=False` a command that succeeded goes on (`serve` keeps serving)."""
     try:
         result, text, code = work()
-    except (CommandError, BatchUnreadable, ValueError) as err:
+    except (CommandError, BatchUnreadable, ValueError, LifecycleError) as err:
         code = getattr(err, "exit_code", EXIT_BAD_INPUT)
         typer.echo(f"error: {err}", err=True)
         if as_json:
@@ -209,42 +210,56 @@ def features(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @app.command()
 def run(
-    days: Annotated[int, typer.Option(min=1)] = 7,
-    events_per_day: Annotated[int, typer.Option(min=1)] = 20_000,
+    days: Annotated[int, typer.Option(min=2, help="Days simulated, the first week included.")] = 14,
+    events_per_day: Annotated[int, typer.Option(min=100)] = 10_000,
+    scenario: Annotated[
+        str, typer.Option(help="baseline | covariate-shift | concept-drift | data-incident")
+    ] = "concept-drift",
+    drift_day: Annotated[int, typer.Option(min=0, help="Day index the scenario starts.")] = 10,
+    incident_day: Annotated[
+        int | None, typer.Option(min=0, help="Day index of a data incident (-1: none).")
+    ] = 8,
     seed: int = 7,
-    scenario: Annotated[str, typer.Option(help="See `mlops generate`.")] = "data-incident",
-    drift_day: Annotated[int, typer.Option(min=0)] = 4,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Delete MLOPS_HOME first: replay from scratch.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The main job: generate a week of traffic (by default with a broken feature pipeline on
-    day 5, so the quarantine has work to do), ingest it through the data path, then train a
-    model and put it through the promotion gate."""
+    """The main job, the closed loop: bootstrap a champion on the first week, then each day
+    send traffic through the real service, ingest the day, monitor, and retrain and promote
+    when the gate says so. By default a data incident on day 8 and a concept drift from day 10."""
 
     def work() -> tuple[dict[str, Any], str, int]:
+        from mlops.lifecycle import Scenario, reset_home, run_lifecycle, story_line
+
+        settings = get_settings()
+        if reset:
+            reset_home(settings)
         settings = _start()
         use_case = _use_case(settings)
-        batches = use_case.generate(
-            settings.landing_dir,
-            start=date(2026, 1, 1),
+        chosen = Scenario(
             days=days,
             events_per_day=events_per_day,
-            seed=seed,
             scenario=scenario,
             drift_day=drift_day,
+            incident_day=incident_day if incident_day is not None and incident_day >= 0 else None,
+            seed=seed,
         )
-        reports = _ingest(batches)
-        lines = [
-            f"{r['batch_id']}: {r['status']}, {r['valid']}/{r['rows']} clean, "
-            f"{r['quarantined']} quarantined {r['quarantined_by_reason'] or ''}; "
-            f"offline store {r['offline_rows']} rows"
-            for r in reports
-        ]
-        trained = _train(seed=seed)
-        lines += _train_summary(trained).splitlines()
-        lines.append(f"State, quarantine, data docs and MLflow runs are under {settings.home}")
-        code = EXIT_REJECTED if any(r["status"] == "rejected" for r in reports) else 0
-        result = {"batches": reports, "train": trained, "home": str(settings.home)}
-        return result, "\n".join(lines), code
+
+        def tell(day: Any) -> None:
+            if not as_json:
+                typer.echo(story_line(day))
+
+        if not as_json:
+            typer.echo(f"bootstrapping on the first {use_case.card.training.span_days} days ...")
+        result = run_lifecycle(settings, use_case, chosen, on_day=tell)
+        boot = result.bootstrap
+        text = (
+            f"first champion v{boot['model_version']} (test NCE {boot['metrics']['nce']:.4f}); "
+            f"summary: {result.summary_html}\n"
+            f"State, reports and runs are under {settings.home}; see README for the UIs."
+        )
+        return result.to_dict(), text, 0
 
     _run(as_json, work)
 
@@ -448,6 +463,26 @@ def package(
             f"containerize it where Docker runs: bentoml containerize {bento_tag}"
         )
         return result, text, 0
+
+    _run(as_json, work)
+
+
+@app.command()
+def deploy(as_json: JsonOption = False) -> None:
+    """Register the deployments of prefect.yaml (ingest, monitor, train) and their `process`
+    work pool with a running Prefect server (PREFECT_API_URL); then start a worker with
+    `prefect worker start --pool mlops-process`."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings = _start()
+        from flows.deployments import register
+
+        deployed = register(settings)
+        text = "\n".join(
+            [f"registered {d['name']} ({d['schedule'] or 'no schedule'})" for d in deployed]
+            + [f"start a worker: prefect worker start --pool {deployed[0]['work_pool']}"]
+        )
+        return {"deployments": deployed}, text, 0
 
     _run(as_json, work)
 

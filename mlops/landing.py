@@ -79,7 +79,12 @@ def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
         if is_batch_dir(path):
             found.append(path)
         else:
-            children = sorted(p for p in path.iterdir() if p.is_dir() and is_batch_dir(p))
+            # Hidden folders are batches still being copied in (see mlops.lifecycle.land).
+            children = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and is_batch_dir(p)
+            )
             if not children:
                 raise BatchUnreadable(f"{path}: holds no batch (no {MANIFEST}, no parquet).")
             found.extend(children)

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         return self.serving.prediction_log_dir or self.home / "predictions"
 
     @property
+    def monitoring_dir(self) -> Path:
+        """Monitoring's reports, verdict history and Evidently workspace."""
+        return self.home / "monitoring"
+
+    @property
     def bentoml_home(self) -> Path:
         """BentoML's model and bento stores."""
         return self.home / "bentoml"

@@ -1,8 +1,8 @@
 """MLflow tracking: one experiment per use case, one run per training, everything to reproduce it.
 
 A run holds the parameters, every metric (model, baselines, oracle, champion, slices), four plots,
-the data lineage, the git commit, the requirements card, and the model in XGBoost's native UBJ
-format with its signature and an input example.
+the data lineage, the git commit, the requirements card, monitoring's reference sample, and the
+model in XGBoost's native UBJ format with its signature and an input example.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +23,7 @@ import pandas as pd
 from mlops.settings import PROJECT_ROOT, Settings
 from mlops.usecase import UseCase
 from models.evaluation import Evaluation
+from monitoring.reference import ARTIFACT_DIR, ARTIFACT_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,15 +48,17 @@ def use_tracking(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.tracking_uri)
 
 
-def experiment_id(settings: Settings, use_case: UseCase) -> str:
-    """The use case's experiment, created on first use with an absolute artifact location."""
+def experiment_id(settings: Settings, use_case: UseCase, kind: str = "") -> str:
+    """The use case's experiment (`<name>`, or `<name>-<kind>` e.g. for monitoring runs),
+    created on first use with an absolute artifact location."""
     import mlflow
 
     use_tracking(settings)
-    existing = mlflow.get_experiment_by_name(use_case.name)
+    name = f"{use_case.name}-{kind}" if kind else use_case.name
+    existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    return mlflow.create_experiment(use_case.name, artifact_location=settings.artifact_location)
+    return mlflow.create_experiment(name, artifact_location=settings.artifact_location)
 
 
 def log_training_run(
@@ -69,6 +74,7 @@ def log_training_run(
     model: FittedXGBoost,
     input_example: pd.DataFrame,
     serving_defaults: Mapping[str, Any],
+    monitoring_reference: pd.DataFrame,
 ) -> LoggedRun:
     """Log one training run; `evaluations` and `predictions` are keyed `model`, `logistic`,
     `prior`, `oracle` and, when there is one, `champion`, all on the same test window."""
@@ -100,6 +106,8 @@ def log_training_run(
         for name, figure in plots(labels, predictions, model).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
 
+        _log_frame(monitoring_reference, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}")
+
         raw_example = _raw(input_example)
         # MLflow checks the input example through its generic pyfunc wrapper, which cannot feed
         # pandas categoricals to a native Booster and warns; serving loads the Booster itself.
@@ -117,6 +125,37 @@ def log_training_run(
                 pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}"],
             )
         return LoggedRun(run.info.run_id, info.model_uri, run.info.experiment_id)
+
+
+def log_monitoring_run(
+    settings: Settings,
+    use_case: UseCase,
+    *,
+    run_name: str,
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: list[Path],
+) -> LoggedRun:
+    """One monitoring window: its measurements, the gate's verdict as tags, its reports."""
+    import mlflow
+
+    with mlflow.start_run(
+        experiment_id=experiment_id(settings, use_case, "monitoring"), run_name=run_name
+    ) as run:
+        mlflow.set_tags({k: v[:5000] for k, v in tags.items()})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        for path in artifacts:
+            mlflow.log_artifact(str(path), "reports")
+        return LoggedRun(run.info.run_id, "", run.info.experiment_id)
+
+
+def _log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(artifact_path).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(artifact_path).parent))
 
 
 def tag_run(settings: Settings, run_id: str, tags: Mapping[str, str]) -> None:

@@ -15,7 +15,7 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ class Served:
     missing: list[list[str]]
 
 
-# Served -> JSON-ready records (the service decodes the model inputs with its model's names).
+# Served -> JSON-ready records (`records` with the use case's categories).
 ToRecords = Callable[[Served], list[dict[str, Any]]]
 
 
@@ -115,6 +115,31 @@ class PredictionLog:
             folder.mkdir(parents=True, exist_ok=True)
             self._files[day] = (folder / f"{self.name}.jsonl").open("ab")
         return self._files[day]
+
+
+def records(served: Served, categories: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """One log record per request: ids, request as used, readable model inputs, score."""
+    from serving.scoring import decode
+
+    return [
+        {
+            "request_id": request_id,
+            "served_at": served.served_at,
+            "model_version": served.model_version,
+            **request,
+            "features": decode(served.feature_names, categories, row),
+            "missing_features": missing,
+            "score": float(score),
+        }
+        for request_id, request, row, score, missing in zip(
+            served.request_ids,
+            served.requests,
+            served.matrix,
+            served.scores,
+            served.missing,
+            strict=True,
+        )
+    ]
 
 
 def read_prediction_log(directory: Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from mlops.settings import get_settings
 from mlops.usecase import load_use_case
 from serving.http_limits import RequestLimits
-from serving.prediction_log import PredictionLog, Served
+from serving.prediction_log import PredictionLog, Served, records
 
 log = logging.getLogger("serving")
 
@@ -176,7 +176,9 @@ class PredictionService:
             wanted, load = partial(registry.alias, CHAMPION), partial(load_registered, registry)
         self.champion = Champion(wanted, load, self.scorer, on_swap=self._swapped)
         self.log = PredictionLog(
-            settings.predictions_dir, self._records, limits.log_flush_seconds
+            settings.predictions_dir,
+            partial(records, categories=use_case.categories),
+            limits.log_flush_seconds,
         ).start()
         self.champion.refresh()
         if self.pinned:
@@ -242,29 +244,6 @@ class PredictionService:
                 "missing_features": missing,
             }
             for request_id, score, missing in zip(ids, scored.scores, scored.missing, strict=True)
-        ]
-
-    def _records(self, served: Served) -> list[dict[str, Any]]:
-        from serving.scoring import decode
-
-        return [
-            {
-                "request_id": request_id,
-                "served_at": served.served_at,
-                "model_version": served.model_version,
-                **request,
-                "features": decode(served.feature_names, use_case.categories, row),
-                "missing_features": missing,
-                "score": float(score),
-            }
-            for request_id, request, row, score, missing in zip(
-                served.request_ids,
-                served.requests,
-                served.matrix,
-                served.scores,
-                served.missing,
-                strict=True,
-            )
         ]
 
     def _swapped(self, model: Any) -> None:

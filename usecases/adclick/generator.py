@@ -10,6 +10,8 @@ Scenarios change the world from `drift_day` on:
 - concept-drift:   P(click | x) changes (tastes rotate across categories, mobile slots invert).
 - data-incident:   on that one day a feature pipeline breaks: some rows carry nulls,
                    out-of-range slots or an unseen device.
+`incident_day` adds such an incident to any scenario (the lifecycle run's default story: an
+incident on one day, a concept drift from another).
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ def generate(
     seed: int = 7,
     scenario: str = "baseline",
     drift_day: int | None = None,
+    incident_day: int | None = None,
     incident_fraction: float = 0.03,
     progress: Callable[[int], None] | None = None,
 ) -> list[Path]:
@@ -236,7 +239,7 @@ def generate(
             scenario=scenario,
             id_offset=day_start.date().toordinal() * 100_000_000,
         )
-        if scenario == "data-incident" and day == drift_day:
+        if day == incident_day or (scenario == "data-incident" and day == drift_day):
             break_pipeline(rng, impressions, incident_fraction)
         users = world.users[world.users["user_id"].isin(impressions["user_id"])]
         ads = world.ads[world.ads["ad_id"].isin(impressions["ad_id"])]

@@ -1,0 +1,28 @@
+"""The lifecycle flows on schedules without a work pool: `python -m flows.serve`.
+
+`flow.serve` runs the three flows from this one process, on the schedules `prefect.yaml` gives
+its deployments (`mlops deploy` + `prefect worker start --pool mlops-process` is the work-pool
+way). Needs a Prefect server: PREFECT_API_URL, or MLOPS_PREFECT_API_URL with the server profile.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.ingest import ingest
+from flows.monitor import monitor
+from flows.train import train
+from mlops.settings import get_settings
+
+
+def main() -> None:
+    get_settings().apply()
+    serve(
+        ingest.to_deployment(name="ingest", cron="15 0 * * *"),
+        monitor.to_deployment(name="monitor", cron="45 0 * * *"),
+        train.to_deployment(name="train"),
+    )
+
+
+if __name__ == "__main__":
+    main()

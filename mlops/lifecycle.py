@@ -1,0 +1,334 @@
+"""The closed loop, day by day: what `mlops run` (and `make run`) shows.
+
+    generate the world's days (seeded; the future waits in MLOPS_HOME/simulation/)
+    bootstrap: land and ingest the first days, train the first champion, start the service
+    each later day:
+        the day's events are sent to the running service over HTTP    (traffic, prediction log)
+        the day's batch lands and is ingested                          (clicks arrive, quarantine)
+        the monitor flow judges the day against the champion           (none | retrain | alert)
+        a retrained model that passed the gates is picked up by the service on its own
+
+Traffic goes before ingestion on purpose: during a day the online store holds what was known
+at the previous day's close, exactly what training's point-in-time join gives the same events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops.settings import Settings
+from mlops.usecase import UseCase
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+START = date(2026, 1, 1)
+
+
+class LifecycleError(RuntimeError):
+    """The run cannot go on (a flow failed where the story needs it to succeed)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    days: int = 14
+    events_per_day: int = 10_000
+    scenario: str = "concept-drift"
+    drift_day: int = 10
+    incident_day: int | None = 8
+    seed: int = 7
+
+
+@dataclass
+class Day:
+    day: str
+    rows: int  # events that happened that day
+    quarantined: int
+    champion_version: str | None  # the version that served the day's traffic
+    metrics: dict[str, float | None]
+    drift_share: float | None
+    decision: str  # none | retrain | alert
+    reason: str
+    served: int = 0
+    refused: int = 0
+    retrained: dict[str, Any] | None = None
+    links: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Lifecycle:
+    scenario: Scenario
+    bootstrap: dict[str, Any]
+    days: list[Day]
+    summary_html: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": asdict(self.scenario),
+            "bootstrap": self.bootstrap,
+            "days": [asdict(d) for d in self.days],
+            "summary_html": self.summary_html,
+        }
+
+
+def run_lifecycle(
+    settings: Settings,
+    use_case: UseCase,
+    scenario: Scenario,
+    on_day: Callable[[Day], None] = lambda day: None,
+) -> Lifecycle:
+    from flows.train import train
+    from serving.process import free_port, start_service
+
+    bootstrap_days = use_case.card.training.span_days
+    if scenario.days <= bootstrap_days:
+        raise ValueError(f"--days must exceed the {bootstrap_days} days the first model trains on")
+    future = settings.home / "simulation"
+    batches = use_case.generate(
+        future,
+        start=START,
+        days=scenario.days,
+        events_per_day=scenario.events_per_day,
+        seed=scenario.seed,
+        scenario=scenario.scenario,
+        drift_day=scenario.drift_day,
+        incident_day=scenario.incident_day,
+    )
+
+    reports = _ingest([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
+    trained = _result(train(seed=scenario.seed, return_state=True), "bootstrap training")
+    if trained["decision"] != "promoted":
+        raise LifecycleError(f"the first model was not promoted: {trained['reason']}")
+    bootstrap = {
+        "days": [r["batch_id"] for r in reports],
+        "quarantined": sum(r["quarantined"] for r in reports),
+        "model_version": trained["version"],
+        "metrics": trained["metrics"],
+        "run_url": trained["run_url"],
+    }
+    # The service polls for a new champion every second: the next day is served by it.
+    service = start_service(
+        settings, port=free_port(), overrides={"MLOPS_SERVING__POLL_SECONDS": "1"}
+    )
+    days: list[Day] = []
+    try:
+        for batch in batches[bootstrap_days:]:
+            day = _live_day(settings, use_case, service, batch, scenario.seed)
+            days.append(day)
+            on_day(day)
+    finally:
+        service.stop()
+    result = Lifecycle(scenario, bootstrap, days, "")
+    result.summary_html = str(write_summary(settings, use_case, result))
+    return result
+
+
+def land(batch: Path, landing_dir: Path) -> Path:
+    """A day's batch arrives in the landing zone whole (copied aside, then renamed)."""
+    target = landing_dir / batch.name
+    if not target.exists():
+        partial = landing_dir / f".{batch.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(batch, partial)
+        os.replace(partial, target)
+    return target
+
+
+def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int) -> Day:
+    from flows.monitor import monitor
+    from mlops.landing import read_batch
+    from serving.traffic import replay, requests_for
+
+    events = read_batch(batch, use_case.tables).tables[use_case.event_table]
+    traffic = replay(service, requests_for(events, use_case))
+    (report,) = _ingest([land(batch, settings.landing_dir)])
+    judged = _result(monitor(as_of=_closed_at(batch), seed=seed, return_state=True), "monitoring")
+    retrained = judged["retraining"]
+    if retrained and retrained.get("decision") == "promoted":
+        _wait_for_version(service, retrained["version"], settings)
+    performance = judged["window"]["performance"] or {}
+    labelled = _labelled_rate(events, use_case)
+    return Day(
+        day=batch.name,
+        rows=len(events),
+        quarantined=report["quarantined"],
+        champion_version=traffic.model_versions.most_common(1)[0][0]
+        if traffic.model_versions
+        else None,
+        metrics={
+            "nce": performance.get("nce"),
+            "roc_auc": performance.get("roc_auc"),
+            "reference_nce": judged["signals"]["reference_nce"],
+            "ctr": labelled,
+            "label_coverage": judged["window"]["label_coverage"],
+        },
+        drift_share=judged["signals"]["drift_share"],
+        decision=judged["decision"],
+        reason=judged["reason"],
+        served=traffic.served,
+        refused=traffic.refused,
+        retrained=_retrain_summary(retrained),
+        links={
+            "monitoring_run": judged["run_url"],
+            "evidently_reports": judged["reports"],
+            "data_docs": report.get("data_docs"),
+        },
+    )
+
+
+def _closed_at(batch: Path) -> datetime:
+    from mlops.landing import read_manifest
+
+    return datetime.fromisoformat(read_manifest(batch)["closed_at"])
+
+
+def _labelled_rate(events: pd.DataFrame, use_case: UseCase) -> float | None:
+    labels = events[use_case.label].dropna()
+    return float(labels.mean()) if len(labels) else None
+
+
+def _retrain_summary(retrained: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not retrained:
+        return None
+    return {
+        k: retrained.get(k)
+        for k in ("version", "decision", "reason", "run_url", "champion_version")
+        if k in retrained
+    }
+
+
+def _wait_for_version(service: Any, version: str, settings: Settings) -> None:
+    """The service swaps by itself; the story waits for it so the next day is served by it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if service.model_version() == version:
+            return
+        time.sleep(0.25)
+    raise LifecycleError(f"the service did not pick up v{version} within 60 s")
+
+
+def _ingest(batch_dirs: list[Path]) -> list[dict[str, Any]]:
+    from flows.ingest import ingest
+
+    state = ingest(batch_dirs, return_state=True)
+    reports = state.result(raise_on_failure=False)
+    if not isinstance(reports, list):
+        raise LifecycleError(f"ingest flow {state.name}: {state.message}")
+    return reports
+
+
+def _result(state: Any, what: str) -> dict[str, Any]:
+    if state.is_failed():
+        raise LifecycleError(f"{what} failed: {state.message}")
+    return state.result()
+
+
+def reset_home(settings: Settings) -> None:
+    """Forget every state a run leaves (the whole MLOPS_HOME), so the story replays as told."""
+    if settings.home.exists():
+        shutil.rmtree(settings.home)
+
+
+def write_summary(settings: Settings, use_case: UseCase, result: Lifecycle) -> Path:
+    """One HTML page: the story day by day, with links to every report and run."""
+    from html import escape
+
+    def link(href: str | None, text: str) -> str:
+        if not href:
+            return ""
+        target = href if href.startswith("http") else Path(href).as_uri()
+        return f'<a href="{escape(target)}">{escape(text)}</a>'
+
+    def number(value: float | None, digits: int = 4) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    rows = []
+    for day in result.days:
+        reports = " ".join(link(p, Path(p).stem) for p in day.links.get("evidently_reports", []))
+        retrained = (
+            f"v{day.retrained['version']} {day.retrained['decision']}"
+            if day.retrained and day.retrained.get("version")
+            else ""
+        )
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{cell}</td>"
+                for cell in (
+                    escape(day.day),
+                    day.rows,
+                    day.refused,
+                    day.quarantined,
+                    f"v{day.champion_version}",
+                    number(day.metrics["nce"]),
+                    number(day.metrics["reference_nce"]),
+                    number(day.metrics["roc_auc"]),
+                    number(day.drift_share, 2),
+                    f'<b class="{day.decision}">{day.decision}</b>',
+                    escape(day.reason),
+                    escape(retrained),
+                    link(day.links.get("monitoring_run"), "MLflow") + " " + reports,
+                )
+            )
+            + "</tr>"
+        )
+    headers = [
+        "day",
+        "rows",
+        "refused",
+        "quarantined",
+        "served-by",
+        "NCE",
+        "ref-NCE",
+        "ROC-AUC",
+        "drift",
+        "decision",
+        "reason",
+        "retrained",
+        "links",
+    ]
+    docs = settings.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    boot = result.bootstrap
+    page = f"""<!doctype html><meta charset="utf-8"><title>{use_case.name}: lifecycle run</title>
+<style>body{{font:14px system-ui;margin:2em}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd;
+vertical-align:top}}.retrain{{color:#b45309}}.alert{{color:#b91c1c}}.none{{color:#15803d}}</style>
+<h1>{escape(use_case.name)}: {len(result.days)} monitored days</h1>
+<p>Scenario {escape(str(asdict(result.scenario)))}. First model v{boot["model_version"]}
+trained on {", ".join(boot["days"])} ({link(boot["run_url"], "MLflow run")}).
+{link(str(docs), "GX data docs")} &middot; Evidently dashboard: <code>evidently ui --workspace
+{escape(str(settings.monitoring_dir / "workspace"))}</code></p>
+<table><tr>{"".join(f"<th>{h}</th>" for h in headers)}</tr>{"".join(rows)}</table>
+"""
+    path = settings.reports_dir / "lifecycle.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
+
+
+def story_line(day: Day) -> str:
+    """One readable line (two when a model was retrained) for a day."""
+    nce = day.metrics["nce"]
+    performance = f"NCE {nce:.4f}" if nce is not None else "no labels yet"
+    line = (
+        f"{day.day}  served {day.served} by v{day.champion_version}, refused {day.refused}, "
+        f"quarantined {day.quarantined}; {performance} (ref {day.metrics['reference_nce']:.4f}), "
+        f"drift {day.drift_share or 0:.0%} -> {day.decision.upper()}: {day.reason}"
+    )
+    if day.retrained and day.retrained.get("version"):
+        line += (
+            f"\n            retrained v{day.retrained['version']}: "
+            f"{day.retrained['decision']} ({day.retrained['reason']})"
+        )
+    elif day.retrained:
+        line += f"\n            retraining: {day.retrained}"
+    return line

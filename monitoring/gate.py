@@ -1,0 +1,106 @@
+"""The monitoring gate: none, retrain or alert, always with the reason.
+
+In this order, first match wins:
+1. alert    a data incident: the data path quarantined too many of the window's events, or too
+            many requests lacked a value of their own context. Retraining on broken data makes
+            the model worse, so a person looks first.
+2. none     too few rows to say anything.
+3. retrain  labelled performance (NCE) is worse than the reference's by more than the tolerance.
+4. retrain  drift (of the model's inputs or of the score) in k of the last n windows.
+5. none     otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from mlops.card import MonitoringGate
+
+Decision = Literal["none", "retrain", "alert"]
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What one window measured, next to the reference it is judged against."""
+
+    rows: int
+    labelled: int
+    quarantined_fraction: float
+    null_fraction: dict[str, float]
+    nce: float | None  # on labelled rows
+    reference_nce: float
+    drift_share: float
+    drifted_inputs: list[str]
+    score_drifted: bool
+    column_drift: dict[str, float]  # every input's drift distance, for the record
+    score_drift: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    drifted: bool  # this window, for the k-of-n rule of later windows
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def window_drifted(signals: Signals, gate: MonitoringGate) -> bool:
+    return signals.score_drifted or signals.drift_share >= gate.drift_share
+
+
+def decide(signals: Signals, earlier_drifted: Sequence[bool], gate: MonitoringGate) -> Verdict:
+    """`earlier_drifted`: the drift verdicts of earlier windows of the same champion, oldest
+    first."""
+    drifted = window_drifted(signals, gate)
+
+    def verdict(decision: Decision, reason: str) -> Verdict:
+        return Verdict(decision, reason, drifted)
+
+    nulls = {c: f for c, f in signals.null_fraction.items() if f > gate.max_null_fraction}
+    if signals.quarantined_fraction > gate.max_quarantined_fraction or nulls:
+        found = []
+        if signals.quarantined_fraction > gate.max_quarantined_fraction:
+            found.append(
+                f"{signals.quarantined_fraction:.1%} of events quarantined "
+                f"(> {gate.max_quarantined_fraction:.1%})"
+            )
+        found += [
+            f"{f:.1%} of requests without '{c}' (> {gate.max_null_fraction:.1%})"
+            for c, f in nulls.items()
+        ]
+        return verdict("alert", f"data incident: {'; '.join(found)}; not retraining on it")
+    if signals.rows < gate.min_rows:
+        return verdict("none", f"{signals.rows} rows, fewer than {gate.min_rows}: no verdict")
+
+    if signals.nce is not None and signals.labelled >= gate.min_labelled_rows:
+        degradation = signals.nce - signals.reference_nce
+        if degradation > gate.max_nce_degradation:
+            return verdict(
+                "retrain",
+                f"performance: NCE {signals.nce:.4f} on {signals.labelled} labelled rows, "
+                f"{degradation:+.4f} against the reference's {signals.reference_nce:.4f} "
+                f"(tolerance {gate.max_nce_degradation})",
+            )
+    recent = [*earlier_drifted, drifted][-gate.windows_n :]
+    if sum(recent) >= gate.windows_k:
+        return verdict(
+            "retrain",
+            f"drift in {sum(recent)} of the last {len(recent)} windows (k={gate.windows_k}, "
+            f"n={gate.windows_n}); now: {_drift_text(signals)}",
+        )
+    performance = (
+        f"NCE {signals.nce:.4f} vs reference {signals.reference_nce:.4f}"
+        if signals.nce is not None and signals.labelled >= gate.min_labelled_rows
+        else f"{signals.labelled} labelled rows, fewer than {gate.min_labelled_rows}"
+    )
+    return verdict("none", f"healthy: {performance}; {_drift_text(signals)}")
+
+
+def _drift_text(signals: Signals) -> str:
+    inputs = ", ".join(signals.drifted_inputs) or "none"
+    score = "drifted" if signals.score_drifted else "stable"
+    return f"{signals.drift_share:.0%} of inputs drifted ({inputs}), score {score}"

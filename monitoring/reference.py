@@ -1,0 +1,63 @@
+"""The monitoring reference: what the champion's inputs and scores looked like on the days
+after its training window (validation and test). Training stores it with the model (an MLflow
+artifact of the run), so the reference always matches the model being served.
+
+Frame contract, shared with `window.py`: one column per model input with readable values
+(category names, not codes), then `score` and `label`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
+
+SCORE = "score"
+LABEL = "label"
+ARTIFACT_DIR = "monitoring"
+ARTIFACT_FILE = "reference.parquet"
+
+
+def readable_inputs(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Model inputs as the prediction log records them: categoricals as plain values."""
+    return inputs.apply(
+        lambda c: (
+            c.astype(object).where(c.notna(), None)
+            if isinstance(c.dtype, pd.CategoricalDtype)
+            else c.astype(np.float64)
+        )
+    )
+
+
+def build_reference(
+    inputs: pd.DataFrame, scores: np.ndarray, labels: np.ndarray, rows: int, seed: int = 0
+) -> pd.DataFrame:
+    """A seeded sample of `rows` rows: inputs, the model's scores, the labels."""
+    frame = readable_inputs(inputs).reset_index(drop=True)
+    frame[SCORE] = np.asarray(scores, dtype=np.float64)
+    frame[LABEL] = np.asarray(labels, dtype=np.float64)
+    if len(frame) > rows:
+        frame = frame.sample(n=rows, random_state=seed).sort_index().reset_index(drop=True)
+    return frame
+
+
+def load_reference(registry: ModelRegistry, version: str) -> pd.DataFrame:
+    """The reference stored with a model version's training run."""
+    run_id = registry.version(version).run_id
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = registry.client.download_artifacts(
+                run_id, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}", folder
+            )
+        except Exception as err:  # MLflow raises several types for a missing artifact
+            raise ValueError(
+                f"model version {version} has no monitoring reference (run {run_id}); "
+                "retrain it with this version of the platform"
+            ) from err
+        return pd.read_parquet(Path(path))

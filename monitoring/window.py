@@ -1,0 +1,198 @@
+"""The current window: what the service answered over a time range, and the clicks that have
+arrived for it.
+
+    prediction log (JSONL, every answer) --event time in [start, end)--> one row per event
+        LEFT JOIN labels from the offline store (late: a row is labelled once its batch landed)
+        + the events the data path quarantined in the same range
+
+Counts, null shares and performance use every row (DuckDB); Evidently gets a fixed-size sample,
+chosen by a seeded hash of the request id, so a run costs the same on any window size and a
+rerun picks the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.offline_store import OfflineStore
+from mlops.settings import Settings
+from mlops.usecase import UseCase
+from models.evaluation import score as performance
+from monitoring.reference import LABEL, SCORE
+from serving.prediction_log import PARTITION
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    rows: int  # answers in the window (one per event: a replayed event counts once)
+    labelled: int
+    events: int  # events that reached the offline store in the window
+    quarantined: int  # events the data path quarantined in the window
+    null_fraction: dict[str, float]  # request column -> share of requests that lacked it
+    model_versions: dict[str, int]
+    performance: dict[str, float] | None  # on every labelled row; None when there are none
+    sample: pd.DataFrame = field(repr=False)  # model inputs, score, label (NaN: not yet)
+
+    @property
+    def label_coverage(self) -> float:
+        return self.labelled / self.rows if self.rows else 0.0
+
+    @property
+    def quarantined_fraction(self) -> float:
+        total = self.events + self.quarantined
+        return self.quarantined / total if total else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "rows": self.rows,
+            "labelled": self.labelled,
+            "label_coverage": round(self.label_coverage, 4),
+            "events": self.events,
+            "quarantined": self.quarantined,
+            "quarantined_fraction": round(self.quarantined_fraction, 4),
+            "null_fraction": {k: round(v, 4) for k, v in self.null_fraction.items()},
+            "model_versions": self.model_versions,
+            "performance": self.performance,
+        }
+
+
+def read_window(
+    settings: Settings,
+    use_case: UseCase,
+    start: datetime,
+    end: datetime,
+    sample_rows: int,
+    seed: int = 0,
+) -> Window:
+    events = use_case.events
+    event_id, ts = events.id_column, events.timestamp_column
+    offline = OfflineStore(settings.offline_dir)
+    con = offline.connect([events.name])
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        window = {"start": start, "end": end}
+        events_in_window = _count(con, f'"{events.name}"', ts, window, events.name)
+        quarantined = _count(con, _quarantine_source(settings, use_case), ts, window)
+        logs = log_files(settings.predictions_dir)
+        if not logs:
+            return _empty(start, end, events_in_window, quarantined, use_case)
+
+        requests = list(use_case.request_columns)
+        files = ", ".join(f"'{p}'" for p in logs)
+        labels = (
+            f'SELECT "{event_id}" AS _event, CAST("{use_case.label}" AS DOUBLE) AS {LABEL} '
+            f'FROM "{events.name}" WHERE "{ts}" >= $start AND "{ts}" < $end'
+            if events_in_window
+            else f"SELECT NULL AS _event, CAST(NULL AS DOUBLE) AS {LABEL} LIMIT 0"
+        )
+        # One row per event: a rerun that replays traffic must not count it twice.
+        con.execute(
+            f"""
+            CREATE TEMP TABLE served AS
+            WITH answers AS (
+                SELECT request_id, CAST(served_at AS TIMESTAMPTZ) AS served_at,
+                       CAST(model_version AS VARCHAR) AS model_version, "{event_id}",
+                       {", ".join(f'"{c}"' for c in requests)}, features,
+                       CAST(score AS DOUBLE) AS {SCORE}
+                FROM read_json([{files}], format = 'newline_delimited', union_by_name = true)
+                WHERE CAST("{ts}" AS TIMESTAMPTZ) >= $start AND CAST("{ts}" AS TIMESTAMPTZ) < $end
+                QUALIFY row_number() OVER (
+                    PARTITION BY coalesce(CAST("{event_id}" AS VARCHAR), request_id)
+                    ORDER BY served_at DESC) = 1
+            )
+            SELECT answers.*, labels.{LABEL}
+            FROM answers LEFT JOIN ({labels}) AS labels ON answers."{event_id}" = labels._event
+            """,
+            window,
+        )
+        nulls = ", ".join(f'avg(("{c}" IS NULL)::INT) AS "{c}"' for c in requests)
+        counts = con.execute(
+            f"SELECT count(*) AS rows, count({LABEL}) AS labelled, {nulls} FROM served"
+        ).df()
+        rows = int(counts["rows"].iloc[0])
+        if rows == 0:
+            return _empty(start, end, events_in_window, quarantined, use_case)
+        versions = dict(
+            con.execute(
+                "SELECT model_version, count(*) FROM served GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+        scored = con.execute(f"SELECT {SCORE}, {LABEL} FROM served WHERE {LABEL} IS NOT NULL").df()
+        sample = con.execute(
+            f"""
+            SELECT unnest(features), {SCORE}, {LABEL} FROM served
+            ORDER BY hash(request_id || $seed) LIMIT $n
+            """,
+            {"seed": str(seed), "n": sample_rows},
+        ).df()
+    finally:
+        con.close()
+    return Window(
+        start=start,
+        end=end,
+        rows=rows,
+        labelled=len(scored),
+        events=events_in_window,
+        quarantined=quarantined,
+        null_fraction={c: float(counts[c].iloc[0]) for c in requests},
+        model_versions={str(k): int(v) for k, v in versions.items()},
+        performance=_finite(performance(scored[LABEL].to_numpy(), scored[SCORE].to_numpy()))
+        if len(scored)
+        else None,
+        sample=sample,
+    )
+
+
+def _quarantine_source(settings: Settings, use_case: UseCase) -> str | None:
+    files = sorted(settings.quarantine_dir.glob(f"*/{use_case.events.file_name}"))
+    if not files:
+        return None
+    listed = ", ".join(f"'{p}'" for p in files)
+    return f"read_parquet([{listed}], union_by_name = true)"
+
+
+def _count(con: Any, source: str | None, ts: str, window: dict, table: str | None = None) -> int:
+    if source is None:
+        return 0
+    if table is not None:
+        known = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        if table not in known:  # nothing ingested yet
+            return 0
+    query = f'SELECT count(*) FROM {source} WHERE "{ts}" >= $start AND "{ts}" < $end'
+    return int(con.execute(query, window).fetchone()[0])
+
+
+def _empty(
+    start: datetime, end: datetime, events: int, quarantined: int, use_case: UseCase
+) -> Window:
+    return Window(
+        start=start,
+        end=end,
+        rows=0,
+        labelled=0,
+        events=events,
+        quarantined=quarantined,
+        null_fraction={c: 0.0 for c in use_case.request_columns},
+        model_versions={},
+        performance=None,
+        sample=pd.DataFrame(),
+    )
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
+def log_files(directory: Path) -> list[Path]:
+    """The prediction log's files, every day and every service process."""
+    return sorted(directory.glob(f"{PARTITION}=*/*.jsonl"))
