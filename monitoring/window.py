@@ -91,7 +91,7 @@ def read_window(
         files = ", ".join(f"'{p}'" for p in logs)
         labels = (
             f'SELECT "{event_id}" AS _event, CAST("{use_case.label}" AS DOUBLE) AS {LABEL} '
-            f'FROM "{events.name}" WHERE "{ts}" >= $start AND "{ts}" < $end'
+            f'FROM "{events.name}" WHERE {_in_window(ts)}'
             if events_in_window
             else f"SELECT NULL AS _event, CAST(NULL AS DOUBLE) AS {LABEL} LIMIT 0"
         )
@@ -105,7 +105,7 @@ def read_window(
                        {", ".join(f'"{c}"' for c in requests)}, features,
                        CAST(score AS DOUBLE) AS {SCORE}
                 FROM read_json([{files}], format = 'newline_delimited', union_by_name = true)
-                WHERE CAST("{ts}" AS TIMESTAMPTZ) >= $start AND CAST("{ts}" AS TIMESTAMPTZ) < $end
+                WHERE {_in_window(ts)}
                 QUALIFY row_number() OVER (
                     PARTITION BY coalesce(CAST("{event_id}" AS VARCHAR), request_id)
                     ORDER BY served_at DESC) = 1
@@ -153,6 +153,11 @@ def read_window(
     )
 
 
+def _in_window(column: str) -> str:
+    # Parquet may hold ns or us precision, the log ISO text: one type for the comparison.
+    return f'CAST("{column}" AS TIMESTAMPTZ) >= $start AND CAST("{column}" AS TIMESTAMPTZ) < $end'
+
+
 def _quarantine_source(settings: Settings, use_case: UseCase) -> str | None:
     files = sorted(settings.quarantine_dir.glob(f"*/{use_case.events.file_name}"))
     if not files:
@@ -168,7 +173,7 @@ def _count(con: Any, source: str | None, ts: str, window: dict, table: str | Non
         known = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         if table not in known:  # nothing ingested yet
             return 0
-    query = f'SELECT count(*) FROM {source} WHERE "{ts}" >= $start AND "{ts}" < $end'
+    query = f"SELECT count(*) FROM {source} WHERE {_in_window(ts)}"
     return int(con.execute(query, window).fetchone()[0])
 
 

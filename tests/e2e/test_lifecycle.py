@@ -1,0 +1,89 @@
+"""The closed loop, end to end: `mlops run --json` with small sizes, real everything (flows on
+the session's Prefect server, GX, Feast, MLflow, a real `bentoml serve` reached over HTTP,
+Evidently). One run, several promises:
+
+- baseline days: no retraining;
+- the data-incident day: rows quarantined, requests refused, an alert, and no retraining;
+- the concept drift: detected within two days of onset, a challenger promoted, served by the
+  running service the next day, and performance recovers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import _runner
+
+pytestmark = pytest.mark.e2e
+
+DAYS, EVENTS_PER_DAY = 12, 10_000
+INCIDENT_DAY, DRIFT_DAY = 8, 9  # day indexes; the first 7 days bootstrap the first champion
+FIRST_MONITORED = 7
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> dict:
+    run = _runner(tmp_path_factory.mktemp("lifecycle") / "home", prefect_api_url)
+    code, result, stderr = run(
+        "run",
+        "--days", str(DAYS),
+        "--events-per-day", str(EVENTS_PER_DAY),
+        "--drift-day", str(DRIFT_DAY),
+        "--incident-day", str(INCIDENT_DAY),
+    )  # fmt: skip
+    assert code == 0, stderr[-3000:]
+    return result
+
+
+def _day(result: dict, index: int) -> dict:
+    return result["days"][index - FIRST_MONITORED]
+
+
+def test_every_day_reports_the_promised_fields(lifecycle: dict) -> None:
+    days = lifecycle["days"]
+    assert len(days) == DAYS - FIRST_MONITORED
+    for day in days:
+        assert {
+            "day", "rows", "quarantined", "champion_version", "metrics", "drift_share",
+            "decision", "reason",
+        } <= set(day)  # fmt: skip
+        assert day["decision"] in ("none", "retrain", "alert") and day["reason"]
+        assert day["rows"] == EVENTS_PER_DAY
+    assert Path(lifecycle["summary_html"]).read_text().count("<tr>") == len(days) + 1
+
+
+def test_baseline_days_do_not_retrain(lifecycle: dict) -> None:
+    assert _day(lifecycle, FIRST_MONITORED)["decision"] == "none"
+
+
+def test_data_incident_alerts_quarantines_and_does_not_retrain(lifecycle: dict) -> None:
+    incident = _day(lifecycle, INCIDENT_DAY)
+    assert incident["decision"] == "alert", incident["reason"]
+    assert "data incident" in incident["reason"]
+    assert incident["quarantined"] > 0 and incident["refused"] > 0
+    assert incident["retrained"] is None
+
+
+def test_concept_drift_is_detected_a_challenger_promoted_and_performance_recovers(
+    lifecycle: dict,
+) -> None:
+    after_onset = lifecycle["days"][DRIFT_DAY - FIRST_MONITORED :]
+    detected = [i for i, d in enumerate(after_onset) if d["decision"] == "retrain"]
+    assert detected and detected[0] <= 1, [d["reason"] for d in after_onset]
+    promoted = [
+        (i, d["retrained"]["version"])
+        for i, d in enumerate(after_onset)
+        if d["retrained"] and d["retrained"]["decision"] == "promoted"
+    ]
+    assert promoted and promoted[0][0] <= 1, [d["retrained"] for d in after_onset]
+    when, version = promoted[0]
+    following = after_onset[when + 1 :]
+    assert following, "no day left to see the recovery"
+    # The running service picked the new champion up by itself.
+    assert all(d["champion_version"] == version for d in following)
+    degraded = after_onset[0]["metrics"]["nce"]
+    for day in following:
+        assert day["metrics"]["nce"] < degraded - 0.05, json.dumps(day)

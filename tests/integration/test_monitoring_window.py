@@ -1,0 +1,83 @@
+"""The monitoring window read from a real prediction log and offline store (DuckDB): replays
+count once, labels join late, quarantined events and missing request values are counted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pandas as pd
+
+from mlops.offline_store import OfflineStore
+from mlops.settings import Settings
+from monitoring.reference import LABEL, SCORE
+from monitoring.window import read_window
+from usecases.adclick import USE_CASE
+
+START = datetime(2026, 1, 8, tzinfo=UTC)
+
+
+def _record(impression_id: int, at: datetime, score: float, device: str | None) -> dict:
+    return {
+        "request_id": f"r{impression_id}-{at.timestamp()}",
+        "served_at": datetime.now(UTC).isoformat(),
+        "model_version": "1",
+        "impression_id": impression_id,
+        "event_timestamp": at.isoformat(),
+        "user_id": 1,
+        "ad_id": 2,
+        "device": device,
+        "ad_position": 1,
+        "features": {"device": device or "mobile", "ad_position": 1.0, "user_ctr_7d": None},
+        "missing_features": [] if device else ["device"],
+        "score": score,
+    }
+
+
+def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
+    settings: Settings,
+) -> None:
+    at = [START + timedelta(hours=h) for h in range(4)]
+    records = [
+        _record(1, at[0], 0.1, "mobile"),
+        _record(2, at[1], 0.2, None),
+        _record(3, at[2], 0.3, "desktop"),
+        _record(3, at[2], 0.3, "desktop"),  # a rerun replayed event 3
+        _record(4, at[3], 0.4, "tablet"),  # its click has not arrived yet
+        _record(5, START - timedelta(hours=1), 0.5, "mobile"),  # before the window
+    ]
+    folder = settings.predictions_dir / "date=2026-11-23"
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+    events = USE_CASE.events
+    offline = OfflineStore(settings.offline_dir)
+    labels = pd.DataFrame(
+        {
+            events.id_column: [1, 2, 3],
+            events.timestamp_column: pd.to_datetime(at[:3]),
+            USE_CASE.label: [0, 1, 0],
+        }
+    )
+    offline.write(offline.table_dir(events.name), "2026-01-08", labels)
+    quarantined = labels.head(1).assign(**{events.id_column: 99})
+    folder = settings.quarantine_dir / "2026-01-08"
+    folder.mkdir(parents=True)
+    quarantined.to_parquet(folder / events.file_name)
+
+    window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
+
+    assert window.rows == 4 and window.labelled == 3
+    assert window.label_coverage == 0.75
+    assert window.events == 3 and window.quarantined == 1
+    assert window.null_fraction["device"] == 0.25
+    assert window.model_versions == {"1": 4}
+    assert window.performance is not None and window.performance["log_loss"] > 0
+    assert sorted(window.sample[SCORE]) == [0.1, 0.2, 0.3, 0.4]
+    assert window.sample[LABEL].isna().sum() == 1
+    assert {"device", "ad_position", "user_ctr_7d"} <= set(window.sample.columns)
+
+
+def test_window_without_a_log_is_empty(settings: Settings) -> None:
+    window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
+    assert window.rows == 0 and window.performance is None and window.sample.empty
