@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test bench lint format clean feast-ui mlflow-ui
+.PHONY: install run test bench lint format clean feast-ui mlflow-ui evidently-ui prefect-ui
 
 install: $(VENV)/.installed
 
@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet uv
 
-run: install  ## the main job on embedded defaults (SQLite, local files)
-	$(VENV)/bin/mlops run
+run: install  ## the closed loop on embedded defaults, replayed from a clean MLOPS_HOME
+	$(VENV)/bin/mlops run --reset
 
 test: install
 	$(VENV)/bin/pytest
@@ -40,6 +40,13 @@ clean:  ## forget all platform state (MLOPS_HOME defaults to .mlops/)
 feast-ui: install  ## Feast's UI over the local stores (run `make run` first)
 	MLOPS_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops} MLOPS_USE_CASE=$${MLOPS_USE_CASE:-adclick} \
 		$(VENV)/bin/feast -c feature_repo ui
+
+evidently-ui: install  ## Evidently's dashboard over the monitoring workspace
+	$(VENV)/bin/evidently ui --port 8000 --workspace $${MLOPS_HOME:-$(CURDIR)/.mlops}/monitoring/workspace
+
+prefect-ui: install  ## Prefect's UI over the runs `make run` recorded
+	PREFECT_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops}/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
+		$(VENV)/bin/prefect server start
 
 mlflow-ui: install  ## MLflow's UI over the local tracking store and registry
 	$(VENV)/bin/mlflow ui --port 5000 \

@@ -70,7 +70,12 @@ def record(
         path = settings.monitoring_dir / "reports" / label / f"{kind}.html"
         reports.append(report.save_html(snapshot, path))
     if snapshots:
-        report.add_to_workspace(settings.monitoring_dir / "workspace", use_case.name, snapshots)
+        report.add_to_workspace(
+            settings.monitoring_dir / "workspace",
+            use_case.name,
+            window.end.isoformat(),
+            snapshots,
+        )
     metrics = {
         "rows": window.rows,
         "labelled": window.labelled,

@@ -313,6 +313,35 @@ def train(
 
 
 @app.command()
+def monitor(
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="End of the window, ISO time (default: the newest batch's close)."),
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Start retraining when the gate says so.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Judge the last window of traffic against the champion (drift, data quality,
+    performance on the clicks that arrived): none, retrain, or alert, with the reason."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        _start()
+        from flows.monitor import monitor as monitor_flow
+
+        end = _timestamp(as_of, "--as-of") if as_of else None
+        state = monitor_flow(as_of=end, retrain=retrain, return_state=True)
+        if state.is_failed():
+            raise CommandError(f"monitoring did not run: {state.message}")
+        result = state.result()
+        lines = [f"{result['decision']}: {result['reason']}", *result["reports"]]
+        if result["retraining"] and "version" in result["retraining"]:
+            lines += _train_summary(result["retraining"]).splitlines()
+        return result, "\n".join(lines), 0
+
+    _run(as_json, work)
+
+
+@app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="The model version to make @champion.")],
     reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],

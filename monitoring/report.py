@@ -154,13 +154,20 @@ def save_html(snapshot: Snapshot, path: Path) -> Path:
     return path
 
 
-def add_to_workspace(workspace_dir: Path, project_name: str, snapshots: list[Snapshot]) -> None:
-    """Add snapshots to the local workspace; the project and its dashboard are made once."""
+def add_to_workspace(
+    workspace_dir: Path, project_name: str, window_end: str, snapshots: list[Snapshot]
+) -> None:
+    """Add a window's snapshots to the local workspace, replacing those of an earlier run of
+    the same window; the project and its dashboard are made once."""
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace(str(workspace_dir))
     found = workspace.search_project(project_name)
     project = found[0] if found else _create_project(workspace, project_name)
+    for run_id in workspace.list_runs(project.id):
+        earlier = workspace.get_run(project.id, run_id)
+        if earlier is not None and earlier.metadata.get("window_end") == window_end:
+            workspace.delete_run(project.id, run_id)
     for snapshot in snapshots:
         workspace.add_run(project.id, snapshot, include_data=False)
 
