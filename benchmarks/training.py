@@ -70,12 +70,13 @@ def run(events: int) -> dict[str, Any]:
             importlib.import_module(library)
 
     from flows.ingest import ingest
-    from flows.train import monitoring_reference, train
+    from flows.train import train
     from mlops.feature_store import open_store
     from mlops.offline_store import OfflineStore
     from mlops.usecase import load_use_case
     from models import dataset, promotion, tracking, training
     from models.registry import ModelRegistry
+    from monitoring.reference import holdout_reference
 
     use_case = load_use_case(settings.use_case)
     card = use_case.card
@@ -121,7 +122,9 @@ def run(events: int) -> dict[str, Any]:
             model=fitted,
             input_example=splits.test_x.head(5),
             serving_defaults=dataset.serving_defaults(training_set, use_case),
-            monitoring_reference=monitoring_reference(splits, fitted.booster, scores, card, 0),
+            monitoring_reference=holdout_reference(
+                splits, fitted.booster, scores.predictions["model"], card.gates.monitoring
+            ),
         )
     with stages.stage("register and gate"):
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)

@@ -7,17 +7,14 @@ The work lives in `models/`; this file says in which order it runs and what is r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from flows.artifacts import artifact_key
-from mlops.card import RequirementsCard
 from mlops.feature_store import open_store
 from mlops.offline_store import OfflineStore
 from mlops.settings import Settings, get_settings
@@ -25,7 +22,7 @@ from mlops.usecase import UseCase
 from models import dataset, promotion, tracking, training
 from models.registry import CHAMPION, ModelRegistry
 from models.report import TrainReport
-from monitoring.reference import build_reference
+from monitoring.reference import holdout_reference
 
 if TYPE_CHECKING:
     from serving.infra_check import InfraCheck
@@ -61,26 +58,6 @@ def check_infra(settings: Settings, use_case: UseCase, version: str) -> InfraChe
     from serving.infra_check import infra_check
 
     return infra_check(settings, use_case, version)
-
-
-def monitoring_reference(
-    splits: training.Splits,
-    booster: Any,
-    scores: training.Scores,
-    card: RequirementsCard,
-    seed: int,
-) -> pd.DataFrame:
-    """Validation and test rows (out of the training window, and a whole day or more, so every
-    hour is represented) with the model's scores: what monitoring compares traffic with."""
-    return build_reference(
-        pd.concat([splits.validation_x, splits.test_x]),
-        np.concatenate(
-            [training.predict(booster, splits.validation_x), scores.predictions["model"]]
-        ),
-        np.concatenate([splits.validation_y.to_numpy(), splits.test_y.to_numpy()]),
-        card.gates.monitoring.reference_rows,
-        seed,
-    )
 
 
 @flow(name="train")
@@ -151,7 +128,9 @@ def train(
         model=model,
         input_example=splits.test_x.head(5),
         serving_defaults=dataset.serving_defaults(training_set, use_case),
-        monitoring_reference=monitoring_reference(splits, model.booster, scores, card, seed),
+        monitoring_reference=holdout_reference(
+            splits, model.booster, scores.predictions["model"], card.gates.monitoring, seed
+        ),
     )
     version = register(registry, logged)
 

@@ -232,10 +232,10 @@ def run(
     def work() -> tuple[dict[str, Any], str, int]:
         from mlops.lifecycle import Scenario, reset_home, run_lifecycle, story_line
 
-        settings = get_settings()
+        settings = _start()
         if reset:
             reset_home(settings)
-        settings = _start()
+            settings = _start()  # the state folders again, and a fresh log file
         use_case = _use_case(settings)
         chosen = Scenario(
             days=days,
