@@ -136,12 +136,19 @@ def log_monitoring_run(
     tags: Mapping[str, str],
     artifacts: list[Path],
 ) -> LoggedRun:
-    """One monitoring window: its measurements, the gate's verdict as tags, its reports."""
+    """One monitoring window: its measurements, the gate's verdict as tags, its reports. A
+    rerun of the same window (same `window.end` tag) replaces the earlier run."""
     import mlflow
 
-    with mlflow.start_run(
-        experiment_id=experiment_id(settings, use_case, "monitoring"), run_name=run_name
-    ) as run:
+    experiment = experiment_id(settings, use_case, "monitoring")
+    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+    if "window.end" in tags:
+        earlier = client.search_runs(
+            [experiment], filter_string=f"tags.`window.end` = '{tags['window.end']}'"
+        )
+        for run in earlier:
+            client.delete_run(run.info.run_id)
+    with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
         mlflow.set_tags({k: v[:5000] for k, v in tags.items()})
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         for path in artifacts:

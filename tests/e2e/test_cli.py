@@ -96,6 +96,11 @@ def test_bad_arguments_are_refused_without_a_traceback(cli) -> None:
     code, result, stderr = cli("train")
     assert code == 2 and "nothing has been ingested yet" in result["error"]
     assert "Traceback" not in stderr
+    code, result, stderr = cli("monitor")
+    assert code == 2 and "no @champion to monitor" in result["error"]
+    code, result, stderr = cli("run", "--days", "5")
+    assert code == 2 and "must exceed the 7 days" in result["error"]
+    assert "Traceback" not in stderr
 
 
 def test_train_prints_the_report_and_a_refused_override_exits_cleanly(cli_on_week) -> None:
