@@ -12,6 +12,7 @@ drifts when its distance reaches the card's `column_drift_threshold`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -95,6 +96,7 @@ def performance_report(
     """ROC AUC and log loss of the labelled current rows against the reference's."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.metrics import LogLoss, RocAuc
+    from sklearn.exceptions import UndefinedMetricWarning
 
     definition = DataDefinition(
         numerical_columns=[SCORE],
@@ -105,13 +107,17 @@ def performance_report(
         rows = frame.loc[frame[LABEL].notna(), [SCORE, LABEL]].astype({LABEL: "int64"})
         return Dataset.from_pandas(rows, definition)
 
-    return Report([RocAuc(), LogLoss()]).run(
-        labelled(current),
-        labelled(reference),
-        timestamp=timestamp,
-        tags=tags,
-        metadata=metadata,
-    )
+    # Evidently computes threshold metrics underneath; at a click rate of ~1.5% no score
+    # crosses 0.5, and sklearn warns about precision nobody asked for.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return Report([RocAuc(), LogLoss()]).run(
+            labelled(current),
+            labelled(reference),
+            timestamp=timestamp,
+            tags=tags,
+            metadata=metadata,
+        )
 
 
 def _typed(frame: pd.DataFrame, categorical: set[str]) -> pd.DataFrame:
