@@ -134,19 +134,8 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     snapshots, drift = (
         evidently_reports(reference, window, use_case, gate, context) if window.rows else ([], None)
     )
-    signals = Signals(
-        rows=window.rows,
-        labelled=window.labelled,
-        quarantined_fraction=window.quarantined_fraction,
-        null_fraction=window.null_fraction,
-        nce=(window.performance or {}).get("nce"),
-        reference_nce=nce(reference[LABEL].to_numpy(), reference[SCORE].to_numpy()),
-        drift_share=drift.drift_share if drift else 0.0,
-        drifted_inputs=drift.drifted_inputs if drift else [],
-        score_drifted=drift.score_drifted if drift else False,
-        column_drift=drift.column_drift if drift else {},
-        score_drift=drift.score_drift if drift else 0.0,
-    )
+    reference_nce = nce(reference[LABEL].to_numpy(), reference[SCORE].to_numpy())
+    signals = Signals.measured(window, reference_nce, drift)
     history = History(settings.monitoring_dir / "history.json")
     verdict = decide(signals, history.drifted_before(end.isoformat(), champion), gate)
     recorded = record(settings, use_case, window, signals, verdict, champion, snapshots)
