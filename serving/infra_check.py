@@ -65,7 +65,7 @@ def golden_requests(settings: Settings, use_case: UseCase) -> list[dict[str, Any
 
 def infra_check(settings: Settings, use_case: UseCase, version: str) -> InfraCheck:
     """Serve `version` in a real service process and check it; never raises for a bad model."""
-    slo_ms = use_case.card.serving_slo.p99_latency_ms
+    slo_ms = settings.serving.infra_check_p99_ms or use_case.card.serving_slo.p99_latency_ms
     workdir = settings.home / "infra_check" / f"v{version}"
     try:
         service = start_service(

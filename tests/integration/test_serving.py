@@ -74,6 +74,8 @@ def served(ingested_week: Path, tmp_path_factory, prefect_api_url: str) -> Itera
     environment = {
         "MLOPS_HOME": str(home),
         "MLOPS_SERVING__INFRA_CHECK": "true",
+        # The mechanism is under test, not this machine's speed (benchmarks/serving.py is).
+        "MLOPS_SERVING__INFRA_CHECK_P99_MS": "50",
         "MLOPS_SERVING__POLL_SECONDS": str(POLL_SECONDS),
         "MLOPS_SERVING__MAX_CONCURRENCY": str(MAX_CONCURRENCY),
         "MLOPS_SERVING__MAX_BATCH": str(MAX_BATCH),
@@ -109,7 +111,7 @@ def test_infra_check_passed_before_the_first_promotion(served):
     infra = next(c for c in served.report["checks"] if c["name"] == "infra")
     assert served.report["decision"] == "promoted"
     assert infra["passed"], infra["detail"]
-    assert "golden requests" in infra["detail"] and "SLO 5 ms" in infra["detail"]
+    assert "golden requests" in infra["detail"] and "SLO 50 ms" in infra["detail"]
     # The check served from its own log, not the live one.
     assert list((served.settings.home / "infra_check" / "v1" / "predictions").rglob("*.jsonl"))
     assert served.started["model_version"] == served.report["version"] == "1"
