@@ -7,7 +7,7 @@ flow without retraining. Days before `drift_day` are baseline windows: any verdi
 `none` there is a false alarm. A drift run is detected when the gate says `retrain` within two
 days of onset; the delay is in days from onset.
 
-    python -m benchmarks detection [--seeds 20] [--events-per-day 5000] [--json]
+    python -m benchmarks detection [--seeds 20] [--first-seed 0] [--events-per-day 5000] [--json]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ BATCH = 256
 def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks detection")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--events-per-day", type=int, default=5_000)
     parser.add_argument("--monitored-days", type=int, default=4)
     parser.add_argument("--drift-after", type=int, default=2, help="Baseline days monitored.")
@@ -50,7 +51,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     runs = []
     root = get_settings().home
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for scenario in SCENARIOS:
             home = Path(tempfile.mkdtemp(prefix=f"{scenario}-{seed}-", dir=root))
             os.environ["MLOPS_HOME"] = str(home)
@@ -167,6 +168,7 @@ def summarize(runs: list[dict[str, Any]], args: Any, seconds: float) -> dict[str
         }
     return {
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "events_per_day": args.events_per_day,
         "scenarios": per_scenario,
         "baseline_windows": len(baseline),

@@ -109,7 +109,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with ours.stage("read window (DuckDB, every row)"):
         window = read_window(settings, use_case, START, end, gate.sample_rows)
     with ours.stage(f"drift report ({len(window.sample):,}-row sample)"):
-        report.drift_report(reference, window.sample, categorical, 0.2, **context)
+        report.drift_report(reference, window.sample, categorical, 0.3, 0.12, **context)
     with ours.stage("performance report (sample)"):
         report.performance_report(reference, window.sample, **context)
     result: dict[str, Any] = {
@@ -128,7 +128,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             full[SCORE] = frame["score"]
             full[LABEL] = np.nan
         with plain.stage("drift report (every row)"):
-            report.drift_report(reference, full, categorical, 0.2, **context)
+            report.drift_report(reference, full, categorical, 0.3, 0.12, **context)
         result["baseline"] = [m.__dict__ for m in plain.measurements]
         result["baseline_seconds"] = sum(m.seconds for m in plain.measurements)
         result["speedup"] = result["baseline_seconds"] / result["ours_seconds"]

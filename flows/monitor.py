@@ -43,7 +43,12 @@ def evidently_reports(
 ) -> tuple[list[Any], report.DriftResult]:
     """The drift report always; the performance report once enough clicks have arrived."""
     snapshot, drift = report.drift_report(
-        reference, window.sample, set(use_case.categories), gate.column_drift_threshold, **context
+        reference,
+        window.sample,
+        set(use_case.categories),
+        gate.column_drift_threshold,
+        gate.score_drift_threshold,
+        **context,
     )
     snapshots = [snapshot]
     if window.sample[LABEL].notna().sum() >= gate.min_labelled_rows:

@@ -6,8 +6,9 @@ dashboard shows them over time (`evidently ui --workspace MLOPS_HOME/monitoring/
 
 Drift is measured with fixed methods, whatever the sample size (Evidently would otherwise switch
 from distances to p-values below 1,000 reference rows, and a threshold's meaning with them):
-normed Wasserstein distance for numbers, Jensen-Shannon distance for categories, and a column
-drifts when its distance reaches the card's `column_drift_threshold`.
+normed Wasserstein distance for numbers, Jensen-Shannon distance for categories; an input drifts
+when its distance reaches the card's `column_drift_threshold`, the score at
+`score_drift_threshold`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def drift_report(
     current: pd.DataFrame,
     categorical: set[str],
     threshold: float,
+    score_threshold: float,
     *,
     timestamp: datetime,
     tags: list[str],
@@ -71,7 +73,7 @@ def drift_report(
                 cat_method=CATEGORY_METHOD,
                 threshold=threshold,
             ),
-            ValueDrift(column=SCORE, method=NUMERIC_METHOD, threshold=threshold),
+            ValueDrift(column=SCORE, method=NUMERIC_METHOD, threshold=score_threshold),
             DataSummaryPreset(columns=[*inputs, SCORE]),
         ]
     )
