@@ -28,7 +28,7 @@ WARM_UP_REQUESTS = 50
 TIMED_REQUESTS = 300
 # The best of a few rounds: the check asks whether the model can meet the SLO, and a burst of
 # unrelated load on a shared machine should not decide that.
-TIMED_ROUNDS = 3
+TIMED_ROUNDS = 5
 
 
 @dataclass(frozen=True)
