@@ -155,7 +155,7 @@ def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, 
     judged = _result(monitor(as_of=_closed_at(batch), seed=seed, return_state=True), "monitoring")
     retrained = judged["retraining"]
     if retrained and retrained.get("decision") == "promoted":
-        _wait_for_version(service, retrained["version"], settings)
+        _wait_for_version(service, retrained["version"])
     performance = judged["window"]["performance"] or {}
     labelled = _labelled_rate(events, use_case)
     return Day(
@@ -207,7 +207,7 @@ def _retrain_summary(retrained: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _wait_for_version(service: Any, version: str, settings: Settings) -> None:
+def _wait_for_version(service: Any, version: str) -> None:
     """The service swaps by itself; the story waits for it so the next day is served by it."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

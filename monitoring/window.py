@@ -81,7 +81,7 @@ def read_window(
     try:
         con.execute("SET TimeZone = 'UTC'")
         window = {"start": start, "end": end}
-        events_in_window = _count(con, f'"{events.name}"', ts, window, events.name)
+        events_in_window = _count(con, _view(con, events.name), ts, window)
         quarantined = _count(con, _quarantine_source(settings, use_case), ts, window)
         logs = log_files(settings.predictions_dir)
         if not logs:
@@ -166,13 +166,15 @@ def _quarantine_source(settings: Settings, use_case: UseCase) -> str | None:
     return f"read_parquet([{listed}], union_by_name = true)"
 
 
-def _count(con: Any, source: str | None, ts: str, window: dict, table: str | None = None) -> int:
+def _view(con: Any, name: str) -> str | None:
+    """The offline store's view of a table; None when nothing was ingested into it yet."""
+    views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    return f'"{name}"' if name in views else None
+
+
+def _count(con: Any, source: str | None, ts: str, window: dict) -> int:
     if source is None:
         return 0
-    if table is not None:
-        known = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-        if table not in known:  # nothing ingested yet
-            return 0
     query = f"SELECT count(*) FROM {source} WHERE {_in_window(ts)}"
     return int(con.execute(query, window).fetchone()[0])
 
