@@ -50,7 +50,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     runs = []
-    root = get_settings().home
+    # Prefect keeps its database under the first home it is given, for the whole process: give
+    # it the benchmark's home, which outlives every run's own.
+    root = get_settings().apply().home
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for scenario in SCENARIOS:
             home = Path(tempfile.mkdtemp(prefix=f"{scenario}-{seed}-", dir=root))
