@@ -119,3 +119,18 @@ def ingest(batch_dirs: list[Path] | None = None) -> State:
             message=f"{len(rejected)} of {len(reports)} batch(es) rejected. {summary}", data=reports
         )
     return Completed(message=f"{len(reports)} batch(es) ingested", data=reports)
+
+
+class IngestCrashed(RuntimeError):
+    """The ingest flow itself failed (a rejected batch is a report, not a crash)."""
+
+    exit_code = 1  # the CLI's code for "the platform failed", not "your input was bad"
+
+
+def ingest_reports(batch_dirs: list[Path]) -> list[dict]:
+    """Run the ingest flow; its per-batch reports, whether or not a batch was rejected."""
+    state = ingest(batch_dirs, return_state=True)
+    reports = state.result(raise_on_failure=False)
+    if not isinstance(reports, list):
+        raise IngestCrashed(f"ingest flow {state.name}: {state.message}")
+    return reports

@@ -18,7 +18,6 @@ import typer
 from pydantic import ValidationError
 
 from mlops.landing import BatchUnreadable
-from mlops.lifecycle import LifecycleError
 from mlops.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -84,7 +83,10 @@ def _run(
     With `exit_when_done=False` a command that succeeded goes on (`serve` keeps serving)."""
     try:
         result, text, code = work()
-    except (CommandError, BatchUnreadable, ValueError, LifecycleError) as err:
+    except Exception as err:
+        # Errors meant for the user are bad input or carry their exit code; others are bugs.
+        if not (isinstance(err, BatchUnreadable | ValueError) or hasattr(err, "exit_code")):
+            raise
         code = getattr(err, "exit_code", EXIT_BAD_INPUT)
         typer.echo(f"error: {err}", err=True)
         if as_json:
@@ -169,7 +171,9 @@ def ingest(
         from mlops.landing import expand_batch_paths
 
         batch_dirs = expand_batch_paths(paths)
-        reports = _ingest(batch_dirs)
+        from flows.ingest import ingest_reports
+
+        reports = ingest_reports(batch_dirs)
         result = (
             reports[0]
             if len(reports) == 1
@@ -526,17 +530,6 @@ def show_settings(as_json: JsonOption = False) -> None:
         return values, "\n".join(f"{k}: {v}" for k, v in values.items()), 0
 
     _run(as_json, work)
-
-
-def _ingest(batch_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Run the ingest flow; its per-batch reports, whether or not a batch was rejected."""
-    from flows.ingest import ingest as ingest_flow
-
-    state = ingest_flow(batch_dirs, return_state=True)
-    reports = state.result(raise_on_failure=False)
-    if not isinstance(reports, list):  # the flow itself crashed, not a batch rejected
-        raise CommandError(f"ingest flow {state.name}: {state.message}", exit_code=1)
-    return reports
 
 
 def _timestamp(text: str, option: str) -> datetime:

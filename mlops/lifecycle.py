@@ -14,7 +14,6 @@ at the previous day's close, exactly what training's point-in-time join gives th
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
@@ -30,13 +29,13 @@ from mlops.usecase import UseCase
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
-
 START = date(2026, 1, 1)
 
 
 class LifecycleError(RuntimeError):
     """The run cannot go on (a flow failed where the story needs it to succeed)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,7 @@ def run_lifecycle(
     scenario: Scenario,
     on_day: Callable[[Day], None] = lambda day: None,
 ) -> Lifecycle:
+    from flows.ingest import ingest_reports
     from flows.train import train
     from serving.process import free_port, start_service
 
@@ -105,7 +105,7 @@ def run_lifecycle(
         incident_day=scenario.incident_day,
     )
 
-    reports = _ingest([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
+    reports = ingest_reports([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
     trained = _result(train(seed=scenario.seed, return_state=True), "bootstrap training")
     if trained["decision"] != "promoted":
         raise LifecycleError(f"the first model was not promoted: {trained['reason']}")
@@ -145,13 +145,14 @@ def land(batch: Path, landing_dir: Path) -> Path:
 
 
 def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int) -> Day:
+    from flows.ingest import ingest_reports
     from flows.monitor import monitor
     from mlops.landing import read_batch
     from serving.traffic import replay, requests_for
 
     events = read_batch(batch, use_case.tables).tables[use_case.event_table]
     traffic = replay(service, requests_for(events, use_case))
-    (report,) = _ingest([land(batch, settings.landing_dir)])
+    (report,) = ingest_reports([land(batch, settings.landing_dir)])
     judged = _result(monitor(as_of=_closed_at(batch), seed=seed, return_state=True), "monitoring")
     retrained = judged["retraining"]
     if retrained and retrained.get("decision") == "promoted":
@@ -215,16 +216,6 @@ def _wait_for_version(service: Any, version: str) -> None:
             return
         time.sleep(0.25)
     raise LifecycleError(f"the service did not pick up v{version} within 60 s")
-
-
-def _ingest(batch_dirs: list[Path]) -> list[dict[str, Any]]:
-    from flows.ingest import ingest
-
-    state = ingest(batch_dirs, return_state=True)
-    reports = state.result(raise_on_failure=False)
-    if not isinstance(reports, list):
-        raise LifecycleError(f"ingest flow {state.name}: {state.message}")
-    return reports
 
 
 def _result(state: Any, what: str) -> dict[str, Any]:
