@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
-from mlops import ingestion
+from ingestion import steps
+from ingestion.validation import REASON_COLUMN, TableValidation
 from mlops.feature_store import open_store  # Feast itself loads on first use
 from mlops.landing import LandedBatch
 from mlops.offline_store import OfflineStore
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
-from mlops.validation import REASON_COLUMN, TableValidation
 
 log = logging.getLogger("benchmarks.data_path")
 
@@ -105,31 +105,31 @@ def run(events: int) -> dict[str, Any]:
     with stages.stage("generate"):
         [batch_dir] = generate(use_case, settings.landing_dir, events)
     with stages.stage("read"):
-        batch = ingestion.land(batch_dir, use_case)
+        batch = steps.land(batch_dir, use_case)
     with stages.stage(GX_STAGE):
-        results = ingestion.validate(batch, use_case, settings)
-        decision = ingestion.gate(results, use_case)
+        results = steps.validate(batch, use_case, settings)
+        decision = steps.gate(results, use_case)
     with stages.stage(BASELINE_STAGE):
         plain = validate_plain(batch, use_case)
     assert_same_split(results, plain)
     gx_runs = [stages.seconds(GX_STAGE)]
     pandas_runs = [stages.seconds(BASELINE_STAGE)]
     for _ in range(RATIO_RUNS - 1):
-        gx_runs.append(seconds_of(lambda: ingestion.validate(batch, use_case, settings)))
+        gx_runs.append(seconds_of(lambda: steps.validate(batch, use_case, settings)))
         pandas_runs.append(seconds_of(lambda: validate_plain(batch, use_case)))
     if not decision.passed:
         raise RuntimeError(f"the benchmark batch was rejected: {decision.reason}")
 
     offline = OfflineStore(settings.offline_dir)
     with stages.stage("quarantine"):
-        ingestion.quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
+        steps.quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
     with stages.stage("write offline"):
-        ingestion.write_offline(batch, results, offline)
+        steps.write_offline(batch, results, offline)
     with stages.stage("features"):
-        earliest = ingestion.build_features(batch, results, use_case, offline)
-        ingestion.commit(batch, results, offline)
+        earliest = steps.build_features(batch, results, use_case, offline)
+        steps.commit(batch, results, offline)
     with stages.stage("materialize"):
-        ingestion.sync_online(open_store(settings, use_case), earliest, offline)
+        steps.sync_online(open_store(settings, use_case), earliest, offline)
 
     return summarize(events, setup, stages, gx_runs, pandas_runs, results, use_case)
 
@@ -161,8 +161,8 @@ def warm_up(settings: Settings, use_case: UseCase) -> None:
     have their own (smaller) first-use costs. It also checks both sides agree before the big run.
     """
     [batch_dir] = generate(use_case, settings.home / "warm-up" / "landing", WARM_UP_EVENTS)
-    batch = ingestion.land(batch_dir, use_case)
-    gx = ingestion.validate(batch, use_case, settings)
+    batch = steps.land(batch_dir, use_case)
+    gx = steps.validate(batch, use_case, settings)
     assert_same_split(gx, validate_plain(batch, use_case))
 
 
@@ -170,7 +170,7 @@ def warm_up(settings: Settings, use_case: UseCase) -> None:
 
 
 def validate_plain(batch: LandedBatch, use_case: UseCase) -> dict[str, TableValidation]:
-    # The same scope as mlops.validation: "StringDtype" means the arrow-backed strings read.
+    # The same scope as ingestion.validation: "StringDtype" means the arrow-backed strings read.
     with pd.option_context("mode.string_storage", "pyarrow"):
         return {
             name: validate_table_plain(
@@ -185,7 +185,7 @@ def validate_plain(batch: LandedBatch, use_case: UseCase) -> dict[str, TableVali
 def validate_table_plain(
     frame: pd.DataFrame, suite: dict[str, Any], closed_at: datetime
 ) -> TableValidation:
-    """Split a table the way `mlops.validation.validate_table` does, without GX."""
+    """Split a table the way `ingestion.validation.validate_table` does, without GX."""
     frame = frame.reset_index(drop=True)  # GX reports row positions; so do we
     failed_any = np.zeros(len(frame), dtype=bool)
     failures: list[tuple[str, np.ndarray]] = []  # (reason, mask of failing rows)

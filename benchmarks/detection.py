@@ -113,7 +113,7 @@ def serve_in_process(settings: Any, use_case: Any, version: str, events: Any) ->
     import orjson
 
     from mlops.feature_store import open_store
-    from models.registry import ModelRegistry
+    from mlops.registry import ModelRegistry
     from serving.prediction_log import PredictionLog, Served, records
     from serving.scoring import Scorer, load_registered
     from serving.traffic import requests_for

@@ -83,10 +83,10 @@ def write_log(settings: Any, use_case: Any, rows: int, rng: np.random.Generator)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from mlops.reference import LABEL, SCORE
     from mlops.settings import get_settings
     from mlops.usecase import load_use_case
     from monitoring import report
-    from monitoring.reference import LABEL, SCORE
     from monitoring.window import read_window
 
     settings = get_settings().apply()

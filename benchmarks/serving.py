@@ -68,8 +68,8 @@ def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any
     from flows.ingest import ingest
     from flows.train import train
     from mlops.feature_store import open_store
+    from mlops.registry import ModelRegistry
     from mlops.usecase import load_use_case
-    from models.registry import ModelRegistry
     from serving.scoring import Scorer, load_registered, prepare
 
     use_case = load_use_case(settings.use_case)

@@ -73,10 +73,10 @@ def run(events: int) -> dict[str, Any]:
     from flows.train import train
     from mlops.feature_store import open_store
     from mlops.offline_store import OfflineStore
+    from mlops.reference import holdout_reference
+    from mlops.registry import ModelRegistry
     from mlops.usecase import load_use_case
     from models import dataset, promotion, tracking, training
-    from models.registry import ModelRegistry
-    from monitoring.reference import holdout_reference
 
     use_case = load_use_case(settings.use_case)
     card = use_case.card

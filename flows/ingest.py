@@ -1,6 +1,6 @@
 """Ingest flow: land, validate, quarantine, write offline, materialize, publish a summary.
 
-The work lives in `mlops.ingestion`; this file only says in which order it runs, what is
+The work lives in `ingestion.steps`; this file only says in which order it runs, what is
 retried, and what is reported.
 """
 
@@ -14,28 +14,26 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from flows.artifacts import artifact_key
-from mlops import ingestion
+from ingestion import steps
+from ingestion.validation import build_data_docs
 from mlops.feature_store import open_store
 from mlops.landing import BatchUnreadable, expand_batch_paths
 from mlops.offline_store import OfflineStore
 from mlops.settings import get_settings
 from mlops.usecase import UseCase, load_use_case
-from mlops.validation import build_data_docs
 
 # DataFrames flow between these tasks: hashing them for a cache key would cost more than the work.
-validate = task(ingestion.validate, cache_policy=NO_CACHE, task_run_name="validate")
-quarantine = task(
-    ingestion.quarantine, cache_policy=NO_CACHE, retries=2, task_run_name="quarantine"
-)
+validate = task(steps.validate, cache_policy=NO_CACHE, task_run_name="validate")
+quarantine = task(steps.quarantine, cache_policy=NO_CACHE, retries=2, task_run_name="quarantine")
 write_offline = task(
-    ingestion.write_offline, cache_policy=NO_CACHE, retries=2, task_run_name="write-offline"
+    steps.write_offline, cache_policy=NO_CACHE, retries=2, task_run_name="write-offline"
 )
 build_features = task(
-    ingestion.build_features, cache_policy=NO_CACHE, retries=2, task_run_name="build-features"
+    steps.build_features, cache_policy=NO_CACHE, retries=2, task_run_name="build-features"
 )
 # SQLite can be briefly locked by a reader (the serving process): worth a retry.
 sync_online = task(
-    ingestion.sync_online,
+    steps.sync_online,
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=2,
@@ -53,36 +51,36 @@ def new_batches(landing_dir: Path, quarantine_dir: Path, offline_dir: Path) -> l
     return [
         path
         for path in landed
-        if ingestion.batch_id_of(path) not in done
-        and not (quarantine_dir / ingestion.batch_id_of(path) / ingestion.REJECTION_FILE).exists()
+        if steps.batch_id_of(path) not in done
+        and not (quarantine_dir / steps.batch_id_of(path) / steps.REJECTION_FILE).exists()
     ]
 
 
-def ingest_batch(batch_dir: Path, use_case: UseCase) -> ingestion.BatchReport:
+def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
     settings = get_settings()
     offline = OfflineStore(settings.offline_dir)
     try:
         # A plain call, not a task: an unreadable batch is an expected outcome with a clear
         # message, not a crash whose traceback belongs in the logs.
-        batch = ingestion.land(batch_dir, use_case)
+        batch = steps.land(batch_dir, use_case)
     except BatchUnreadable as error:
-        return ingestion.unreadable_report(
-            ingestion.batch_id_of(batch_dir),
+        return steps.unreadable_report(
+            steps.batch_id_of(batch_dir),
             error,
             settings.quarantine_dir,
             offline.count_rows(use_case.event_table),
         )
 
     results = validate(batch, use_case, settings)
-    decision = ingestion.gate(results, use_case)
+    decision = steps.gate(results, use_case)
     quarantine_path = quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
     if decision.passed:
         write_offline(batch, results, offline)
         earliest = build_features(batch, results, use_case, offline)
-        ingestion.commit(batch, results, offline)
+        steps.commit(batch, results, offline)
         sync_online(open_store(settings, use_case), earliest, offline)
     docs = data_docs(settings.gx_root)
-    return ingestion.report(
+    return steps.report(
         batch,
         results,
         decision,

@@ -19,16 +19,16 @@ from prefect.states import Failed, State
 
 from flows.artifacts import artifact_key
 from mlops.card import MonitoringGate
+from mlops.metrics import nce
 from mlops.offline_store import OfflineStore
+from mlops.reference import LABEL, SCORE, load_reference
+from mlops.registry import CHAMPION, ModelRegistry
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from models import tracking
-from models.evaluation import nce
-from models.registry import CHAMPION, ModelRegistry
 from monitoring import report
 from monitoring.gate import Signals, Verdict, decide
 from monitoring.history import History
-from monitoring.reference import LABEL, SCORE, load_reference
 from monitoring.window import Window, read_window
 
 read = task(read_window, cache_policy=NO_CACHE, task_run_name="read-window")

@@ -13,8 +13,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.artifacts import artifact_key
+from mlops.registry import ModelRegistry
 from mlops.settings import get_settings
-from models.registry import ModelRegistry
 
 
 def _registry() -> ModelRegistry:

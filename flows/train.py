@@ -17,12 +17,12 @@ from prefect.states import Failed, State
 from flows.artifacts import artifact_key
 from mlops.feature_store import open_store
 from mlops.offline_store import OfflineStore
+from mlops.registry import CHAMPION, ModelRegistry
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase
 from models import dataset, promotion, tracking, training
-from models.registry import CHAMPION, ModelRegistry
 from models.report import TrainReport
-from monitoring.reference import holdout_reference
+from models.training import holdout_reference
 
 if TYPE_CHECKING:
     from serving.infra_check import InfraCheck

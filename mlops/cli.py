@@ -356,7 +356,7 @@ def promote(
     def work() -> tuple[dict[str, Any], str, int]:
         _start()
         from flows.promote import promote as promote_flow
-        from models.registry import human
+        from mlops.registry import human
 
         result = _override(promote_flow, version=version, reason=_reason(reason), by=human())
         text = (
@@ -378,7 +378,7 @@ def rollback(
     def work() -> tuple[dict[str, Any], str, int]:
         _start()
         from flows.promote import rollback as rollback_flow
-        from models.registry import human
+        from mlops.registry import human
 
         result = _override(rollback_flow, reason=_reason(reason), by=human())
         text = (
@@ -396,7 +396,7 @@ def models(as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings = _start()
-        from models.registry import DECIDED_BY, REASON, ModelRegistry
+        from mlops.registry import DECIDED_BY, REASON, ModelRegistry
 
         registry = ModelRegistry(settings.tracking_uri, _use_case(settings).model_name)
         versions = [
@@ -433,7 +433,7 @@ def serve(
     def work() -> tuple[dict[str, Any], str, int]:
         settings = _start()
         use_case = _use_case(settings)
-        from models.registry import CHAMPION, ModelRegistry
+        from mlops.registry import CHAMPION, ModelRegistry
         from serving.process import ServiceFailed, start_service
 
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
@@ -480,7 +480,7 @@ def package(
     def work() -> tuple[dict[str, Any], str, int]:
         settings = _start()
         use_case = _use_case(settings)
-        from models.registry import CHAMPION, ModelRegistry
+        from mlops.registry import CHAMPION, ModelRegistry
         from serving.packaging import build_bento, import_model
 
         chosen = version or ModelRegistry(settings.tracking_uri, use_case.model_name).alias(

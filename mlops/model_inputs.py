@@ -16,10 +16,13 @@ categories in the model); serving stacks them into the matrix the booster scores
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 Columns = Mapping[str, np.ndarray]
 
@@ -66,3 +69,12 @@ def as_frame(
         else:
             columns[name] = values
     return pd.DataFrame(columns, index=index, copy=False)
+
+
+def predict(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
+    """Probabilities from the columns the booster was trained on, in its order, with the trees
+    up to its best (early-stopping) round. Training, gate and serving all predict through here."""
+    columns = inputs[list(booster.feature_names or [])]
+    if booster.attr("best_iteration") is None:
+        return booster.inplace_predict(columns)
+    return booster.inplace_predict(columns, iteration_range=(0, booster.best_iteration + 1))

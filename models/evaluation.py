@@ -1,88 +1,15 @@
-"""Offline metrics of click-probability models, overall and per slice.
-
-NCE (normalized cross-entropy) is the log loss divided by the log loss of always predicting the
-evaluated window's base rate: below 1 the model knows more than the base rate. Normalizing by the
-window's own base rate makes models scored on the same window directly comparable.
-ECE uses equal-mass bins: at a base rate of a few percent, equal-width bins would put almost
-every prediction into the first bin and hide miscalibration.
-"""
+"""Offline evaluation of a model on one window, overall and per slice; the metrics themselves
+are in `mlops.metrics`, shared with monitoring."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-METRICS = ("nce", "log_loss", "roc_auc", "pr_auc", "ece")
-# The metrics where lower is better; the others (areas under curves) are better higher.
-LOWER_IS_BETTER = frozenset({"nce", "log_loss", "ece"})
-ECE_BINS = 20
-EPSILON = 1e-7
-
-Metric = Literal["nce", "log_loss", "roc_auc", "pr_auc", "ece"]
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPSILON, 1 - EPSILON)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def nce(y: np.ndarray, p: np.ndarray) -> float:
-    base_rate = float(np.mean(y))
-    if base_rate in (0.0, 1.0):
-        return math.nan
-    return log_loss(y, p) / log_loss(y, np.full(len(y), base_rate))
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
-    return _ece(y, p, np.argsort(p, kind="stable"), bins)
-
-
-def _ece(y: np.ndarray, p: np.ndarray, ascending: np.ndarray, bins: int = ECE_BINS) -> float:
-    gaps = [
-        abs(float(p[chunk].mean()) - float(y[chunk].mean())) * len(chunk)
-        for chunk in np.array_split(ascending, min(bins, len(ascending)))
-    ]
-    return float(sum(gaps) / len(y))
-
-
-def _areas(y: np.ndarray, p: np.ndarray, ascending: np.ndarray) -> tuple[float, float]:
-    """ROC-AUC and PR-AUC (average precision, as scikit-learn defines it) from one sort.
-
-    Tied scores form one threshold. Sorting once for every metric matters: the gate scores two
-    models and a dozen slices on the test window, and sorting dominates.
-    """
-    order = ascending[::-1]
-    scores, labels = p[order], y[order]
-    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(labels)[last_of_each_score]
-    false_positives = last_of_each_score + 1 - true_positives
-    tpr = np.r_[0.0, true_positives / true_positives[-1]]
-    fpr = np.r_[0.0, false_positives / false_positives[-1]]
-    roc_auc = float(np.trapezoid(tpr, fpr))
-    precision = true_positives / (true_positives + false_positives)
-    pr_auc = float(np.sum(np.diff(tpr) * precision))  # recall is the true positive rate
-    return roc_auc, pr_auc
-
-
-def score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """All metrics of predictions `p` against labels `y`; NaN where one class is absent."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    ascending = np.argsort(p, kind="stable")
-    both_classes = 0 < y.sum() < len(y)
-    roc_auc, pr_auc = _areas(y, p, ascending) if both_classes else (math.nan, math.nan)
-    return {
-        "nce": nce(y, p),
-        "log_loss": log_loss(y, p),
-        "roc_auc": roc_auc,
-        "pr_auc": pr_auc,
-        "ece": _ece(y, p, ascending),
-    }
+from mlops.metrics import score
 
 
 @dataclass(frozen=True)
@@ -118,13 +45,3 @@ def evaluate(
             per_slice[key] = score(y[mask], p[mask])
             rows[key] = int(mask.sum())
     return Evaluation(metrics=score(y, p), slices=per_slice, slice_rows=rows)
-
-
-def improvement(metric: str, challenger: float, champion: float) -> float:
-    """How much better the challenger is; positive means better, whatever the direction."""
-    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
-
-
-def finite_or_none(metrics: Mapping[str, float]) -> dict[str, float | None]:
-    """For JSON: NaN (a metric undefined on one class) becomes null."""
-    return {k: (None if math.isnan(v) else round(v, 6)) for k, v in metrics.items()}

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from mlops.card import PromotionGate
-from models.evaluation import Evaluation, improvement
+from mlops.metrics import improvement
+from models.evaluation import Evaluation
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from models.evaluation import METRICS, Evaluation, finite_or_none
+from mlops.metrics import METRICS, finite_or_none
+from models.evaluation import Evaluation
 
 MODELS_IN_TABLE = ("model", "champion", "logistic", "prior", "oracle")
 

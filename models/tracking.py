@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlops.reference import ARTIFACT_DIR, ARTIFACT_FILE
 from mlops.settings import PROJECT_ROOT, Settings
 from mlops.usecase import UseCase
 from models.evaluation import Evaluation
-from monitoring.reference import ARTIFACT_DIR, ARTIFACT_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import TrainingBudget
+from mlops.card import MonitoringGate, TrainingBudget
+from mlops.model_inputs import predict
+from mlops.reference import build_reference
 from mlops.usecase import UseCase
 from models.dataset import TrainingSet
 from models.evaluation import Evaluation, evaluate
@@ -188,15 +190,6 @@ def fit_xgboost(
     return FittedXGBoost(booster, params, best_trial.rounds, trials)
 
 
-def predict(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
-    """Probabilities from the columns the booster was trained on, in its order, with the trees
-    up to its best (early-stopping) round. Training, gate and serving all predict through here."""
-    columns = inputs[list(booster.feature_names or [])]
-    if booster.attr("best_iteration") is None:
-        return booster.inplace_predict(columns)
-    return booster.inplace_predict(columns, iteration_range=(0, booster.best_iteration + 1))
-
-
 def fit_prior(train_y: pd.Series) -> float:
     return float(np.mean(train_y))
 
@@ -295,3 +288,21 @@ def score_on_test(
         for name, p in predictions.items()
     }
     return Scores(predictions, evaluations)
+
+
+def holdout_reference(
+    splits: Splits,
+    booster: xgb.Booster,
+    test_scores: np.ndarray,
+    gate: MonitoringGate,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The reference of a freshly trained model: its validation and test rows (after the
+    training window, and a day or more, so every hour of the day is represented)."""
+    return build_reference(
+        pd.concat([splits.validation_x, splits.test_x]),
+        np.concatenate([predict(booster, splits.validation_x), test_scores]),
+        np.concatenate([splits.validation_y.to_numpy(), splits.test_y.to_numpy()]),
+        gate.reference_rows,
+        seed,
+    )

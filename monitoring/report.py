@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from monitoring.reference import LABEL, SCORE
+from mlops.reference import LABEL, SCORE
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops.metrics import score as performance
 from mlops.offline_store import OfflineStore
+from mlops.prediction_log import log_files
+from mlops.reference import LABEL, SCORE
 from mlops.settings import Settings
 from mlops.usecase import UseCase
-from models.evaluation import score as performance
-from monitoring.reference import LABEL, SCORE
-from serving.prediction_log import PARTITION
 
 
 @dataclass(frozen=True)
@@ -198,8 +197,3 @@ def _empty(
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-
-
-def log_files(directory: Path) -> list[Path]:
-    """The prediction log's files, every day and every service process."""
-    return sorted(directory.glob(f"{PARTITION}=*/*.jsonl"))

@@ -9,7 +9,6 @@ drains the queue, so a clean stop loses nothing. A crash loses at most the last 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -24,9 +23,10 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from mlops.prediction_log import PARTITION
+
 log = logging.getLogger(__name__)
 
-PARTITION = "date"
 # Timestamps as ISO 8601, numpy scalars as numbers: a record is plain JSON for any reader.
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
 
@@ -140,12 +140,3 @@ def records(served: Served, categories: Mapping[str, Sequence[Any]]) -> list[dic
             strict=True,
         )
     ]
-
-
-def read_prediction_log(directory: Path) -> list[dict[str, Any]]:
-    """Every record in the log, oldest file first (small logs, tests; monitoring uses DuckDB)."""
-    records = []
-    for path in sorted(directory.glob(f"{PARTITION}=*/*.jsonl")):
-        with path.open(encoding="utf-8") as lines:
-            records.extend(json.loads(line) for line in lines if line.strip())
-    return records

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import xgboost as xgb
     from feast import FeatureStore
 
-    from models.registry import ModelRegistry
+    from mlops.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def prepare(model: ServedModel, scorer: Scorer) -> ServedModel:
     """Warm a freshly loaded model up; raise unless the serving path (category codes) scores
     like the training path (pandas categoricals). No online lookup, so it can run beside live
     traffic."""
-    from models.training import predict
+    from mlops.model_inputs import predict
 
     # An unknown entity, twice: scored on training defaults, then with every value missing.
     requests = [{k: 0 for k in scorer.use_case.entity_keys} for _ in range(2)]

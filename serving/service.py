@@ -160,7 +160,7 @@ routes = Starlette(
 class PredictionService:
     def __init__(self) -> None:
         from mlops.feature_store import open_store
-        from models.registry import CHAMPION, ModelRegistry
+        from mlops.registry import CHAMPION, ModelRegistry
         from serving import packaging
         from serving.champion import Champion
         from serving.scoring import Scorer, load_registered

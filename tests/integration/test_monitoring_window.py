@@ -9,8 +9,8 @@ import orjson
 import pandas as pd
 
 from mlops.offline_store import OfflineStore
+from mlops.reference import LABEL, SCORE
 from mlops.settings import Settings
-from monitoring.reference import LABEL, SCORE
 from monitoring.window import read_window
 from usecases.adclick import USE_CASE
 

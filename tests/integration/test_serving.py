@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops.prediction_log import read_prediction_log
+from mlops.registry import ModelRegistry
 from mlops.settings import Settings, get_settings
-from models.registry import ModelRegistry
-from serving.prediction_log import read_prediction_log
 from serving.process import free_port
 
 pytestmark = pytest.mark.integration

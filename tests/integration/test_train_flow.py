@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from models.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
+from mlops.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
 from tests.conftest import WEEK_DAYS, WEEK_EVENTS_PER_DAY
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ KILLED_TRAIN = """
 import os, signal
 from mlops.settings import get_settings
 get_settings().apply()
-from models.registry import ModelRegistry
+from mlops.registry import ModelRegistry
 
 original = ModelRegistry.{method}
 

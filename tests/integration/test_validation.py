@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from mlops import ingestion
-from mlops.validation import REASON_COLUMN
+from ingestion import steps
+from ingestion.validation import REASON_COLUMN
 from tests.integration.helpers import INJECTED, inject_bad_rows, land_days
 
 pytestmark = pytest.mark.integration
@@ -13,9 +13,9 @@ pytestmark = pytest.mark.integration
 def test_injected_bad_rows_are_exactly_the_rows_quarantined(settings, use_case) -> None:
     (batch_dir,) = land_days(settings.landing_dir, days=1)
     expected = inject_bad_rows(batch_dir)
-    batch = ingestion.land(batch_dir, use_case)
+    batch = steps.land(batch_dir, use_case)
 
-    results = ingestion.validate(batch, use_case, settings)
+    results = steps.validate(batch, use_case, settings)
 
     impressions = results["impressions"]
     quarantined = impressions.quarantined
@@ -26,7 +26,7 @@ def test_injected_bad_rows_are_exactly_the_rows_quarantined(settings, use_case) 
     assert len(impressions.clean) + len(quarantined) == batch.rows["impressions"]
     assert not set(impressions.clean["impression_id"]) & set(expected)
     assert results["users"].quarantined.empty and results["ads"].quarantined.empty
-    assert ingestion.gate(results, use_case).passed
+    assert steps.gate(results, use_case).passed
 
 
 def test_a_missing_column_makes_the_table_unusable(settings, use_case) -> None:
@@ -34,8 +34,8 @@ def test_a_missing_column_makes_the_table_unusable(settings, use_case) -> None:
     path = batch_dir / "ads.parquet"
     pd.read_parquet(path).drop(columns=["category"]).to_parquet(path)
 
-    results = ingestion.validate(ingestion.land(batch_dir, use_case), use_case, settings)
-    decision = ingestion.gate(results, use_case)
+    results = steps.validate(steps.land(batch_dir, use_case), use_case, settings)
+    decision = steps.gate(results, use_case)
 
     assert not decision.passed
     assert "ads: missing column(s) category" in decision.reason
@@ -48,8 +48,8 @@ def test_a_wrong_type_makes_the_table_unusable(settings, use_case) -> None:
     users["signup_at"] = users["signup_at"].astype(str)
     users.to_parquet(path)
 
-    decision = ingestion.gate(
-        ingestion.validate(ingestion.land(batch_dir, use_case), use_case, settings), use_case
+    decision = steps.gate(
+        steps.validate(steps.land(batch_dir, use_case), use_case, settings), use_case
     )
 
     assert not decision.passed
@@ -60,8 +60,8 @@ def test_too_many_failing_rows_reject_the_whole_batch(settings, use_case) -> Non
     (batch_dir,) = land_days(
         settings.landing_dir, days=1, scenario="data-incident", drift_day=0, incident_fraction=0.2
     )
-    results = ingestion.validate(ingestion.land(batch_dir, use_case), use_case, settings)
-    decision = ingestion.gate(results, use_case)
+    results = steps.validate(steps.land(batch_dir, use_case), use_case, settings)
+    decision = steps.gate(results, use_case)
 
     assert not decision.passed
     assert "above the card's max_failing_fraction of 5.0%" in decision.reason

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluation import evaluate, expected_calibration_error, improvement, nce, score
+from mlops.metrics import expected_calibration_error, improvement, nce, score
+from models.evaluation import evaluate
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from mlops.prediction_log import read_prediction_log
 from models.dataset import TimeWindows, TrainingSet, serving_defaults
 from models.promotion import Check, PromotionDecision, with_infra_check
-from serving.prediction_log import PredictionLog, Served, read_prediction_log
+from serving.prediction_log import PredictionLog, Served
 from usecases.adclick import USE_CASE
 
 

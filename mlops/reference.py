@@ -2,8 +2,8 @@
 after its training window (validation and test). Training stores it with the model (an MLflow
 artifact of the run), so the reference always matches the model being served.
 
-Frame contract, shared with `window.py`: one column per model input with readable values
-(category names, not codes), then `score` and `label`.
+Frame contract, written by training and read by monitoring: one column per model input with
+readable values (category names, not codes), then `score` and `label`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    import xgboost as xgb
-
-    from mlops.card import MonitoringGate
-    from models.registry import ModelRegistry
-    from models.training import Splits
+    from mlops.registry import ModelRegistry
 
 SCORE = "score"
 LABEL = "label"
@@ -49,26 +45,6 @@ def build_reference(
     if len(frame) > rows:
         frame = frame.sample(n=rows, random_state=seed).sort_index().reset_index(drop=True)
     return frame
-
-
-def holdout_reference(
-    splits: Splits,
-    booster: xgb.Booster,
-    test_scores: np.ndarray,
-    gate: MonitoringGate,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The reference of a freshly trained model: its validation and test rows (after the
-    training window, and a day or more, so every hour of the day is represented)."""
-    from models.training import predict
-
-    return build_reference(
-        pd.concat([splits.validation_x, splits.test_x]),
-        np.concatenate([predict(booster, splits.validation_x), test_scores]),
-        np.concatenate([splits.validation_y.to_numpy(), splits.test_y.to_numpy()]),
-        gate.reference_rows,
-        seed,
-    )
 
 
 def load_reference(registry: ModelRegistry, version: str) -> pd.DataFrame:

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from mlops import validation
+from ingestion import validation
+from ingestion.validation import REASON_COLUMN, GateDecision, TableValidation
 from mlops.feature_store import materialize
 from mlops.landing import BatchUnreadable, LandedBatch, read_batch, read_manifest, write_parquet
 from mlops.offline_store import OfflineStore
 from mlops.settings import Settings
 from mlops.usecase import FeatureInputs, UseCase
-from mlops.validation import REASON_COLUMN, GateDecision, TableValidation
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -1,0 +1,2 @@
+"""The data stage: validate landed batches, quarantine bad rows, write the offline store and
+sync the online store."""
