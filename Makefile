@@ -26,9 +26,11 @@ test: install
 bench: install
 	$(VENV)/bin/python -m benchmarks
 
-lint: install
+lint: install  ## style, types, and the import layers (pyproject.toml: [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .

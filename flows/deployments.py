@@ -12,13 +12,14 @@ from typing import Any
 
 import yaml
 
-from mlops.settings import PROJECT_ROOT, Settings
+from mlops.errors import UserError
+from mlops.settings import DATA_ROOT, PROJECT_ROOT, Settings
 
-PREFECT_FILE = PROJECT_ROOT / "prefect.yaml"
+PREFECT_FILE = DATA_ROOT / "prefect.yaml"
 
 
-class DeployFailed(ValueError):
-    """Shown to the user as one paragraph (the CLI treats ValueError as bad input)."""
+class DeployFailed(UserError):
+    """No Prefect server to deploy to, or `prefect deploy` refused: the message says why."""
 
 
 def register(settings: Settings) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
 
 from flows.artifacts import artifact_key
 from ingestion import steps
@@ -19,27 +18,24 @@ from ingestion.validation import build_data_docs
 from mlops.feature_store import open_store
 from mlops.landing import BatchUnreadable, expand_batch_paths
 from mlops.offline_store import OfflineStore
+from mlops.runtime import setup
 from mlops.settings import get_settings
 from mlops.usecase import UseCase, load_use_case
 
 # DataFrames flow between these tasks: hashing them for a cache key would cost more than the work.
-validate = task(steps.validate, cache_policy=NO_CACHE, task_run_name="validate")
-quarantine = task(steps.quarantine, cache_policy=NO_CACHE, retries=2, task_run_name="quarantine")
-write_offline = task(
-    steps.write_offline, cache_policy=NO_CACHE, retries=2, task_run_name="write-offline"
+validate = task(cache_policy=NO_CACHE, task_run_name="validate")(steps.validate)
+quarantine = task(cache_policy=NO_CACHE, retries=2, task_run_name="quarantine")(steps.quarantine)
+write_offline = task(cache_policy=NO_CACHE, retries=2, task_run_name="write-offline")(
+    steps.write_offline
 )
-build_features = task(
-    steps.build_features, cache_policy=NO_CACHE, retries=2, task_run_name="build-features"
+build_features = task(cache_policy=NO_CACHE, retries=2, task_run_name="build-features")(
+    steps.build_features
 )
 # SQLite can be briefly locked by a reader (the serving process): worth a retry.
 sync_online = task(
-    steps.sync_online,
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=2,
-    task_run_name="materialize",
-)
-data_docs = task(build_data_docs, cache_policy=NO_CACHE, task_run_name="data-docs")
+    cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="materialize"
+)(steps.sync_online)
+data_docs = task(cache_policy=NO_CACHE, task_run_name="data-docs")(build_data_docs)
 
 
 def new_batches(landing_dir: Path, quarantine_dir: Path, offline_dir: Path) -> list[Path]:
@@ -92,16 +88,17 @@ def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(batch_dirs: list[Path] | None = None) -> State:
+def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     """Ingest landed batches in order (default, as scheduled: every batch in the landing zone
-    not yet ingested nor rejected); fail the run if any batch was rejected."""
-    settings = get_settings()
+    not yet ingested nor rejected). A rejected batch fails the run (`BatchesRejected`) after
+    every batch was tried; the exception carries the whole result."""
+    settings = setup()
     use_case = load_use_case(settings.use_case)
     if batch_dirs is None:
         batch_dirs = new_batches(
             settings.landing_dir, settings.quarantine_dir, settings.offline_dir
         )
-    reports = []
+    result = steps.IngestResult([])
     for batch_dir in batch_dirs:
         report = ingest_batch(batch_dir, use_case)
         create_markdown_artifact(
@@ -109,26 +106,15 @@ def ingest(batch_dirs: list[Path] | None = None) -> State:
             markdown=report.markdown(),
             description=f"{report.status}: {report.reason}"[:500],
         )
-        reports.append(report.to_dict())
-    rejected = [r for r in reports if r["status"] == "rejected"]
-    if rejected:
-        summary = "; ".join(f"batch {r['batch_id']}: {r['reason']}" for r in rejected)
-        return Failed(
-            message=f"{len(rejected)} of {len(reports)} batch(es) rejected. {summary}", data=reports
-        )
-    return Completed(message=f"{len(reports)} batch(es) ingested", data=reports)
+        result.batches.append(report)
+    if result.rejected:
+        raise steps.BatchesRejected(result)
+    return result
 
 
-class IngestCrashed(RuntimeError):
-    """The ingest flow itself failed (a rejected batch is a report, not a crash)."""
-
-    exit_code = 1  # the CLI's code for "the platform failed", not "your input was bad"
-
-
-def ingest_reports(batch_dirs: list[Path]) -> list[dict]:
-    """Run the ingest flow; its per-batch reports, whether or not a batch was rejected."""
-    state = ingest(batch_dirs, return_state=True)
-    reports = state.result(raise_on_failure=False)
-    if not isinstance(reports, list):
-        raise IngestCrashed(f"ingest flow {state.name}: {state.message}")
-    return reports
+def ingest_batches(batch_dirs: list[Path]) -> steps.IngestResult:
+    """Run the ingest flow; every batch's report, whether or not a batch was rejected."""
+    try:
+        return ingest(batch_dirs)
+    except steps.BatchesRejected as rejected:
+        return rejected.result

@@ -2,75 +2,72 @@
 
 Both are flows so that they are recorded like the gate's own decisions: tags on the model
 versions, and a Prefect artifact under the same key as the train flow's decisions. A request the
-registry cannot honour (no such version, nothing to roll back to) fails the run with that
-message, not with a traceback.
+registry cannot honour (no such version, nothing to roll back to) is a `UserError`.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Completed, Failed, State
 
 from flows.artifacts import artifact_key
-from mlops.registry import ModelRegistry
-from mlops.settings import get_settings
+from mlops.registry import PREVIOUS, ModelRegistry
+from mlops.runtime import setup
+from mlops.usecase import load_use_case
 
 
-def _registry() -> ModelRegistry:
-    from mlops.usecase import load_use_case
+@dataclass(frozen=True)
+class Override:
+    """What a human override did; what `mlops promote|rollback --json` prints."""
 
-    settings = get_settings()
+    model_name: str
+    decision: Literal["promoted", "rolled_back"]
+    champion_version: str
+    previous_version: str | None
+    reason: str
+    by: str
+    rolled_back_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def registry() -> ModelRegistry:
+    settings = setup()
     return ModelRegistry(settings.tracking_uri, load_use_case(settings.use_case).model_name)
 
 
-def _record(registry: ModelRegistry, title: str, result: dict) -> None:
+def _record(override: Override, title: str) -> None:
     create_markdown_artifact(
-        key=artifact_key("promotion", registry.name),
-        markdown=f"# {registry.name}: {title}\n\n{result['reason']}\n\nBy `{result['by']}`.",
-        description=f"{title}: {result['reason']}"[:500],
+        key=artifact_key("promotion", override.model_name),
+        markdown=f"# {override.model_name}: {title}\n\n{override.reason}\n\nBy `{override.by}`.",
+        description=f"{title}: {override.reason}"[:500],
     )
 
 
 @flow(name="promote")
-def promote(version: str, reason: str, by: str) -> State:
+def promote(version: str, reason: str, by: str) -> Override:
     """Make `version` the champion, whatever the gate said; the former one becomes @previous."""
-    registry = _registry()
-    registry.reconcile()
-    try:
-        registry.version(version)
-        former = registry.promote(version, f"manual promotion: {reason}", by=by)
-    except ValueError as refused:
-        return Failed(message=str(refused))
-    result = {
-        "model_name": registry.name,
-        "champion_version": str(version),
-        "previous_version": former,
-        "decision": "promoted",
-        "reason": reason,
-        "by": by,
-    }
-    _record(registry, f"v{version} promoted by hand (was v{former})", result)
-    return Completed(message=f"v{version} is @champion", data=result)
+    models = registry()
+    models.reconcile()
+    models.version(version)  # a UserError when there is no such version
+    former = models.promote(version, f"manual promotion: {reason}", by=by)
+    done = Override(models.name, "promoted", str(version), former, reason, by)
+    _record(done, f"v{version} promoted by hand (was v{former})")
+    return done
 
 
 @flow(name="rollback")
-def rollback(reason: str, by: str) -> State:
+def rollback(reason: str, by: str) -> Override:
     """Give @champion back to @previous."""
-    registry = _registry()
-    registry.reconcile()
-    try:
-        rolled_back, restored = registry.rollback(reason, by=by)
-    except ValueError as refused:
-        return Failed(message=str(refused))
-    result = {
-        "model_name": registry.name,
-        "champion_version": restored,
-        "rolled_back_version": rolled_back,
-        "previous_version": registry.alias("previous"),
-        "decision": "rolled_back",
-        "reason": reason,
-        "by": by,
-    }
-    _record(registry, f"rolled back from v{rolled_back} to v{restored}", result)
-    return Completed(message=f"v{restored} is @champion again", data=result)
+    models = registry()
+    models.reconcile()
+    rolled_back, restored = models.rollback(reason, by=by)
+    done = Override(
+        models.name, "rolled_back", restored, models.alias(PREVIOUS), reason, by, rolled_back
+    )
+    _record(done, f"rolled back from v{rolled_back} to v{restored}")
+    return done

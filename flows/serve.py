@@ -7,20 +7,21 @@ way). Needs a Prefect server: PREFECT_API_URL, or MLOPS_PREFECT_API_URL with the
 
 from __future__ import annotations
 
-from prefect import serve
-
-from flows.ingest import ingest
-from flows.monitor import monitor
-from flows.train import train
-from mlops.settings import get_settings
+from mlops.runtime import setup
 
 
 def main() -> None:
-    get_settings().apply()
+    setup()  # before Prefect is imported: it reads its settings once, on import
+    from prefect import serve
+
+    from flows.ingest import ingest
+    from flows.monitor import monitor
+    from flows.train import train
+
     serve(
-        ingest.to_deployment(name="ingest", cron="15 0 * * *"),
-        monitor.to_deployment(name="monitor", cron="45 0 * * *"),
-        train.to_deployment(name="train"),
+        ingest.to_deployment(name="ingest", cron="15 0 * * *"),  # type: ignore[arg-type]
+        monitor.to_deployment(name="monitor", cron="45 0 * * *"),  # type: ignore[arg-type]
+        train.to_deployment(name="train"),  # type: ignore[arg-type]
     )
 
 

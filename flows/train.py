@@ -7,39 +7,36 @@ The work lives in `models/`; this file says in which order it runs and what is r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
 
 from flows.artifacts import artifact_key
 from mlops.feature_store import open_store
 from mlops.offline_store import OfflineStore
 from mlops.registry import CHAMPION, ModelRegistry
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase
+from mlops.runtime import setup
+from mlops.settings import Settings
+from mlops.tracking import LoggedRun, run_url, tag_run
+from mlops.usecase import UseCase, load_use_case
 from models import dataset, promotion, tracking, training
 from models.report import TrainReport
-from models.training import holdout_reference
-
-if TYPE_CHECKING:
-    from serving.infra_check import InfraCheck
+from serving.infra_check import InfraCheck
 
 # Frames and models flow between these tasks: hashing them for a cache key would cost more
 # than the work, and a cached model would skip the gate.
-point_in_time_join = task(
-    dataset.build_training_set, cache_policy=NO_CACHE, task_run_name="point-in-time-join"
+point_in_time_join = task(cache_policy=NO_CACHE, task_run_name="point-in-time-join")(
+    dataset.build_training_set
 )
-fit_xgboost = task(training.fit_xgboost, cache_policy=NO_CACHE, task_run_name="fit-xgboost")
-fit_baselines = task(training.fit_baselines, cache_policy=NO_CACHE, task_run_name="fit-baselines")
-score_on_test = task(training.score_on_test, cache_policy=NO_CACHE, task_run_name="score-on-test")
-log_run = task(tracking.log_training_run, cache_policy=NO_CACHE, task_run_name="log-mlflow-run")
+fit_xgboost = task(cache_policy=NO_CACHE, task_run_name="fit-xgboost")(training.fit_xgboost)
+fit_baselines = task(cache_policy=NO_CACHE, task_run_name="fit-baselines")(training.fit_baselines)
+score_on_test = task(cache_policy=NO_CACHE, task_run_name="score-on-test")(training.score_on_test)
+log_run = task(cache_policy=NO_CACHE, task_run_name="log-mlflow-run")(tracking.log_training_run)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register")
-def register(registry: ModelRegistry, logged: tracking.LoggedRun) -> str:
+def register(registry: ModelRegistry, logged: LoggedRun) -> str:
     return registry.register(logged.model_uri, logged.run_id)
 
 
@@ -67,55 +64,36 @@ def train(
     seed: int = 0,
     search_trials: int | None = None,
     recent: bool = False,
-) -> dict | State:
+) -> TrainReport:
     """Train a challenger on the windows ending at `as_of` (default: the newest ingested batch)
     and promote it only if it passes the gate against the champion. `recent`: the monitoring
     gate's shorter retraining windows, so a changed world dominates. Without enough labelled
-    data the run fails with a message saying what is missing."""
-    from mlops.usecase import load_use_case
-
-    settings = get_settings()
+    data the run fails with a `UserError` saying what is missing."""
+    settings = setup()
     use_case = load_use_case(settings.use_case)
     card = use_case.card
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
     registry.reconcile()
+    excluded = tuple(exclude_features or ())
 
     offline = OfflineStore(settings.offline_dir)
-    end = as_of or offline.watermark()
-    if end is None:
-        return Failed(message="nothing has been ingested yet: run `mlops ingest` first")
-    budget = card.training
-    if recent:
-        budget = budget.model_copy(update=card.gates.monitoring.retrain_windows.model_dump())
-    if search_trials is not None:
-        budget = budget.model_copy(update={"search_trials": search_trials})
+    end = dataset.training_end(offline, as_of)
+    budget = dataset.training_budget(card, recent, search_trials)
     windows = dataset.TimeWindows.ending_at(end, budget)
-    try:
-        events = dataset.labelled_events(offline, use_case, windows)
-    except ValueError as too_little_data:  # the user's to fix, not a crash: no traceback
-        return Failed(message=str(too_little_data))
+    events = dataset.labelled_events(offline, use_case, windows)
     training_set = point_in_time_join(open_store(settings, use_case), events, use_case, windows)
-    splits = training.prepare_splits(training_set, use_case, tuple(exclude_features or ()))
+    splits = training.prepare_splits(training_set, use_case, excluded)
 
     model = fit_xgboost(
         splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
     )
     baselines = fit_baselines(splits, budget, seed)
-
     champion_version = registry.alias(CHAMPION)
     champion = registry.load_booster(champion_version) if champion_version else None
     scores = score_on_test(splits, use_case, model.booster, baselines, champion)
 
     lineage = training_set.lineage(use_case)
-    params = {
-        **model.params,
-        "rounds": model.rounds,
-        "features": model.feature_names,
-        "excluded_features": sorted(exclude_features or []),
-        "search_trials_run": len(model.trials),
-        "champion_version": champion_version or "none",
-        "windows": "recent" if recent else "full",
-    }
+    params = training.run_params(model, excluded, champion_version, recent)
     logged = log_run(
         settings,
         use_case,
@@ -128,7 +106,7 @@ def train(
         model=model,
         input_example=splits.test_x.head(5),
         serving_defaults=dataset.serving_defaults(training_set, use_case),
-        monitoring_reference=holdout_reference(
+        monitoring_reference=training.holdout_reference(
             splits, model.booster, scores.predictions["model"], card.gates.monitoring, seed
         ),
     )
@@ -144,7 +122,7 @@ def train(
         infra = check_infra(settings, use_case, version)
         decision = promotion.with_infra_check(decision, infra.passed, infra.detail)
     apply_decision(registry, version, decision)
-    tracking.tag_run(
+    tag_run(
         settings,
         logged.run_id,
         {"decision": decision.decision, "decision.reason": decision.reason, "version": version},
@@ -160,7 +138,7 @@ def train(
         champion_version=champion_version,
         lineage=lineage,
         params=params,
-        run_url=tracking.run_url(settings, logged),
+        run_url=run_url(settings, logged),
         checks=[c.__dict__ for c in decision.checks],
     )
     create_markdown_artifact(
@@ -168,4 +146,4 @@ def train(
         markdown=report.markdown(),
         description=f"v{version} {decision.reason}"[:500],
     )
-    return report.to_dict()
+    return report

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ingestion import validation
 from ingestion.validation import REASON_COLUMN, GateDecision, TableValidation
+from mlops.errors import Rejected
 from mlops.feature_store import materialize
 from mlops.landing import BatchUnreadable, LandedBatch, read_batch, read_manifest, write_parquet
 from mlops.offline_store import OfflineStore
@@ -77,6 +78,34 @@ class BatchReport:
         if self.data_docs:
             lines += ["", f"[GX data docs]({Path(self.data_docs).as_uri()})"]
         return "\n".join(lines)
+
+
+@dataclass
+class IngestResult:
+    """Every batch an ingest run saw, in order; what `mlops ingest --json` prints."""
+
+    batches: list[BatchReport]
+
+    @property
+    def rejected(self) -> list[BatchReport]:
+        return [b for b in self.batches if b.status == "rejected"]
+
+    @property
+    def offline_rows(self) -> int:
+        return self.batches[-1].offline_rows if self.batches else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batches": [b.to_dict() for b in self.batches], "offline_rows": self.offline_rows}
+
+
+class BatchesRejected(Rejected):
+    """A gate rejected one or more batches; `result` still reports every batch."""
+
+    def __init__(self, result: IngestResult) -> None:
+        rejected = result.rejected
+        summary = "; ".join(f"batch {r.batch_id}: {r.reason}" for r in rejected)
+        super().__init__(f"{len(rejected)} of {len(result.batches)} batch(es) rejected. {summary}")
+        self.result = result
 
 
 def land(batch_dir: Path, use_case: UseCase) -> LandedBatch:

@@ -161,7 +161,7 @@ def _context(gx_root: Path) -> AbstractDataContext:
 
     gx_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=gx_root)
-    context.variables.progress_bars = {"globally": False}
+    context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
     return context
 
 

@@ -1,7 +1,12 @@
 """`mlops`: the command line. Every command takes `--json` and then prints exactly one JSON
 object on stdout; logs and progress go to stderr.
 
-Exit codes: 0 done, 2 bad input (arguments, settings, unreadable data), 3 data rejected by a gate.
+Exit codes (`mlops.errors`): 0 done, 1 the platform failed (one paragraph, the traceback in
+MLOPS_HOME/logs/mlops.log), 2 bad input (arguments, settings, unreadable data, missing state),
+3 data rejected by a gate.
+
+Heavy libraries are imported inside the commands that use them: `mlops --help` and argument
+errors answer without importing pandas, Prefect or MLflow.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from mlops.landing import BatchUnreadable
-from mlops.settings import Settings, get_settings
+from mlops.errors import EXIT_FAILURE, EXIT_REJECTED, UserError
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
+    from mlops.usecase import UseCase
+    from models.report import TrainReport
 
 app = typer.Typer(
     name="mlops",
@@ -30,72 +38,69 @@ app = typer.Typer(
 log = logging.getLogger("mlops.cli")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-EXIT_BAD_INPUT = 2
-EXIT_REJECTED = 3
-
-
-class CommandError(Exception):
-    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+Work = Callable[[], tuple[dict[str, Any], str, int]]
 
 
 @app.callback()
 def main() -> None:
-    """Validate the settings once, before any command runs."""
+    """Settings are validated by each command, before it does anything."""
 
 
-def _start() -> Settings:
-    try:
-        settings = get_settings().apply()
-    except ValidationError as err:
-        raise CommandError(f"invalid settings: {err}") from err
-    _configure_logging(settings)
-    return settings
+def _start() -> tuple[Settings, UseCase]:
+    """The process set up (settings validated and applied, logs routed) and the active use
+    case loaded: a wrong setting or use-case name stops here, before any flow."""
+    from mlops.runtime import setup
+    from mlops.usecase import load_use_case
+
+    settings = setup()
+    return settings, load_use_case(settings.use_case)
 
 
-def _configure_logging(settings: Settings) -> None:
-    import warnings
-
-    # Third-party deprecation chatter (ibis under Feast) says nothing a user can act on.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    formatter = logging.Formatter(
-        "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"
-    )
-    to_stderr = logging.StreamHandler(sys.stderr)
-    to_file = logging.FileHandler(settings.logs_dir / "mlops.log")
-    for handler in (to_stderr, to_file):
-        handler.setFormatter(formatter)
-    for name in ("mlops", "usecases"):
-        logger = logging.getLogger(name)
-        logger.setLevel(settings.log_level)
-        logger.handlers = [to_stderr, to_file]
-        logger.propagate = False
-
-
-def _run(
-    as_json: bool,
-    work: Callable[[], tuple[dict[str, Any], str, int]],
-    exit_when_done: bool = True,
-) -> None:
-    """Run a command: print its result (JSON or text) and exit with its code; errors become
-    one paragraph on stderr (and `{"error": ...}` on stdout with --json), never a traceback.
+def _run(as_json: bool, work: Work, exit_when_done: bool = True) -> None:
+    """Run a command: print its result (JSON or text) and exit with its code. A `UserError`
+    becomes its message and exit code; anything else is a platform failure: one paragraph
+    and exit 1, the traceback in the log file. No traceback reaches the terminal.
     With `exit_when_done=False` a command that succeeded goes on (`serve` keeps serving)."""
     try:
         result, text, code = work()
+    except UserError as err:
+        _fail(as_json, str(err), err.exit_code)
     except Exception as err:
-        # Errors meant for the user are bad input or carry their exit code; others are bugs.
-        if not (isinstance(err, BatchUnreadable | ValueError) or hasattr(err, "exit_code")):
-            raise
-        code = getattr(err, "exit_code", EXIT_BAD_INPUT)
-        typer.echo(f"error: {err}", err=True)
-        if as_json:
-            typer.echo(json.dumps({"error": str(err)}))
-        raise typer.Exit(code) from None
+        where = _log_failure(err)
+        what = str(err) if isinstance(err, RuntimeError) and str(err) else f"{err!r}"
+        _fail(as_json, f"the platform failed: {what}{where}", EXIT_FAILURE)
     typer.echo(json.dumps(result, default=str) if as_json else text)
     if exit_when_done or code:
         raise typer.Exit(code)
     sys.stdout.flush()
+
+
+def _fail(as_json: bool, message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    if as_json:
+        typer.echo(json.dumps({"error": message}))
+    raise typer.Exit(code)
+
+
+def _log_failure(err: Exception) -> str:
+    """Write the traceback to the log file; return where it is, for the message."""
+    try:
+        from mlops.runtime import log_path
+        from mlops.settings import get_settings
+
+        path = log_path(get_settings())
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except Exception:  # settings themselves broken: the message alone has to do
+        return ""
+    logger = logging.getLogger("mlops.cli.failure")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.error("platform failure", exc_info=err)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    return f" (full log: {path})"
 
 
 def _progress(total: int, label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
@@ -128,12 +133,11 @@ def generate(
     """Generate synthetic data: one batch per day in the landing zone."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
-        use_case = _use_case(settings)
+        settings, use_case = _start()
         try:
             first_day = date.fromisoformat(start)
         except ValueError as err:
-            raise CommandError(f"--start {start!r} is not a date (YYYY-MM-DD)") from err
+            raise UserError(f"--start {start!r} is not a date (YYYY-MM-DD)") from err
         update, stop = _progress(days, "generating")
         try:
             batches = use_case.generate(
@@ -148,13 +152,14 @@ def generate(
             )
         finally:
             stop()
+        landed = [str(b) for b in batches]
         result = {
-            "batches": [str(b) for b in batches],
+            "batches": landed,
             "events": days * events_per_day,
             "scenario": scenario,
             "seed": seed,
         }
-        return result, "\n".join(result["batches"]), 0
+        return result, "\n".join(landed), 0
 
     _run(as_json, work)
 
@@ -170,24 +175,20 @@ def ingest(
         _start()
         from mlops.landing import expand_batch_paths
 
-        batch_dirs = expand_batch_paths(paths)
-        from flows.ingest import ingest_reports
+        batch_dirs = expand_batch_paths(paths)  # unreadable paths: said before the flow runs
+        from flows.ingest import ingest_batches
 
-        reports = ingest_reports(batch_dirs)
-        result = (
-            reports[0]
-            if len(reports) == 1
-            else {"batches": reports, "offline_rows": reports[-1]["offline_rows"]}
-        )
-        rejected = [r for r in reports if r["status"] == "rejected"]
-        for r in rejected:
-            typer.echo(f"error: batch {r['batch_id']} was rejected: {r['reason']}", err=True)
+        ingested = ingest_batches(batch_dirs)
+        reports = ingested.batches
+        result = reports[0].to_dict() if len(reports) == 1 else ingested.to_dict()
+        for r in ingested.rejected:
+            typer.echo(f"error: batch {r.batch_id} was rejected: {r.reason}", err=True)
         text = "\n".join(
-            f"{r['batch_id']}: {r['status']}, {r['valid']} of {r['rows']} rows clean, "
-            f"{r['quarantined']} quarantined; offline store holds {r['offline_rows']}"
+            f"{r.batch_id}: {r.status}, {r.valid} of {r.rows} rows clean, "
+            f"{r.quarantined} quarantined; offline store holds {r.offline_rows}"
             for r in reports
         )
-        return result, text, EXIT_REJECTED if rejected else 0
+        return result, text, EXIT_REJECTED if ingested.rejected else 0
 
     _run(as_json, work)
 
@@ -200,8 +201,7 @@ def features(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
-        use_case = _use_case(settings)
+        settings, use_case = _start()
         row = _entity_row(ctx.args, use_case.entity_keys)
         from mlops.feature_store import online_features, open_store
 
@@ -221,7 +221,7 @@ def run(
     ] = "concept-drift",
     drift_day: Annotated[int, typer.Option(min=0, help="Day index the scenario starts.")] = 10,
     incident_day: Annotated[
-        int | None, typer.Option(min=0, help="Day index of a data incident (-1: none).")
+        int, typer.Option(min=-1, help="Day index of a data incident (-1: none).")
     ] = 8,
     seed: int = 7,
     reset: Annotated[
@@ -234,21 +234,21 @@ def run(
     when the gate says so. By default a data incident on day 8 and a concept drift from day 10."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        from mlops.lifecycle import Scenario, reset_home, run_lifecycle, story_line
+        from mlops.lifecycle import Scenario, check_scenario, reset_home, run_lifecycle, story_line
 
-        settings = _start()
-        if reset:
-            reset_home(settings)
-            settings = _start()  # the state folders again, and a fresh log file
-        use_case = _use_case(settings)
+        settings, use_case = _start()
         chosen = Scenario(
             days=days,
             events_per_day=events_per_day,
             scenario=scenario,
             drift_day=drift_day,
-            incident_day=incident_day if incident_day is not None and incident_day >= 0 else None,
+            incident_day=incident_day if incident_day >= 0 else None,
             seed=seed,
         )
+        check_scenario(use_case, chosen)
+        if reset:
+            reset_home(settings)
+            settings, use_case = _start()  # the state folders again, and a fresh log file
 
         def tell(day: Any) -> None:
             if not as_json:
@@ -268,9 +268,8 @@ def run(
     _run(as_json, work)
 
 
-def _train_summary(report: dict[str, Any]) -> str:
-    metrics, baselines = report["metrics"], report["baseline_metrics"]
-    oracle = report["oracle_metrics"] or {}
+def _train_summary(report: TrainReport) -> str:
+    baselines, oracle = report.baseline_metrics, report.oracle_metrics or {}
     compared = [
         f"logistic {baselines['logistic']['nce']:.4f}",
         f"prior {baselines['prior']['nce']:.4f}",
@@ -279,10 +278,10 @@ def _train_summary(report: dict[str, Any]) -> str:
         compared.append(f"oracle {oracle['nce']:.4f}")
     return "\n".join(
         [
-            f"{report['model_name']} v{report['version']}: {report['decision']}",
-            f"  {report['reason']}",
-            f"  test nce {metrics['nce']:.4f} ({', '.join(compared)})",
-            f"  MLflow run: {report['run_url']}",
+            f"{report.model_name} v{report.version}: {report.decision}",
+            f"  {report.reason}",
+            f"  test nce {report.metrics['nce']:.4f} ({', '.join(compared)})",
+            f"  MLflow run: {report.run_url}",
         ]
     )
 
@@ -306,12 +305,18 @@ def train(
     only if it passes the gate. A rejection is a normal outcome: exit 0 either way."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        _start()
+        settings, _ = _start()
+        from mlops.offline_store import OfflineStore
+        from models.dataset import training_end
+
         end = _timestamp(as_of, "--as-of") if as_of else None
-        report = _train(
+        training_end(OfflineStore(settings.offline_dir), end)  # nothing ingested: said now
+        from flows.train import train as train_flow
+
+        report = train_flow(
             as_of=end, exclude_features=exclude_feature, seed=seed, search_trials=search_trials
         )
-        return report, _train_summary(report), 0
+        return report.to_dict(), _train_summary(report), 0
 
     _run(as_json, work)
 
@@ -329,18 +334,25 @@ def monitor(
     performance on the clicks that arrived): none, retrain, or alert, with the reason."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        _start()
+        settings, use_case = _start()
+        from mlops.offline_store import OfflineStore
+        from mlops.registry import ModelRegistry
+        from monitoring.window import window_bounds
+
+        # What can be refused without a flow is refused first: no champion, no data.
+        ModelRegistry(settings.tracking_uri, use_case.model_name).champion()
+        end = _timestamp(as_of, "--as-of") if as_of else None
+        window_bounds(OfflineStore(settings.offline_dir), use_case.card.gates.monitoring, end)
         from flows.monitor import monitor as monitor_flow
 
-        end = _timestamp(as_of, "--as-of") if as_of else None
-        state = monitor_flow(as_of=end, retrain=retrain, return_state=True)
-        if state.is_failed():
-            raise CommandError(f"monitoring did not run: {state.message}")
-        result = state.result()
-        lines = [f"{result['decision']}: {result['reason']}", *result["reports"]]
-        if result["retraining"] and "version" in result["retraining"]:
-            lines += _train_summary(result["retraining"]).splitlines()
-        return result, "\n".join(lines), 0
+        monitored = monitor_flow(as_of=end, retrain=retrain)
+        judged = monitored.judged
+        lines = [f"{judged.decision}: {judged.reason}", *judged.reports]
+        if monitored.retraining is not None:
+            lines += _train_summary(monitored.retraining).splitlines()
+        elif monitored.retraining_note:
+            lines.append(f"retraining: {monitored.retraining_note}")
+        return monitored.to_dict(), "\n".join(lines), 0
 
     _run(as_json, work)
 
@@ -354,16 +366,19 @@ def promote(
     """Human override: make VERSION the champion (the former one becomes @previous)."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        _start()
-        from flows.promote import promote as promote_flow
-        from mlops.registry import human
+        why = _reason(reason)
+        settings, use_case = _start()
+        from mlops.registry import ModelRegistry, human
 
-        result = _override(promote_flow, version=version, reason=_reason(reason), by=human())
+        ModelRegistry(settings.tracking_uri, use_case.model_name).version(version)  # exists?
+        from flows.promote import promote as promote_flow
+
+        done = promote_flow(version=version, reason=why, by=human())
         text = (
-            f"{result['model_name']} @champion is v{result['champion_version']} "
-            f"(@previous v{result['previous_version']})"
+            f"{done.model_name} @champion is v{done.champion_version} "
+            f"(@previous v{done.previous_version})"
         )
-        return result, text, 0
+        return done.to_dict(), text, 0
 
     _run(as_json, work)
 
@@ -376,16 +391,21 @@ def rollback(
     """Human override: give @champion back to @previous."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        _start()
-        from flows.promote import rollback as rollback_flow
-        from mlops.registry import human
+        why = _reason(reason)
+        settings, use_case = _start()
+        from mlops.registry import PREVIOUS, ModelRegistry, human
 
-        result = _override(rollback_flow, reason=_reason(reason), by=human())
+        registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+        if registry.alias(PREVIOUS) is None:
+            raise UserError(f"nothing to roll back to: model '{registry.name}' has no @{PREVIOUS}")
+        from flows.promote import rollback as rollback_flow
+
+        done = rollback_flow(reason=why, by=human())
         text = (
-            f"{result['model_name']} @champion is v{result['champion_version']} again "
-            f"(v{result['rolled_back_version']} rolled back)"
+            f"{done.model_name} @champion is v{done.champion_version} again "
+            f"(v{done.rolled_back_version} rolled back)"
         )
-        return result, text, 0
+        return done.to_dict(), text, 0
 
     _run(as_json, work)
 
@@ -395,10 +415,10 @@ def models(as_json: JsonOption = False) -> None:
     """The registered versions: aliases, decisions and reasons, newest first."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
+        settings, use_case = _start()
         from mlops.registry import DECIDED_BY, REASON, ModelRegistry
 
-        registry = ModelRegistry(settings.tracking_uri, _use_case(settings).model_name)
+        registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
         versions = [
             {
                 "version": v.version,
@@ -431,20 +451,21 @@ def serve(
     started: list[Any] = []
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
-        use_case = _use_case(settings)
-        from mlops.registry import CHAMPION, ModelRegistry
-        from serving.process import ServiceFailed, start_service
+        settings, use_case = _start()
+        from mlops.registry import ModelRegistry
+        from serving.process import start_service
 
-        registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
-        if settings.serving.model_version is None and registry.alias(CHAMPION) is None:
-            raise CommandError(
-                f"model '{use_case.model_name}' has no @{CHAMPION}: run `mlops train`"
+        version = settings.serving.model_version
+        if version is None:
+            version = ModelRegistry(settings.tracking_uri, use_case.model_name).champion()
+        url = f"http://{settings.serving.host}:{port or settings.serving.port}"
+        if not as_json:
+            typer.echo(
+                f"starting the service for {use_case.model_name} v{version} on {url} "
+                f"(up to {settings.serving.startup_timeout_seconds:g} s) ...",
+                err=True,
             )
-        try:
-            service = start_service(settings, port=port)
-        except ServiceFailed as err:
-            raise CommandError(str(err)) from err
+        service = start_service(settings, port=port)
         started.append(service)
         info = {
             "url": service.url,
@@ -478,8 +499,7 @@ def package(
     """Import a model version into BentoML's model store and build a bento with it."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
-        use_case = _use_case(settings)
+        settings, use_case = _start()
         from mlops.registry import CHAMPION, ModelRegistry
         from serving.packaging import build_bento, import_model
 
@@ -487,7 +507,7 @@ def package(
             CHAMPION
         )
         if chosen is None:
-            raise CommandError(f"model '{use_case.model_name}' has no @{CHAMPION} to package")
+            raise UserError(f"model '{use_case.model_name}' has no @{CHAMPION} to package")
         model_tag = import_model(settings, use_case, chosen)
         bento_tag = build_bento(model_tag)
         result = {"model_version": chosen, "model": model_tag, "bento": bento_tag}
@@ -507,7 +527,7 @@ def deploy(as_json: JsonOption = False) -> None:
     `prefect worker start --pool mlops-process`."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
+        settings, _ = _start()
         from flows.deployments import register
 
         deployed = register(settings)
@@ -525,7 +545,7 @@ def show_settings(as_json: JsonOption = False) -> None:
     """Print the settings in force (after MLOPS_* variables)."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings = _start()
+        settings, _ = _start()  # an unknown use case is refused like any bad setting
         values = json.loads(settings.model_dump_json())
         return values, "\n".join(f"{k}: {v}" for k, v in values.items()), 0
 
@@ -536,50 +556,26 @@ def _timestamp(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as err:
-        raise CommandError(f"{option} {text!r} is not an ISO date or time") from err
+        raise UserError(f"{option} {text!r} is not an ISO date or time") from err
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _reason(text: str) -> str:
     if not text.strip():
-        raise CommandError("--reason must say why")
+        raise UserError("--reason must say why")
     return text.strip()
-
-
-def _train(**parameters: Any) -> dict[str, Any]:
-    """Run the train flow; not enough data to train on becomes a clear error (exit 2)."""
-    from flows.train import train as train_flow
-
-    state = train_flow(**parameters, return_state=True)
-    if state.is_failed():
-        raise CommandError(f"training did not run: {state.message}")
-    return state.result()
-
-
-def _override(override_flow: Any, **parameters: Any) -> dict[str, Any]:
-    """Run a promote or rollback flow; a refusal becomes a clear error (exit 2)."""
-    state = override_flow(**parameters, return_state=True)
-    if state.is_failed():
-        raise CommandError(state.message)
-    return state.result()
-
-
-def _use_case(settings: Settings) -> Any:
-    from mlops.usecase import load_use_case
-
-    return load_use_case(settings.use_case)
 
 
 def _entity_row(args: list[str], keys: tuple[str, ...]) -> dict[str, Any]:
     allowed = {f"--{k.replace('_', '-')}": k for k in keys}
     usage = " ".join(f"{flag} VALUE" for flag in allowed)
     if len(args) % 2 or not args:
-        raise CommandError(f"expected {usage}")
+        raise UserError(f"expected {usage}")
     row: dict[str, Any] = {}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         if flag not in allowed:
-            raise CommandError(f"unknown option {flag}; expected {usage}")
+            raise UserError(f"unknown option {flag}; expected {usage}")
         row[allowed[flag]] = int(value) if value.lstrip("-").isdigit() else value
     if missing := [k for k in keys if k not in row]:
-        raise CommandError(f"missing {', '.join(missing)}; expected {usage}")
+        raise UserError(f"missing {', '.join(missing)}; expected {usage}")
     return row

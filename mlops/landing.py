@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlops.errors import UserError
 from mlops.usecase import TableSpec
 
 MANIFEST = "_batch.json"
@@ -30,7 +31,7 @@ ARROW_STRINGS = {
 }
 
 
-class BatchUnreadable(Exception):
+class BatchUnreadable(UserError):
     """A batch that cannot be read as the contract says: the message names file and problem."""
 
 

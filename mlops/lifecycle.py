@@ -23,19 +23,21 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.errors import UserError
 from mlops.settings import Settings
 from mlops.usecase import UseCase
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from flows.monitor import MonitorResult
+
 START = date(2026, 1, 1)
 
 
 class LifecycleError(RuntimeError):
-    """The run cannot go on (a flow failed where the story needs it to succeed)."""
-
-    exit_code = 1
+    """The run cannot go on (a flow failed where the story needs it to succeed): a platform
+    failure, not the user's input."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,12 @@ def run_lifecycle(
     scenario: Scenario,
     on_day: Callable[[Day], None] = lambda day: None,
 ) -> Lifecycle:
-    from flows.ingest import ingest_reports
+    from flows.ingest import ingest_batches
     from flows.train import train
     from serving.process import free_port, start_service
 
+    check_scenario(use_case, scenario)
     bootstrap_days = use_case.card.training.span_days
-    if scenario.days <= bootstrap_days:
-        raise ValueError(f"--days must exceed the {bootstrap_days} days the first model trains on")
     future = settings.home / "simulation"
     batches = use_case.generate(
         future,
@@ -105,16 +106,16 @@ def run_lifecycle(
         incident_day=scenario.incident_day,
     )
 
-    reports = ingest_reports([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
-    trained = _result(train(seed=scenario.seed, return_state=True), "bootstrap training")
-    if trained["decision"] != "promoted":
-        raise LifecycleError(f"the first model was not promoted: {trained['reason']}")
+    ingested = ingest_batches([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
+    trained = train(seed=scenario.seed)
+    if trained.decision != "promoted":
+        raise LifecycleError(f"the first model was not promoted: {trained.reason}")
     bootstrap = {
-        "days": [r["batch_id"] for r in reports],
-        "quarantined": sum(r["quarantined"] for r in reports),
-        "model_version": trained["version"],
-        "metrics": trained["metrics"],
-        "run_url": trained["run_url"],
+        "days": [r.batch_id for r in ingested.batches],
+        "quarantined": sum(r.quarantined for r in ingested.batches),
+        "model_version": trained.version,
+        "metrics": trained.metrics,
+        "run_url": trained.run_url,
     }
     # The service polls for a new champion every second: the next day is served by it.
     service = start_service(
@@ -133,6 +134,13 @@ def run_lifecycle(
     return result
 
 
+def check_scenario(use_case: UseCase, scenario: Scenario) -> None:
+    """Refuse, before anything runs, a scenario the story cannot tell."""
+    bootstrap_days = use_case.card.training.span_days
+    if scenario.days <= bootstrap_days:
+        raise UserError(f"--days must exceed the {bootstrap_days} days the first model trains on")
+
+
 def land(batch: Path, landing_dir: Path) -> Path:
     """A day's batch arrives in the landing zone whole (copied aside, then renamed)."""
     target = landing_dir / batch.name
@@ -145,44 +153,44 @@ def land(batch: Path, landing_dir: Path) -> Path:
 
 
 def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int) -> Day:
-    from flows.ingest import ingest_reports
+    from flows.ingest import ingest_batches
     from flows.monitor import monitor
     from mlops.landing import read_batch
     from serving.traffic import replay, requests_for
 
     events = read_batch(batch, use_case.tables).tables[use_case.event_table]
     traffic = replay(service, requests_for(events, use_case))
-    (report,) = ingest_reports([land(batch, settings.landing_dir)])
-    judged = _result(monitor(as_of=_closed_at(batch), seed=seed, return_state=True), "monitoring")
-    retrained = judged["retraining"]
-    if retrained and retrained.get("decision") == "promoted":
-        _wait_for_version(service, retrained["version"])
-    performance = judged["window"]["performance"] or {}
+    (report,) = ingest_batches([land(batch, settings.landing_dir)]).batches
+    monitored = monitor(as_of=_closed_at(batch), seed=seed)
+    judged, retrained = monitored.judged, monitored.retraining
+    if retrained and retrained.decision == "promoted":
+        _wait_for_version(service, retrained.version)
+    performance = judged.window["performance"] or {}
     labelled = _labelled_rate(events, use_case)
     return Day(
         day=batch.name,
         rows=len(events),
-        quarantined=report["quarantined"],
+        quarantined=report.quarantined,
         champion_version=traffic.model_versions.most_common(1)[0][0]
         if traffic.model_versions
         else None,
         metrics={
             "nce": performance.get("nce"),
             "roc_auc": performance.get("roc_auc"),
-            "reference_nce": judged["signals"]["reference_nce"],
+            "reference_nce": judged.signals["reference_nce"],
             "ctr": labelled,
-            "label_coverage": judged["window"]["label_coverage"],
+            "label_coverage": judged.window["label_coverage"],
         },
-        drift_share=judged["signals"]["drift_share"],
-        decision=judged["decision"],
-        reason=judged["reason"],
+        drift_share=judged.signals["drift_share"],
+        decision=judged.decision,
+        reason=judged.reason,
         served=traffic.served,
         refused=traffic.refused,
-        retrained=_retrain_summary(retrained),
+        retrained=_retrain_summary(monitored),
         links={
-            "monitoring_run": judged["run_url"],
-            "evidently_reports": judged["reports"],
-            "data_docs": report.get("data_docs"),
+            "monitoring_run": judged.run_url,
+            "evidently_reports": judged.reports,
+            "data_docs": report.data_docs,
         },
     )
 
@@ -198,13 +206,16 @@ def _labelled_rate(events: pd.DataFrame, use_case: UseCase) -> float | None:
     return float(labels.mean()) if len(labels) else None
 
 
-def _retrain_summary(retrained: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not retrained:
-        return None
+def _retrain_summary(monitored: MonitorResult) -> dict[str, Any] | None:
+    trained = monitored.retraining
+    if trained is None:
+        return {"note": monitored.retraining_note} if monitored.retraining_note else None
     return {
-        k: retrained.get(k)
-        for k in ("version", "decision", "reason", "run_url", "champion_version")
-        if k in retrained
+        "version": trained.version,
+        "decision": trained.decision,
+        "reason": trained.reason,
+        "run_url": trained.run_url,
+        "champion_version": trained.champion_version,
     }
 
 
@@ -216,12 +227,6 @@ def _wait_for_version(service: Any, version: str) -> None:
             return
         time.sleep(0.25)
     raise LifecycleError(f"the service did not pick up v{version} within 60 s")
-
-
-def _result(state: Any, what: str) -> dict[str, Any]:
-    if state.is_failed():
-        raise LifecycleError(f"{what} failed: {state.message}")
-    return state.result()
 
 
 def reset_home(settings: Settings) -> None:
@@ -321,5 +326,5 @@ def story_line(day: Day) -> str:
             f"{day.retrained['decision']} ({day.retrained['reason']})"
         )
     elif day.retrained:
-        line += f"\n            retraining: {day.retrained}"
+        line += f"\n            retraining: {day.retrained.get('note')}"
     return line

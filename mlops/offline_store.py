@@ -77,5 +77,10 @@ class OfflineStore:
 
     def watermark(self) -> datetime | None:
         """The latest close time of any committed batch: what the online store is current to."""
-        closes = [datetime.fromisoformat(b["closed_at"]) for b in self.committed_batches()]
-        return max(closes, default=None)
+        return max(self._closes(), default=None)
+
+    def first_close(self) -> datetime | None:
+        return min(self._closes(), default=None)
+
+    def _closes(self) -> list[datetime]:
+        return [datetime.fromisoformat(b["closed_at"]) for b in self.committed_batches()]

@@ -20,7 +20,7 @@ def log_files(directory: Path) -> list[Path]:
 
 def read_prediction_log(directory: Path) -> list[dict[str, Any]]:
     """Every record in the log, oldest file first (small logs, tests; monitoring uses DuckDB)."""
-    records = []
+    records: list[dict[str, Any]] = []
     for path in log_files(directory):
         with path.open(encoding="utf-8") as lines:
             records.extend(json.loads(line) for line in lines if line.strip())

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mlops.errors import UserError
+
 if TYPE_CHECKING:
     from mlops.registry import ModelRegistry
 
@@ -50,13 +52,15 @@ def build_reference(
 def load_reference(registry: ModelRegistry, version: str) -> pd.DataFrame:
     """The reference stored with a model version's training run."""
     run_id = registry.version(version).run_id
+    if run_id is None:
+        raise UserError(f"model version {version} has no training run to read a reference from")
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = registry.client.download_artifacts(
                 run_id, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}", folder
             )
         except Exception as err:  # MLflow raises several types for a missing artifact
-            raise ValueError(
+            raise UserError(
                 f"model version {version} has no monitoring reference (run {run_id}); "
                 "retrain it with this version of the platform"
             ) from err

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mlops.errors import UserError
+
 if TYPE_CHECKING:
     import xgboost as xgb
     from mlflow import MlflowClient
@@ -73,6 +75,13 @@ class ModelRegistry:
         except MlflowException:  # no such alias, or no such model yet
             return None
 
+    def champion(self) -> str:
+        """The @champion's version; none yet is the user's to fix (train a first model)."""
+        version = self.alias(CHAMPION)
+        if version is None:
+            raise UserError(f"model '{self.name}' has no @{CHAMPION} yet: run `mlops train`")
+        return version
+
     def versions(self) -> list[VersionInfo]:
         """All versions, newest first."""
         found = self.client.search_model_versions(f"name = '{self.name}'")
@@ -99,7 +108,7 @@ class ModelRegistry:
     def version(self, version: str) -> VersionInfo:
         match = [v for v in self.versions() if v.version == str(version)]
         if not match:
-            raise ValueError(f"model '{self.name}' has no version {version}")
+            raise UserError(f"model '{self.name}' has no version {version}")
         return match[0]
 
     def load_booster(self, version: str) -> xgb.Booster:
@@ -155,7 +164,7 @@ class ModelRegistry:
         """Make `version` the champion and the former one `@previous`; return the former."""
         former = self.alias(CHAMPION)
         if former == str(version):
-            raise ValueError(f"version {version} is already @{CHAMPION}")
+            raise UserError(f"version {version} is already @{CHAMPION}")
         self._tag(version, {REASON: reason, DECIDED_BY: by})
         if former is not None:
             self.client.set_registered_model_alias(self.name, PREVIOUS, former)
@@ -168,7 +177,7 @@ class ModelRegistry:
         """Give `@champion` back to `@previous`; return (from, to)."""
         current, previous = self.alias(CHAMPION), self.alias(PREVIOUS)
         if current is None or previous is None:
-            raise ValueError(f"nothing to roll back to: model '{self.name}' has no @{PREVIOUS}")
+            raise UserError(f"nothing to roll back to: model '{self.name}' has no @{PREVIOUS}")
         self.client.set_registered_model_alias(self.name, CHAMPION, previous)
         self._record(current, "rolled_back", reason, by)
         self._tag(previous, {REASON: f"restored by rollback: {reason}", DECIDED_BY: by})

@@ -11,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Files a checkout keeps at its root and the code reads (GX suites under expectations/,
+# prefect.yaml). A wheel has no root of its own: it ships them under mlops/_project/
+# (pyproject.toml, force-include), so an installed package reads those copies.
+_PACKAGED = Path(__file__).resolve().parent / "_project"
+DATA_ROOT = _PACKAGED if _PACKAGED.is_dir() else PROJECT_ROOT
 
 # Every library here phones home unless told not to; a template people run locally must not.
 TELEMETRY_OFF = {
@@ -21,6 +26,9 @@ TELEMETRY_OFF = {
     "GX_ANALYTICS_ENABLED": "false",
     "FEAST_USAGE": "False",
 }
+
+# The platform's own loggers (one per package), routed by `mlops.runtime.setup()`.
+PLATFORM_LOGGERS = ("mlops", "ingestion", "models", "serving", "monitoring", "flows", "usecases")
 
 
 class ServingSettings(BaseModel):
@@ -53,8 +61,15 @@ class ServingSettings(BaseModel):
     infra_check_p99_ms: float | None = Field(
         default=None,
         gt=0,
-        description="p99 the infra check requires (default: the card's serving SLO). Tests on a "
-        "shared machine raise it: they check the mechanism; benchmarks measure speed.",
+        description="The latency budget the infra check allows a candidate: p99 over the "
+        "floor (default: the card's serving SLO). See docs/serving.md, 'The infra check'.",
+    )
+    fault_scoring_spin_ms: float = Field(
+        default=0,
+        ge=0,
+        description="Drill and test hook, never for production: busy-wait this many "
+        "milliseconds of CPU time (not a sleep) in every scoring call, so a model can be made "
+        "truly slow. The infra check's tests use it to prove a slow model is rejected.",
     )
 
 
@@ -172,7 +187,9 @@ class Settings(BaseSettings):
             self.prefect_startup_timeout_seconds
         )
         # Stage modules log with the standard library; Prefect forwards these to the run's logs.
-        env["PREFECT_LOGGING_EXTRA_LOGGERS"] = "mlops,usecases"
+        env["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(PLATFORM_LOGGERS)
+        # One line per record on the console; everything, tracebacks too, in logs/prefect.log.
+        env["PREFECT_LOGGING_SETTINGS_PATH"] = str(Path(__file__).with_name("prefect_logging.yml"))
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
         return env

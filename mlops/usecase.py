@@ -8,6 +8,8 @@ a column of a particular use case.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +17,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from mlops.card import RequirementsCard
-from mlops.settings import PROJECT_ROOT
+from mlops.errors import UserError
+from mlops.settings import DATA_ROOT
 
 if TYPE_CHECKING:
     import duckdb
@@ -86,7 +91,7 @@ class UseCase:
 
     @property
     def suites_dir(self) -> Path:
-        return PROJECT_ROOT / "expectations" / self.name
+        return DATA_ROOT / "expectations" / self.name
 
     @cached_property
     def card(self) -> RequirementsCard:
@@ -112,10 +117,23 @@ class UseCase:
         return self.name
 
 
+def available_use_cases() -> list[str]:
+    """The packages under `usecases/`: what MLOPS_USE_CASE may name."""
+    spec = importlib.util.find_spec("usecases")  # found, not imported by name (import-linter)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return sorted(m.name for m in pkgutil.iter_modules(folders) if m.ispkg)
+
+
 def load_use_case(name: str) -> UseCase:
-    """Import `usecases.<name>` and return its `USE_CASE`."""
+    """Import `usecases.<name>` and return its `USE_CASE`; an unknown name, or a card that does
+    not validate, is a `UserError` that says what is available or wrong."""
+    if name not in available_use_cases():
+        raise UserError(
+            f"no use case '{name}' (MLOPS_USE_CASE): the use cases are "
+            f"{', '.join(available_use_cases())}"
+        )
     try:
         module = importlib.import_module(f"usecases.{name}")
-    except ModuleNotFoundError as err:
-        raise ValueError(f"no use case '{name}': expected a package usecases/{name}/") from err
+    except ValidationError as err:  # the card, read when the package is imported
+        raise UserError(f"use case '{name}': its card does not validate: {err}") from None
     return module.USE_CASE

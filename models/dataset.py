@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import TrainingBudget
+from mlops.card import RequirementsCard, TrainingBudget
+from mlops.errors import UserError
 from mlops.offline_store import OfflineStore
 from mlops.usecase import UseCase
 
@@ -51,6 +52,27 @@ class TimeWindows:
 
     def to_dict(self) -> dict[str, str]:
         return {name: value.isoformat() for name, value in self.__dict__.items()}
+
+
+def training_budget(
+    card: RequirementsCard, recent: bool = False, search_trials: int | None = None
+) -> TrainingBudget:
+    """The card's training budget; `recent`: the monitoring gate's shorter retraining windows,
+    so a changed world dominates; `search_trials` overrides the card's."""
+    budget = card.training
+    if recent:
+        budget = budget.model_copy(update=card.gates.monitoring.retrain_windows.model_dump())
+    if search_trials is not None:
+        budget = budget.model_copy(update={"search_trials": search_trials})
+    return budget
+
+
+def training_end(offline: OfflineStore, as_of: datetime | None) -> datetime:
+    """The end of the test window: `as_of`, or the newest ingested batch's close."""
+    end = as_of or offline.watermark()
+    if end is None:
+        raise UserError("nothing has been ingested yet: run `mlops ingest` first")
+    return end
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,8 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
         use_case.label,
         *([use_case.oracle_column] if use_case.oracle_column else []),
     ]
+    if not offline.count_rows(events.name):
+        raise UserError(f"no ingested '{events.name}' rows to train on: run `mlops ingest` first")
     con = offline.connect([events.name])
     try:
         # DuckDB reads a hive partition value that looks like a date as a DATE.
@@ -113,8 +137,6 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
             """,
             {"start": windows.train_start, "end": windows.end},
         ).df()
-    except Exception as err:  # DuckDB: no view when nothing was ingested yet
-        raise ValueError(f"no ingested '{events.name}' rows to train on: {err}") from err
     finally:
         con.close()
     _require_every_window(TrainingSet(frame, windows, events.timestamp_column), use_case)
@@ -171,7 +193,7 @@ def _require_every_window(training_set: TrainingSet, use_case: UseCase) -> None:
         rows = training_set.window(name)
         if rows.empty or rows[use_case.label].nunique() < 2:
             windows = training_set.windows.to_dict()
-            raise ValueError(
+            raise UserError(
                 f"the {name} window has {len(rows)} labelled rows, and both classes are "
                 f"needed; ingest more days (windows: {windows})"
             )

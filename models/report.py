@@ -73,11 +73,12 @@ class TrainReport:
             "|---|" + "---:|" * len(METRICS),
         ]
         for key in MODELS_IN_TABLE:
-            if scored[key]:
-                values = " | ".join(_fmt(scored[key].get(m)) for m in METRICS)
+            if row := scored[key]:
+                values = " | ".join(_fmt(row.get(m)) for m in METRICS)
                 lines.append(f"| {names.get(key, key)} | {values} |")
-        if self.oracle_metrics and self.metrics.get("nce") and self.oracle_metrics.get("nce"):
-            gap = self.metrics["nce"] - self.oracle_metrics["nce"]
+        ours, oracle = self.metrics.get("nce"), (self.oracle_metrics or {}).get("nce")
+        if ours is not None and oracle is not None:
+            gap = ours - oracle
             lines += ["", f"NCE gap to the oracle (the best any model can do): {gap:+.4f}"]
         lines += ["", "| check | passed | detail |", "|---|---|---|"]
         lines += [f"| {c['name']} | {c['passed']} | {c['detail']} |" for c in self.checks]

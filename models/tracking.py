@@ -13,7 +13,6 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 
 from mlops.reference import ARTIFACT_DIR, ARTIFACT_FILE
 from mlops.settings import PROJECT_ROOT, Settings
+from mlops.tracking import LoggedRun, experiment_id
 from mlops.usecase import UseCase
 from models.evaluation import Evaluation
 
@@ -32,33 +32,6 @@ if TYPE_CHECKING:
 
 MODEL_ARTIFACT = "model"
 CURVE_POINTS = 500
-
-
-@dataclass(frozen=True)
-class LoggedRun:
-    run_id: str
-    model_uri: str
-    experiment_id: str
-
-
-def use_tracking(settings: Settings) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-
-
-def experiment_id(settings: Settings, use_case: UseCase, kind: str = "") -> str:
-    """The use case's experiment (`<name>`, or `<name>-<kind>` e.g. for monitoring runs),
-    created on first use with an absolute artifact location."""
-    import mlflow
-
-    use_tracking(settings)
-    name = f"{use_case.name}-{kind}" if kind else use_case.name
-    existing = mlflow.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    return mlflow.create_experiment(name, artifact_location=settings.artifact_location)
 
 
 def log_training_run(
@@ -101,7 +74,8 @@ def log_training_run(
             metrics |= evaluation.flat("" if name == "model" else f"{name}.")
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(dict(lineage), "lineage.json")
-        mlflow.log_dict([t.__dict__ for t in model.trials], "search_trials.json")
+        trials = [t.__dict__ for t in model.trials]
+        mlflow.log_dict(trials, "search_trials.json")  # type: ignore[arg-type]  # any JSON value
         mlflow.log_artifact(str(use_case.package_dir / "card.yaml"))
         for name, figure in plots(labels, predictions, model).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
@@ -127,35 +101,6 @@ def log_training_run(
         return LoggedRun(run.info.run_id, info.model_uri, run.info.experiment_id)
 
 
-def log_monitoring_run(
-    settings: Settings,
-    use_case: UseCase,
-    *,
-    run_name: str,
-    metrics: Mapping[str, float],
-    tags: Mapping[str, str],
-    artifacts: list[Path],
-) -> LoggedRun:
-    """One monitoring window: its measurements, the gate's verdict as tags, its reports. A
-    rerun of the same window (same `window.end` tag) replaces the earlier run."""
-    import mlflow
-
-    experiment = experiment_id(settings, use_case, "monitoring")
-    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
-    if "window.end" in tags:
-        earlier = client.search_runs(
-            [experiment], filter_string=f"tags.`window.end` = '{tags['window.end']}'"
-        )
-        for run in earlier:
-            client.delete_run(run.info.run_id)
-    with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
-        mlflow.set_tags({k: v[:5000] for k, v in tags.items()})
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        for path in artifacts:
-            mlflow.log_artifact(str(path), "reports")
-        return LoggedRun(run.info.run_id, "", run.info.experiment_id)
-
-
 def _log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
     import mlflow
 
@@ -163,20 +108,6 @@ def _log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
         path = Path(folder) / Path(artifact_path).name
         frame.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), str(Path(artifact_path).parent))
-
-
-def tag_run(settings: Settings, run_id: str, tags: Mapping[str, str]) -> None:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value[:5000])
-
-
-def run_url(settings: Settings, logged: LoggedRun) -> str:
-    """Where the run shows in the MLflow UI (`make mlflow-ui` serves the local store)."""
-    base = settings.mlflow_tracking_uri or "http://127.0.0.1:5000"
-    return f"{base.rstrip('/')}/#/experiments/{logged.experiment_id}/runs/{logged.run_id}"
 
 
 def git_tags() -> dict[str, str]:
@@ -223,7 +154,7 @@ def plots(
     gain = model.booster.get_score(importance_type="total_gain")
     figures["feature_importance"] = Figure(figsize=(6, 5))
     bars = figures["feature_importance"].subplots()
-    names = sorted(gain, key=gain.get)
+    names = sorted(gain, key=lambda name: gain[name])
     bars.barh(names, [gain[n] for n in names])
     bars.set(xlabel="total gain", title="Feature importance")
     for figure in figures.values():

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.card import MonitoringGate, TrainingBudget
+from mlops.errors import UserError
 from mlops.model_inputs import predict
 from mlops.reference import build_reference
 from mlops.usecase import UseCase
@@ -75,7 +76,7 @@ def prepare_splits(
     """The use case's model inputs for each window, minus `exclude_features`."""
     inputs = use_case.input_frame(training_set.frame)
     if unknown := sorted(set(exclude_features) - set(inputs.columns)):
-        raise ValueError(
+        raise UserError(
             f"cannot exclude unknown feature(s) {unknown}; the model's inputs are "
             f"{list(inputs.columns)}"
         )
@@ -306,3 +307,21 @@ def holdout_reference(
         gate.reference_rows,
         seed,
     )
+
+
+def run_params(
+    model: FittedXGBoost,
+    exclude_features: tuple[str, ...],
+    champion_version: str | None,
+    recent: bool,
+) -> dict[str, Any]:
+    """What the MLflow run records as the training run's parameters."""
+    return {
+        **model.params,
+        "rounds": model.rounds,
+        "features": model.feature_names,
+        "excluded_features": sorted(exclude_features),
+        "search_trials_run": len(model.trials),
+        "champion_version": champion_version or "none",
+        "windows": "recent" if recent else "full",
+    }

@@ -13,12 +13,14 @@ rerun picks the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops.card import MonitoringGate
+from mlops.errors import UserError
 from mlops.metrics import score as performance
 from mlops.offline_store import OfflineStore
 from mlops.prediction_log import log_files
@@ -63,6 +65,25 @@ class Window:
             "model_versions": self.model_versions,
             "performance": self.performance,
         }
+
+
+def window_bounds(
+    offline: OfflineStore, gate: MonitoringGate, as_of: datetime | None
+) -> tuple[datetime, datetime]:
+    """The window to judge, ending at `as_of` (default: the newest batch's close). A window
+    that holds no ingested batch is the user's mistake, said before anything runs."""
+    first, last = offline.first_close(), offline.watermark()
+    if first is None or last is None:
+        raise UserError("nothing has been ingested yet: run `mlops ingest` first")
+    end = as_of or last
+    length = timedelta(hours=gate.window_hours)
+    if end <= first - length or end - length >= last:
+        raise UserError(
+            f"--as-of {end.isoformat()} is outside the ingested data: no batch closed in its "
+            f"{gate.window_hours:g} h window; batches closed from {first.isoformat()} to "
+            f"{last.isoformat()}"
+        )
+    return end - length, end
 
 
 def read_window(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from typing import IO, Any
 from mlops.settings import PROJECT_ROOT, Settings
 
 SERVICE = "serving.service:PredictionService"
+# `SomeError: message`, as a Python traceback ends.
+ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
 
 
 class ServiceFailed(RuntimeError):
@@ -106,7 +109,7 @@ def wait_ready(service: ServiceProcess, timeout: float) -> None:
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
             raise ServiceFailed(
-                f"the service exited ({service.process.returncode})" + _tail(service)
+                f"the service exited with code {service.process.returncode}" + _tail(service)
             )
         try:
             with urllib.request.urlopen(service.url + "/readyz", timeout=2) as response:
@@ -119,6 +122,10 @@ def wait_ready(service: ServiceProcess, timeout: float) -> None:
     raise ServiceFailed(f"the service was not ready within {timeout:.0f} s" + _tail(service))
 
 
-def _tail(service: ServiceProcess, lines: int = 15) -> str:
-    text = service.log_path.read_text(errors="replace").splitlines()[-lines:]
-    return f"; its log ({service.log_path}) ends:\n" + "\n".join(text)
+def _tail(service: ServiceProcess) -> str:
+    """The log's last error line (a traceback's last line names the cause), and where the
+    whole log is: one paragraph for the user, not the traceback."""
+    lines = [line.strip() for line in service.log_path.read_text(errors="replace").splitlines()]
+    errors = [line for line in lines if ERROR_LINE.match(line)]
+    cause = errors[-1] if errors else next((line for line in reversed(lines) if line), "")
+    return f": {cause[:500]} (full log: {service.log_path})"

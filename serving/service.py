@@ -6,6 +6,8 @@
     GET  /model            the model version being served
     GET  /openapi.json     the schema of the three routes above
     GET  /livez /readyz /metrics     BentoML: alive, ready (model loaded and warm), Prometheus
+    POST /floor            diagnostics, not in /openapi.json: /predict without the scoring (see
+                           below); the infra check's floor
 
 Request bodies are validated strictly by the use case's request model: malformed JSON, a wrong
 type, an out-of-range value, an unknown field or an oversized batch get a 400 with the reason;
@@ -15,16 +17,23 @@ flight 429 (BentoML), no answer within `timeout_seconds` 504 (BentoML).
 The prediction routes are a small Starlette app mounted in the BentoML service rather than
 `@bentoml.api` methods: BentoML's API layer costs more per request than scoring does (see
 docs/serving.md). BentoML still runs the process, the traffic limits, health and metrics.
+
+`/floor` takes the same body as `/predict` and goes the same way (validation, the champion
+check, the thread-pool hop, an orjson answer) but scores nothing, reads no feature and logs
+nothing. What `/predict` takes beyond `/floor` is what the model adds: the infra check times the
+two interleaved and judges only the difference (serving/infra_check.py).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import bentoml
 import orjson
@@ -35,33 +44,36 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlops.settings import get_settings
+from mlops.runtime import setup
 from mlops.usecase import load_use_case
 from serving.http_limits import RequestLimits
 from serving.prediction_log import PredictionLog, Served, records
+
+if TYPE_CHECKING:
+    from serving.scoring import ServedModel
 
 log = logging.getLogger("serving")
 
 # BentoML reads the traffic limits when this module is imported, so the settings and the use
 # case are read here, once.
-settings = get_settings().apply()
+settings = setup()
 use_case = load_use_case(settings.use_case)
 limits = settings.serving
 
 PredictRequest: type[BaseModel] = use_case.request_model
-Prediction = create_model(
-    "Prediction",
-    request_id=(str, Field(description="Joins the prediction log, and later the label.")),
-    model_version=(str, ...),
-    missing_features=(
+_prediction_fields: dict[str, Any] = {
+    "request_id": (str, Field(description="Joins the prediction log, and later the label.")),
+    "model_version": (str, ...),
+    "missing_features": (
         list[str],
         Field(
             description="Values neither the request nor the online store had; filled with "
             "training defaults where the model never saw them missing."
         ),
     ),
-    **{use_case.score_name: (float, ...)},
-)
+    use_case.score_name: (float, ...),
+}
+Prediction = create_model("Prediction", **_prediction_fields)
 
 
 class BatchRequest(BaseModel):
@@ -102,7 +114,26 @@ async def predict_batch(request: Request) -> Response:
     parsed = await _parse(request, BatchRequest)
     if isinstance(parsed, Response):
         return parsed
-    return await _answer([r.model_dump() for r in parsed.requests], single=False)
+    return await _answer(parsed.model_dump()["requests"], single=False)
+
+
+async def floor(request: Request) -> Response:
+    """/predict's way through the service without its work: validation, the champion check and
+    the thread-pool hop stay; features, model and log go. A constant answer."""
+    parsed = await _parse(request, PredictRequest)
+    if isinstance(parsed, Response):
+        return parsed
+    if bentoml.get_current_service().champion.current is None:
+        return JSONResponse({"error": "no model loaded yet; see /readyz"}, 503)
+    answer = await run_in_threadpool(_floor_answer)
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+def _floor_answer() -> dict[str, Any]:
+    return FLOOR_ANSWER
+
+
+FLOOR_ANSWER = {"floor": True}
 
 
 async def model(request: Request) -> Response:
@@ -144,6 +175,7 @@ routes = Starlette(
         Route("/predict_batch", predict_batch, methods=["POST"]),
         Route("/model", model, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/floor", floor, methods=["POST"]),  # diagnostics; not in the OpenAPI document
     ]
 )
 
@@ -167,6 +199,8 @@ class PredictionService:
 
         self.scorer = Scorer(open_store(settings, use_case, registry_cache_mode="thread"), use_case)
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+        wanted: Callable[[], str | None]
+        load: Callable[[str], ServedModel]
         if limits.model_source == "bento":
             version = packaging.packaged_version(use_case)
             wanted, load = (lambda: version), partial(packaging.load_packaged, use_case)
@@ -220,6 +254,8 @@ class PredictionService:
             if request.get(timestamp) is None:
                 request[timestamp] = served_at
         scored = self.scorer.score(model, requests)
+        if limits.fault_scoring_spin_ms:
+            _spin_cpu(limits.fault_scoring_spin_ms)
         ids = [uuid.uuid4().hex for _ in requests]
         self.log.append(
             Served(
@@ -249,6 +285,15 @@ class PredictionService:
     def _swapped(self, model: Any) -> None:
         swaps_total.inc()
         served_version.labels(model=model.name).set(float(model.version))
+
+
+def _spin_cpu(milliseconds: float) -> None:
+    """The fault drill (MLOPS_SERVING__FAULT_SCORING_SPIN_MS): burn this much of the thread's
+    CPU time, as a slower model would. CPU time, not wall time: on a busy machine it stretches
+    like real compute does."""
+    until = time.thread_time() + milliseconds / 1000
+    while time.thread_time() < until:
+        pass
 
 
 def _openapi() -> dict[str, Any]:
@@ -295,4 +340,7 @@ def _openapi() -> dict[str, Any]:
 
 
 OPENAPI = _openapi()
-PredictionService.add_asgi_middleware(RequestLimits, max_body_bytes=limits.max_body_bytes)
+# The decorators' types lose the Service wrapper that bentoml.service returns.
+cast("bentoml.Service[PredictionService]", PredictionService).add_asgi_middleware(
+    RequestLimits, max_body_bytes=limits.max_body_bytes
+)

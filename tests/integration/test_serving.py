@@ -30,6 +30,7 @@ import pytest
 from mlops.prediction_log import read_prediction_log
 from mlops.registry import ModelRegistry
 from mlops.settings import Settings, get_settings
+from models.report import TrainReport
 from serving.process import free_port
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 @dataclass
 class Served:
     settings: Settings
-    report: dict[str, Any]
+    report: TrainReport
     process: subprocess.Popen[str]
     started: dict[str, Any]
     client: httpx.Client
@@ -87,7 +88,7 @@ def served(ingested_week: Path, tmp_path_factory, prefect_api_url: str) -> Itera
         get_settings.cache_clear()
         settings = get_settings().apply()
         report = train(search_trials=1)
-        assert report["decision"] == "promoted", report["reason"]
+        assert report.decision == "promoted", report.reason
         process = subprocess.Popen(
             [MLOPS, "serve", "--port", str(free_port()), "--json"],
             env={**os.environ, "PREFECT_API_URL": prefect_api_url},
@@ -108,13 +109,13 @@ def known_request(**context: Any) -> dict[str, Any]:
 
 
 def test_infra_check_passed_before_the_first_promotion(served):
-    infra = next(c for c in served.report["checks"] if c["name"] == "infra")
-    assert served.report["decision"] == "promoted"
+    infra = next(c for c in served.report.checks if c["name"] == "infra")
+    assert served.report.decision == "promoted"
     assert infra["passed"], infra["detail"]
     assert "golden requests" in infra["detail"] and "SLO 50 ms" in infra["detail"]
     # The check served from its own log, not the live one.
     assert list((served.settings.home / "infra_check" / "v1" / "predictions").rglob("*.jsonl"))
-    assert served.started["model_version"] == served.report["version"] == "1"
+    assert served.started["model_version"] == served.report.version == "1"
 
 
 def test_predict_known_and_cold_start_entities(served):

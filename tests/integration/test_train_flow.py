@@ -10,7 +10,9 @@ import textwrap
 
 import pytest
 
+from mlops.errors import UserError
 from mlops.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
+from models.report import TrainReport
 from tests.conftest import WEEK_DAYS, WEEK_EVENTS_PER_DAY
 
 pytestmark = pytest.mark.integration
@@ -24,7 +26,7 @@ TRIALS = 1  # the search itself is unit-tested; one trial keeps these runs short
 def train(week_settings, prefect_api_url):
     from flows.train import train as train_flow
 
-    def run(**kwargs) -> dict:
+    def run(**kwargs) -> TrainReport:
         return train_flow(search_trials=TRIALS, **kwargs)
 
     return run
@@ -38,16 +40,16 @@ def registry(week_settings, use_case) -> ModelRegistry:
 def test_first_model_beats_both_baselines_and_reports_its_gap_to_the_oracle(train, registry):
     report = train()
 
-    nce = report["metrics"]["nce"]
-    assert nce < report["baseline_metrics"]["logistic"]["nce"]
-    assert nce < report["baseline_metrics"]["prior"]["nce"]
-    assert report["oracle_metrics"]["nce"] < nce  # the oracle is the limit
-    assert report["decision"] == "promoted"
-    assert report["reason"].startswith("promoted: first model, meets the floors")
-    assert report["champion_metrics"] is None
-    assert registry.alias(CHAMPION) == report["version"]
-    assert set(report["metrics"]) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
-    assert {"device=mobile", "user=new", "user=returning"} <= set(report["slices"])
+    nce = report.metrics["nce"]
+    assert nce < report.baseline_metrics["logistic"]["nce"]
+    assert nce < report.baseline_metrics["prior"]["nce"]
+    assert report.oracle_metrics["nce"] < nce  # the oracle is the limit
+    assert report.decision == "promoted"
+    assert report.reason.startswith("promoted: first model, meets the floors")
+    assert report.champion_metrics is None
+    assert registry.alias(CHAMPION) == report.version
+    assert set(report.metrics) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
+    assert {"device=mobile", "user=new", "user=returning"} <= set(report.slices)
 
 
 def test_too_little_history_fails_the_run_with_a_message(settings, prefect_api_url):
@@ -56,10 +58,9 @@ def test_too_little_history_fails_the_run_with_a_message(settings, prefect_api_u
     from tests.integration.helpers import land_days
 
     batches = land_days(settings.landing_dir, days=2, events_per_day=500)
-    assert ingest(batches, return_state=True).is_completed()
-    state = train_flow(search_trials=TRIALS, return_state=True)
-    assert state.is_failed()
-    assert state.message.startswith("the train window has 0 labelled rows")
+    ingest(batches)
+    with pytest.raises(UserError, match=r"^the train window has 0 labelled rows"):
+        train_flow(search_trials=TRIALS)
 
 
 def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_settings):
@@ -67,19 +68,19 @@ def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_se
 
     report = train()
     client = MlflowClient(tracking_uri=week_settings.tracking_uri)
-    run = client.get_run(report["run_id"])
+    run = client.get_run(report.run_id)
     assert run.data.tags["decision"] == "promoted"
     assert len(run.data.tags["mlflow.source.git.commit"]) == 40
-    assert run.data.tags["frame_sha256"] == report["lineage"]["frame_sha256"]
-    assert run.data.metrics["nce"] == pytest.approx(report["metrics"]["nce"], abs=1e-6)
+    assert run.data.tags["frame_sha256"] == report.lineage["frame_sha256"]
+    assert run.data.metrics["nce"] == pytest.approx(report.metrics["nce"], abs=1e-6)
     assert "logistic.nce" in run.data.metrics and "oracle.nce" in run.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(report["run_id"])}
+    artifacts = {a.path for a in client.list_artifacts(report.run_id)}
     assert {"lineage.json", "card.yaml", "plots", "search_trials.json"} <= artifacts
-    plots = {a.path for a in client.list_artifacts(report["run_id"], "plots")}
+    plots = {a.path for a in client.list_artifacts(report.run_id, "plots")}
     assert plots == {
         f"plots/{p}.png" for p in ("roc", "precision_recall", "calibration", "feature_importance")
     }
-    lineage = report["lineage"]
+    lineage = report.lineage
     assert lineage["feature_service"] == "click_model"
     assert len(lineage["batch_ids"]) == 7
     assert sum(lineage["rows"].values()) == WEEK_DAYS * WEEK_EVENTS_PER_DAY
@@ -93,13 +94,13 @@ def test_identical_retrain_is_rejected_and_the_champion_stays(train, registry):
     first = train()
     second = train()
 
-    assert second["decision"] == "rejected"
-    assert "< margin 0.002" in second["reason"]
-    assert second["metrics"]["nce"] == pytest.approx(second["champion_metrics"]["nce"])
-    assert registry.alias(CHAMPION) == first["version"]
+    assert second.decision == "rejected"
+    assert "< margin 0.002" in second.reason
+    assert second.metrics["nce"] == pytest.approx(second.champion_metrics["nce"])
+    assert registry.alias(CHAMPION) == first.version
     assert registry.alias(PREVIOUS) is None
-    assert registry.version(first["version"]).aliases == (CHAMPION,)
-    assert registry.version(second["version"]).tags[DECISION] == "rejected"
+    assert registry.version(first.version).aliases == (CHAMPION,)
+    assert registry.version(second.version).tags[DECISION] == "rejected"
 
 
 def test_weaker_challenger_is_rejected_and_stronger_one_promoted(train, registry):
@@ -107,13 +108,13 @@ def test_weaker_challenger_is_rejected_and_stronger_one_promoted(train, registry
     strong = train()
     weak_again = train(exclude_features=STRONGEST)
 
-    assert weak["decision"] == "promoted"  # the first model only has to meet the floors
-    assert strong["decision"] == "promoted", strong["reason"]
-    assert strong["metrics"]["nce"] < strong["champion_metrics"]["nce"] - 0.002
-    assert weak_again["decision"] == "rejected"
-    assert "worse by" in weak_again["reason"]  # its slices regress beyond the tolerance
-    assert registry.alias(CHAMPION) == strong["version"]
-    assert registry.alias(PREVIOUS) == weak["version"]
+    assert weak.decision == "promoted"  # the first model only has to meet the floors
+    assert strong.decision == "promoted", strong.reason
+    assert strong.metrics["nce"] < strong.champion_metrics["nce"] - 0.002
+    assert weak_again.decision == "rejected"
+    assert "worse by" in weak_again.reason  # its slices regress beyond the tolerance
+    assert registry.alias(CHAMPION) == strong.version
+    assert registry.alias(PREVIOUS) == weak.version
 
 
 def test_promote_and_rollback_by_hand_are_recorded(train, registry):
@@ -121,24 +122,22 @@ def test_promote_and_rollback_by_hand_are_recorded(train, registry):
 
     first = train()
     rejected = train(exclude_features=STRONGEST)
-    assert rejected["decision"] == "rejected"
+    assert rejected.decision == "rejected"
 
-    promoted = promote(
-        rejected["version"], reason="A/B test winner", by="human:test", return_state=True
-    ).result()
-    assert promoted["previous_version"] == first["version"]
-    assert registry.alias(CHAMPION) == rejected["version"]
-    tags = registry.version(rejected["version"]).tags
+    promoted = promote(rejected.version, reason="A/B test winner", by="human:test")
+    assert promoted.previous_version == first.version
+    assert registry.alias(CHAMPION) == rejected.version
+    tags = registry.version(rejected.version).tags
     assert (tags[DECISION], tags["decision.by"]) == ("promoted", "human:test")
     assert "A/B test winner" in tags["decision.reason"]
 
-    rolled = rollback(reason="CTR dropped online", by="human:test", return_state=True).result()
-    assert rolled["champion_version"] == first["version"]
-    assert registry.alias(CHAMPION) == first["version"]
+    rolled = rollback(reason="CTR dropped online", by="human:test")
+    assert rolled.champion_version == first.version
+    assert registry.alias(CHAMPION) == first.version
     assert registry.alias(PREVIOUS) is None  # nothing older to fall back to
-    assert registry.version(rejected["version"]).tags[DECISION] == "rolled_back"
-    refused = rollback(reason="again", by="human:test", return_state=True)
-    assert refused.is_failed() and "nothing to roll back to" in refused.message
+    assert registry.version(rejected.version).tags[DECISION] == "rolled_back"
+    with pytest.raises(UserError, match="nothing to roll back to"):
+        rollback(reason="again", by="human:test")
 
 
 KILLED_TRAIN = """
@@ -191,4 +190,4 @@ def test_run_killed_between_registration_and_promotion_leaves_no_half_state(
     assert all(v.decision != "pending" for v in versions.values())
     champion = versions[registry.alias(CHAMPION)]
     assert champion.decision == "promoted"
-    assert rerun["decision"] == ("promoted" if killed_version_ends == "abandoned" else "rejected")
+    assert rerun.decision == ("promoted" if killed_version_ends == "abandoned" else "rejected")

@@ -1,6 +1,7 @@
 import pytest
 
-from mlops.cli import CommandError, _entity_row
+from mlops.cli import _entity_row
+from mlops.errors import UserError
 
 KEYS = ("user_id", "ad_id")
 
@@ -19,5 +20,5 @@ def test_entity_options_map_to_join_keys() -> None:
     ],
 )
 def test_bad_entity_options_get_a_clear_message(args: list[str], message: str) -> None:
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(UserError, match=message):
         _entity_row(args, KEYS)

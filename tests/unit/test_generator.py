@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops.errors import UserError
 from tests.conftest import START
 from usecases.adclick.generator import INCIDENT_DEVICE, generate
 
@@ -111,7 +112,7 @@ def test_data_incident_breaks_some_rows_on_one_day_only(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown scenario"):
+    with pytest.raises(UserError, match="unknown scenario"):
         generate(tmp_path, start=START, scenario="meteor")
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(UserError, match="at least 1"):
         generate(tmp_path, start=START, days=0)

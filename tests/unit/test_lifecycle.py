@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mlops.errors import UserError
 from mlops.lifecycle import Scenario, land, run_lifecycle
 from mlops.settings import Settings
 from usecases.adclick import USE_CASE
@@ -11,7 +12,7 @@ from usecases.adclick import USE_CASE
 
 def test_a_run_shorter_than_the_bootstrap_is_refused(tmp_path) -> None:
     settings = Settings(home=tmp_path / "home")
-    with pytest.raises(ValueError, match="must exceed the 7 days"):
+    with pytest.raises(UserError, match="must exceed the 7 days"):
         run_lifecycle(settings, USE_CASE, Scenario(days=5))
     assert not settings.home.exists()  # refused before any state was written
 

@@ -140,5 +140,5 @@ def feast_definitions(source_path: Callable[[str], str]) -> Sequence[Any]:
         activity("user", user),
         activity("ad", ad),
     ]
-    service = FeatureService(name=FEATURE_SERVICE, features=views)
+    service = FeatureService(name=FEATURE_SERVICE, features=[*views])
     return [user, ad, *views, service]

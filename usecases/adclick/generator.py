@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops.errors import UserError
 from mlops.landing import write_batch
 from usecases.adclick.contract import (
     AD_CATEGORIES,
@@ -218,9 +219,9 @@ def generate(
     to the middle day.
     """
     if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario '{scenario}'; choose one of {', '.join(SCENARIOS)}")
+        raise UserError(f"unknown scenario '{scenario}'; choose one of {', '.join(SCENARIOS)}")
     if days < 1 or events_per_day < 1:
-        raise ValueError("days and events_per_day must be at least 1")
+        raise UserError("days and events_per_day must be at least 1")
     if drift_day is None:
         drift_day = days // 2
     rng = np.random.default_rng(seed)
