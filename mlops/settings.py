@@ -81,7 +81,11 @@ class Settings(BaseSettings):
     )
 
     profile: Literal["local", "server"] = "local"
-    home: Path = Field(default=PROJECT_ROOT / ".mlops", description="All state lives below this.")
+    home: Path = Field(
+        # A checkout keeps its state beside the code; an installed wheel, where it is run.
+        default_factory=lambda: (Path.cwd() if DATA_ROOT == _PACKAGED else PROJECT_ROOT) / ".mlops",
+        description="All state lives below this.",
+    )
     use_case: str = Field(default="adclick", description="Package name under usecases/.")
 
     # Server profile (PostgreSQL, Redis, Prefect server, MLflow server); unused by `local`.
