@@ -1,5 +1,5 @@
 """`python -m benchmarks [NAME|all] [options] [--json]` (`make bench`: all; NAME is one of
-data-path, training, serving, monitoring, detection; `python -m benchmarks NAME --help` lists
+data-path, training, serving, monitoring, detection, cli; `python -m benchmarks NAME --help` lists
 a benchmark's options).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "serving": "benchmarks.serving",
     "monitoring": "benchmarks.monitoring",
     "detection": "benchmarks.detection",
+    "cli": "benchmarks.cli",
 }
 
 

@@ -87,20 +87,20 @@ def one_run(settings: Any, use_case: Any, scenario: str, seed: int, args: Any) -
     windows = []
     for index, batch in enumerate(batches[bootstrap:], start=bootstrap):
         events = read_batch(batch, use_case.tables).tables[use_case.event_table]
-        serve_in_process(settings, use_case, trained["version"], events)
+        serve_in_process(settings, use_case, trained.version, events)
         ingest([batch])
         closed = datetime.fromisoformat(read_manifest(batch)["closed_at"])
-        judged = monitor(as_of=closed, retrain=False, seed=seed)
+        judged = monitor(as_of=closed, retrain=False, seed=seed).judged
         windows.append(
             {
                 "day": index - drift_day,  # days since onset; negative: baseline
-                "decision": judged["decision"],
-                "reason": judged["reason"],
-                "drift_share": judged["signals"]["drift_share"],
-                "score_drift": judged["signals"]["score_drift"],
-                "nce": judged["signals"]["nce"],
-                "reference_nce": judged["signals"]["reference_nce"],
-                "column_drift": judged["signals"]["column_drift"],
+                "decision": judged.decision,
+                "reason": judged.reason,
+                "drift_share": judged.signals["drift_share"],
+                "score_drift": judged.signals["score_drift"],
+                "nce": judged.signals["nce"],
+                "reference_nce": judged.signals["reference_nce"],
+                "column_drift": judged.signals["column_drift"],
             }
         )
     return {"seed": seed, "scenario": scenario, "windows": windows}

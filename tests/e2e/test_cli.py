@@ -18,17 +18,17 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 def _runner(home: Path, prefect_api_url: str):
     """Run `mlops ... --json` against `home` and the session's Prefect server."""
     # The infra check has its own tests (tests/integration/test_serving.py).
-    env = {
+    base_env = {
         **os.environ,
         "MLOPS_HOME": str(home),
         "PREFECT_API_URL": prefect_api_url,
         "MLOPS_SERVING__INFRA_CHECK": "false",
     }
 
-    def run(*args: str) -> tuple[int, dict, str]:
+    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
         done = subprocess.run(
             [MLOPS, *args, "--json"],
-            env=env,
+            env={**base_env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=300,
@@ -97,8 +97,26 @@ def test_bad_arguments_are_refused_without_a_traceback(cli) -> None:
     assert code == 2 and "nothing has been ingested yet" in result["error"]
     assert "Traceback" not in stderr
     code, result, stderr = cli("monitor")
-    assert code == 2 and "no @champion to monitor" in result["error"]
+    assert code == 2 and "has no @champion yet" in result["error"]
     assert "Traceback" not in stderr
+
+
+def test_what_needs_no_flow_is_answered_before_any_flow_runs(cli, tmp_path) -> None:
+    code, result, stderr = cli("promote", "9", "--reason", "why not")
+    assert code == 2 and "has no version 9" in result["error"]
+    code, result, stderr = cli("rollback", "--reason", "why not")
+    assert code == 2 and "nothing to roll back to" in result["error"]
+    code, result, stderr = cli("run", "--days", "3")
+    assert code == 2 and "--days must exceed the 7 days" in result["error"]
+    # No flow ran: Prefect (the session's server) never saw these commands.
+    assert "Flow run" not in stderr and "Traceback" not in stderr
+    assert not (cli.home / "logs" / "prefect.log").exists()
+
+
+def test_an_unknown_use_case_is_refused_with_the_valid_names(cli) -> None:
+    code, result, _ = cli("settings", env={"MLOPS_USE_CASE": "no-such-case"})
+    assert code == 2 and "no use case 'no-such-case'" in result["error"]
+    assert "adclick" in result["error"]
 
 
 def test_train_prints_the_report_and_a_refused_override_exits_cleanly(cli_on_week) -> None:
@@ -121,4 +139,8 @@ def test_train_prints_the_report_and_a_refused_override_exits_cleanly(cli_on_wee
 
     code, result, stderr = cli_on_week("promote", report["version"], "--reason", "again")
     assert code == 2 and "already @champion" in result["error"]
+    assert "Traceback" not in stderr
+
+    code, result, stderr = cli_on_week("monitor", "--as-of", "2020-01-01")
+    assert code == 2 and "outside the ingested data" in result["error"]
     assert "Traceback" not in stderr
