@@ -16,7 +16,7 @@ from flows.artifacts import artifact_key
 from ingestion import steps
 from ingestion.validation import build_data_docs
 from mlops.feature_store import open_store
-from mlops.landing import BatchUnreadable, expand_batch_paths
+from mlops.landing import BatchUnreadable
 from mlops.offline_store import OfflineStore
 from mlops.runtime import setup
 from mlops.settings import get_settings
@@ -36,20 +36,6 @@ sync_online = task(
     cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="materialize"
 )(steps.sync_online)
 data_docs = task(cache_policy=NO_CACHE, task_run_name="data-docs")(build_data_docs)
-
-
-def new_batches(landing_dir: Path, quarantine_dir: Path, offline_dir: Path) -> list[Path]:
-    try:
-        landed = expand_batch_paths([landing_dir])
-    except BatchUnreadable:  # no landing zone yet, or nothing in it
-        return []
-    done = {b["batch_id"] for b in OfflineStore(offline_dir).committed_batches()}
-    return [
-        path
-        for path in landed
-        if steps.batch_id_of(path) not in done
-        and not (quarantine_dir / steps.batch_id_of(path) / steps.REJECTION_FILE).exists()
-    ]
 
 
 def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
@@ -95,8 +81,8 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     settings = setup()
     use_case = load_use_case(settings.use_case)
     if batch_dirs is None:
-        batch_dirs = new_batches(
-            settings.landing_dir, settings.quarantine_dir, settings.offline_dir
+        batch_dirs = steps.pending_batches(
+            settings.landing_dir, settings.quarantine_dir, OfflineStore(settings.offline_dir)
         )
     result = steps.IngestResult([])
     for batch_dir in batch_dirs:

@@ -23,7 +23,14 @@ from ingestion import validation
 from ingestion.validation import REASON_COLUMN, GateDecision, TableValidation
 from mlops.errors import Rejected
 from mlops.feature_store import materialize
-from mlops.landing import BatchUnreadable, LandedBatch, read_batch, read_manifest, write_parquet
+from mlops.landing import (
+    BatchUnreadable,
+    LandedBatch,
+    expand_batch_paths,
+    read_batch,
+    read_manifest,
+    write_parquet,
+)
 from mlops.offline_store import OfflineStore
 from mlops.settings import Settings
 from mlops.usecase import FeatureInputs, UseCase
@@ -106,6 +113,21 @@ class BatchesRejected(Rejected):
         summary = "; ".join(f"batch {r.batch_id}: {r.reason}" for r in rejected)
         super().__init__(f"{len(rejected)} of {len(result.batches)} batch(es) rejected. {summary}")
         self.result = result
+
+
+def pending_batches(landing_dir: Path, quarantine_dir: Path, offline: OfflineStore) -> list[Path]:
+    """Every batch in the landing zone not yet ingested nor rejected: what a schedule ingests."""
+    try:
+        landed = expand_batch_paths([landing_dir])
+    except BatchUnreadable:  # no landing zone yet, or nothing in it
+        return []
+    done = {b["batch_id"] for b in offline.committed_batches()}
+    return [
+        path
+        for path in landed
+        if batch_id_of(path) not in done
+        and not (quarantine_dir / batch_id_of(path) / REJECTION_FILE).exists()
+    ]
 
 
 def land(batch_dir: Path, use_case: UseCase) -> LandedBatch:
