@@ -61,8 +61,9 @@ class ServingSettings(BaseModel):
     infra_check_p99_ms: float | None = Field(
         default=None,
         gt=0,
-        description="The latency budget the infra check allows a candidate: p99 over the "
-        "floor (default: the card's serving SLO). See docs/serving.md, 'The infra check'.",
+        description="The latency SLO the infra check judges a candidate against (default: the "
+        "card's serving SLO); the model's added time must fit in it less the service's own "
+        "floor. See docs/serving.md, 'The infra check: load-independent latency'.",
     )
     fault_scoring_spin_ms: float = Field(
         default=0,

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlops.prediction_log import read_prediction_log
 from models.dataset import TimeWindows, TrainingSet, serving_defaults
 from models.promotion import Check, PromotionDecision, with_infra_check
+from serving.infra_check import Latency
 from serving.prediction_log import PredictionLog, Served
 from usecases.adclick import USE_CASE
 
@@ -46,6 +48,38 @@ def test_a_failed_infra_check_turns_a_promotion_into_a_rejection():
     assert refused.reason == "rejected: v3 is too slow: p99 9 ms, SLO 5 ms"
     assert refused.checks[-1] == Check("infra", False, "v3 is too slow: p99 9 ms, SLO 5 ms")
     assert with_infra_check(passed, True, "infra ok").reason == "promoted: floors met; infra ok"
+
+
+def busy_timings(model_ms: float, seed: int = 0) -> Latency:
+    """Interleaved timings on a simulated busy machine: most requests of both routes wait for
+    the CPU, and the model's own work is stretched up to 3x where it does."""
+    rng = np.random.default_rng(seed)
+    requests = np.arange(22 * 34) % 22
+    busy = rng.random((2, requests.size)) < 0.7
+    wait = rng.exponential(4.0, (2, requests.size)) * busy
+    stretch = np.where(busy[0], rng.uniform(1, 3, requests.size), 1)
+    floor = 0.8 + wait[1]
+    predict = 0.8 + model_ms * stretch + wait[0]
+    return Latency(predict, floor, requests, slo_ms=5)
+
+
+def test_infra_check_judges_what_the_model_adds_not_the_machine_load():
+    good, slow = busy_timings(model_ms=1.1), busy_timings(model_ms=11)
+    assert good.p99_ms > 10 and good.floor_p99_ms > 10  # raw, the machine decides
+    assert good.adjusted_ms == pytest.approx(1.1, abs=0.05)
+    assert good.budget_ms == pytest.approx(5 - good.floor_p50_ms)
+    assert good.passed and "the model adds 1.1" in good.summary()
+    assert not slow.passed and slow.adjusted_ms == pytest.approx(11, abs=0.05)
+    assert "> budget" in slow.summary() and "raw /predict p99" in slow.summary()
+
+
+def test_infra_check_judges_the_slowest_golden_request():
+    timings = busy_timings(model_ms=1.1)
+    slow_path = timings.requests == 21  # e.g. the unknown entities' path
+    predict = np.where(slow_path, timings.predict_ms + 8, timings.predict_ms)
+    one_slow = Latency(predict, timings.floor_ms, timings.requests, slo_ms=5)
+    assert not one_slow.passed
+    assert one_slow.adjusted_ms == pytest.approx(9.1, abs=0.05)
 
 
 def test_prediction_log_writes_every_record_before_close_returns(tmp_path):
