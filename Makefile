@@ -4,6 +4,20 @@ VENV := .venv
 # uv from PATH, or bootstrapped with pip into .tools/ when it is missing.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# The UIs listen on loopback unless you say otherwise (e.g. `make mlflow-ui UI_HOST=0.0.0.0`,
+# only behind authentication); each port is a variable too.
+UI_HOST ?= 127.0.0.1
+PREFECT_UI_PORT ?= 4200
+MLFLOW_UI_PORT ?= 5000
+EVIDENTLY_UI_PORT ?= 8000
+FEAST_UI_PORT ?= 8888
+# Every library and UI here phones home unless told not to (Evidently's UI reads DO_NOT_TRACK).
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export FEAST_USAGE := False
 
 .PHONY: install run test bench lint format clean feast-ui mlflow-ui evidently-ui prefect-ui
 
@@ -41,15 +55,15 @@ clean:  ## forget all platform state (MLOPS_HOME defaults to .mlops/)
 
 feast-ui: install  ## Feast's UI over the local stores (run `make run` first)
 	MLOPS_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops} MLOPS_USE_CASE=$${MLOPS_USE_CASE:-adclick} \
-		$(VENV)/bin/feast -c feature_repo ui
+		$(VENV)/bin/feast -c feature_repo ui --host $(UI_HOST) --port $(FEAST_UI_PORT)
 
 evidently-ui: install  ## Evidently's dashboard over the monitoring workspace
-	$(VENV)/bin/evidently ui --port 8000 --workspace $${MLOPS_HOME:-$(CURDIR)/.mlops}/monitoring/workspace
+	$(VENV)/bin/evidently ui --host $(UI_HOST) --port $(EVIDENTLY_UI_PORT) --workspace $${MLOPS_HOME:-$(CURDIR)/.mlops}/monitoring/workspace
 
 prefect-ui: install  ## Prefect's UI over the runs `make run` recorded
-	PREFECT_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops}/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
-		$(VENV)/bin/prefect server start
+	PREFECT_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops}/prefect \
+		$(VENV)/bin/prefect server start --host $(UI_HOST) --port $(PREFECT_UI_PORT)
 
 mlflow-ui: install  ## MLflow's UI over the local tracking store and registry
-	$(VENV)/bin/mlflow ui --port 5000 \
+	$(VENV)/bin/mlflow ui --host $(UI_HOST) --port $(MLFLOW_UI_PORT) \
 		--backend-store-uri sqlite:///$${MLOPS_HOME:-$(CURDIR)/.mlops}/mlflow/mlflow.db

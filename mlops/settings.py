@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +90,10 @@ class Settings(BaseSettings):
     use_case: str = Field(default="adclick", description="Package name under usecases/.")
 
     # Server profile (PostgreSQL, Redis, Prefect server, MLflow server); unused by `local`.
-    postgres_dsn: str | None = None
-    redis_url: str | None = None
+    # Secrets (they carry passwords): masked wherever settings are printed or logged; read the
+    # value with `.get_secret_value()` where a client is built.
+    postgres_dsn: SecretStr | None = None
+    redis_url: SecretStr | None = None
     prefect_api_url: str | None = None
     mlflow_tracking_uri: str | None = None
 

@@ -49,3 +49,29 @@ def test_library_environment_turns_telemetry_off(tmp_path: Path) -> None:
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     assert env["PREFECT_HOME"] == str(tmp_path / "prefect")
+
+
+def test_secrets_are_masked_wherever_settings_are_printed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+    from mlops.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLOPS_POSTGRES_DSN", "postgresql://app:hunter2@127.0.0.1:5432/feast")
+    monkeypatch.setenv("MLOPS_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        printed = CliRunner().invoke(app, ["settings", "--json"])
+        text = CliRunner().invoke(app, ["settings"])
+    finally:
+        get_settings.cache_clear()
+
+    assert printed.exit_code == 0 and text.exit_code == 0, printed.output
+    for shown in (printed.output, text.output, repr(settings), str(settings.model_dump())):
+        assert "hunter2" not in shown
+    assert settings.postgres_dsn is not None
+    assert "hunter2" in settings.postgres_dsn.get_secret_value()  # the client still gets it
