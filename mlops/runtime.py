@@ -1,13 +1,19 @@
 """`setup()`: what every entry point does first (the CLI, the service, a flow run on a worker,
 `flow.serve`). It validates the settings, creates the state folders, exports the environment
-the libraries read on import, and routes logs: one line per record on the console, everything
-with tracebacks in MLOPS_HOME/logs/. Safe to call twice."""
+the libraries read on import, routes logs (one line per record on the console, everything with
+tracebacks in MLOPS_HOME/logs/), and makes the processes it starts die with it. Safe to call
+twice."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
+import subprocess
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,7 +34,34 @@ def setup() -> Settings:
         )
         raise UserError(f"invalid settings: {problems}") from None
     _route_logs(settings)
+    children_die_with_this_process()
     return settings
+
+
+def children_die_with_this_process() -> None:
+    """Every child process started from now on (the ephemeral Prefect server, `bentoml serve`)
+    gets SIGTERM when this process ends, even killed with SIGKILL, so no orphan keeps serving
+    or holding a port. Linux only (`prctl(PR_SET_PDEATHSIG)`); elsewhere children are stopped
+    on a clean exit only."""
+    if sys.platform == "linux":
+        subprocess.Popen = _DyingWithParent  # type: ignore[misc]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _DyingWithParent(subprocess.Popen):
+    def __init__(self, *args: Any, preexec_fn: Callable[[], Any] | None = None, **kw: Any) -> None:
+        def before_exec() -> None:
+            _die_with_parent()
+            if preexec_fn is not None:
+                preexec_fn()
+
+        super().__init__(*args, preexec_fn=before_exec, **kw)  # type: ignore[call-overload]
 
 
 def log_path(settings: Settings) -> str:

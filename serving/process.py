@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mlops.errors import UserError
 from mlops.settings import PROJECT_ROOT, Settings
 
 SERVICE = "serving.service:PredictionService"
@@ -63,6 +64,15 @@ class ServiceProcess:
         return self.process.returncode
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,6 +90,11 @@ def start_service(
     `overrides` are extra environment variables (e.g. `MLOPS_SERVING__MODEL_VERSION`)."""
     port = port or settings.serving.port
     host = settings.serving.host
+    if not port_is_free(host, port):
+        # Otherwise the new service would fail to bind while the old one answers /readyz.
+        raise UserError(
+            f"{host}:{port} is already in use (another `mlops serve`?): stop it or use --port"
+        )
     log_path = log_path or settings.logs_dir / f"serving-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
