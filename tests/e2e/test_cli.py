@@ -144,3 +144,17 @@ def test_train_prints_the_report_and_a_refused_override_exits_cleanly(cli_on_wee
     code, result, stderr = cli_on_week("monitor", "--as-of", "2020-01-01")
     assert code == 2 and "outside the ingested data" in result["error"]
     assert "Traceback" not in stderr
+
+
+def test_a_corrupt_registry_is_one_paragraph_and_the_log_path(cli) -> None:
+    mlflow_db = cli.home / "mlflow" / "mlflow.db"
+    mlflow_db.parent.mkdir(parents=True)
+    mlflow_db.write_bytes(b"this is not a SQLite database" * 100)
+
+    code, result, stderr = cli("models")
+
+    assert code == 1
+    assert result["error"].startswith("the platform failed:")
+    assert f"(full log: {cli.home / 'logs' / 'mlops.log'})" in result["error"]
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 3
+    assert "Traceback" in (cli.home / "logs" / "mlops.log").read_text()
