@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -42,8 +43,17 @@ Work = Callable[[], tuple[dict[str, Any], str, int]]
 
 
 @app.callback()
-def main() -> None:
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Libraries' logs on the terminal too (always in logs/)."
+        ),
+    ] = False,
+) -> None:
     """Settings are validated by each command, before it does anything."""
+    if verbose:  # read by the settings, which every command creates after this
+        os.environ["MLOPS_VERBOSE"] = "true"
 
 
 def _start() -> tuple[Settings, UseCase]:
@@ -234,7 +244,14 @@ def run(
     when the gate says so. By default a data incident on day 8 and a concept drift from day 10."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        from mlops.lifecycle import Scenario, check_scenario, reset_home, run_lifecycle, story_line
+        from mlops.lifecycle import (
+            Scenario,
+            check_scenario,
+            closing_summary,
+            reset_home,
+            run_lifecycle,
+            story_line,
+        )
 
         settings, use_case = _start()
         chosen = Scenario(
@@ -254,16 +271,13 @@ def run(
             if not as_json:
                 typer.echo(story_line(day))
 
-        if not as_json:
-            typer.echo(f"bootstrapping on the first {use_case.card.training.span_days} days ...")
-        result = run_lifecycle(settings, use_case, chosen, on_day=tell)
-        boot = result.bootstrap
-        text = (
-            f"first champion v{boot['model_version']} (test NCE {boot['metrics']['nce']:.4f}); "
-            f"summary: {result.summary_html}\n"
-            f"State, reports and runs are under {settings.home}; see README for the UIs."
-        )
-        return result.to_dict(), text, 0
+        def progress(step: str) -> None:
+            if not as_json:
+                typer.echo(f"{step} ...")
+
+        result = run_lifecycle(settings, use_case, chosen, on_day=tell, on_progress=progress)
+        logs = sorted(str(p) for p in settings.logs_dir.glob("*.log"))
+        return result.to_dict(), closing_summary(settings, result, logs), 0
 
     _run(as_json, work)
 

@@ -87,6 +87,7 @@ def run_lifecycle(
     use_case: UseCase,
     scenario: Scenario,
     on_day: Callable[[Day], None] = lambda day: None,
+    on_progress: Callable[[str], None] = lambda step: None,
 ) -> Lifecycle:
     from flows.ingest import ingest_batches
     from flows.train import train
@@ -95,6 +96,7 @@ def run_lifecycle(
     check_scenario(use_case, scenario)
     bootstrap_days = use_case.card.training.span_days
     future = settings.home / "simulation"
+    on_progress(f"generating {scenario.days} days of {scenario.events_per_day:,} events")
     batches = use_case.generate(
         future,
         start=START,
@@ -106,7 +108,9 @@ def run_lifecycle(
         incident_day=scenario.incident_day,
     )
 
+    on_progress(f"ingesting the first {bootstrap_days} days (starts a local Prefect server)")
     ingested = ingest_batches([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
+    on_progress("training the first model, then its infra check in a real service")
     trained = train(seed=scenario.seed)
     if trained.decision != "promoted":
         raise LifecycleError(f"the first model was not promoted: {trained.reason}")
@@ -117,6 +121,7 @@ def run_lifecycle(
         "metrics": trained.metrics,
         "run_url": trained.run_url,
     }
+    on_progress(f"v{trained.version} is @champion; starting the prediction service")
     # The service polls for a new champion every second: the next day is served by it.
     service = start_service(
         settings, port=free_port(), overrides={"MLOPS_SERVING__POLL_SECONDS": "1"}
@@ -309,6 +314,29 @@ trained on {", ".join(boot["days"])} ({link(boot["run_url"], "MLflow run")}).
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
     return path
+
+
+def closing_summary(settings: Settings, result: Lifecycle, log_files: list[str]) -> str:
+    """What happened, what serves now, and where to look next."""
+    alerts = [d for d in result.days if d.decision == "alert"]
+    retrains = [
+        (d.day, d.retrained) for d in result.days if d.retrained and "version" in d.retrained
+    ]
+    promoted = [r["version"] for _, r in retrains if r["decision"] == "promoted"]
+    serving = promoted[-1] if promoted else result.bootstrap["model_version"]
+    lines = ["", f"summary of {len(result.days)} monitored days:"]
+    lines += [f"  alert     {d.day}: {d.reason}" for d in alerts] or ["  no alerts"]
+    lines += [f"  retrained {day}: v{r['version']} {r['decision']}" for day, r in retrains] or [
+        "  no retraining"
+    ]
+    lines += [
+        f"  serving   v{serving} (first champion v{result.bootstrap['model_version']})",
+        "",
+        f"the story, day by day: {result.summary_html}",
+        "the UIs: make mlflow-ui, make prefect-ui, make evidently-ui (README, 'Opening the UIs')",
+        f"state under {settings.home}; logs: {', '.join(log_files)}",
+    ]
+    return "\n".join(lines)
 
 
 def story_line(day: Day) -> str:

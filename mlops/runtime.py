@@ -69,19 +69,32 @@ def log_path(settings: Settings) -> str:
 
 
 def _route_logs(settings: Settings) -> None:
-    # Dependencies' deprecation chatter says nothing a user can act on.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    """Everything to the log file; to the terminal, the platform's warnings (its info too, and
+    every library's, with `verbose`). Python warnings become log records: dependencies'
+    deprecation chatter says nothing a user can act on, so it stays in the file."""
     to_file = logging.FileHandler(log_path(settings), encoding="utf-8")
     to_file.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
     to_stderr = logging.StreamHandler(sys.stderr)
     to_stderr.setFormatter(WithoutTraceback(_FORMAT, "%H:%M:%S"))
+    to_stderr.setLevel(logging.NOTSET if settings.verbose else logging.WARNING)
+    if not settings.verbose:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.captureWarnings(True)
+    _replace_handlers(logging.getLogger(), [to_file, *([to_stderr] if settings.verbose else [])])
+    logging.getLogger().setLevel(logging.INFO if settings.verbose else logging.WARNING)
     for name in PLATFORM_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(settings.log_level)
-        for old in logger.handlers:  # a second call replaces, never doubles, the handlers
-            old.close()
-        logger.handlers = [to_stderr, to_file]
+        _replace_handlers(logger, [to_stderr, to_file])
         logger.propagate = False
+
+
+def _replace_handlers(logger: logging.Logger, handlers: list[logging.Handler]) -> None:
+    """A second `setup()` replaces, never doubles, the handlers."""
+    for old in logger.handlers:
+        if old not in handlers:
+            old.close()
+    logger.handlers = handlers
 
 
 class WithoutTraceback(logging.Formatter):

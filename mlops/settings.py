@@ -101,6 +101,9 @@ class Settings(BaseSettings):
 
     prefect_startup_timeout_seconds: int = 90
     log_level: str = "INFO"
+    # Libraries' logs, warnings and progress bars on the terminal too (`mlops --verbose`); by
+    # default they go to the log files under `logs/` only.
+    verbose: bool = False
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
@@ -197,6 +200,11 @@ class Settings(BaseSettings):
         env["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(PLATFORM_LOGGERS)
         # One line per record on the console; everything, tracebacks too, in logs/prefect.log.
         env["PREFECT_LOGGING_SETTINGS_PATH"] = str(Path(__file__).with_name("prefect_logging.yml"))
+        # What reaches the terminal: the CLI's own story unless `verbose`; the rest is in logs/.
+        env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO" if self.verbose else "CRITICAL"
+        env["MLFLOW_CONFIGURE_LOGGING"] = "false"  # MLflow's logs go where the root's go
+        if not self.verbose:
+            env["TQDM_DISABLE"] = "1"  # Feast's materialization progress bars
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
         return env
