@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import yaml
 
@@ -36,7 +37,61 @@ def register(settings: Settings) -> list[dict[str, Any]]:
     for pool in sorted(pools):
         _call([prefect, "work-pool", "create", pool, "--type", "process", "--overwrite"], env)
     _call([prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)], env)
+    asyncio.run(_alert_automation(settings.alert_notification_block))
     return asyncio.run(_registered([d["name"] for d in spec["deployments"]]))
+
+
+ALERT_AUTOMATION = "mlops-monitoring-alert"
+
+
+async def _alert_automation(notification_block: str | None) -> None:
+    """An automation on the monitor flow's alert event (`flows.monitor.announce`): it sends
+    the verdict to the notification block `MLOPS_ALERT_NOTIFICATION_BLOCK` names
+    (`<block type>/<name>`, e.g. `slack-webhook/ops`), or, without one, only records that it
+    fired (Prefect UI, Automations) until you point it at a block. Replaced on every deploy."""
+    from prefect.automations import (
+        Automation,
+        DoNothing,
+        EventTrigger,
+        Posture,
+        SendNotification,
+    )
+    from prefect.blocks.core import Block
+    from prefect.client.orchestration import get_client
+    from prefect.events.actions import ActionTypes
+
+    actions: list[ActionTypes] = [DoNothing()]
+    if notification_block:
+        try:
+            block: Block = await Block.aload(notification_block)
+        except ValueError as missing:
+            raise DeployFailed(f"MLOPS_ALERT_NOTIFICATION_BLOCK: {missing}") from None
+        body = (
+            "{{ event.resource['prefect.resource.name'] }}: monitoring alert on "
+            "{{ event.payload.window_end }} (v{{ event.payload.model_version }}): "
+            "{{ event.payload.reason }}"
+        )
+        actions = [
+            SendNotification(
+                block_document_id=cast(UUID, block._block_document_id),
+                subject="MLOps monitoring alert",
+                body=body,
+            )
+        ]
+    async with get_client() as client:
+        for existing in await client.read_automations_by_name(ALERT_AUTOMATION):
+            await client.delete_automation(existing.id)
+    await Automation(
+        name=ALERT_AUTOMATION,
+        description="The monitor flow judged a window a data incident (decision `alert`).",
+        trigger=EventTrigger(
+            expect={"mlops.monitor.alert"},
+            match={"prefect.resource.id": "mlops.model.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=actions,
+    ).acreate()
 
 
 def _call(command: list[str], env: dict[str, str]) -> None:

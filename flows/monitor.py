@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from flows.artifacts import artifact_key
 from mlops.errors import UserError
@@ -88,10 +89,49 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
         markdown=judged.markdown(),
         description=f"{verdict.decision}: {verdict.reason}"[:500],
     )
+    announce(use_case.model_name, judged)
     result = MonitorResult(judged)
     if verdict.decision == "retrain" and retrain:
         _retrain(settings, end, result)
-    return result
+    # The verdict is the run's state message in the Prefect UI; callers get `result` itself.
+    return cast(
+        MonitorResult, Completed(message=f"{judged.decision}: {judged.reason}", data=result)
+    )
+
+
+VERDICT_EVENT = "mlops.monitor.{decision}"  # mlops.monitor.none | .retrain | .alert
+
+
+def announce(model_name: str, judged: MonitorReport) -> None:
+    """The verdict where people and automations see it: the run's log (a warning for an
+    alert), the run's tags, and a Prefect event that `mlops deploy`'s automation reacts to."""
+    from prefect import get_run_logger
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+    from prefect.runtime import flow_run
+
+    logger = get_run_logger()
+    say = logger.warning if judged.decision == "alert" else logger.info
+    say("%s: %s", judged.decision, judged.reason)
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(
+            flow_run.id,
+            tags=[*flow_run.tags, f"decision:{judged.decision}", f"v{judged.champion_version}"],
+        )
+    emit_event(
+        event=VERDICT_EVENT.format(decision=judged.decision),
+        resource={
+            "prefect.resource.id": f"mlops.model.{model_name}",
+            "prefect.resource.name": model_name,
+        },
+        payload={
+            "reason": judged.reason,
+            "model_version": judged.champion_version,
+            "window_start": judged.window["start"],
+            "window_end": judged.window["end"],
+            "mlflow_run": judged.run_url,
+        },
+    )
 
 
 def _retrain(settings: Settings, end: datetime, result: MonitorResult) -> None:

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
 
     prefect_startup_timeout_seconds: int = 90
+    # Where `mlops deploy`'s alert automation sends monitoring alerts: a Prefect notification
+    # block, `<block type>/<name>` (e.g. `slack-webhook/ops`); unset, it only records them.
+    alert_notification_block: str | None = None
+
     log_level: str = "INFO"
     # Libraries' logs, warnings and progress bars on the terminal too (`mlops --verbose`); by
     # default they go to the log files under `logs/` only.
