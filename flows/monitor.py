@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import prefect.runtime as prefect_runtime
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -50,12 +51,14 @@ class MonitorResult:
     """The judged window, and the retraining it started (a local run's report, or a note)."""
 
     judged: MonitorReport
+    flow_run_id: str | None = None  # where the Prefect UI shows this run
     retraining: TrainReport | None = None
     retraining_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.judged.to_dict(),
+            "flow_run_id": self.flow_run_id,
             "retraining": self.retraining.to_dict() if self.retraining else None,
             "retraining_note": self.retraining_note,
         }
@@ -90,7 +93,7 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
         description=f"{verdict.decision}: {verdict.reason}"[:500],
     )
     announce(use_case.model_name, judged)
-    result = MonitorResult(judged)
+    result = MonitorResult(judged, flow_run_id=prefect_runtime.flow_run.id)
     if verdict.decision == "retrain" and retrain:
         _retrain(settings, end, result)
     # The verdict is the run's state message in the Prefect UI; callers get `result` itself.
