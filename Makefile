@@ -6,10 +6,11 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # The UIs listen on loopback unless you say otherwise (e.g. `make mlflow-ui UI_HOST=0.0.0.0`,
 # only behind authentication); each port is a variable too.
-UI_HOST ?= 127.0.0.1
-PREFECT_UI_PORT ?= 4200
-MLFLOW_UI_PORT ?= 5000
-EVIDENTLY_UI_PORT ?= 8000
+# The same MLOPS_UI__* variables tell the platform where to link to.
+UI_HOST ?= $(or $(MLOPS_UI__HOST),127.0.0.1)
+PREFECT_UI_PORT ?= $(or $(MLOPS_UI__PREFECT_PORT),4200)
+MLFLOW_UI_PORT ?= $(or $(MLOPS_UI__MLFLOW_PORT),5000)
+EVIDENTLY_UI_PORT ?= $(or $(MLOPS_UI__EVIDENTLY_PORT),8000)
 FEAST_UI_PORT ?= 8888
 # Every library and UI here phones home unless told not to (Evidently's UI reads DO_NOT_TRACK).
 export DO_NOT_TRACK := true

@@ -74,6 +74,30 @@ class ServingSettings(BaseModel):
     )
 
 
+class UiSettings(BaseModel):
+    """Where the local UIs listen (`make mlflow-ui` etc. read the same `MLOPS_UI__<NAME>`
+    variables), so the links the platform writes open them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    evidently_port: int = Field(default=8000, ge=1, le=65535)
+
+    @property
+    def prefect_url(self) -> str:
+        return f"http://{self.host}:{self.prefect_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def evidently_url(self) -> str:
+        return f"http://{self.host}:{self.evidently_port}"
+
+
 class Settings(BaseSettings):
     """Where state lives and which services to use. Validated once, at start."""
 
@@ -98,6 +122,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
 
     serving: ServingSettings = ServingSettings()
+    ui: UiSettings = UiSettings()
 
     prefect_startup_timeout_seconds: int = 90
     # Where `mlops deploy`'s alert automation sends monitoring alerts: a Prefect notification

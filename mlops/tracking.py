@@ -47,5 +47,5 @@ def tag_run(settings: Settings, run_id: str, tags: Mapping[str, str]) -> None:
 
 def run_url(settings: Settings, logged: LoggedRun) -> str:
     """Where the run shows in the MLflow UI (`make mlflow-ui` serves the local store)."""
-    base = settings.mlflow_tracking_uri or "http://127.0.0.1:5000"
+    base = settings.mlflow_tracking_uri or settings.ui.mlflow_url
     return f"{base.rstrip('/')}/#/experiments/{logged.experiment_id}/runs/{logged.run_id}"

@@ -20,7 +20,9 @@ def _recipe(target: str) -> str:
 
 
 def test_every_ui_target_binds_the_configured_host_which_defaults_to_loopback() -> None:
-    assert re.search(r"^UI_HOST \?= 127\.0\.0\.1$", MAKEFILE, re.MULTILINE)
+    assert re.search(
+        r"^UI_HOST \?= \$\(or \$\(MLOPS_UI__HOST\),127\.0\.0\.1\)$", MAKEFILE, re.MULTILINE
+    )
     for target in UI_TARGETS:
         assert "--host $(UI_HOST)" in _recipe(target), target
 
