@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.errors import UserError
+from mlops.lifecycle_page import write_page
 from mlops.settings import Settings
 from mlops.usecase import UseCase
 
@@ -58,6 +59,7 @@ class Day:
     champion_version: str | None  # the version that served the day's traffic
     metrics: dict[str, float | None]
     drift_share: float | None
+    score_drift: float | None
     decision: str  # none | retrain | alert
     reason: str
     served: int = 0
@@ -135,7 +137,7 @@ def run_lifecycle(
     finally:
         service.stop()
     result = Lifecycle(scenario, bootstrap, days, "")
-    result.summary_html = str(write_summary(settings, use_case, result))
+    result.summary_html = str(write_page(settings, use_case, result, START))
     return result
 
 
@@ -183,10 +185,12 @@ def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, 
             "nce": performance.get("nce"),
             "roc_auc": performance.get("roc_auc"),
             "reference_nce": judged.signals["reference_nce"],
+            "oracle_nce": _oracle_nce(events, use_case),
             "ctr": labelled,
             "label_coverage": judged.window["label_coverage"],
         },
         drift_share=judged.signals["drift_share"],
+        score_drift=judged.signals["score_drift"],
         decision=judged.decision,
         reason=judged.reason,
         served=traffic.served,
@@ -194,6 +198,7 @@ def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, 
         retrained=_retrain_summary(monitored),
         links={
             "monitoring_run": judged.run_url,
+            "prefect_flow_run": monitored.flow_run_id,
             "evidently_reports": judged.reports,
             "data_docs": report.data_docs,
         },
@@ -204,6 +209,18 @@ def _closed_at(batch: Path) -> datetime:
     from mlops.landing import read_manifest
 
     return datetime.fromisoformat(read_manifest(batch)["closed_at"])
+
+
+def _oracle_nce(events: pd.DataFrame, use_case: UseCase) -> float | None:
+    """The best NCE any model could reach on the day (a simulation knows the truth)."""
+    if use_case.oracle_column is None:
+        return None
+    from mlops.metrics import nce
+
+    known = events.dropna(subset=[use_case.label, use_case.oracle_column])
+    if known.empty:
+        return None
+    return nce(known[use_case.label].to_numpy(float), known[use_case.oracle_column].to_numpy(float))
 
 
 def _labelled_rate(events: pd.DataFrame, use_case: UseCase) -> float | None:
@@ -238,82 +255,6 @@ def reset_home(settings: Settings) -> None:
     """Forget every state a run leaves (the whole MLOPS_HOME), so the story replays as told."""
     if settings.home.exists():
         shutil.rmtree(settings.home)
-
-
-def write_summary(settings: Settings, use_case: UseCase, result: Lifecycle) -> Path:
-    """One HTML page: the story day by day, with links to every report and run."""
-    from html import escape
-
-    def link(href: str | None, text: str) -> str:
-        if not href:
-            return ""
-        target = href if href.startswith("http") else Path(href).as_uri()
-        return f'<a href="{escape(target)}">{escape(text)}</a>'
-
-    def number(value: float | None, digits: int = 4) -> str:
-        return "" if value is None else f"{value:.{digits}f}"
-
-    rows = []
-    for day in result.days:
-        reports = " ".join(link(p, Path(p).stem) for p in day.links.get("evidently_reports", []))
-        retrained = (
-            f"v{day.retrained['version']} {day.retrained['decision']}"
-            if day.retrained and day.retrained.get("version")
-            else ""
-        )
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{cell}</td>"
-                for cell in (
-                    escape(day.day),
-                    day.rows,
-                    day.refused,
-                    day.quarantined,
-                    f"v{day.champion_version}",
-                    number(day.metrics["nce"]),
-                    number(day.metrics["reference_nce"]),
-                    number(day.metrics["roc_auc"]),
-                    number(day.drift_share, 2),
-                    f'<b class="{day.decision}">{day.decision}</b>',
-                    escape(day.reason),
-                    escape(retrained),
-                    link(day.links.get("monitoring_run"), "MLflow") + " " + reports,
-                )
-            )
-            + "</tr>"
-        )
-    headers = [
-        "day",
-        "rows",
-        "refused",
-        "quarantined",
-        "served-by",
-        "NCE",
-        "ref-NCE",
-        "ROC-AUC",
-        "drift",
-        "decision",
-        "reason",
-        "retrained",
-        "links",
-    ]
-    docs = settings.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    boot = result.bootstrap
-    page = f"""<!doctype html><meta charset="utf-8"><title>{use_case.name}: lifecycle run</title>
-<style>body{{font:14px system-ui;margin:2em}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd;
-vertical-align:top}}.retrain{{color:#b45309}}.alert{{color:#b91c1c}}.none{{color:#15803d}}</style>
-<h1>{escape(use_case.name)}: {len(result.days)} monitored days</h1>
-<p>Scenario {escape(str(asdict(result.scenario)))}. First model v{boot["model_version"]}
-trained on {", ".join(boot["days"])} ({link(boot["run_url"], "MLflow run")}).
-{link(str(docs), "GX data docs")} &middot; Evidently dashboard: <code>evidently ui --workspace
-{escape(str(settings.monitoring_dir / "workspace"))}</code></p>
-<table><tr>{"".join(f"<th>{h}</th>" for h in headers)}</tr>{"".join(rows)}</table>
-"""
-    path = settings.reports_dir / "lifecycle.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
-    return path
 
 
 def closing_summary(settings: Settings, result: Lifecycle, log_files: list[str]) -> str:

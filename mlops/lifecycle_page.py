@@ -1,0 +1,124 @@
+"""The lifecycle page, `MLOPS_HOME/reports/lifecycle.html`: what `mlops run` told, as plots and
+a table with a link to every screen (MLflow, Prefect, Evidently, GX). The page is
+`templates/lifecycle.html`; this module turns a run into what the template shows."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops.settings import Settings
+from mlops.usecase import UseCase
+
+if TYPE_CHECKING:
+    from mlops.lifecycle import Day, Lifecycle
+
+TEMPLATE = Path(__file__).with_name("templates") / "lifecycle.html"
+COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "oracle": "#15803d"}
+MARKERS = {"alert": "#b91c1c", "rejected": "#d97706", "promoted": "#15803d"}
+
+
+def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: date) -> Path:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATE.parent), autoescape=select_autoescape(["html"])
+    )
+    page = environment.get_template(TEMPLATE.name).render(
+        use_case=use_case.name,
+        scenario=scenario_in_words(result, start, use_case.card.training.span_days),
+        bootstrap=result.bootstrap,
+        days=[_row(settings, day) for day in result.days],
+        plot_svg=plot_svg(result.days),
+        ui=settings.ui,
+        home=settings.home,
+        workspace=settings.monitoring_dir / "workspace",
+        data_docs=_file_url(settings.gx_root / "gx/uncommitted/data_docs/local_site/index.html"),
+    )
+    path = settings.reports_dir / "lifecycle.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def scenario_in_words(result: Lifecycle, start: date, bootstrap_days: int) -> str:
+    s = result.scenario
+
+    def day(index: int) -> str:
+        return f"{start + timedelta(days=index):%Y-%m-%d} (day {index})"
+
+    words = [
+        f"{s.days} simulated days of {s.events_per_day:,} events each (seed {s.seed}), "
+        f"from {start:%Y-%m-%d}; the first {bootstrap_days} train the first model, the "
+        f"other {s.days - bootstrap_days} are served, ingested and judged one by one."
+    ]
+    if s.incident_day is not None:
+        words.append(
+            f"A data incident (bad rows, requests missing context) on {day(s.incident_day)}."
+        )
+    if s.scenario != "baseline":
+        words.append(f"Scenario {s.scenario.replace('-', ' ')} from {day(s.drift_day)} on.")
+    return " ".join(words)
+
+
+def plot_svg(days: list[Day]) -> str:
+    """Four panels over the monitored days, with markers where something was decided."""
+    from matplotlib.figure import Figure
+
+    labels = [d.day[5:] for d in days]
+    x = range(len(days))
+    figure = Figure(figsize=(11, 8.5), layout="constrained")
+    nce, traffic, quarantine, drift = figure.subplots(4, 1, sharex=True)
+
+    for key, name in (("nce", "model"), ("reference_nce", "reference"), ("oracle_nce", "oracle")):
+        values = [d.metrics.get(key) for d in days]
+        if any(v is not None for v in values):
+            nce.plot(x, [float("nan") if v is None else v for v in values], "o-",
+                     color=COLORS[name], label=name, lw=1.5, ms=4)  # fmt: skip
+    nce.set(ylabel="NCE (lower is better)", title="Model quality on each day's labelled traffic")
+    traffic.bar(x, [d.served for d in days], color="#93c5fd", label="served")
+    traffic.bar(x, [d.refused for d in days], bottom=[d.served for d in days], color="#f87171",
+                label="refused (400)")  # fmt: skip
+    traffic.set(ylabel="requests")
+    quarantine.bar(x, [100 * d.quarantined / max(d.rows, 1) for d in days], color="#fb923c")
+    quarantine.set(ylabel="quarantined %")
+    drift.plot(x, [100 * (d.drift_share or 0) for d in days], "o-", color="#7c3aed",
+               label="inputs drifted %", ms=4)  # fmt: skip
+    drift.plot(x, [100 * (d.score_drift or 0) for d in days], "s--", color="#0f766e",
+               label="score drift x100", ms=4)  # fmt: skip
+    drift.set(ylabel="drift", xticks=list(x), xticklabels=labels)
+
+    for i, day in enumerate(days):
+        outcome = (day.retrained or {}).get("decision")
+        for axes in (nce, traffic, quarantine, drift):
+            if day.decision == "alert":
+                axes.axvspan(i - 0.45, i + 0.45, color=MARKERS["alert"], alpha=0.12)
+            if outcome in ("promoted", "rejected"):
+                axes.axvline(i + 0.5, color=MARKERS[outcome], ls=":", lw=1.5)
+    nce.plot([], [], color=MARKERS["alert"], lw=8, alpha=0.25, label="alert")
+    nce.plot([], [], color=MARKERS["rejected"], ls=":", label="retrain rejected")
+    nce.plot([], [], color=MARKERS["promoted"], ls=":", label="retrain promoted (serves next day)")
+    for axes in (nce, traffic, drift):
+        axes.legend(loc="upper left", fontsize=8, ncols=3)
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :]  # inline: drop the XML prolog
+
+
+def _row(settings: Settings, day: Day) -> dict[str, Any]:
+    links = day.links
+    run_id = links.get("prefect_flow_run")
+    return {
+        "day": day,
+        "reports": [(Path(p).stem, _file_url(p)) for p in links.get("evidently_reports", [])],
+        "mlflow": links.get("monitoring_run"),
+        "prefect": f"{settings.ui.prefect_url}/runs/flow-run/{run_id}" if run_id else None,
+        "data_docs": _file_url(links["data_docs"]) if links.get("data_docs") else None,
+    }
+
+
+def _file_url(path: str | Path) -> str:
+    return Path(path).resolve().as_uri()
