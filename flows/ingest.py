@@ -1,4 +1,5 @@
-"""Ingest flow: land, validate, quarantine, write offline, materialize, publish a summary.
+"""Ingest flow: finish what a crash left, then land, validate, quarantine, write offline,
+materialize and publish a summary per batch.
 
 The work lives in `ingestion.steps`; this file only says in which order it runs, what is
 retried, and what is reported.
@@ -24,6 +25,9 @@ from mlops.usecase import UseCase, load_use_case
 
 # DataFrames flow between these tasks: hashing them for a cache key would cost more than the work.
 validate = task(cache_policy=NO_CACHE, task_run_name="validate")(steps.validate)
+exclude_already_ingested = task(cache_policy=NO_CACHE, task_run_name="already-ingested")(
+    steps.exclude_already_ingested
+)
 quarantine = task(cache_policy=NO_CACHE, retries=2, task_run_name="quarantine")(steps.quarantine)
 write_offline = task(cache_policy=NO_CACHE, retries=2, task_run_name="write-offline")(
     steps.write_offline
@@ -31,10 +35,17 @@ write_offline = task(cache_policy=NO_CACHE, retries=2, task_run_name="write-offl
 build_features = task(cache_policy=NO_CACHE, retries=2, task_run_name="build-features")(
     steps.build_features
 )
+commit = task(cache_policy=NO_CACHE, retries=2, task_run_name="commit")(steps.commit)
+refresh_features = task(cache_policy=NO_CACHE, retries=2, task_run_name="refresh-features")(
+    steps.refresh_features
+)
 # SQLite can be briefly locked by a reader (the serving process): worth a retry.
 sync_online = task(
     cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="materialize"
 )(steps.sync_online)
+finish_committed = task(
+    cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="finish-committed"
+)(steps.finish_committed)
 data_docs = task(cache_policy=NO_CACHE, task_run_name="data-docs")(build_data_docs)
 
 
@@ -54,12 +65,14 @@ def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
         )
 
     results = validate(batch, use_case, settings)
+    results = exclude_already_ingested(batch, results, use_case, offline)
     decision = steps.gate(results, use_case)
     quarantine_path = quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
     if decision.passed:
         write_offline(batch, results, offline)
         earliest = build_features(batch, results, use_case, offline)
-        steps.commit(batch, results, offline)
+        commit(batch, results, offline)
+        refresh_features(use_case, offline)  # a late batch: the later ones it changes
         sync_online(open_store(settings, use_case), earliest, offline)
     docs = data_docs(settings.gx_root)
     return steps.report(
@@ -76,14 +89,16 @@ def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
 @flow(name="ingest", log_prints=True)
 def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     """Ingest landed batches in order (default, as scheduled: every batch in the landing zone
-    not yet ingested nor rejected). A rejected batch fails the run (`BatchesRejected`) after
-    every batch was tried; the exception carries the whole result."""
+    not yet ingested nor rejected), after finishing what a killed run left half-done. A
+    rejected batch fails the run (`BatchesRejected`) after every batch was tried; the exception
+    carries the whole result. An unsafe batch id fails it before anything runs (`UserError`)."""
     settings = setup()
     use_case = load_use_case(settings.use_case)
+    offline = OfflineStore(settings.offline_dir)
+    steps.check_batch_ids(batch_dirs or [])
+    finish_committed(settings, use_case, offline)
     if batch_dirs is None:
-        batch_dirs = steps.pending_batches(
-            settings.landing_dir, settings.quarantine_dir, OfflineStore(settings.offline_dir)
-        )
+        batch_dirs = steps.pending_batches(settings.landing_dir, settings.quarantine_dir, offline)
     result = steps.IngestResult([])
     for batch_dir in batch_dirs:
         report = ingest_batch(batch_dir, use_case)

@@ -3,8 +3,9 @@
 Each table has a reviewed suite in `expectations/<use case>/<table>.json` (GX's own format).
 Row-level expectations (nulls, ranges, sets, uniqueness) mark rows: a failing row goes to
 quarantine with every rule it broke. Table-level expectations (columns, types, row counts) and
-expectations that could not run make the whole table unusable. The gate then decides, from the
-requirements card, whether the batch goes on.
+expectations that could not run make the whole table unusable. Rows an earlier batch already
+brought in are quarantined too (`already_ingested`, see `mark_already_ingested`). The gate then
+decides, from the requirements card, whether the batch goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REASON_COLUMN = "_reasons"
+# The reason of an event row whose id an earlier, committed batch already stored.
+ALREADY_INGESTED = "already_ingested"
+BATCH_REJECTED = "batch rejected"
 # Row ids of failures are all we need; unexpected values and index queries cost time at 1M rows.
 RESULT_FORMAT = {
     "result_format": "COMPLETE",
@@ -41,14 +45,23 @@ class TableValidation:
     clean: pd.DataFrame
     quarantined: pd.DataFrame  # the failing rows as landed, plus REASON_COLUMN
     problems: list[str] = field(default_factory=list)  # table-level: the table is unusable
+    already_in: tuple[str, ...] = ()  # batches that already hold rows of this one
 
     @property
     def rows(self) -> int:
         return len(self.clean) + len(self.quarantined)
 
     @property
+    def already_ingested(self) -> int:
+        return int((self.quarantined[REASON_COLUMN] == ALREADY_INGESTED).sum())
+
+    @property
     def failing_fraction(self) -> float:
-        return len(self.quarantined) / self.rows if self.rows else 0.0
+        """The share of rows that broke a rule. Rows already ingested are left out: a resent
+        row says nothing about the quality of the data."""
+        considered = self.rows - self.already_ingested
+        failing = len(self.quarantined) - self.already_ingested
+        return failing / considered if considered else 0.0
 
     def reason_counts(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
@@ -61,24 +74,26 @@ class TableValidation:
 class GateDecision:
     passed: bool
     reason: str
+    row_reason: str = BATCH_REJECTED  # what a refused batch's clean rows are quarantined for
 
 
 def validate_table(
     frame: pd.DataFrame, suite_path: Path, gx_root: Path, closed_at: datetime
 ) -> TableValidation:
     """Run one reviewed suite over one table; nothing is dropped, every row lands on one side."""
+    from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
+
     table = suite_path.stem
     context = _context(gx_root)
-    definition = _validation_definition(context, table, suite_path)
     frame = frame.reset_index(drop=True)
-    # GX resolves the suite's "StringDtype" as pd.StringDtype(), whose storage follows this
-    # option: scoped here so it names the arrow-backed strings the landing zone reads.
-    with pd.option_context("mode.string_storage", "pyarrow"):
-        result = definition.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters={"closed_at": closed_at.isoformat()},
-            result_format=RESULT_FORMAT,
-        )
+    try:
+        result = _run(_validation_definition(context, table, suite_path), frame, closed_at)
+    except ResourceFreshnessAggregateError:
+        # Another process (a scheduled run, the CLI) registered the suite again in the shared
+        # GX project since this one did: register it again here, and validate.
+        _landing_source.cache_clear()
+        _validation_definition.cache_clear()
+        result = _run(_validation_definition(context, table, suite_path), frame, closed_at)
     row_reasons: dict[int, list[str]] = {}
     problems: list[tuple[str | None, str]] = []  # (column, message)
     for outcome in result.results:
@@ -102,6 +117,36 @@ def validate_table(
     return TableValidation(table, clean, quarantined, _root_causes(problems, frame.columns))
 
 
+def _run(definition: Any, frame: pd.DataFrame, closed_at: datetime) -> Any:
+    # GX resolves the suite's "StringDtype" as pd.StringDtype(), whose storage follows this
+    # option: scoped here so it names the arrow-backed strings the landing zone reads.
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        return definition.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters={"closed_at": closed_at.isoformat()},
+            result_format=RESULT_FORMAT,
+        )
+
+
+def mark_already_ingested(
+    result: TableValidation, id_column: str, seen: pd.DataFrame
+) -> TableValidation:
+    """Move clean rows whose id is in `seen` (columns `id`, `batch_id`: ids earlier committed
+    batches stored) to quarantine, with the reason `already_ingested`."""
+    if seen.empty:
+        return result
+    duplicate = result.clean[id_column].isin(seen["id"])
+    moved = result.clean[duplicate].assign(**{REASON_COLUMN: ALREADY_INGESTED})
+    log.info("%s: %d rows were already ingested", result.table, len(moved))
+    return TableValidation(
+        result.table,
+        result.clean[~duplicate],
+        pd.concat([result.quarantined, moved]).sort_index(),
+        result.problems,
+        tuple(sorted(set(map(str, seen["batch_id"])))),
+    )
+
+
 def build_data_docs(gx_root: Path) -> Path:
     """Render GX data docs for every stored validation; return the index page."""
     context = _context(gx_root)
@@ -109,11 +154,27 @@ def build_data_docs(gx_root: Path) -> Path:
     return gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def gate(results: dict[str, TableValidation], max_failing_fraction: float) -> GateDecision:
-    """Pass the batch unless a table is unusable or fails more rows than the card allows."""
+def gate(
+    results: dict[str, TableValidation],
+    max_failing_fraction: float,
+    event_table: str | None = None,
+) -> GateDecision:
+    """Pass the batch unless a table is unusable, the batch brings no new event (a re-landed
+    copy), or a table fails more rows than the card allows."""
     for name, result in results.items():
         if result.problems:
             return GateDecision(False, f"{name}: " + " ".join(result.problems))
+    events = results.get(event_table) if event_table else None
+    if events is not None and events.already_ingested and events.clean.empty:
+        others = events.rows - events.already_ingested
+        return GateDecision(
+            False,
+            f"{event_table}: no new row: {events.already_ingested} of {events.rows} rows were "
+            f"already ingested by batch(es) {', '.join(events.already_in)}"
+            + (f" and the other {others} failed validation" if others else "")
+            + ": a re-landed copy. The whole batch is quarantined, nothing is stored.",
+            row_reason=ALREADY_INGESTED,
+        )
     for name, result in results.items():
         if result.failing_fraction > max_failing_fraction:
             return GateDecision(

@@ -8,7 +8,10 @@ Feast's own CLI and UI.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.offline_store import OfflineStore
@@ -20,6 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Held (flock) by whoever materializes; the kernel drops it when that process dies, so a free
+# lock with a view still MATERIALIZING means the process that set it is gone.
+MATERIALIZE_LOCK = "materialize.lock"
+
 
 def feast_objects(settings: Settings, use_case: UseCase) -> list[Any]:
     offline = OfflineStore(settings.offline_dir)
@@ -27,22 +34,30 @@ def feast_objects(settings: Settings, use_case: UseCase) -> list[Any]:
 
 
 def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync") -> Any:
-    from feast.repo_config import RepoConfig
+    from feast.repo_config import RegistryConfig, RepoConfig
 
     if settings.profile != "local":
         raise NotImplementedError(
             "the server profile's Feast stores (Redis, PostgreSQL) come later"
         )
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    # `sync` reloads the registry file whenever it changed; `thread`, for a long-running reader,
+    # only once `cache_ttl_seconds` passed (the file registry has no background thread: the call
+    # that finds the cache expired reloads it).
+    registry = RegistryConfig(
+        path=str(settings.feast_dir / "registry.db"), cache_mode=registry_cache_mode
+    )
+    # While an ingest materializes a view, Feast marks it MATERIALIZING and readers refuse it
+    # unless this is set: then they serve its last-materialized values. Set after construction:
+    # its validator warns that on a non-SQL registry it "typically has no effect", but the check
+    # that honours it (feast/utils.py, _get_feature_views_to_use) reads it off any registry;
+    # verified with this file registry in both cache modes. (The service does not depend on it:
+    # it reads the online store without the registry; see serving/scoring.py.)
+    registry.serve_features_while_materializing = True
     return RepoConfig(
         project=use_case.name,
         provider="local",
-        # `thread`: a long-running reader (the service) refreshes its registry cache in the
-        # background; `sync` would stall one request for the reload every `cache_ttl_seconds`.
-        registry={
-            "path": str(settings.feast_dir / "registry.db"),
-            "cache_mode": registry_cache_mode,
-        },
+        registry=registry,
         # DuckDB, not Feast's `file` store: that one silently drops rows in point-in-time joins.
         offline_store={"type": "duckdb"},
         online_store={"type": "sqlite", "path": str(settings.feast_dir / "online.db")},
@@ -54,12 +69,69 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
 def open_store(
     settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync"
 ) -> FeatureStore:
-    """The feature store with the use case's definitions applied (idempotent)."""
+    """The feature store with the use case's definitions applied (idempotent).
+
+    Opening also repairs what a killed process left: offline commits it interrupted are
+    finished (their feature partitions are what Feast reads), and feature views it left in
+    Feast's `MATERIALIZING` state, which no reader would serve, are reset."""
     from feast import FeatureStore
 
+    OfflineStore(settings.offline_dir).recover()
     store = FeatureStore(config=repo_config(settings, use_case, registry_cache_mode))
     store.apply(feast_objects(settings, use_case))
+    reset_stuck_materializing(store)
     return store
+
+
+def reset_stuck_materializing(store: FeatureStore) -> list[str]:
+    """Views left `MATERIALIZING` by a materialization that died: back to the state readers
+    serve (`AVAILABLE_ONLINE` when the view was materialized before, else `GENERATED`). Their
+    online rows are last-complete values, some possibly newer; the ledger still says the batch
+    is not materialized, so the next ingest run materializes it again. Returns the views reset;
+    none while another process holds the materialization lock (it is not stuck, it is running).
+    """
+    from feast.feature_view import FeatureViewState
+
+    with _materialize_lock(store, blocking=False) as held:
+        if not held:
+            return []
+        stuck = [
+            view
+            for view in store.registry.list_feature_views(store.project, allow_cache=False)
+            if getattr(view, "state", None) == FeatureViewState.MATERIALIZING
+        ]
+        for view in stuck:
+            view.state = (
+                FeatureViewState.AVAILABLE_ONLINE
+                if view.materialization_intervals
+                else FeatureViewState.GENERATED
+            )
+            store.registry.apply_feature_view(view, store.project, commit=True)
+    if stuck:
+        log.warning(
+            "feature views %s were left MATERIALIZING by a process that died; reset",
+            ", ".join(v.name for v in stuck),
+        )
+    return [v.name for v in stuck]
+
+
+@contextmanager
+def _materialize_lock(store: FeatureStore, blocking: bool = True) -> Iterator[bool]:
+    """Yield whether this process holds the materialization lock of `store`'s repo."""
+    import fcntl
+
+    path = Path(store.config.repo_path or ".") / MATERIALIZE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def materialize(store: FeatureStore, start: datetime, end: datetime) -> None:
@@ -69,7 +141,8 @@ def materialize(store: FeatureStore, start: datetime, end: datetime) -> None:
     online store overwrites blindly, so materializing an older window would roll values back.
     """
     log.info("materializing %s .. %s", start.isoformat(), end.isoformat())
-    store.materialize(start_date=start, end_date=end)
+    with _materialize_lock(store):
+        store.materialize(start_date=start, end_date=end)
 
 
 def online_features(

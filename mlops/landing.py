@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,9 @@ from mlops.errors import UserError
 from mlops.usecase import TableSpec
 
 MANIFEST = "_batch.json"
+# A batch id names folders (quarantine, offline partitions, the ledger) and appears in queries:
+# letters, digits, '.', '_' and '-', starting with a letter or digit, never '..'.
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ARROW_STRINGS = {
     pa.string(): pd.StringDtype("pyarrow"),
     pa.large_string(): pd.StringDtype("pyarrow"),
@@ -33,6 +38,25 @@ ARROW_STRINGS = {
 
 class BatchUnreadable(UserError):
     """A batch that cannot be read as the contract says: the message names file and problem."""
+
+
+class InvalidBatchId(UserError):
+    """A batch id that could escape its folder or break a query: refused before anything runs."""
+
+
+def validate_batch_id(batch_id: object, source: Path | str) -> str:
+    """The id itself when it is safe as a path component and a partition value; otherwise an
+    `InvalidBatchId` naming the id and where it came from (`source`)."""
+    # A JSON number is a fine id; anything else that is not a string is not.
+    is_number = isinstance(batch_id, int) and not isinstance(batch_id, bool)
+    text = str(batch_id) if is_number else batch_id if isinstance(batch_id, str) else None
+    if text is None or not BATCH_ID_PATTERN.fullmatch(text) or ".." in text:
+        raise InvalidBatchId(
+            f"batch id {batch_id!r} (from {source}) is refused: a batch id is 1-128 letters, "
+            "digits, '.', '_' or '-', starts with a letter or digit and has no '..'. "
+            f"Rename the directory or fix 'batch_id' in its {MANIFEST}."
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -50,7 +74,8 @@ class LandedBatch:
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write atomically (temp file + rename), timestamps in microseconds (DuckDB reads them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # A name of its own: two processes finishing the same write never share a temp file.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True)
     os.replace(tmp, path)
@@ -72,7 +97,10 @@ def is_batch_dir(path: Path) -> bool:
 
 
 def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
-    """Batch directories named directly, or found one level below a landing zone, sorted."""
+    """Batch directories named directly, or found one level below a landing zone, sorted.
+
+    Every batch's id (manifest or directory name) is checked here, before anything runs: an
+    unsafe id is an `InvalidBatchId` naming it."""
     found: list[Path] = []
     for path in paths:
         if not path.is_dir():
@@ -89,13 +117,26 @@ def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
             if not children:
                 raise BatchUnreadable(f"{path}: holds no batch (no {MANIFEST}, no parquet).")
             found.extend(children)
+    for directory in found:
+        batch_id_of(directory)
     return found
 
 
+def batch_id_of(directory: Path) -> str:
+    """A landed batch's id: its manifest's `batch_id`, else its directory name; validated."""
+    try:
+        return str(read_manifest(directory)["batch_id"])
+    except BatchUnreadable:  # a damaged manifest: the batch is recorded under its folder name
+        return validate_batch_id(directory.name, directory)
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
+    """The batch's manifest (`batch_id` validated, `closed_at` checked as ISO); a directory
+    without one is its own name, closed now."""
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
-        return {"batch_id": directory.name, "closed_at": datetime.now(UTC).isoformat()}
+        batch_id = validate_batch_id(directory.name, directory)
+        return {"batch_id": batch_id, "closed_at": datetime.now(UTC).isoformat()}
     try:
         manifest = json.loads(manifest_path.read_text())
         datetime.fromisoformat(manifest["closed_at"])
@@ -103,7 +144,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise BatchUnreadable(
             f"{manifest_path}: the manifest is not valid JSON with an ISO 'closed_at' ({err})."
         ) from err
-    manifest.setdefault("batch_id", directory.name)
+    if "batch_id" in manifest:
+        manifest["batch_id"] = validate_batch_id(manifest["batch_id"], manifest_path)
+    else:
+        manifest["batch_id"] = validate_batch_id(directory.name, directory)
     return manifest
 
 
@@ -116,7 +160,7 @@ def read_batch(directory: Path, specs: Iterable[TableSpec]) -> LandedBatch:
     tables = {}
     for spec in specs:
         tables[spec.name] = _read_table(directory / spec.file_name)
-    return LandedBatch(str(manifest["batch_id"]), directory, closed_at, tables)
+    return LandedBatch(manifest["batch_id"], directory, closed_at, tables)
 
 
 def _read_table(path: Path) -> pd.DataFrame:

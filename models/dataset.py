@@ -19,7 +19,7 @@ import pandas as pd
 
 from mlops.card import RequirementsCard, TrainingBudget
 from mlops.errors import UserError
-from mlops.offline_store import OfflineStore
+from mlops.offline_store import OfflineStore, quoted
 from mlops.usecase import UseCase
 
 if TYPE_CHECKING:
@@ -123,17 +123,17 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
     ]
     if not offline.count_rows(events.name):
         raise UserError(f"no ingested '{events.name}' rows to train on: run `mlops ingest` first")
-    con = offline.connect([events.name])
+    con = offline.connect([events.name])  # committed batches only: see mlops.offline_store
+    ts, label = quoted(events.timestamp_column), quoted(use_case.label)
     try:
         # DuckDB reads a hive partition value that looks like a date as a DATE.
         frame = con.execute(
             f"""
-            SELECT {", ".join(f'"{c}"' for c in columns)},
-                   CAST("{BATCH_COLUMN}" AS VARCHAR) AS "{BATCH_COLUMN}"
-            FROM "{events.name}"
-            WHERE "{events.timestamp_column}" >= $start AND "{events.timestamp_column}" < $end
-              AND "{use_case.label}" IS NOT NULL
-            ORDER BY "{events.timestamp_column}", "{events.id_column}"
+            SELECT {", ".join(quoted(c) for c in columns)},
+                   CAST({quoted(BATCH_COLUMN)} AS VARCHAR) AS {quoted(BATCH_COLUMN)}
+            FROM {quoted(events.name)}
+            WHERE {ts} >= $start AND {ts} < $end AND {label} IS NOT NULL
+            ORDER BY {ts}, {quoted(events.id_column)}
             """,
             {"start": windows.train_start, "end": windows.end},
         ).df()

@@ -50,3 +50,80 @@ def inject_bad_rows(batch_dir: Path) -> dict[int, str]:
 def offline_impressions(offline_dir: Path) -> pd.DataFrame:
     files = sorted((offline_dir / "tables" / "impressions").glob("batch_id=*/part.parquet"))
     return pd.concat(pd.read_parquet(f) for f in files) if files else pd.DataFrame()
+
+
+# Snapshots of every store, to compare a drill's end state with a clean run's.
+LEDGER_FIELDS = ("closed_at", "rows", "content", "features_from", "earliest_feature")
+
+
+def _partitions(directory: Path) -> pd.DataFrame:
+    files = sorted(directory.glob("batch_id=*/part.parquet"))
+    frames = [
+        pd.read_parquet(f).assign(batch_id=f.parent.name.removeprefix("batch_id=")) for f in files
+    ]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+
+
+def offline_snapshot(offline_dir: Path) -> dict[str, pd.DataFrame]:
+    """Every published partition of every table and feature view, with its batch id."""
+    return {
+        f"{kind}/{d.name}": _partitions(d)
+        for kind in ("tables", "features")
+        for d in sorted((offline_dir / kind).glob("*"))
+    }
+
+
+def quarantine_snapshot(quarantine_dir: Path) -> dict[str, pd.DataFrame]:
+    return {
+        f"{f.parent.name}/{f.name}": pd.read_parquet(f).drop(columns="_quarantined_at")
+        for f in sorted(quarantine_dir.glob("*/*.parquet"))
+    }
+
+
+def ledger_snapshot(offline_dir: Path) -> dict[str, dict]:
+    """What the ledger says of each batch, without wall-clock times and landing paths."""
+    from mlops.offline_store import OfflineStore
+
+    return {
+        r["batch_id"]: {k: r.get(k) for k in LEDGER_FIELDS}
+        for r in OfflineStore(offline_dir).committed_batches()
+    }
+
+
+def online_snapshot(settings, use_case) -> dict[str, list]:
+    """The online values of every user and ad the offline store knows (what serving reads)."""
+    from mlops.feature_store import open_store
+
+    offline = settings.offline_dir / "tables"
+    users = sorted(set(_partitions(offline / "users")["user_id"]))
+    ads = sorted(set(_partitions(offline / "ads")["ad_id"]))
+    rows = [
+        {"user_id": int(users[i % len(users)]), "ad_id": int(ads[i % len(ads)])}
+        for i in range(max(len(users), len(ads)))
+    ]
+    store = open_store(settings, use_case)
+    service = store.get_feature_service(use_case.feature_service)
+    return store.get_online_features(features=service, entity_rows=rows).to_dict()
+
+
+def store_snapshot(settings, use_case) -> dict[str, object]:
+    return {
+        "offline": offline_snapshot(settings.offline_dir),
+        "quarantine": quarantine_snapshot(settings.quarantine_dir),
+        "ledger": ledger_snapshot(settings.offline_dir),
+        "online": online_snapshot(settings, use_case),
+    }
+
+
+def assert_same_stores(actual: dict, expected: dict, parts=("offline", "ledger", "online")) -> None:
+    """Equal stores, part by part (frames with pandas' own check, so a failure says where)."""
+    for part in parts:
+        if part in ("offline", "quarantine"):
+            assert sorted(actual[part]) == sorted(expected[part]), part
+            for name, frame in expected[part].items():
+                pd.testing.assert_frame_equal(actual[part][name], frame, obj=f"{part} {name}")
+        else:
+            assert actual[part] == expected[part], part

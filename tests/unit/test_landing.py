@@ -1,10 +1,20 @@
+import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mlops.landing import BatchUnreadable, expand_batch_paths, read_batch, write_batch
+from mlops.errors import EXIT_BAD_INPUT
+from mlops.landing import (
+    BatchUnreadable,
+    InvalidBatchId,
+    expand_batch_paths,
+    read_batch,
+    validate_batch_id,
+    write_batch,
+)
 from usecases.adclick.contract import TABLES
 
 CLOSED = datetime(2026, 1, 2, tzinfo=UTC)
@@ -63,3 +73,35 @@ def test_a_path_that_is_not_a_batch_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(BatchUnreadable, match="holds no batch"):
         expand_batch_paths([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("batch_id", ["2026-01-01", "day_1.v2", "B7", 20260101, "a" * 128])
+def test_safe_batch_ids_are_kept(batch_id) -> None:
+    assert validate_batch_id(batch_id, "test") == str(batch_id)
+
+
+@pytest.mark.parametrize(
+    "batch_id",
+    ["../../x", "/tmp/x", "it's", "a..b", "..", ".hidden", "", "a b", "x/y", "a" * 129, None, True],
+)
+def test_unsafe_batch_ids_are_refused_naming_the_id(batch_id) -> None:
+    with pytest.raises(InvalidBatchId, match=re.escape(f"batch id {batch_id!r} (from test)")):
+        validate_batch_id(batch_id, "test")
+
+
+def test_a_manifest_or_folder_with_an_unsafe_id_is_refused_before_reading(tmp_path: Path) -> None:
+    directory = _land(tmp_path / "landing" / "b1")
+    (directory / "_batch.json").write_text(
+        json.dumps({"batch_id": "../../x", "closed_at": CLOSED.isoformat()})
+    )
+    with pytest.raises(InvalidBatchId, match=re.escape("'../../x'")) as refused:
+        read_batch(directory, TABLES)
+    assert not isinstance(refused.value, BatchUnreadable)  # not a rejection: bad input, exit 2
+    assert refused.value.exit_code == EXIT_BAD_INPUT
+    with pytest.raises(InvalidBatchId, match=re.escape("'../../x'")):
+        expand_batch_paths([tmp_path / "landing"])
+
+    quoted = _land(tmp_path / "zone" / "it's")
+    (quoted / "_batch.json").unlink()  # no manifest: the folder name is the id
+    with pytest.raises(InvalidBatchId, match='"it\'s"'):
+        expand_batch_paths([tmp_path / "zone"])

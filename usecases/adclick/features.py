@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.offline_store import quoted
 from mlops.usecase import FeatureInputs
 from usecases.adclick.contract import ADS, IMPRESSIONS, LABEL, USERS
 
@@ -55,23 +56,25 @@ def _activity(inputs: FeatureInputs, key: str, prefix: str, as_of: datetime) -> 
     zeros instead of keeping last week's counts forever.
     """
     window = timedelta(days=WINDOW_DAYS)
+    # Names from the contract, checked and quoted; values are parameters.
+    entity, label = quoted(key), quoted(LABEL)
+    ts, impressions = quoted(IMPRESSIONS.timestamp_column), quoted(IMPRESSIONS.name)
     frame = inputs.history.execute(
         f"""
         WITH recent AS (
-            SELECT {key}, {LABEL}, {IMPRESSIONS.timestamp_column} > $since AS in_window
-            FROM {IMPRESSIONS.name}
-            WHERE {IMPRESSIONS.timestamp_column} > $since - INTERVAL 1 DAY
-              AND {IMPRESSIONS.timestamp_column} <= $as_of
+            SELECT {entity}, {label}, {ts} > $since AS in_window
+            FROM {impressions}
+            WHERE {ts} > $since - INTERVAL 1 DAY AND {ts} <= $as_of
         ), prior AS (
-            SELECT coalesce(avg({LABEL}) FILTER (WHERE in_window), 0) AS ctr FROM recent
+            SELECT coalesce(avg({label}) FILTER (WHERE in_window), 0) AS ctr FROM recent
         )
-        SELECT {key},
+        SELECT {entity},
                count(*) FILTER (WHERE in_window) AS impressions,
-               coalesce(sum({LABEL}) FILTER (WHERE in_window), 0) AS clicks,
+               coalesce(sum({label}) FILTER (WHERE in_window), 0) AS clicks,
                any_value(prior.ctr) AS prior_ctr
         FROM recent, prior
-        GROUP BY {key}
-        ORDER BY {key}
+        GROUP BY {entity}
+        ORDER BY {entity}
         """,
         {"since": as_of - window, "as_of": as_of},
     ).df()
