@@ -12,9 +12,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-from serving.scoring import Scorer, ServedModel, prepare
+from serving.scoring import ErrorLog, Scorer, ServedModel, prepare
 
 log = logging.getLogger(__name__)
+# A registry that stays unreachable fails every poll: its traceback once, then a count.
+LOAD_ERRORS_LOG_SECONDS = 600
 
 
 class Champion:
@@ -31,6 +33,7 @@ class Champion:
         self.on_swap = on_swap
         self.current: ServedModel | None = None
         self.last_error: str | None = None
+        self._errors = ErrorLog(log, every=LOAD_ERRORS_LOG_SECONDS)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -44,7 +47,7 @@ class Champion:
             model = prepare(self.load(version), self.scorer)
         except Exception as err:  # keep serving the current model; try again next poll
             self.last_error = f"cannot load version {version}: {err}"
-            log.exception(self.last_error)
+            self._errors.error(f"cannot load version {version}", err)
             return False
         previous, self.current = self.current, model
         self.last_error = None

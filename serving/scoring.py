@@ -4,17 +4,26 @@
         -> use_case.model_inputs (the function training uses) -> float matrix -> booster
 
 No BentoML here: the service, the infra check and the tests call these functions directly.
+
+Online features are read table by table from Feast's online store (`OnlineFeatures`), with the
+feature service as the use case's code defines it; Feast's registry is not on the read path.
+`StoreHealth` probes the online store in the background for the service's readiness.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import tempfile
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -23,7 +32,10 @@ from mlops.usecase import UseCase
 
 if TYPE_CHECKING:
     import xgboost as xgb
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
+    from feast.infra.online_stores.online_store import OnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.repo_config import RepoConfig
 
     from mlops.registry import ModelRegistry
 
@@ -91,25 +103,309 @@ def load_registered(registry: ModelRegistry, version: str) -> ServedModel:
         return load_model_dir(registry.download(version, Path(tmp)), registry.name, version)
 
 
+class StoreUnavailable(RuntimeError):
+    """The online store cannot be read now; the message says why. The service answers 503."""
+
+
+@dataclass(frozen=True)
+class _View:
+    """What reading one feature view online takes: the view (its table), the join keys and
+    their value types, and the requested features with theirs."""
+
+    view: FeatureView
+    join_keys: list[str]
+    key_types: list[Any]  # feast ValueType per join key
+    features: list[str]
+    feature_types: list[Any]  # feast ValueType per feature
+
+
+class OnlineFeatures:
+    """The feature service's values for entity rows, read from Feast's online store view by
+    view (`OnlineStore.online_read`, Feast's own value conversion): what
+    `FeatureStore.get_online_features` returns, without Feast's registry on the read path.
+
+    Why not `get_online_features`: it looks every view up in the registry on every call and
+    refuses views an ingest has marked `MATERIALIZING`, and a long-running reader reloads the
+    registry file every `cache_ttl_seconds`. Feast rewrites that file in place (truncate, then
+    write): a reload that meets an ingest's write reads it empty or corrupt, and the service then
+    fails every request until the next reload, 10 minutes later by default. Here the views come
+    from the use case's definitions (the code this process runs), once.
+
+    `reconnect()` drops the connection; the next read opens the store afresh (after the file
+    was replaced, or after a failed read). `probe()` reads one key the store holds per view.
+    """
+
+    def __init__(self, config: RepoConfig, definitions: Sequence[Any], feature_service: str):
+        from feast import Entity, FeatureService, FeatureView
+
+        self.config = config
+        entities = {d.name: d for d in definitions if isinstance(d, Entity)}
+        views = {d.name: d for d in definitions if isinstance(d, FeatureView)}
+        service = next(
+            d for d in definitions if isinstance(d, FeatureService) and d.name == feature_service
+        )
+        self.views = [
+            _View(
+                views[p.name],
+                [entities[e].join_key for e in views[p.name].entities],
+                [entities[e].value_type for e in views[p.name].entities],
+                [f.name for f in p.features],
+                [f.dtype.to_value_type() for f in p.features],
+            )
+            for p in service.feature_view_projections
+        ]
+        self.columns = tuple(name for v in self.views for name in v.features)
+        self._lock = threading.Lock()
+        self._online: OnlineStore | None = None
+        self._identity: tuple[int, int] | None = None  # the store file this connection opened
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, for the local profile's store; None for a served store."""
+        store = self.config.online_store
+        if getattr(store, "type", None) != "sqlite":
+            return None
+        path = Path(store.path)
+        return path if path.is_absolute() else Path(self.config.repo_path or ".") / path
+
+    def online(self) -> OnlineStore:
+        with self._lock:
+            if self._online is None:
+                from feast.infra.online_stores.helpers import get_online_store_from_config
+
+                self._identity = _identity(self.path)
+                self._online = get_online_store_from_config(self.config.online_store)
+            return self._online
+
+    def reconnect(self) -> None:
+        with self._lock:
+            self._online = None  # in-flight reads finish on the old one; it closes when freed
+
+    def read(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        """Feature name -> one value per row (None where the store has none); any failure to
+        read is a StoreUnavailable, and the next read reconnects."""
+        try:
+            return self._read(self.online(), rows)
+        except Exception as err:
+            self.reconnect()
+            raise StoreUnavailable(f"cannot read the online store: {_describe(err)}") from err
+
+    def _read(self, online: OnlineStore, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import python_values_to_proto_values
+
+        values: dict[str, list[Any]] = {}
+        for v in self.views:
+            keys = [tuple(row[k] for k in v.join_keys) for row in rows]
+            unique = list(dict.fromkeys(keys))  # one read per entity, as Feast does
+            columns = [
+                python_values_to_proto_values([key[i] for key in unique], value_type)
+                for i, value_type in enumerate(v.key_types)
+            ]
+            entity_keys = [
+                EntityKey(join_keys=v.join_keys, entity_values=[c[j] for c in columns])
+                for j in range(len(unique))
+            ]
+            read = online.online_read(self.config, v.view, entity_keys, v.features)
+            found = {key: stored for key, (_, stored) in zip(unique, read, strict=True)}
+            for name, value_type in zip(v.features, v.feature_types, strict=True):
+                values[name] = [_python(found[key], name, value_type) for key in keys]
+        return values
+
+    def probe(self) -> str | None:
+        """None if the online store answers real lookups, else what is wrong: each view answers
+        the read path for a key no entity has; for the SQLite store also, the file exists and is
+        the one the connection reads (else reconnect), and each view's table holds a key that
+        the read path then finds."""
+        path = self.path
+        if path is not None:
+            if not path.exists():
+                return f"the online store {path} does not exist (deleted?)"
+            if self._online is not None and _identity(path) != self._identity:
+                log.info("the online store %s was replaced: reconnecting", path)
+                self.reconnect()
+        try:
+            online = self.online()
+            for v in self.views:
+                # The read path's own connection first: being read-write, it can also roll
+                # back a hot journal that a writer killed mid-transaction left (SQLite refuses
+                # that to the read-only connection below: SQLITE_READONLY_ROLLBACK).
+                online.online_read(self.config, v.view, [_sentinel_key(v)], v.features)
+                if path is None:
+                    continue
+                key = self._held_key(v)
+                if key is None:
+                    return (
+                        f"the online store has no values for {v.view.name}: nothing "
+                        "materialized yet, or the store was recreated empty"
+                    )
+                [(_, found)] = online.online_read(self.config, v.view, [key], v.features)
+                if found is None:
+                    return f"the online store did not find a key of {v.view.name} it holds"
+        except Exception as err:
+            self.reconnect()
+            return f"cannot read the online store: {_describe(err)}"
+        return None
+
+    def _held_key(self, v: _View) -> EntityKey | None:
+        """A key the view's table holds, read on a connection of its own (read-only)."""
+        from feast.infra.key_encoding_utils import deserialize_entity_key
+        from feast.infra.online_stores.helpers import compute_table_id
+
+        table = compute_table_id(self.config.project, v.view)
+        uri = f"file:{quote(str(self.path))}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=PROBE_LOCK_SECONDS)
+        try:
+            quoted = '"' + table.replace('"', '""') + '"'
+            row = connection.execute(f"SELECT entity_key FROM {quoted} LIMIT 1").fetchone()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return deserialize_entity_key(
+            row[0], entity_key_serialization_version=self.config.entity_key_serialization_version
+        )
+
+
+# How long the probe waits for a lock a writer (an ingest's commit) holds.
+PROBE_LOCK_SECONDS = 5
+
+
+def _python(stored: dict[str, Any] | None, name: str, value_type: Any) -> Any:
+    """One stored value as Python, converted as `get_online_features` converts it."""
+    from feast.type_map import feast_value_type_to_python_type
+
+    if stored is None or name not in stored:
+        return None
+    return feast_value_type_to_python_type(stored[name], value_type)
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path) if path is not None else None
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino) if stat is not None else None
+
+
+def _sentinel_key(v: _View) -> EntityKey:
+    """A key of zeros: found or not, a store that answers a lookup of it is reachable."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.type_map import python_values_to_proto_values
+
+    values = [python_values_to_proto_values([0], t)[0] for t in v.key_types]
+    return EntityKey(join_keys=v.join_keys, entity_values=values)
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:300]
+
+
+class StoreHealth:
+    """The online store's health, probed in a background thread every `interval` seconds:
+    `problem()` is the last probe's answer, at once (None: the store answers lookups). A probe
+    that has not answered within `deadline` seconds is a problem too. Changes are logged, once."""
+
+    def __init__(self, features: OnlineFeatures, interval: float, deadline: float) -> None:
+        self.features = features
+        self.interval = interval
+        self.deadline = deadline
+        self._problem: str | None = "not probed yet"
+        self._probing_since: float | None = None
+        self._probed = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="online-store-probe", daemon=True)
+
+    def start(self) -> StoreHealth:
+        """Start probing; wait for the first answer, at most `deadline` seconds."""
+        self._thread.start()
+        self._probed.wait(self.deadline)
+        return self
+
+    def problem(self) -> str | None:
+        since = self._probing_since
+        if since is not None and time.monotonic() - since > self.deadline:
+            return f"the online store did not answer within {self.deadline:g} s"
+        return self._problem
+
+    def recheck(self) -> None:
+        """Probe now rather than at the next interval (a request just failed to read)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(self.deadline)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._probing_since = time.monotonic()
+            try:
+                problem = self.features.probe()
+            except Exception as err:  # a bug in the probe must not stop probing
+                problem = f"the probe failed: {_describe(err)}"
+            self._probing_since = None
+            if problem != self._problem:
+                if problem is not None:
+                    log.error("not ready: %s", problem)
+                elif self._probed.is_set():  # a recovery, not the first probe
+                    log.warning("the online store answers lookups again")
+            self._problem = problem
+            self._probed.set()
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+
+class ErrorLog:
+    """Failures as log records that cannot flood the log: each cause's first occurrence with
+    its traceback, then one line per `every` seconds with how many more there were."""
+
+    def __init__(self, logger: logging.Logger, every: float, max_causes: int = 100) -> None:
+        self.logger = logger
+        self.every = every
+        self.max_causes = max_causes
+        self._lock = threading.Lock()
+        self._causes: dict[str, list[float]] = {}  # cause -> [last logged at, count since]
+
+    def error(self, message: str, err: BaseException) -> None:
+        cause = f"{message}: {_describe(err)}"
+        now = time.monotonic()
+        with self._lock:
+            if cause not in self._causes and len(self._causes) >= self.max_causes:
+                cause = f"{message}: (more causes than {self.max_causes})"
+            seen = self._causes.get(cause)
+            if seen is None:
+                self._causes[cause] = [now, 0]
+                first = True
+            else:
+                seen[1] += 1
+                if now - seen[0] < self.every:
+                    return
+                count, seconds = int(seen[1]), now - seen[0]
+                seen[0], seen[1] = now, 0
+                first = False
+        if first:
+            self.logger.error("%s", cause, exc_info=err)
+        else:
+            self.logger.error("%s: %d more in the last %.0f s", cause, count, seconds)
+
+
 class Scorer:
     """Online features plus the use case's model inputs, for any ServedModel."""
 
     def __init__(self, store: FeatureStore, use_case: UseCase) -> None:
-        self.store = store
         self.use_case = use_case
-        self.feature_service = store.get_feature_service(use_case.feature_service)
-        self.feature_columns = tuple(
-            f.name for view in self.feature_service.feature_view_projections for f in view.features
-        )
+        # Only the store's configuration: the definitions are the use case's own (sources are
+        # never read online, hence no paths).
+        definitions = use_case.feast_definitions(lambda view: view)
+        self.online = OnlineFeatures(store.config, definitions, use_case.feature_service)
+        self.feature_columns = self.online.columns
 
     def lookup(self, requests: list[dict[str, Any]]) -> dict[str, list[Any]]:
-        """The feature service's values for each request's entities (None where unknown)."""
-        keys = self.use_case.entity_keys
-        rows = [{k: r[k] for k in keys} for r in requests]
-        values = self.store.get_online_features(
-            features=self.feature_service, entity_rows=rows
-        ).to_dict()
-        return {name: values[name] for name in self.feature_columns}
+        """The feature service's values for each request's entities (None where unknown);
+        StoreUnavailable if the online store cannot be read."""
+        return self.online.read(requests)
 
     def score(self, model: ServedModel, requests: list[dict[str, Any]]) -> Scored:
         return self.score_rows(model, requests, self.lookup(requests))

@@ -5,14 +5,19 @@
     POST /predict_batch    {"requests": [...]}, up to MLOPS_SERVING__MAX_BATCH
     GET  /model            the model version being served
     GET  /openapi.json     the schema of the three routes above
-    GET  /livez /readyz /metrics     BentoML: alive, ready (model loaded and warm), Prometheus
+    GET  /livez /readyz /metrics     BentoML: alive; ready (model loaded and warm, and the
+                           online store answers a lookup; else 503 with the cause); Prometheus
     POST /floor            diagnostics, not in /openapi.json: /predict without the scoring (see
                            below); the infra check's floor
 
 Request bodies are validated strictly by the use case's request model: malformed JSON, a wrong
-type, an out-of-range value, an unknown field or an oversized batch get a 400 with the reason;
-a body over the size limit 413, a non-JSON body 415, more than `max_concurrency` requests in
-flight 429 (BentoML), no answer within `timeout_seconds` 504 (BentoML).
+type, an out-of-range value (an event time too, see serving/http_limits.py), an unknown field or
+an oversized batch get a 400 with the reason (in a batch, naming the item); a body over the size
+limit 413, a non-JSON body 415, more than `max_concurrency` requests in flight 429 (BentoML), an
+online store that cannot be read 503 with the cause (as /readyz), no answer within
+`timeout_seconds` 504 (BentoML). Anything else failing is a 500 with the error's type; failures
+are logged once per cause with the traceback, then counted (`ErrorLog`), never a traceback per
+request.
 
 The prediction routes are a small Starlette app mounted in the BentoML service rather than
 `@bentoml.api` methods: BentoML's API layer costs more per request than scoring does (see
@@ -40,16 +45,20 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlops.runtime import setup
 from mlops.usecase import load_use_case
-from serving.http_limits import RequestLimits
+from serving.http_limits import JSON, RequestLimits, earliest_event, with_time_bounds
 from serving.prediction_log import PredictionLog, Served, records
+from serving.scoring import ErrorLog, StoreUnavailable
 
 if TYPE_CHECKING:
+    from feast import FeatureStore
+
     from serving.scoring import ServedModel
 
 log = logging.getLogger("serving")
@@ -60,7 +69,15 @@ settings = setup()
 use_case = load_use_case(settings.use_case)
 limits = settings.serving
 
-PredictRequest: type[BaseModel] = use_case.request_model
+# The online store is probed this often for readiness (a real lookup), and must answer within
+# the deadline; scoring failures are logged once per cause, then counted this often.
+PROBE_SECONDS = 2.0
+PROBE_DEADLINE_SECONDS = 5.0
+ERROR_LOG_SECONDS = 60.0
+
+PredictRequest: type[BaseModel] = with_time_bounds(
+    use_case.request_model, use_case.events.timestamp_column, earliest_event(use_case)
+)
 _prediction_fields: dict[str, Any] = {
     "request_id": (str, Field(description="Joins the prediction log, and later the label.")),
     "model_version": (str, ...),
@@ -87,6 +104,23 @@ class BatchPrediction(BaseModel):
     predictions: list[Prediction]  # type: ignore[valid-type]
 
 
+class ModelInfo(BaseModel):
+    """GET /model."""
+
+    model_name: str
+    model_version: str | None = Field(description="None until a model is loaded.")
+    loaded_at: datetime | None
+    features: list[str] = Field(description="The model's inputs, in order.")
+    pinned: bool = Field(description="A fixed version (or the bento's), not the @champion.")
+    last_error: str | None = Field(description="Why the last model load failed, if it did.")
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+
+
+errors = ErrorLog(log, every=ERROR_LOG_SECONDS)
+
 missing_total = bentoml.metrics.Counter(
     name="mlops_missing_feature_values",
     documentation="Raw values filled with a default or left missing, per column.",
@@ -94,6 +128,11 @@ missing_total = bentoml.metrics.Counter(
 )
 swaps_total = bentoml.metrics.Counter(
     name="mlops_model_swaps", documentation="Models loaded and swapped in.", labelnames=[]
+)
+failed_total = bentoml.metrics.Counter(
+    name="mlops_failed_requests",
+    documentation="Prediction requests answered 5xx by the service itself, per status and error.",
+    labelnames=["status", "error"],
 )
 served_version = bentoml.metrics.Gauge(
     name="mlops_served_model_version",
@@ -123,8 +162,9 @@ async def floor(request: Request) -> Response:
     parsed = await _parse(request, PredictRequest)
     if isinstance(parsed, Response):
         return parsed
-    if bentoml.get_current_service().champion.current is None:
-        return JSONResponse({"error": "no model loaded yet; see /readyz"}, 503)
+    unavailable = bentoml.get_current_service().unavailable()
+    if unavailable is not None:
+        return JSONResponse({"error": f"{unavailable}; see /readyz"}, 503)
     answer = await run_in_threadpool(_floor_answer)
     return Response(orjson.dumps(answer), media_type="application/json")
 
@@ -137,7 +177,7 @@ FLOOR_ANSWER = {"floor": True}
 
 
 async def model(request: Request) -> Response:
-    return JSONResponse(bentoml.get_current_service().describe())
+    return Response(orjson.dumps(bentoml.get_current_service().describe()), media_type=JSON)
 
 
 async def openapi(request: Request) -> Response:
@@ -156,13 +196,26 @@ async def _parse(request: Request, schema: type[BaseModel]) -> BaseModel | Respo
 
 async def _answer(requests: list[dict[str, Any]], single: bool) -> Response:
     service = bentoml.get_current_service()
-    if service.champion.current is None:
-        return JSONResponse({"error": "no model loaded yet; see /readyz"}, 503)
-    # In a thread: the event loop stays free, so timeouts fire and the concurrency limit counts
-    # requests in flight.
-    predictions = await run_in_threadpool(service.score, requests)
+    unavailable = service.unavailable()
+    if unavailable is not None:
+        return JSONResponse({"error": f"{unavailable}; see /readyz"}, 503)
+    try:
+        # In a thread: the event loop stays free, so timeouts fire and the concurrency limit
+        # counts requests in flight.
+        predictions = await run_in_threadpool(service.score, requests)
+    except StoreUnavailable as err:
+        service.health.recheck()
+        return _failed(503, err, f"{err}; see /readyz")
+    except Exception as err:
+        return _failed(500, err, f"internal error ({type(err).__name__}); it is logged")
     body = orjson.dumps(predictions[0] if single else {"predictions": predictions})
-    return Response(body, media_type="application/json")
+    return Response(body, media_type=JSON)
+
+
+def _failed(status: int, err: Exception, message: str) -> Response:
+    errors.error(f"scoring failed ({status})", err)
+    failed_total.labels(status=str(status), error=type(err).__name__).inc()
+    return JSONResponse({"error": message}, status)
 
 
 def _summary(errors: list[Any]) -> str:
@@ -191,13 +244,13 @@ routes = Starlette(
 @bentoml.asgi_app(routes, path="/")
 class PredictionService:
     def __init__(self) -> None:
-        from mlops.feature_store import open_store
         from mlops.registry import CHAMPION, ModelRegistry
         from serving import packaging
         from serving.champion import Champion
-        from serving.scoring import Scorer, load_registered
+        from serving.scoring import Scorer, StoreHealth, load_registered
 
-        self.scorer = Scorer(open_store(settings, use_case, registry_cache_mode="thread"), use_case)
+        self.scorer = Scorer(self._open_store(), use_case)
+        self.health = StoreHealth(self.scorer.online, PROBE_SECONDS, PROBE_DEADLINE_SECONDS)
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
         wanted: Callable[[], str | None]
         load: Callable[[str], ServedModel]
@@ -221,29 +274,67 @@ class PredictionService:
                 raise RuntimeError(self.champion.last_error)
         else:
             self.champion.follow(limits.poll_seconds)
+        self.health.start()
         # Everything loaded so far (libraries, registry, model) lives as long as the process:
         # keep the collector from scanning it, or a full collection stalls requests ~100 ms.
         gc.freeze()
+
+    @staticmethod
+    def _open_store() -> FeatureStore:
+        """The feature store, its definitions applied (tables created, stuck views repaired). A
+        store that cannot be opened (a corrupt online store) must not stop the service, or it
+        would restart in a loop: it starts not ready, and the probe says why until the store
+        reads again. Scoring needs only the store's configuration (see Scorer)."""
+        from feast import FeatureStore
+
+        from mlops.feature_store import open_store, repo_config
+
+        try:
+            return open_store(settings, use_case, registry_cache_mode="thread")
+        except Exception:
+            log.exception("cannot open the feature store; not ready until its online store reads")
+            return FeatureStore(config=repo_config(settings, use_case, "thread"))
 
     @property
     def pinned(self) -> bool:
         return limits.model_source == "bento" or limits.model_version is not None
 
+    def unavailable(self) -> str | None:
+        """Why requests cannot be scored now (None: they can); /readyz and 503s say it."""
+        if self.champion.current is None:
+            error = self.champion.last_error
+            return "no model loaded yet" + (f": {error}" if error else "")
+        problem = self.health.problem()
+        return f"online store unavailable: {problem}" if problem else None
+
     def __is_ready__(self) -> bool:
-        return self.champion.current is not None
+        # An HTTPException, not False: BentoML then answers /readyz with the cause.
+        unavailable = self.unavailable()
+        if unavailable is not None:
+            raise HTTPException(503, f"not ready: {unavailable}")
+        return True
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        self.health.stop()
         self.champion.stop()
         self.log.close()
 
     def describe(self) -> dict[str, Any]:
         current = self.champion.current
-        return {
-            **(current.describe() if current else {"model_version": None}),
-            "pinned": self.pinned,
-            "last_error": self.champion.last_error,
-        }
+        model = (
+            current.describe()
+            if current is not None
+            else {"model_name": use_case.model_name, "model_version": None, "features": []}
+        )
+        return ModelInfo.model_validate(
+            {
+                "loaded_at": None,
+                **model,
+                "pinned": self.pinned,
+                "last_error": self.champion.last_error,
+            }
+        ).model_dump(mode="json")
 
     def score(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         model = self.champion.current  # read once: a swap cannot change it mid-request
@@ -306,21 +397,31 @@ def _openapi() -> dict[str, Any]:
         schemas[model.__name__] = schema
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {JSON: {"schema": ref(ErrorAnswer)}}}
+
     def post(summary: str, body: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
         return {
             "post": {
                 "summary": summary,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": ref(body)}},
+                    "content": {JSON: {"schema": ref(body)}},
                 },
                 "responses": {
-                    "200": {"content": {"application/json": {"schema": ref(answer)}}},
-                    "400": {"description": "invalid request; `error` says why"},
-                    "413": {"description": "body too large"},
-                    "415": {"description": "not JSON"},
+                    "200": {
+                        "description": "scored",
+                        "content": {JSON: {"schema": ref(answer)}},
+                    },
+                    "400": error("invalid request; `error` says why, `detail` where"),
+                    "413": error("body too large"),
+                    "415": error("not JSON"),
                     "429": {"description": "too many requests in flight"},
-                    "503": {"description": "no model loaded yet"},
+                    "500": error("internal error, logged"),
+                    "503": error(
+                        "not ready: no model loaded yet, or the online store cannot be read"
+                    ),
+                    "504": {"description": "no answer within the timeout"},
                 },
             }
         }
@@ -333,7 +434,17 @@ def _openapi() -> dict[str, Any]:
                 f"Score one request: {use_case.score_name}", PredictRequest, Prediction
             ),
             "/predict_batch": post("Score many requests at once", BatchRequest, BatchPrediction),
-            "/model": {"get": {"summary": "The model version being served"}},
+            "/model": {
+                "get": {
+                    "summary": "The model version being served",
+                    "responses": {
+                        "200": {
+                            "description": "the model, or none yet",
+                            "content": {JSON: {"schema": ref(ModelInfo)}},
+                        }
+                    },
+                }
+            },
         },
         "components": {"schemas": schemas},
     }

@@ -1,10 +1,16 @@
-"""Serving's pure parts: training defaults, the infra check's verdict, the prediction log."""
+"""Serving's pure parts: training defaults, the infra check's verdict, the prediction log, the
+request limits, the error log and the online store's health cache."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -106,3 +112,128 @@ def test_prediction_log_writes_every_record_before_close_returns(tmp_path):
     records = read_prediction_log(tmp_path)
     assert len(records) == 150
     assert len({r["request_id"] for r in records}) == 150
+
+
+def test_event_times_outside_the_contract_are_refused_naming_the_field_and_item():
+    from pydantic import BaseModel, ValidationError
+
+    from serving.http_limits import earliest_event, with_time_bounds
+
+    earliest = earliest_event(USE_CASE)
+    assert earliest == datetime(2000, 1, 1, tzinfo=UTC)  # the events suite's lower bound
+    request = with_time_bounds(USE_CASE.request_model, "event_timestamp", earliest)
+    assert request.__name__ == USE_CASE.request_model.__name__
+
+    class Batch(BaseModel):
+        requests: list[request]  # type: ignore[valid-type]
+
+    ok = {"user_id": 1, "ad_id": 1}
+    now = datetime.now(UTC)
+    for fine in (None, "2000-01-01T00:00:00Z", (now + timedelta(hours=23)).isoformat()):
+        request.model_validate_json(orjson.dumps({**ok, "event_timestamp": fine}))
+    for absurd in (
+        "0001-01-01T00:00:00+05:20",  # fails deep in scoring (OverflowError) if let in
+        "9999-12-31T23:59:59-23:59",
+        "1999-12-31T23:59:59Z",
+        (now + timedelta(days=2)).isoformat(),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            Batch.model_validate_json(
+                orjson.dumps({"requests": [ok, {**ok, "event_timestamp": absurd}]})
+            )
+        [error] = refused.value.errors()
+        assert error["loc"] == ("requests", 1, "event_timestamp"), absurd
+        assert "between 2000-01-01" in error["msg"]
+    # A model without the column is left as it is.
+    assert with_time_bounds(Batch, "event_timestamp", earliest) is Batch
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (None, 200),
+        ("application/json", 200),
+        ("Application/JSON", 200),
+        ("application/json; charset=UTF-8", 200),
+        ("APPLICATION/JSON;charset=utf-8", 200),
+        ("text/plain", 415),
+        ("application/jsonx", 415),
+        ("", 415),
+    ],
+)
+def test_json_media_types_are_case_insensitive(content_type, status):
+    from serving.http_limits import RequestLimits
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"content-length", b"2")]
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode()))
+    scope = {"type": "http", "method": "POST", "headers": headers}
+    asyncio.run(RequestLimits(app, max_body_bytes=1024)(scope, receive, send))
+    assert sent[0]["status"] == status
+
+
+def test_error_log_logs_a_cause_once_with_its_traceback_then_counts(caplog):
+    from serving.scoring import ErrorLog
+
+    logger = logging.getLogger("test-error-log")
+    errors = ErrorLog(logger, every=0.2)
+    with caplog.at_level(logging.ERROR, logger="test-error-log"):
+        for _ in range(1000):
+            errors.error("scoring failed", RuntimeError("disk on fire"))
+        errors.error("scoring failed", ValueError("another cause"))
+        time.sleep(0.25)
+        errors.error("scoring failed", RuntimeError("disk on fire"))
+    lines = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert lines == [
+        ("scoring failed: RuntimeError: disk on fire", True),
+        ("scoring failed: ValueError: another cause", True),
+        (lines[2][0], False),
+    ]
+    assert lines[2][0].startswith("scoring failed: RuntimeError: disk on fire: 1000 more in the")
+
+
+class FakeFeatures:
+    """A store's probe that answers from a script: a cause, None (fine), or hang."""
+
+    def __init__(self) -> None:
+        self.answer: str | None = None
+        self.hang = threading.Event()
+
+    def probe(self) -> str | None:
+        if self.hang.is_set():
+            time.sleep(2)
+        return self.answer
+
+
+def test_store_health_caches_the_probe_and_reports_a_probe_past_its_deadline():
+    from serving.scoring import StoreHealth
+
+    features = FakeFeatures()
+    health = StoreHealth(features, interval=0.05, deadline=0.5).start()  # type: ignore[arg-type]
+    try:
+        assert health.problem() is None
+        features.answer = "the online store /x does not exist (deleted?)"
+        deadline = time.monotonic() + 5
+        while health.problem() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert health.problem() == "the online store /x does not exist (deleted?)"
+        features.answer = None
+        features.hang.set()
+        while "did not answer" not in (health.problem() or "") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert health.problem() == "the online store did not answer within 0.5 s"
+        features.hang.clear()
+    finally:
+        health.stop()
