@@ -3,7 +3,8 @@ monitoring gate, and retraining when the gate says so.
 
 The work lives in `monitoring/`; this file says in which order it runs and what is recorded:
 the verdict and its reason go to the history, the MLflow run, the Evidently workspace (shown on
-its dashboard) and a Prefect artifact.
+its dashboard) and a Prefect artifact. The flow run, like everything else about the window, is
+named by the day judged: `monitor-2026-01-11` for the window ending at 2026-01-12T00:00.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from flows.artifacts import artifact_key
+from flows.train import name_flow_run
 from mlops.errors import UserError
 from mlops.offline_store import OfflineStore
 from mlops.reference import load_reference
 from mlops.registry import ModelRegistry
 from mlops.runtime import setup
 from mlops.settings import Settings
+from mlops.tracking import day_name
 from mlops.usecase import load_use_case
 from models.report import TrainReport
 from monitoring.gate import Signals, decide
@@ -34,6 +37,7 @@ from monitoring.record import (
     evidently_reports,
     record_verdict,
     reference_nce,
+    report_context,
 )
 from monitoring.window import read_window, window_bounds
 
@@ -74,14 +78,11 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
     champion = registry.champion()
     start, end = window_bounds(OfflineStore(settings.offline_dir), gate, as_of)
+    name_flow_run(f"monitor-{day_name(end)}")
 
     window = read(settings, use_case, start, end, gate.sample_rows, seed)
     reference = reference_of(registry, champion)
-    context = {
-        "timestamp": end,
-        "tags": [use_case.name, f"model:v{champion}"],
-        "metadata": {"window_start": start.isoformat(), "window_end": end.isoformat()},
-    }
+    context = report_context(window, use_case, champion)
     snapshots, drift = reports_of(reference, window, use_case, gate, context)
     signals = Signals.measured(window, reference_nce(reference), drift)
     history = History(settings.monitoring_dir / "history.json")
@@ -90,7 +91,7 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     create_markdown_artifact(
         key=artifact_key("monitor", use_case.model_name),
         markdown=judged.markdown(),
-        description=f"{verdict.decision}: {verdict.reason}"[:500],
+        description=f"{judged.day} v{champion} {verdict.decision}: {verdict.reason}"[:500],
     )
     announce(use_case.model_name, judged)
     result = MonitorResult(judged, flow_run_id=prefect_runtime.flow_run.id)
@@ -130,6 +131,7 @@ def announce(model_name: str, judged: MonitorReport) -> None:
         payload={
             "reason": judged.reason,
             "model_version": judged.champion_version,
+            "day": judged.day,
             "window_start": judged.window["start"],
             "window_end": judged.window["end"],
             "mlflow_run": judged.run_url,

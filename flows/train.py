@@ -18,7 +18,7 @@ from mlops.offline_store import OfflineStore
 from mlops.registry import CHAMPION, ModelRegistry
 from mlops.runtime import setup
 from mlops.settings import Settings
-from mlops.tracking import LoggedRun, run_url, tag_run
+from mlops.tracking import LoggedRun, day_name, run_url, tag_run
 from mlops.usecase import UseCase, load_use_case
 from models import dataset, promotion, tracking, training
 from models.report import TrainReport
@@ -78,6 +78,9 @@ def train(
 
     offline = OfflineStore(settings.offline_dir)
     end = dataset.training_end(offline, as_of)
+    # Named by the last day of data it sees, like the monitored day that started a retraining.
+    run_name = f"{'retrain' if recent else 'train'}-{day_name(end)}"
+    name_flow_run(run_name)
     budget = dataset.training_budget(card, recent, search_trials)
     windows = dataset.TimeWindows.ending_at(end, budget)
     events = dataset.labelled_events(offline, use_case, windows)
@@ -97,7 +100,7 @@ def train(
     logged = log_run(
         settings,
         use_case,
-        run_name=f"{'retrain' if recent else 'train'}-{end:%Y-%m-%d}",
+        run_name=run_name,
         params=params,
         lineage=lineage,
         evaluations=scores.evaluations,
@@ -109,6 +112,7 @@ def train(
         monitoring_reference=training.holdout_reference(
             splits, model.booster, scores.predictions["model"], card.gates.monitoring, seed
         ),
+        splits=splits,
     )
     version = register(registry, logged)
 
@@ -147,3 +151,15 @@ def train(
         description=f"v{version} {decision.reason}"[:500],
     )
     return report
+
+
+def name_flow_run(name: str) -> None:
+    """Give the running flow run (a subflow too) the name its MLflow run has; outside a flow
+    run (`train.fn(...)`), nothing."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.id is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, name=name)

@@ -1,7 +1,9 @@
 """The model registry: versions, the `@champion` and `@previous` aliases, and decisions.
 
 Every version carries its decision as tags: `decision` (pending, promoted, rejected, abandoned,
-rolled_back), `decision.reason`, `decision.by` (the gate, or a person) and `decision.at`.
+rolled_back), `decision.reason`, `decision.by` (the gate, or a person) and `decision.at`. People
+read it in the version's description and in its training run's description (the MLflow UI shows
+both): every decision, newest first, with its reason.
 
 No half-state: a version is registered as `pending`; its reason is written before an alias
 moves, and `decision=promoted` after. Aliases only ever move to a version that passed the gate
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mlops.errors import UserError
+from mlops.tracking import RUN_NOTE, TAG_LIMIT
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -181,6 +184,7 @@ class ModelRegistry:
         self.client.set_registered_model_alias(self.name, CHAMPION, previous)
         self._record(current, "rolled_back", reason, by)
         self._tag(previous, {REASON: f"restored by rollback: {reason}", DECIDED_BY: by})
+        self._describe(previous, f"**@{CHAMPION} again** (rollback from v{current})", reason, by)
         # The new @previous is the champion before `previous`, so rollbacks can chain.
         earlier = [
             v
@@ -221,12 +225,29 @@ class ModelRegistry:
     def _record(self, version: str, decision: Decision, reason: str, by: str, **extra: str) -> None:
         # `decision` last: until it is written, the version still reads as pending.
         self._tag(version, {REASON: reason, DECIDED_BY: by, DECIDED_AT: _now(), **extra})
+        self._describe(version, f"**{decision}**", reason, by)
         self._tag(version, {DECISION: decision})
+
+    def _describe(self, version: str, what: str, reason: str, by: str) -> None:
+        """Put a decision on top of the version's description and its training run's: what,
+        who and when, then the reason in full (tags cut it, the UI shortens tag values)."""
+        from mlflow.exceptions import MlflowException
+
+        entry = f"{what} by {by}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{reason}"
+        found = self.client.get_model_version(self.name, str(version))
+        history = (found.description or "").strip()
+        text = f"{entry}\n\n---\n\n{history}" if history else entry
+        self.client.update_model_version(self.name, str(version), description=text[:TAG_LIMIT])
+        if found.run_id:
+            note = f"Registered as **{self.name} v{version}**; its decisions, newest first:\n\n"
+            try:
+                self.client.set_tag(found.run_id, RUN_NOTE, (note + text)[:TAG_LIMIT])
+            except MlflowException:  # the run was deleted: the version still says it
+                log.warning("could not describe run %s of v%s", found.run_id, version)
 
     def _tag(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            # MLflow caps tag values at 5000 characters.
-            self.client.set_model_version_tag(self.name, str(version), key, value[:5000])
+            self.client.set_model_version_tag(self.name, str(version), key, value[:TAG_LIMIT])
 
 
 def _now() -> str:

@@ -1,8 +1,11 @@
 """MLflow tracking: one experiment per use case, one run per training, everything to reproduce it.
 
 A run holds the parameters, every metric (model, baselines, oracle, champion, slices), four plots,
-the data lineage, the git commit, the requirements card, monitoring's reference sample, and the
-model in XGBoost's native UBJ format with its signature and an input example.
+the data lineage, the train, validation and test sets as inputs (schema, rows, digest), the git
+commit, the requirements card, monitoring's reference sample, and the model in XGBoost's native
+UBJ format with its signature and an input example. It is named by the last day of data it saw
+(`train-2026-01-07`: trained on data through the end of 2026-01-07); its description, written
+when the registry records the gate's decision, says what became of its model and why.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +25,14 @@ import pandas as pd
 
 from mlops.reference import ARTIFACT_DIR, ARTIFACT_FILE
 from mlops.settings import PROJECT_ROOT, Settings
-from mlops.tracking import LoggedRun, experiment_id
+from mlops.tracking import LoggedRun, dataset, day_name, experiment_id
 from mlops.usecase import UseCase
 from models.evaluation import Evaluation
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from models.training import FittedXGBoost
+    from models.training import FittedXGBoost, Splits
 
 MODEL_ARTIFACT = "model"
 CURVE_POINTS = 500
@@ -48,9 +52,11 @@ def log_training_run(
     input_example: pd.DataFrame,
     serving_defaults: Mapping[str, Any],
     monitoring_reference: pd.DataFrame,
+    splits: Splits | None = None,
 ) -> LoggedRun:
     """Log one training run; `evaluations` and `predictions` are keyed `model`, `logistic`,
-    `prior`, `oracle` and, when there is one, `champion`, all on the same test window."""
+    `prior`, `oracle` and, when there is one, `champion`, all on the same test window.
+    `splits`: the model inputs and labels of each window, logged as the run's input datasets."""
     import mlflow
     import mlflow.xgboost
     import xgboost as xgb
@@ -74,6 +80,8 @@ def log_training_run(
             metrics |= evaluation.flat("" if name == "model" else f"{name}.")
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(dict(lineage), "lineage.json")
+        if splits is not None:
+            log_datasets(settings, use_case, splits, lineage["windows"])
         trials = [t.__dict__ for t in model.trials]
         mlflow.log_dict(trials, "search_trials.json")  # type: ignore[arg-type]  # any JSON value
         mlflow.log_artifact(str(use_case.package_dir / "card.yaml"))
@@ -99,6 +107,38 @@ def log_training_run(
                 pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}"],
             )
         return LoggedRun(run.info.run_id, info.model_uri, run.info.experiment_id)
+
+
+SPLIT_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
+
+
+def log_datasets(
+    settings: Settings, use_case: UseCase, splits: Splits, windows: Mapping[str, str]
+) -> None:
+    """Each window's model inputs and label as an input of the run (the UI's "Datasets used"),
+    named by the days it covers: `train 2026-01-01..2026-01-05`."""
+    import mlflow
+
+    frames = {
+        "train": (splits.train_x, splits.train_y),
+        "validation": (splits.validation_x, splits.validation_y),
+        "test": (splits.test_x, splits.test_y),
+    }
+    bounds = {
+        "train": ("train_start", "validation_start"),
+        "validation": ("validation_start", "test_start"),
+        "test": ("test_start", "end"),
+    }
+    source = str(settings.offline_dir / use_case.events.name)
+    for split, (inputs, labels) in frames.items():
+        start, end = (datetime.fromisoformat(windows[b]) for b in bounds[split])
+        first, last = f"{start:%Y-%m-%d}", day_name(end)
+        days = first if first == last else f"{first}..{last}"
+        frame = inputs.assign(**{use_case.label: labels.to_numpy()})
+        mlflow.log_input(
+            dataset(frame, name=f"{split} {days}", source=source, targets=use_case.label),
+            context=SPLIT_CONTEXTS[split],
+        )
 
 
 def _log_frame(frame: pd.DataFrame, artifact_path: str) -> None:

@@ -1,5 +1,16 @@
 """What one monitoring window leaves behind, and what `mlops monitor` reports: the Evidently
-reports, the verdict history, the Evidently workspace, an MLflow run and a summary."""
+reports, the verdict history, the Evidently workspace, an MLflow run and a summary.
+
+All of it is named by the day judged (`Window.day`: the window ending at 2026-01-12T00:00 judges
+2026-01-11), the window's bounds kept alongside:
+
+    MLflow run          monitor-2026-01-11 in <use case>-monitoring; its description is the
+                        verdict and reason; it links to the model version it judged
+    reports             MLOPS_HOME/monitoring/reports/2026-01-11/{drift,performance,gate}.html,
+                        each opening on "drift — 2026-01-11 — v3 — retrain" and the reason
+    Evidently           the same snapshots in the workspace, at 2026-01-11 on the dashboard
+    history             MLOPS_HOME/monitoring/history.json, one entry per window
+"""
 
 from __future__ import annotations
 
@@ -14,8 +25,9 @@ import pandas as pd
 from mlops.card import MonitoringGate
 from mlops.metrics import nce
 from mlops.reference import LABEL, SCORE
+from mlops.registry import ModelRegistry
 from mlops.settings import Settings
-from mlops.tracking import LoggedRun, experiment_id, run_url
+from mlops.tracking import LoggedRun, dataset, describe_run, experiment_id, run_url
 from mlops.usecase import UseCase
 from monitoring import report
 from monitoring.gate import Signals, Verdict
@@ -27,6 +39,7 @@ from monitoring.window import Window
 class MonitorReport:
     """One judged window: what `mlops monitor --json` prints and the Prefect artifact shows."""
 
+    day: str  # the day judged: the name of everything this window left behind
     window: dict[str, Any]
     champion_version: str
     signals: dict[str, Any]
@@ -43,12 +56,13 @@ class MonitorReport:
         window, signals = self.window, self.signals
         performance = window["performance"] or {}
         lines = [
-            f"# Monitoring {window['start']} .. {window['end']}: **{self.decision}**",
+            f"# Monitoring {self.day} — v{self.champion_version}: **{self.decision}**",
             "",
             self.reason,
             "",
             "| measure | value |",
             "|---|---|",
+            f"| window | {window['start']} .. {window['end']} |",
             f"| champion | v{self.champion_version} |",
             f"| rows / labelled | {window['rows']} / {window['labelled']} |",
             f"| label coverage | {window['label_coverage']:.1%} |",
@@ -67,17 +81,32 @@ def reference_nce(reference: pd.DataFrame) -> float:
     return nce(reference[LABEL].to_numpy(), reference[SCORE].to_numpy())
 
 
+def report_context(window: Window, use_case: UseCase, champion: str) -> dict[str, Any]:
+    """What every Evidently snapshot of the window carries: the day judged as its timestamp
+    (where the dashboard draws it), the bounds and model in its metadata and tags."""
+    return {
+        "timestamp": window.day_start,
+        "tags": [use_case.name, f"model:v{champion}", f"day:{window.day}"],
+        "metadata": {
+            "day": window.day,
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+            "model_version": champion,
+        },
+    }
+
+
 def evidently_reports(
     reference: pd.DataFrame,
     window: Window,
     use_case: UseCase,
     gate: MonitoringGate,
     context: dict[str, Any],
-) -> tuple[list[Any], report.DriftResult | None]:
+) -> tuple[dict[str, Any], report.DriftResult | None]:
     """The drift report when the window has rows; the performance report once enough clicks
-    have arrived."""
+    have arrived. Keyed by kind: `drift`, `performance`."""
     if not window.rows:
-        return [], None
+        return {}, None
     snapshot, drift = report.drift_report(
         reference,
         window.sample,
@@ -86,9 +115,9 @@ def evidently_reports(
         gate.score_drift_threshold,
         **context,
     )
-    snapshots = [snapshot]
+    snapshots = {"drift": snapshot}
     if window.sample[LABEL].notna().sum() >= gate.min_labelled_rows:
-        snapshots.append(report.performance_report(reference, window.sample, **context))
+        snapshots["performance"] = report.performance_report(reference, window.sample, **context)
     return snapshots, drift
 
 
@@ -99,23 +128,48 @@ def record_verdict(
     signals: Signals,
     verdict: Verdict,
     champion: str,
-    snapshots: list[Any],
+    snapshots: Mapping[str, Any],
 ) -> MonitorReport:
-    """History, HTML reports, Evidently workspace, MLflow run: each with the verdict."""
-    label = f"{window.end:%Y-%m-%dT%H%M}"
-    tags = {"decision": verdict.decision, "reason": verdict.reason, "model_version": champion}
+    """History, HTML reports, Evidently workspace, MLflow run: each with the verdict, each
+    named by the day judged."""
+    day, gate = window.day, use_case.card.gates.monitoring
+    context = report_context(window, use_case, champion)
+    registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+    judged = registry.version(champion)
+    model_uri = registry.uri(champion)
+    metadata = {
+        **context["metadata"],
+        "decision": verdict.decision,
+        "reason": verdict.reason,
+        "model_uri": model_uri,
+    }
+    every = {
+        **snapshots,
+        "gate": report.gate_report(
+            signals, gate, timestamp=context["timestamp"], tags=context["tags"], metadata={}
+        ),
+    }
+    folder = settings.monitoring_dir / "reports" / day
+    for stale in folder.glob("*.html"):  # a rerun of the day replaces its reports
+        stale.unlink()
     reports = []
-    for snapshot, kind in zip(snapshots, ("drift", "performance"), strict=False):
-        report.annotate(snapshot, tags, [f"decision:{verdict.decision}"])
-        path = settings.monitoring_dir / "reports" / label / f"{kind}.html"
-        reports.append(report.save_html(snapshot, path))
-    if snapshots:
-        report.add_to_workspace(
-            settings.monitoring_dir / "workspace",
-            use_case.name,
-            window.end.isoformat(),
-            snapshots,
+    for kind, snapshot in every.items():
+        report.annotate(
+            snapshot,
+            name=report.report_name(kind, day, champion, verdict.decision),
+            summary=_summary(kind, window, verdict, model_uri),
+            counters=_counters(kind, day, champion, verdict, signals, gate),
+            metadata=metadata,
+            tags=[f"decision:{verdict.decision}"],
         )
+        reports.append(report.save_html(snapshot, folder / f"{kind}.html"))
+    report.add_to_workspace(
+        settings.monitoring_dir / "workspace",
+        use_case.name,
+        window.end.isoformat(),
+        list(every.values()),
+        use_case.request_columns,
+    )
     metrics = {
         "rows": window.rows,
         "labelled": window.labelled,
@@ -130,24 +184,33 @@ def record_verdict(
     logged = log_monitoring_run(
         settings,
         use_case,
-        run_name=f"monitor-{label}",
+        run_name=f"monitor-{day}",
         metrics=metrics,
         tags={
-            **tags,
+            "day": day,
+            "decision": verdict.decision,
+            "reason": verdict.reason,
+            "model_version": champion,
+            "model_uri": model_uri,
+            "model_run_id": judged.run_id or "",
             "window.start": window.start.isoformat(),
             "window.end": window.end.isoformat(),
         },
+        description=_run_description(day, window, verdict, champion, model_uri, judged.run_id),
         artifacts=reports,
+        sample=window.sample if window.rows else None,
     )
     History(settings.monitoring_dir / "history.json").record(
         {
             "window_end": window.end.isoformat(),
+            "day": day,
             "model_version": champion,
             **verdict.to_dict(),
             "run_id": logged.run_id,
         }
     )
     return MonitorReport(
+        day=day,
         window=window.summary(),
         champion_version=champion,
         signals=asdict(signals),
@@ -159,6 +222,60 @@ def record_verdict(
     )
 
 
+def _counters(
+    kind: str,
+    day: str,
+    champion: str,
+    verdict: Verdict,
+    signals: Signals,
+    gate: MonitoringGate,
+) -> dict[str, str]:
+    counters = {"day judged": day, "model": f"v{champion}", "verdict": verdict.decision}
+    if kind == "performance":
+        limit = signals.reference_nce + gate.max_nce_degradation
+        counters |= {
+            "NCE, every labelled row": "n/a" if signals.nce is None else f"{signals.nce:.4f}",
+            "reference NCE": f"{signals.reference_nce:.4f}",
+            "retrain above": f"{limit:.4f}",
+        }
+    return counters
+
+
+def _summary(kind: str, window: Window, verdict: Verdict, model_uri: str) -> str:
+    what = {
+        "drift": "The window's model inputs and score against the reference the model was "
+        "trained with (a sample of the window).",
+        "performance": "ROC AUC and log loss of the window's labelled rows (a sample) against "
+        "the reference; NCE above is on every labelled row, as the gate judges it.",
+        "gate": "What the monitoring gate decided from: every row of the window.",
+    }[kind]
+    return (
+        f"**{verdict.decision}**: {verdict.reason}\n\n"
+        f"Window {window.start.isoformat()} .. {window.end.isoformat()} "
+        f"({window.rows} rows, {window.labelled} labelled), model `{model_uri}`. {what}"
+    )
+
+
+def _run_description(
+    day: str,
+    window: Window,
+    verdict: Verdict,
+    champion: str,
+    model_uri: str,
+    training_run: str | None,
+) -> str:
+    return "\n\n".join(
+        [
+            f"**{verdict.decision}** — {day} — v{champion}",
+            verdict.reason,
+            f"Window {window.start.isoformat()} .. {window.end.isoformat()}: {window.rows} "
+            f"rows, {window.labelled} labelled, {window.quarantined} events quarantined.",
+            f"Judged model: `{model_uri}` (training run `{training_run or 'unknown'}`). "
+            "Reports: the `reports/` artifacts.",
+        ]
+    )
+
+
 def log_monitoring_run(
     settings: Settings,
     use_case: UseCase,
@@ -166,10 +283,15 @@ def log_monitoring_run(
     run_name: str,
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
+    description: str,
     artifacts: list[Path],
+    sample: pd.DataFrame | None = None,
 ) -> LoggedRun:
-    """One monitoring window: its measurements, the gate's verdict as tags, its reports. A
-    rerun of the same window (same `window.end` tag) replaces the earlier run."""
+    """One monitoring window: its measurements, the gate's verdict as tags and description, its
+    reports, and as input the sample the reports compared. The model it judged is in its tags
+    (`model_uri`, `model_run_id`): a logged model as a run's input (`log_inputs(models=)`) is
+    Databricks-only in open-source MLflow 3.17. A rerun of the same window (same `window.end`
+    tag) replaces the earlier run."""
     import mlflow
 
     experiment = experiment_id(settings, use_case, "monitoring")
@@ -183,6 +305,15 @@ def log_monitoring_run(
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
         mlflow.set_tags({k: v[:5000] for k, v in tags.items()})
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        if sample is not None and len(sample):
+            source = str(settings.predictions_dir)
+            name = f"window {tags.get('day', run_name)}"
+            mlflow.log_input(
+                dataset(sample, name=name, source=source, targets=LABEL, predictions=SCORE),
+                context="monitoring",
+            )
         for path in artifacts:
             mlflow.log_artifact(str(path), "reports")
-        return LoggedRun(run.info.run_id, "", run.info.experiment_id)
+        logged = LoggedRun(run.info.run_id, "", run.info.experiment_id)
+    describe_run(settings, logged.run_id, description)
+    return logged

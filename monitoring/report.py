@@ -3,6 +3,15 @@ dashboard shows them over time (`evidently ui --workspace MLOPS_HOME/monitoring/
 
     drift report         every model input and the score: drift, nulls, value summaries
     performance report   ROC AUC and log loss on the labelled rows (when there are enough)
+    gate report          the gate's measures on every row of the window, next to its limits:
+                         NCE, quarantined events, requests without their context, drift
+
+Each is named for what it judged, "drift — 2026-01-11 — v3 — retrain" (kind, day judged, model
+version, verdict), and opens on that name, the verdict and its reason. The dashboard draws the
+gate's measures with their limits as a second line: Evidently 0.7 panels cannot draw a constant,
+so the gate report carries each limit as a value of its own. NCE is not an Evidently metric (a
+custom metric class would have to be importable by the `evidently ui` process to load a
+snapshot), so it reaches the dashboard the same way, from the gate report.
 
 Drift is measured with fixed methods, whatever the sample size (Evidently would otherwise switch
 from distances to p-values below 1,000 reference rows, and a threshold's meaning with them):
@@ -13,7 +22,9 @@ when its distance reaches the card's `column_drift_threshold`, the score at
 
 from __future__ import annotations
 
+import html
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mlops.card import MonitoringGate
 from mlops.reference import LABEL, SCORE
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
+    from monitoring.gate import Signals
+
 NUMERIC_METHOD = "wasserstein"
 CATEGORY_METHOD = "jensenshannon"
 PROJECT_DESCRIPTION = "Champion vs recent traffic: drift, data quality, performance, decisions."
+GATE_TAG = "gate"  # the gate report's tag: the dashboard's gate series come from it
 
 
 @dataclass(frozen=True)
@@ -149,29 +164,155 @@ def _drift_result(snapshot: dict[str, Any], inputs: list[str]) -> DriftResult:
     )
 
 
-def annotate(snapshot: Snapshot, metadata: dict[str, Any], tags: list[str]) -> None:
-    """Add the gate's verdict to a snapshot, so the workspace shows it with the report. The
-    verdict is decided from the report, after it ran; Evidently 0.7 has no public setter."""
+def report_name(kind: str, day: str, model_version: str, decision: str) -> str:
+    """What a report is about, first: `drift — 2026-01-11 — v3 — retrain`."""
+    return f"{kind} — {day} — v{model_version} — {decision}"
+
+
+def gate_series(signals: Signals, gate: MonitoringGate) -> dict[str, float]:
+    """The gate's measures on every row of the window and its limits, by series name (one panel
+    draws series of one snapshot: from two, at the same time, the UI draws unjoined dots). NCE
+    only when the gate judged it (enough labelled rows), drift when the window had rows."""
+    judged_nce = signals.nce is not None and signals.labelled >= gate.min_labelled_rows
+    return {
+        **({"nce": float(signals.nce)} if judged_nce and signals.nce is not None else {}),
+        "reference_nce": signals.reference_nce,
+        "nce_limit": signals.reference_nce + gate.max_nce_degradation,
+        "quarantined_share": signals.quarantined_fraction,
+        "quarantined_limit": gate.max_quarantined_fraction,
+        **{f"null_share_{c}": f for c, f in signals.null_fraction.items()},
+        "null_limit": gate.max_null_fraction,
+        **(
+            {"drift_share": signals.drift_share, "score_drift": signals.score_drift}
+            if signals.rows
+            else {}
+        ),
+        "drift_share_limit": gate.drift_share,
+        "score_drift_limit": gate.score_drift_threshold,
+    }
+
+
+def gate_report(
+    signals: Signals,
+    gate: MonitoringGate,
+    *,
+    timestamp: datetime,
+    tags: list[str],
+    metadata: dict[str, Any],
+) -> Snapshot:
+    """The gate's measures and limits as one snapshot: each a `MeanValue` of a one-row column,
+    which the dashboard plots; the report itself shows them as one table."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import MeanValue
+
+    values = gate_series(signals, gate)
+    frame = pd.DataFrame([values])
+    snapshot = Report([MeanValue(column=c) for c in values]).run(
+        Dataset.from_pandas(frame, DataDefinition(numerical_columns=list(values))),
+        None,
+        timestamp=timestamp,
+        tags=[*tags, GATE_TAG],
+        metadata=metadata,
+    )
+    # One-value histograms say nothing: the page is the table (the values stay for the dashboard).
+    snapshot._widgets[:] = [_gate_table(signals, gate)]
+    return snapshot
+
+
+def _gate_table(signals: Signals, gate: MonitoringGate) -> Any:
+    from evidently.legacy.renderers.html_widgets import table_data
+
+    def judged(over: bool) -> str:
+        return "OVER THE LIMIT" if over else "within"
+
+    limit = signals.reference_nce + gate.max_nce_degradation
+    if signals.nce is not None and signals.labelled >= gate.min_labelled_rows:
+        nce = [f"{signals.nce:.4f}", judged(signals.nce > limit)]
+    else:
+        nce = ["n/a", f"not judged: fewer than {gate.min_labelled_rows} labelled rows"]
+    rows = [
+        ["rows / labelled", f"{signals.rows} / {signals.labelled}",
+         f"a verdict from {gate.min_rows} rows, NCE from {gate.min_labelled_rows} labelled",
+         "too few: no verdict" if signals.rows < gate.min_rows else "enough"],
+        [f"NCE on every labelled row ({signals.labelled})", nce[0],
+         f"retrain above {limit:.4f} (reference {signals.reference_nce:.4f} "
+         f"+ {gate.max_nce_degradation})", nce[1]],
+        ["events quarantined by the data path", f"{signals.quarantined_fraction:.2%}",
+         f"alert above {gate.max_quarantined_fraction:.2%}",
+         judged(signals.quarantined_fraction > gate.max_quarantined_fraction)],
+        *[
+            [f"requests without '{c}'", f"{f:.2%}", f"alert above {gate.max_null_fraction:.2%}",
+             judged(f > gate.max_null_fraction)]
+            for c, f in signals.null_fraction.items()
+        ],
+        ["model inputs drifted", f"{signals.drift_share:.0%} "
+         f"({', '.join(signals.drifted_inputs) or 'none'})",
+         f"a drifted window from {gate.drift_share:.0%}",
+         judged(signals.drift_share >= gate.drift_share)],
+        ["score drift (normed Wasserstein)", f"{signals.score_drift:.3f}",
+         f"a drifted window from {gate.score_drift_threshold}",
+         judged(signals.score_drifted)],
+    ]  # fmt: skip
+    return table_data(
+        title="The monitoring gate: every row of the window against the card's limits",
+        column_names=["measure", "this window", "limit", "judged"],
+        data=rows,
+    )
+
+
+def annotate(
+    snapshot: Snapshot,
+    *,
+    name: str,
+    summary: str,
+    counters: Mapping[str, str],
+    metadata: dict[str, Any],
+    tags: Sequence[str],
+) -> None:
+    """Name a snapshot and open it on what it judged: a title with `counters` (day, model,
+    verdict...) and `summary` (the reason), in the saved HTML and in the workspace alike. The
+    verdict is decided from the reports, after they ran; Evidently 0.7 has no public setter
+    for metadata, tags or widgets."""
+    from evidently.legacy.renderers.html_widgets import CounterData, counter, text_widget
+
+    snapshot.set_name(name)
     snapshot._metadata.update(metadata)
     snapshot._tags.extend(t for t in tags if t not in snapshot._tags)
+    header = [
+        counter(title=name, counters=[CounterData(k, v) for k, v in counters.items()]),
+        text_widget(text=summary),
+    ]
+    snapshot._widgets[:0] = header
 
 
 def save_html(snapshot: Snapshot, path: Path) -> Path:
+    """The report as one HTML file, titled with the snapshot's name (a browser tab says which
+    window, model and verdict it is)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(path))
+    page = snapshot.get_html_str(as_iframe=False)
+    title = f"<title>{html.escape(snapshot.get_name() or path.stem)}</title>"
+    path.write_text(page.replace("<head>", f"<head>\n{title}", 1), encoding="utf-8")
     return path
 
 
 def add_to_workspace(
-    workspace_dir: Path, project_name: str, window_end: str, snapshots: list[Snapshot]
+    workspace_dir: Path,
+    project_name: str,
+    window_end: str,
+    snapshots: list[Snapshot],
+    request_columns: Sequence[str] = (),
 ) -> None:
     """Add a window's snapshots to the local workspace, replacing those of an earlier run of
-    the same window; the project and its dashboard are made once."""
+    the same window; the project is made once, its dashboard given the panels it lacks."""
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace(str(workspace_dir))
     found = workspace.search_project(project_name)
-    project = found[0] if found else _create_project(workspace, project_name)
+    if found:
+        project = found[0]
+    else:
+        project = workspace.create_project(project_name, description=PROJECT_DESCRIPTION)
+    _add_missing_panels(project, project_name, request_columns)
     for run_id in workspace.list_runs(project.id):
         earlier = workspace.get_run(project.id, run_id)
         if earlier is not None and earlier.metadata.get("window_end") == window_end:
@@ -180,25 +321,52 @@ def add_to_workspace(
         workspace.add_run(project.id, snapshot, include_data=False)
 
 
-def _create_project(workspace: Any, name: str) -> Any:
+def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[Any]:
+    """The gate's measures with their limits first (each limit a second line), then drift,
+    scores and labelled performance."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel, text_panel
-
-    project = workspace.create_project(name, description=PROJECT_DESCRIPTION)
 
     def metric(legend: str, name: str, **labels: str) -> PanelMetric:
         return PanelMetric(legend=legend, metric=name, metric_labels=labels)
 
-    panels = [
-        text_panel(title=f"{name}: monitoring", description=PROJECT_DESCRIPTION),
+    def gate(legend: str, series: str) -> PanelMetric:
+        return PanelMetric(
+            legend=legend, metric="MeanValue", metric_labels={"column": series}, tags=[GATE_TAG]
+        )
+
+    return [
+        text_panel(title=f"{project_name}: monitoring", description=PROJECT_DESCRIPTION),
         line_plot_panel(
-            title="Share of drifted model inputs",
-            values=[metric("share", "DriftedColumnsCount", value_type="share")],
+            title="NCE on every labelled row (retrain above the limit)",
+            values=[
+                gate("NCE", "nce"),
+                gate("reference NCE", "reference_nce"),
+                gate("limit", "nce_limit"),
+            ],
             size="half",
         ),
         line_plot_panel(
-            title="Score drift",
-            values=[metric("score", "ValueDrift", column=SCORE)],
+            title="Events quarantined by the data path (alert above the limit)",
+            values=[gate("share", "quarantined_share"), gate("limit", "quarantined_limit")],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Requests without their own context (alert above the limit)",
+            values=[
+                *(gate(c, f"null_share_{c}") for c in request_columns),
+                gate("limit", "null_limit"),
+            ],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Drifted model inputs (a drifted window from the limit)",
+            values=[gate("share", "drift_share"), gate("limit", "drift_share_limit")],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Score drift (a drifted window from the limit)",
+            values=[gate("score", "score_drift"), gate("limit", "score_drift_limit")],
             size="half",
         ),
         line_plot_panel(
@@ -207,7 +375,9 @@ def _create_project(workspace: Any, name: str) -> Any:
             size="half",
         ),
         line_plot_panel(
-            title="Labelled performance", values=[metric("ROC AUC", "RocAuc")], size="half"
+            title="Labelled performance (sample)",
+            values=[metric("ROC AUC", "RocAuc"), metric("log loss", "LogLoss")],
+            size="half",
         ),
         line_plot_panel(
             title="Rows with a missing value",
@@ -215,6 +385,11 @@ def _create_project(workspace: Any, name: str) -> Any:
             size="half",
         ),
     ]
-    for panel in panels:
-        project.dashboard.add_panel(panel)
-    return project
+
+
+def _add_missing_panels(project: Any, project_name: str, request_columns: Sequence[str]) -> None:
+    """Panels are matched by title: a workspace made by an earlier version gains the new ones."""
+    present = {panel.title for panel in project.dashboard.model().panels}
+    for panel in dashboard_panels(project_name, request_columns):
+        if panel.title not in present:
+            project.dashboard.add_panel(panel)

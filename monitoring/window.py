@@ -22,10 +22,11 @@ import pandas as pd
 from mlops.card import MonitoringGate
 from mlops.errors import UserError
 from mlops.metrics import score as performance
-from mlops.offline_store import OfflineStore
+from mlops.offline_store import OfflineStore, quoted
 from mlops.prediction_log import log_files
 from mlops.reference import LABEL, SCORE
 from mlops.settings import Settings
+from mlops.tracking import day_name, day_start
 from mlops.usecase import UseCase
 
 
@@ -43,6 +44,19 @@ class Window:
     sample: pd.DataFrame = field(repr=False)  # model inputs, score, label (NaN: not yet)
 
     @property
+    def day(self) -> str:
+        """The window's one name (MLflow runs, the Prefect run, the report folder, Evidently):
+        the day judged, the last day the window covers: the date of `end - 1 µs`. The window
+        ending at 2026-01-12T00:00 judges "2026-01-11"; one ending at another time also says
+        it ("2026-01-12T0600"). The bounds themselves stay in the tags and metadata."""
+        return day_name(self.end)
+
+    @property
+    def day_start(self) -> datetime:
+        """Where the day sits on a time axis (Evidently's snapshot timestamp): its midnight."""
+        return day_start(self.end)
+
+    @property
     def label_coverage(self) -> float:
         return self.labelled / self.rows if self.rows else 0.0
 
@@ -53,6 +67,7 @@ class Window:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "day": self.day,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "rows": self.rows,
@@ -95,23 +110,33 @@ def read_window(
     seed: int = 0,
 ) -> Window:
     events = use_case.events
-    event_id, ts = events.id_column, events.timestamp_column
+    event_id, ts = quoted(events.id_column), events.timestamp_column
     offline = OfflineStore(settings.offline_dir)
     con = offline.connect([events.name])
     try:
         con.execute("SET TimeZone = 'UTC'")
         window = {"start": start, "end": end}
-        events_in_window = _count(con, _view(con, events.name), ts, window)
-        quarantined = _count(con, _quarantine_source(settings, use_case), ts, window)
-        logs = log_files(settings.predictions_dir)
+        offline_events = quoted(events.name) if _has_view(con, events.name) else None
+        events_in_window = _count(con, offline_events, ts, window)
+        quarantine_files = _quarantine_files(settings, use_case)
+        quarantined = (
+            _count(
+                con,
+                _QUARANTINED_EVENTS if _has_reasons(quarantine_files) else _ALL_ROWS,
+                ts,
+                {**window, "files": quarantine_files},
+            )
+            if quarantine_files
+            else 0
+        )
+        logs = [str(p) for p in log_files(settings.predictions_dir)]
         if not logs:
             return _empty(start, end, events_in_window, quarantined, use_case)
 
         requests = list(use_case.request_columns)
-        files = ", ".join(f"'{p}'" for p in logs)
         labels = (
-            f'SELECT "{event_id}" AS _event, CAST("{use_case.label}" AS DOUBLE) AS {LABEL} '
-            f'FROM "{events.name}" WHERE {_in_window(ts)}'
+            f"SELECT {event_id} AS _event, CAST({quoted(use_case.label)} AS DOUBLE) AS {LABEL} "
+            f"FROM {offline_events} WHERE {_in_window(ts)}"
             if events_in_window
             else f"SELECT NULL AS _event, CAST(NULL AS DOUBLE) AS {LABEL} LIMIT 0"
         )
@@ -121,21 +146,21 @@ def read_window(
             CREATE TEMP TABLE served AS
             WITH answers AS (
                 SELECT request_id, CAST(served_at AS TIMESTAMPTZ) AS served_at,
-                       CAST(model_version AS VARCHAR) AS model_version, "{event_id}",
-                       {", ".join(f'"{c}"' for c in requests)}, features,
+                       CAST(model_version AS VARCHAR) AS model_version, {event_id},
+                       {", ".join(quoted(c) for c in requests)}, features,
                        CAST(score AS DOUBLE) AS {SCORE}
-                FROM read_json([{files}], format = 'newline_delimited', union_by_name = true)
+                FROM read_json($logs, format = 'newline_delimited', union_by_name = true)
                 WHERE {_in_window(ts)}
                 QUALIFY row_number() OVER (
-                    PARTITION BY coalesce(CAST("{event_id}" AS VARCHAR), request_id)
+                    PARTITION BY coalesce(CAST({event_id} AS VARCHAR), request_id)
                     ORDER BY served_at DESC) = 1
             )
             SELECT answers.*, labels.{LABEL}
-            FROM answers LEFT JOIN ({labels}) AS labels ON answers."{event_id}" = labels._event
+            FROM answers LEFT JOIN ({labels}) AS labels ON answers.{event_id} = labels._event
             """,
-            window,
+            {**window, "logs": logs},
         )
-        nulls = ", ".join(f'avg(("{c}" IS NULL)::INT) AS "{c}"' for c in requests)
+        nulls = ", ".join(f"avg(({quoted(c)} IS NULL)::INT) AS {quoted(c)}" for c in requests)
         counts = con.execute(
             f"SELECT count(*) AS rows, count({LABEL}) AS labelled, {nulls} FROM served"
         ).df()
@@ -175,28 +200,40 @@ def read_window(
 
 def _in_window(column: str) -> str:
     # Parquet may hold ns or us precision, the log ISO text: one type for the comparison.
-    return f'CAST("{column}" AS TIMESTAMPTZ) >= $start AND CAST("{column}" AS TIMESTAMPTZ) < $end'
+    c = quoted(column)
+    return f"CAST({c} AS TIMESTAMPTZ) >= $start AND CAST({c} AS TIMESTAMPTZ) < $end"
 
 
-def _quarantine_source(settings: Settings, use_case: UseCase) -> str | None:
-    files = sorted(settings.quarantine_dir.glob(f"*/{use_case.events.file_name}"))
-    if not files:
-        return None
-    listed = ", ".join(f"'{p}'" for p in files)
-    return f"read_parquet([{listed}], union_by_name = true)"
+def _quarantine_files(settings: Settings, use_case: UseCase) -> list[str]:
+    return [str(p) for p in sorted(settings.quarantine_dir.glob(f"*/{use_case.events.file_name}"))]
 
 
-def _view(con: Any, name: str) -> str | None:
-    """The offline store's view of a table; None when nothing was ingested into it yet."""
-    views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-    return f'"{name}"' if name in views else None
+def _has_view(con: Any, name: str) -> bool:
+    """Whether the offline store gave the table a view (not when nothing was ingested yet)."""
+    views = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    return name in {row[0] for row in views}
 
 
-def _count(con: Any, source: str | None, ts: str, window: dict) -> int:
+# A re-sent event (`already_ingested`) is in the offline store already: not a bad event. (The
+# reason column and its value are written by ingestion.validation.)
+_ALL_ROWS = "read_parquet($files, union_by_name = true)"
+_QUARANTINED_EVENTS = (
+    f"(SELECT * FROM {_ALL_ROWS} WHERE _reasons IS DISTINCT FROM 'already_ingested')"
+)
+
+
+def _has_reasons(files: list[str]) -> bool:
+    import pyarrow.parquet as pq
+
+    return any("_reasons" in pq.read_schema(f).names for f in files)
+
+
+def _count(con: Any, source: str | None, ts: str, parameters: dict[str, Any]) -> int:
+    """Rows of `source` (a view, or a table function over `$files`) in the window."""
     if source is None:
         return 0
     query = f"SELECT count(*) FROM {source} WHERE {_in_window(ts)}"
-    return int(con.execute(query, window).fetchone()[0])
+    return int(con.execute(query, parameters).fetchone()[0])
 
 
 def _empty(

@@ -81,3 +81,12 @@ def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
 def test_window_without_a_log_is_empty(settings: Settings) -> None:
     window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
     assert window.rows == 0 and window.performance is None and window.sample.empty
+
+
+def test_a_window_is_named_by_the_day_it_judges(settings: Settings) -> None:
+    # The window that closes at midnight judges the day before: the day the traffic happened.
+    window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
+    assert window.day == "2026-01-08"
+    assert window.day_start == START
+    assert window.summary()["day"] == "2026-01-08"
+    assert window.summary()["end"] == "2026-01-09T00:00:00+00:00"  # the bounds stay

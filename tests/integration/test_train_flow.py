@@ -3,6 +3,7 @@ registry, on a copy of one ingested week of baseline traffic."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,31 @@ def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_se
     assert list(model_dir.rglob("model.ubj")), "the model is stored in XGBoost's UBJ format"
     assert not list(model_dir.rglob("*.pkl"))
 
+    # Named by the last day of data it saw; the experiment opens on runs in the MLflow UI.
+    assert run.data.tags["mlflow.runName"] == "train-2026-01-07"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # The decision and its reason, in full, as the run's and the version's description.
+    note = run.data.tags["mlflow.note.content"]
+    assert f"v{report.version}" in note and "**promoted** by gate" in note
+    assert report.reason in note
+    version = client.get_model_version(report.model_name, report.version)
+    assert version.description.startswith("**promoted** by gate")
+    assert report.reason in version.description
+    # The three windows are the run's input datasets: every row, named by their days.
+    inputs = {
+        {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation", "test"}
+    assert inputs["training"].name == "train 2026-01-01..2026-01-05"
+    assert inputs["test"].name == "test 2026-01-07"
+    for context, split in (("training", "train"), ("validation", "validation"), ("test", "test")):
+        assert json.loads(inputs[context].profile)["num_rows"] == lineage["rows"][split]
+        columns = {c["name"] for c in json.loads(inputs[context].schema)["mlflow_colspec"]}
+        assert {"clicked", "device", "ad_position"} <= columns
+    assert len({d.digest for d in inputs.values()}) == 3
+
 
 def test_identical_retrain_is_rejected_and_the_champion_stays(train, registry):
     first = train()
@@ -133,6 +159,13 @@ def test_promote_and_rollback_by_hand_are_recorded(train, registry):
 
     rolled = rollback(reason="CTR dropped online", by="human:test")
     assert rolled.champion_version == first.version
+    # Each decision on top of the version's description, the earlier ones kept below.
+    history = registry.client.get_model_version(registry.name, rejected.version).description
+    assert history.startswith("**rolled_back** by human:test")
+    assert history.index("CTR dropped online") < history.index("A/B test winner")
+    assert history.index("**promoted** by human:test") < history.index("**rejected** by gate")
+    restored = registry.client.get_model_version(registry.name, first.version).description
+    assert restored.startswith(f"**@champion again** (rollback from v{rejected.version})")
     assert registry.alias(CHAMPION) == first.version
     assert registry.alias(PREVIOUS) is None  # nothing older to fall back to
     assert registry.version(rejected.version).tags[DECISION] == "rolled_back"
