@@ -361,7 +361,7 @@ def monitor(
 
         monitored = monitor_flow(as_of=end, retrain=retrain)
         judged = monitored.judged
-        lines = [f"{judged.decision}: {judged.reason}", *judged.reports]
+        lines = [f"{judged.day} {judged.decision}: {judged.reason}", *judged.reports]
         if monitored.retraining is not None:
             lines += _train_summary(monitored.retraining).splitlines()
         elif monitored.retraining_note:
