@@ -5,6 +5,9 @@
     POST /predict_batch    {"requests": [...]}, up to MLOPS_SERVING__MAX_BATCH
     GET  /model            the model version being served
     GET  /openapi.json     the schema of the three routes above
+    GET  /  /docs.json     the service's page: Swagger UI (BentoML's static files, so offline)
+                           over /docs.json, BentoML's spec (/livez, /readyz, /metrics) plus
+                           /openapi.json's routes
     GET  /livez /readyz /metrics     BentoML: alive; ready (model loaded and warm, and the
                            online store answers a lookup; else 503 with the cause); Prometheus
     POST /floor            diagnostics, not in /openapi.json: /predict without the scoring (see
@@ -32,6 +35,7 @@ two interleaved and judges only the difference (serving/infra_check.py).
 from __future__ import annotations
 
 import gc
+import html
 import logging
 import time
 import uuid
@@ -47,7 +51,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from mlops.runtime import setup
@@ -184,6 +188,47 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(OPENAPI)
 
 
+# The page at /, and the spec it renders at /docs.json, replace BentoML's: these routes are
+# matched before BentoML's page routes. BentoML's spec lists no route of a mounted Starlette app,
+# and its page loads Google Tag Manager and its spec's description badges from the internet.
+# This page is BentoML's without them (and without its index.css, which hides the spec's title),
+# on the Swagger UI files BentoML serves (static_content/; swagger-initializer.js loads
+# ./docs.json).
+PAGE = f"""<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>{html.escape(use_case.name)} predictions</title>
+    <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css" />
+    <style>body {{ margin: 0; background: #fafafa; }} .topbar {{ display: none; }}</style>
+    <link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-initializer.js" charset="UTF-8"></script>
+  </body>
+</html>
+"""
+
+
+async def page(request: Request) -> Response:
+    return HTMLResponse(PAGE)
+
+
+async def docs_spec(request: Request) -> Response:
+    service = cast("bentoml.Service[PredictionService]", PredictionService)
+    return JSONResponse(with_prediction_routes(service.openapi_spec.asdict()))
+
+
+def with_prediction_routes(spec: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's OpenAPI document with /openapi.json's title, routes and schemas."""
+    components = spec.setdefault("components", {})
+    components["schemas"] = {**components.get("schemas", {}), **OPENAPI["components"]["schemas"]}
+    return {**spec, "info": OPENAPI["info"], "paths": {**spec["paths"], **OPENAPI["paths"]}}
+
+
 async def _parse(request: Request, schema: type[BaseModel]) -> BaseModel | Response:
     try:
         return schema.model_validate_json(await request.body() or b"{}")
@@ -228,6 +273,8 @@ routes = Starlette(
         Route("/predict_batch", predict_batch, methods=["POST"]),
         Route("/model", model, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/", page, methods=["GET"]),  # see PAGE
+        Route("/docs.json", docs_spec, methods=["GET"]),
         Route("/floor", floor, methods=["POST"]),  # diagnostics; not in the OpenAPI document
     ]
 )
@@ -387,6 +434,10 @@ def _spin_cpu(milliseconds: float) -> None:
         pass
 
 
+# BentoML's tag for a service's own endpoints: its page at / lists the routes under it.
+APP_TAG = "Service APIs"
+
+
 def _openapi() -> dict[str, Any]:
     """The prediction routes' OpenAPI document, from the same pydantic models that validate."""
     schemas: dict[str, Any] = {}
@@ -404,6 +455,7 @@ def _openapi() -> dict[str, Any]:
         return {
             "post": {
                 "summary": summary,
+                "tags": [APP_TAG],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": ref(body)}},
@@ -428,7 +480,13 @@ def _openapi() -> dict[str, Any]:
 
     return {
         "openapi": "3.0.2",
-        "info": {"title": f"{use_case.name} predictions", "version": "1"},
+        "info": {
+            "title": f"{use_case.name} predictions",
+            "version": "1",
+            "description": f"`{use_case.score_name}` per request, from the model `GET /model` "
+            "names (the registry's @champion unless pinned). `/openapi.json` has these routes "
+            "alone; `/livez`, `/readyz` and `/metrics` are BentoML's (see docs/serving.md).",
+        },
         "paths": {
             "/predict": post(
                 f"Score one request: {use_case.score_name}", PredictRequest, Prediction
@@ -437,6 +495,7 @@ def _openapi() -> dict[str, Any]:
             "/model": {
                 "get": {
                     "summary": "The model version being served",
+                    "tags": [APP_TAG],
                     "responses": {
                         "200": {
                             "description": "the model, or none yet",
