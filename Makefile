@@ -20,7 +20,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export FEAST_USAGE := False
 
-.PHONY: install run test bench lint format clean feast-ui mlflow-ui evidently-ui prefect-ui
+.PHONY: install browser run test bench lint format clean feast-ui mlflow-ui evidently-ui prefect-ui
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,11 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 run: install  ## the closed loop on embedded defaults, replayed from a clean MLOPS_HOME
 	$(VENV)/bin/mlops run --reset
 
-test: install
+test: install browser
 	$(VENV)/bin/pytest
+
+browser:  ## headless Chromium, for the tests that open pages in a browser (Debian's package)
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 bench: install
 	$(VENV)/bin/python -m benchmarks

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
 from ingestion import steps
-from ingestion.validation import build_data_docs
+from ingestion.validation import build_data_docs, data_docs_index
 from mlops.feature_store import open_store
 from mlops.landing import BatchUnreadable
 from mlops.offline_store import OfflineStore
@@ -74,7 +74,7 @@ def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
         commit(batch, results, offline)
         refresh_features(use_case, offline)  # a late batch: the later ones it changes
         sync_online(open_store(settings, use_case), earliest, offline)
-    docs = data_docs(settings.gx_root)
+    docs = data_docs_index(settings.gx_root)  # updated once the run's batches are validated
     return steps.report(
         batch,
         results,
@@ -108,6 +108,9 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
             description=f"{report.status}: {report.reason}"[:500],
         )
         result.batches.append(report)
+    if result.batches:
+        # Once a run, not once a batch: renders the results not rendered yet, and the index.
+        data_docs(settings.gx_root)
     if result.rejected:
         raise steps.BatchesRejected(result)
     return result

@@ -167,7 +167,11 @@ def validate(
 ) -> dict[str, TableValidation]:
     return {
         name: validation.validate_table(
-            frame, use_case.suites_dir / f"{name}.json", settings.gx_root, batch.closed_at
+            frame,
+            use_case.suites_dir / f"{name}.json",
+            settings.gx_root,
+            batch.closed_at,
+            batch.batch_id,
         )
         for name, frame in batch.tables.items()
     }

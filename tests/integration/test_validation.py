@@ -65,3 +65,24 @@ def test_too_many_failing_rows_reject_the_whole_batch(settings, use_case) -> Non
 
     assert not decision.passed
     assert "above the card's max_failing_fraction of 5.0%" in decision.reason
+
+
+def test_results_are_stored_under_the_batch_id_and_name_their_table(settings, use_case) -> None:
+    import great_expectations as gx
+
+    (batch_dir,) = land_days(settings.landing_dir, days=1)
+    batch = steps.land(batch_dir, use_case)
+
+    steps.validate(batch, use_case, settings)
+    steps.validate(batch, use_case, settings)  # validated again: kept beside the first
+
+    context = gx.get_context(mode="file", project_root_dir=settings.gx_root)
+    keys = context.validation_results_store.list_keys()
+    # Two results a table: the run time is the validation's, not parsed from the id (a date).
+    assert len(keys) == 2 * len(use_case.tables)
+    assert {k.run_id.run_name for k in keys} == {batch.batch_id}
+    for key in keys:
+        result = context.validation_results_store.get(key)
+        table = key.expectation_suite_identifier.name.split(".")[-1]
+        assert result.meta["checkpoint_id"], "not validated through a checkpoint"
+        assert result.asset_name == result.meta["batch_spec"]["data_asset_name"] == table
