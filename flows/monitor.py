@@ -140,20 +140,12 @@ def announce(model_name: str, judged: MonitorReport) -> None:
 
 
 def _retrain(settings: Settings, end: datetime, result: MonitorResult) -> None:
-    """Locally a subflow; on a Prefect server, the train deployment (its worker runs it)."""
-    parameters: dict[str, Any] = {"as_of": end, "recent": True}
-    if settings.profile == "server":
-        from prefect.client.schemas.objects import FlowRun
-        from prefect.deployments import run_deployment
-
-        run = run_deployment(TRAIN_DEPLOYMENT, parameters=parameters, timeout=1800)
-        assert isinstance(run, FlowRun)  # called from sync code: not a coroutine
-        state = run.state.name if run.state else "unknown"
-        result.retraining_note = f"train deployment run {run.id}: {state}"
-        return
+    """Locally a subflow; on a Prefect server, a run of the train deployment (a worker runs
+    it; `run_deployment` links it to this run)."""
+    from flows.deployed import run_flow
     from flows.train import train
 
     try:
-        result.retraining = train(**parameters)
+        result.retraining = run_flow(settings, train, TRAIN_DEPLOYMENT, as_of=end, recent=True)
     except UserError as not_trained:  # e.g. too few labelled rows yet: a note, not a failure
         result.retraining_note = f"not trained: {not_trained}"

@@ -554,6 +554,65 @@ def deploy(as_json: JsonOption = False) -> None:
     _run(as_json, work)
 
 
+@app.command()
+def up(as_json: JsonOption = False) -> None:
+    """Server profile: start the Prefect server, the deployments' worker, the MLflow server
+    and the prediction service as local processes (PostgreSQL and Redis must be running);
+    wait until each is healthy. Idempotent: what already runs is left alone."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings, _ = _start()
+        from mlops.services import up
+
+        found = up(settings, on_progress=lambda line: typer.echo(line, err=True))
+        return found, _status_text(settings, found), _status_code(found)
+
+    _run(as_json, work)
+
+
+@app.command()
+def down(as_json: JsonOption = False) -> None:
+    """Stop the services `mlops up` started (PostgreSQL, Redis and all state stay)."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings, _ = _start()
+        from mlops.services import down
+
+        found = down(settings, on_progress=lambda line: typer.echo(line, err=True))
+        return found, _status_text(settings, found), 0
+
+    _run(as_json, work)
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Each service's health, address and pid; exit 1 unless all are healthy."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings, _ = _start()
+        from mlops.services import status
+
+        found = status(settings)
+        return found, _status_text(settings, found), _status_code(found)
+
+    _run(as_json, work)
+
+
+def _status_text(settings: Settings, found: dict[str, Any]) -> str:
+    lines = []
+    for name, s in found["services"].items():
+        health = "healthy" if s["healthy"] else "DOWN"
+        pid = f"pid {s['pid']}" if s["pid"] else ""
+        detail = f"  ({s['detail']})" if s["detail"] and not s["healthy"] else ""
+        lines.append(f"{name:<9} {health:<8} {s['url'] or '':<40} {pid}{detail}")
+    lines.append(f"pids: {settings.home / 'services'}; logs: {settings.logs_dir}")
+    return "\n".join(lines)
+
+
+def _status_code(found: dict[str, Any]) -> int:
+    return 0 if all(s["healthy"] for s in found["services"].values()) else EXIT_FAILURE
+
+
 @app.command("settings")
 def show_settings(as_json: JsonOption = False) -> None:
     """Print the settings in force (after MLOPS_* variables)."""

@@ -34,19 +34,37 @@ def feast_objects(settings: Settings, use_case: UseCase) -> list[Any]:
 
 
 def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync") -> Any:
+    """Feast's configuration for the active profile: `local`, a registry file and a SQLite
+    online store under MLOPS_HOME; `server`, a SQL registry on PostgreSQL and Redis. Both read
+    the offline store's parquet through DuckDB."""
     from feast.repo_config import RegistryConfig, RepoConfig
 
-    if settings.profile != "local":
-        raise NotImplementedError(
-            "the server profile's Feast stores (Redis, PostgreSQL) come later"
-        )
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    # `sync` reloads the registry file whenever it changed; `thread`, for a long-running reader,
-    # only once `cache_ttl_seconds` passed (the file registry has no background thread: the call
-    # that finds the cache expired reloads it).
-    registry = RegistryConfig(
-        path=str(settings.feast_dir / "registry.db"), cache_mode=registry_cache_mode
-    )
+    if settings.profile == "server":
+        from feast.infra.registry.sql import SqlRegistryConfig
+
+        from mlops.databases import feast_redis_connection
+
+        # `sync`, a long-running reader (`thread`) refreshes every `cache_ttl_seconds` in a
+        # background thread; `pool_pre_ping` survives a PostgreSQL restart.
+        registry: RegistryConfig = SqlRegistryConfig(
+            path=settings.database_url("feast", "psycopg"),
+            cache_mode=registry_cache_mode,
+            cache_ttl_seconds=60,
+            sqlalchemy_config_kwargs={"echo": False, "pool_pre_ping": True},
+        )
+        online_store: dict[str, Any] = {
+            "type": "redis",
+            "connection_string": feast_redis_connection(settings.redis_url.get_secret_value()),
+        }
+    else:
+        # `sync` reloads the registry file whenever it changed; `thread`, for a long-running
+        # reader, only once `cache_ttl_seconds` passed (the file registry has no background
+        # thread: the call that finds the cache expired reloads it).
+        registry = RegistryConfig(
+            path=str(settings.feast_dir / "registry.db"), cache_mode=registry_cache_mode
+        )
+        online_store = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
     # While an ingest materializes a view, Feast marks it MATERIALIZING and readers refuse it
     # unless this is set: then they serve its last-materialized values. Set after construction:
     # its validator warns that on a non-SQL registry it "typically has no effect", but the check
@@ -60,7 +78,7 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
         registry=registry,
         # DuckDB, not Feast's `file` store: that one silently drops rows in point-in-time joins.
         offline_store={"type": "duckdb"},
-        online_store={"type": "sqlite", "path": str(settings.feast_dir / "online.db")},
+        online_store=online_store,
         entity_key_serialization_version=3,
         repo_path=str(settings.feast_dir),
     )
@@ -76,6 +94,10 @@ def open_store(
     Feast's `MATERIALIZING` state, which no reader would serve, are reset."""
     from feast import FeatureStore
 
+    if settings.profile == "server":
+        from mlops.databases import ensure_databases
+
+        ensure_databases(settings)
     OfflineStore(settings.offline_dir).recover()
     store = FeatureStore(config=repo_config(settings, use_case, registry_cache_mode))
     store.apply(feast_objects(settings, use_case))

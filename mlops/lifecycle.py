@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from flows.monitor import MonitorResult
+    from ingestion.steps import IngestResult
 
 START = date(2026, 1, 1)
 
@@ -91,7 +92,7 @@ def run_lifecycle(
     on_day: Callable[[Day], None] = lambda day: None,
     on_progress: Callable[[str], None] = lambda step: None,
 ) -> Lifecycle:
-    from flows.ingest import ingest_batches
+    from flows.deployed import run_flow
     from flows.train import train
     from serving.process import free_port, start_service
 
@@ -111,9 +112,9 @@ def run_lifecycle(
     )
 
     on_progress(f"ingesting the first {bootstrap_days} days (starts a local Prefect server)")
-    ingested = ingest_batches([land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
+    ingested = _ingest(settings, [land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
     on_progress("training the first model, then its infra check in a real service")
-    trained = train(seed=scenario.seed)
+    trained = run_flow(settings, train, TRAIN, seed=scenario.seed)
     if trained.decision != "promoted":
         raise LifecycleError(f"the first model was not promoted: {trained.reason}")
     bootstrap = {
@@ -141,6 +142,22 @@ def run_lifecycle(
     return result
 
 
+# The deployments (prefect.yaml) the server profile runs the flows through.
+INGEST, TRAIN, MONITOR = "ingest/ingest", "train/train", "monitor/monitor"
+
+
+def _ingest(settings: Settings, batch_dirs: list[Path]) -> IngestResult:
+    """Every batch's report, whether or not a batch was rejected."""
+    from flows.deployed import run_flow
+    from flows.ingest import ingest
+    from ingestion.steps import BatchesRejected
+
+    try:
+        return run_flow(settings, ingest, INGEST, batch_dirs=batch_dirs)
+    except BatchesRejected as rejected:
+        return rejected.result
+
+
 def check_scenario(use_case: UseCase, scenario: Scenario) -> None:
     """Refuse, before anything runs, a scenario the story cannot tell."""
     bootstrap_days = use_case.card.training.span_days
@@ -160,15 +177,15 @@ def land(batch: Path, landing_dir: Path) -> Path:
 
 
 def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int) -> Day:
-    from flows.ingest import ingest_batches
+    from flows.deployed import run_flow
     from flows.monitor import monitor
     from mlops.landing import read_batch
     from serving.traffic import replay, requests_for
 
     events = read_batch(batch, use_case.tables).tables[use_case.event_table]
     traffic = replay(service, requests_for(events, use_case))
-    (report,) = ingest_batches([land(batch, settings.landing_dir)]).batches
-    monitored = monitor(as_of=_closed_at(batch), seed=seed)
+    (report,) = _ingest(settings, [land(batch, settings.landing_dir)]).batches
+    monitored = run_flow(settings, monitor, MONITOR, as_of=_closed_at(batch), seed=seed)
     judged, retrained = monitored.judged, monitored.retraining
     if retrained and retrained.decision == "promoted":
         _wait_for_version(service, retrained.version)

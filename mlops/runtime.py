@@ -42,7 +42,8 @@ def children_die_with_this_process() -> None:
     """Every child process started from now on (the ephemeral Prefect server, `bentoml serve`)
     gets SIGTERM when this process ends, even killed with SIGKILL, so no orphan keeps serving
     or holding a port. Linux only (`prctl(PR_SET_PDEATHSIG)`); elsewhere children are stopped
-    on a clean exit only."""
+    on a clean exit only. A child started in a session of its own (`start_new_session=True`:
+    `mlops up`'s services) is meant to outlive this process and is left alone."""
     if sys.platform == "linux":
         subprocess.Popen = _DyingWithParent  # type: ignore[misc]
 
@@ -56,6 +57,10 @@ def _die_with_parent() -> None:
 
 class _DyingWithParent(subprocess.Popen):
     def __init__(self, *args: Any, preexec_fn: Callable[[], Any] | None = None, **kw: Any) -> None:
+        if kw.get("start_new_session"):
+            super().__init__(*args, preexec_fn=preexec_fn, **kw)  # type: ignore[call-overload]
+            return
+
         def before_exec() -> None:
             _die_with_parent()
             if preexec_fn is not None:

@@ -6,6 +6,7 @@ import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,9 +75,23 @@ class ServingSettings(BaseModel):
     )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ANY_HOST = ("0.0.0.0", "::", "")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def client_host(host: str) -> str:
+    """The address a client on this machine uses for a server bound to `host`."""
+    return "127.0.0.1" if host in ANY_HOST else host
+
+
 class UiSettings(BaseModel):
-    """Where the local UIs listen (`make mlflow-ui` etc. read the same `MLOPS_UI__<NAME>`
-    variables), so the links the platform writes open them."""
+    """Where the Prefect and MLflow servers (`mlops up`, `make mlflow-ui` etc.) and Evidently's
+    UI listen (`MLOPS_UI__<NAME>`), so the links the platform writes open them. Bound beyond
+    loopback, `mlops up` requires the credentials of `AuthSettings`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,18 +99,41 @@ class UiSettings(BaseModel):
     prefect_port: int = Field(default=4200, ge=1, le=65535)
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
     evidently_port: int = Field(default=8000, ge=1, le=65535)
+    mlflow_allowed_hosts: str | None = Field(
+        default=None,
+        description="Host headers the MLflow server accepts beyond localhost and private IPs "
+        "(`--allowed-hosts`, comma-separated), e.g. its public name behind a proxy.",
+    )
 
     @property
     def prefect_url(self) -> str:
-        return f"http://{self.host}:{self.prefect_port}"
+        return f"http://{client_host(self.host)}:{self.prefect_port}"
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
+        return f"http://{client_host(self.host)}:{self.mlflow_port}"
 
     @property
     def evidently_url(self) -> str:
-        return f"http://{self.host}:{self.evidently_port}"
+        return f"http://{client_host(self.host)}:{self.evidently_port}"
+
+
+class AuthSettings(BaseModel):
+    """Credentials of the server profile's services (`MLOPS_AUTH__<NAME>`), from the environment
+    or `.env` only. A service uses its credential whenever it is set, and `mlops up` refuses to
+    bind a service beyond loopback without it. Masked wherever settings are printed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Prefect's basic auth, `user:password`: the server's PREFECT_SERVER_API_AUTH_STRING and
+    # every client's (CLI, worker, flows) PREFECT_API_AUTH_STRING.
+    prefect_auth_string: SecretStr | None = None
+    # MLflow's `basic-auth` app: the admin account it is created with, and its session key.
+    mlflow_admin_user: str = "admin"
+    mlflow_admin_password: SecretStr | None = None
+    mlflow_secret_key: SecretStr | None = None
+    # Bearer token for the prediction service's routes (/livez, /readyz, /metrics stay open).
+    serving_api_key: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -114,15 +152,23 @@ class Settings(BaseSettings):
     use_case: str = Field(default="adclick", description="Package name under usecases/.")
 
     # Server profile (PostgreSQL, Redis, Prefect server, MLflow server); unused by `local`.
-    # Secrets (they carry passwords): masked wherever settings are printed or logged; read the
+    # The defaults fit the machine this template is developed on (see .env.example). Secrets
+    # (they may carry passwords): masked wherever settings are printed or logged; read the
     # value with `.get_secret_value()` where a client is built.
-    postgres_dsn: SecretStr | None = None
-    redis_url: SecretStr | None = None
+    postgres_dsn: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
+        description="A PostgreSQL role that may create databases; the platform's own "
+        "databases (`<database_prefix>_prefect`, `_mlflow`, `_feast`) are created beside it.",
+    )
+    database_prefix: str = Field(default="mlops", pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # Default (server profile): the servers `mlops up` starts, at `ui.host` and its ports.
     prefect_api_url: str | None = None
     mlflow_tracking_uri: str | None = None
 
     serving: ServingSettings = ServingSettings()
     ui: UiSettings = UiSettings()
+    auth: AuthSettings = AuthSettings()
 
     prefect_startup_timeout_seconds: int = 90
     # Where `mlops deploy`'s alert automation sends monitoring alerts: a Prefect notification
@@ -138,15 +184,24 @@ class Settings(BaseSettings):
     def _resolve(self) -> Settings:
         self.home = self.home.expanduser().resolve()
         if self.profile == "server":
-            missing = [
-                name
-                for name in ("postgres_dsn", "redis_url", "prefect_api_url", "mlflow_tracking_uri")
-                if getattr(self, name) is None
-            ]
-            if missing:
-                names = ", ".join(f"MLOPS_{n.upper()}" for n in missing)
-                raise ValueError(f"profile 'server' needs {names}")
+            self.prefect_api_url = self.prefect_api_url or f"{self.ui.prefect_url}/api"
+            self.mlflow_tracking_uri = self.mlflow_tracking_uri or self.ui.mlflow_url
+        for name in ("postgres_dsn", "redis_url"):
+            url = urlsplit(getattr(self, name).get_secret_value())
+            if not url.scheme or not url.hostname:
+                raise ValueError(f"MLOPS_{name.upper()} is not a URL (scheme://host...)")
         return self
+
+    def database_url(self, purpose: Literal["prefect", "mlflow", "feast"], driver: str) -> str:
+        """The URL of the platform's database for `purpose`, on the server `postgres_dsn`
+        names, with the SQLAlchemy `driver` (`asyncpg`, `psycopg2`, `psycopg`)."""
+        url = urlsplit(self.postgres_dsn.get_secret_value())
+        return urlunsplit(
+            (f"postgresql+{driver}", url.netloc, f"/{self.database_name(purpose)}", url.query, "")
+        )
+
+    def database_name(self, purpose: str) -> str:
+        return f"{self.database_prefix}_{purpose}"
 
     # One folder per kind of state, so deleting `home` resets the platform.
     @property
@@ -188,8 +243,9 @@ class Settings(BaseSettings):
 
     @property
     def artifact_location(self) -> str | None:
-        """Where new experiments keep artifacts; a tracking server decides for itself."""
-        if self.mlflow_tracking_uri:
+        """Where new experiments keep artifacts; a tracking server decides for itself (it
+        proxies them: `--artifacts-destination`)."""
+        if self.mlflow_tracking_uri and self.mlflow_tracking_uri.startswith(("http:", "https:")):
             return None
         return (self.mlflow_dir / "artifacts").as_uri()
 
@@ -236,6 +292,38 @@ class Settings(BaseSettings):
             env["TQDM_DISABLE"] = "1"  # Feast's materialization progress bars
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
+        if self.auth.prefect_auth_string:
+            env["PREFECT_API_AUTH_STRING"] = self.auth.prefect_auth_string.get_secret_value()
+        if self.auth.mlflow_admin_password and self.mlflow_tracking_uri:
+            env["MLFLOW_TRACKING_USERNAME"] = self.auth.mlflow_admin_user
+            env["MLFLOW_TRACKING_PASSWORD"] = self.auth.mlflow_admin_password.get_secret_value()
+        if self.profile == "server":
+            # Flow runs on a worker hand their results (IngestResult, TrainReport, ...) back
+            # to whoever started them through result storage, under PREFECT_HOME.
+            env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
+            # A task that talks to a server retries (Prefect retries the task); MLflow's own
+            # retries would otherwise hide an outage for minutes inside one attempt.
+            env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
+            env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+        return env
+
+    def environment(self) -> dict[str, str]:
+        """These settings as `MLOPS_*` variables, secrets included: what a process this one
+        starts (a worker, a server) needs to see the same platform."""
+        env: dict[str, str] = {}
+
+        def flatten(prefix: str, model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                key = f"{prefix}{name.upper()}"
+                if isinstance(value, BaseModel):
+                    flatten(f"{key}__", value)
+                elif isinstance(value, SecretStr):
+                    env[key] = value.get_secret_value()
+                elif value is not None:
+                    env[key] = str(value)
+
+        flatten("MLOPS_", self)
         return env
 
     def apply(self) -> Settings:

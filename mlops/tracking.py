@@ -147,6 +147,6 @@ def dataset(
 def run_url(settings: Settings, logged: LoggedRun) -> str:
     """Where the run shows in the MLflow UI (`make mlflow-ui` serves the local store), in its
     model-training view."""
-    base = settings.mlflow_tracking_uri or "http://127.0.0.1:5000"
+    base = settings.mlflow_tracking_uri or settings.ui.mlflow_url
     run = f"#/experiments/{logged.experiment_id}/runs/{logged.run_id}"
     return f"{base.rstrip('/')}/{run}?{UI_WORKFLOW}"

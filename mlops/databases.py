@@ -1,0 +1,121 @@
+"""The server profile's PostgreSQL databases and Redis: created if missing, probed for health.
+
+One PostgreSQL server holds three databases (`<prefix>_prefect`, `_mlflow`, `_feast`); the role
+in `MLOPS_POSTGRES_DSN` creates them on first use, so a fresh server needs no manual step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from mlops.errors import UserError
+from mlops.settings import Settings
+
+PURPOSES: tuple[Literal["prefect", "mlflow", "feast"], ...] = ("prefect", "mlflow", "feast")
+# Prefect's server searches with trigram indexes; the extension must exist in its database.
+EXTENSIONS: dict[Literal["prefect", "mlflow", "feast"], tuple[str, ...]] = {"prefect": ("pg_trgm",)}
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class StoreUnreachable(UserError):
+    """PostgreSQL or Redis does not answer at the configured address."""
+
+
+def ensure_databases(settings: Settings) -> list[str]:
+    """Create the platform's databases (and their extensions) where missing; return those
+    created. Idempotent, and safe when two processes race to create the same database."""
+    import psycopg
+    from psycopg import sql
+
+    created = []
+    with _connect(settings.postgres_dsn.get_secret_value()) as admin:
+        admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        for purpose in PURPOSES:
+            name = settings.database_name(purpose)
+            exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                try:
+                    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    created.append(name)
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    pass  # another process created it first
+    for purpose, extensions in EXTENSIONS.items():
+        url = settings.database_url(purpose, "psycopg").replace("postgresql+psycopg", "postgresql")
+        with _connect(url) as database:
+            database.autocommit = True
+            for extension in extensions:
+                create = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}")
+                # UniqueViolation: another process created it at the same moment.
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    database.execute(create.format(sql.Identifier(extension)))
+    return created
+
+
+def drop_databases(settings: Settings) -> None:
+    """Drop the platform's databases (tests, and `mlops down --purge`)."""
+    from psycopg import sql
+
+    with _connect(settings.postgres_dsn.get_secret_value()) as admin:
+        admin.autocommit = True
+        for purpose in PURPOSES:
+            name = sql.Identifier(settings.database_name(purpose))
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
+
+def postgres_problem(settings: Settings) -> str | None:
+    """None if PostgreSQL answers a query, else why not."""
+    try:
+        with _connect(settings.postgres_dsn.get_secret_value()) as connection:
+            connection.execute("SELECT 1")
+    except StoreUnreachable as err:
+        return str(err)
+    return None
+
+
+def redis_problem(settings: Settings) -> str | None:
+    """None if Redis answers PING, else why not."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_connect_timeout=CONNECT_TIMEOUT_SECONDS
+        )
+        client.ping()
+        client.close()
+    except redis.RedisError as err:
+        return f"Redis at {_where(settings.redis_url.get_secret_value())}: {err}"
+    return None
+
+
+def feast_redis_connection(redis_url: str) -> str:
+    """Feast's Redis connection string (`host:port,db=N,password=...,ssl=true`) for a
+    `redis://` or `rediss://` URL."""
+    url = urlsplit(redis_url)
+    parts = [f"{url.hostname}:{url.port or 6379}"]
+    database = url.path.strip("/") or parse_qs(url.query).get("db", ["0"])[0]
+    parts.append(f"db={int(database)}")
+    if url.username and url.username != "default":
+        parts.append(f"username={url.username}")
+    if url.password:
+        parts.append(f"password={url.password}")
+    if url.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def _connect(dsn: str) -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    except psycopg.OperationalError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StoreUnreachable(f"PostgreSQL at {_where(dsn)}: {first_line}") from err
+
+
+def _where(url: str) -> str:
+    """host:port/database of a URL, without its credentials."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or ''}{parts.path}"
