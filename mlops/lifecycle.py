@@ -111,7 +111,12 @@ def run_lifecycle(
         incident_day=scenario.incident_day,
     )
 
-    on_progress(f"ingesting the first {bootstrap_days} days (starts a local Prefect server)")
+    where = (
+        "on the worker, through the deployments"
+        if settings.profile == "server"
+        else "starts a local Prefect server"
+    )
+    on_progress(f"ingesting the first {bootstrap_days} days ({where})")
     ingested = _ingest(settings, [land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
     on_progress("training the first model, then its infra check in a real service")
     trained = run_flow(settings, train, TRAIN, seed=scenario.seed)
@@ -270,6 +275,13 @@ def _wait_for_version(service: Any, version: str) -> None:
 
 def reset_home(settings: Settings) -> None:
     """Forget every state a run leaves (the whole MLOPS_HOME), so the story replays as told."""
+    if settings.profile == "server":
+        # The state also lives in PostgreSQL and Redis, and the running services use the home.
+        raise UserError(
+            "--reset replays from an empty local home; the server profile keeps its state in "
+            "PostgreSQL and Redis too: for a fresh replay, `mlops down`, then use a new "
+            "MLOPS_HOME and MLOPS_DATABASE_PREFIX (and an empty Redis database) and `mlops up`"
+        )
     if settings.home.exists():
         shutil.rmtree(settings.home)
 

@@ -17,6 +17,10 @@ A crash after 2 is finished by `recover()` (run when an ingest starts and when t
 opens). DuckDB readers skip a batch between 2 and 4, so they never see half of one. Writing a
 batch replaces its partitions whole, so re-ingesting a batch never duplicates a row.
 
+One writer at a time: `lock()` (an flock on offline/write.lock) is held by every commit and
+ledger update, and by an ingest from its duplicate check to its materialization, so two ingests
+on one MLOPS_HOME take turns there (they validate in parallel). Readers never take it.
+
 Every query takes values and file lists as parameters; table and column names come from the
 use case's contract and are checked (`identifier`) before they are quoted into SQL.
 """
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
+import threading
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +48,11 @@ from mlops.landing import ARROW_STRINGS, validate_batch_id, write_parquet
 if TYPE_CHECKING:
     import duckdb
 
+log = logging.getLogger(__name__)
+
 PARTITION_FILE = "part.parquet"
 COMMIT_FILE = "_commit.json"
+LOCK_FILE = "write.lock"
 # Table, view and column names that may be quoted into SQL and used as folder names.
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -63,9 +72,51 @@ def quoted(name: str) -> str:
     return f'"{identifier(name)}"'
 
 
+_held = threading.local()  # path -> depth of the locks this thread holds (`exclusive`)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Yield whether this thread holds the exclusive lock (flock) on `path`, waiting for it
+    unless not `blocking`. Reentrant within a thread (a holder's nested call just yields True);
+    another thread or process waits. The kernel drops the lock when its process dies, so a
+    crash never leaves it taken."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    depth: dict[str, int] = _held.__dict__.setdefault("depth", {})
+    if depth.get(key):
+        depth[key] += 1
+        try:
+            yield True
+        finally:
+            depth[key] -= 1
+        return
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not blocking:
+                yield False
+                return
+            log.info("waiting for another process to release %s", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        depth[key] = 1
+        try:
+            yield True
+        finally:
+            depth.pop(key, None)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class OfflineStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def lock(self, blocking: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """The store's writer lock (see the module's docstring); yields whether it is held."""
+        return exclusive(self.root / LOCK_FILE, blocking)
 
     def table_dir(self, table: str) -> Path:
         return self.root / "tables" / identifier(table)
@@ -102,9 +153,10 @@ class OfflineStore:
     def clear_staged(self, batch_id: str) -> None:
         """Forget an abandoned attempt at a batch (one that never reached its commit point)."""
         staging = self.staging_dir(batch_id)
-        if (staging / COMMIT_FILE).exists():
-            self._publish(batch_id)  # committed: finish it rather than lose it
-        shutil.rmtree(staging, ignore_errors=True)
+        with self.lock():
+            if (staging / COMMIT_FILE).exists():
+                self._publish(batch_id)  # committed: finish it rather than lose it
+            shutil.rmtree(staging, ignore_errors=True)
 
     def write(self, directory: Path, batch_id: str, frame: pd.DataFrame) -> Path:
         """Write a published partition directly, outside the commit protocol (fixtures and
@@ -116,16 +168,26 @@ class OfflineStore:
     def commit(self, batch_id: str, record: dict[str, Any]) -> None:
         """Make everything staged for the batch visible at once and record it in the ledger."""
         staging = self.staging_dir(batch_id)
-        staging.mkdir(parents=True, exist_ok=True)
-        _write_json(staging / COMMIT_FILE, {"batch_id": batch_id, **record})  # commit point
-        self._publish(batch_id)
+        with self.lock():
+            staging.mkdir(parents=True, exist_ok=True)
+            _write_json(staging / COMMIT_FILE, {"batch_id": batch_id, **record})  # commit point
+            self._publish(batch_id)
 
     def recover(self) -> list[str]:
-        """Finish every commit a crash interrupted (steps 3-4); return those batch ids."""
+        """Finish every commit a crash interrupted (steps 3-4); return those batch ids.
+
+        Nothing to do while another process holds the writer lock: a live writer finishes its
+        own commits (and every ingest recovers first), and readers skip batches mid-commit, so
+        a reader opening the feature store does not wait for an ingest."""
+        if not any((self.root / "staging").glob(f"*/{COMMIT_FILE}")):
+            return []
         finished = []
-        for marker in sorted((self.root / "staging").glob(f"*/{COMMIT_FILE}")):
-            self._publish(marker.parent.name)
-            finished.append(marker.parent.name)
+        with self.lock(blocking=False) as held:
+            if not held:
+                return []
+            for marker in sorted((self.root / "staging").glob(f"*/{COMMIT_FILE}")):
+                self._publish(marker.parent.name)
+                finished.append(marker.parent.name)
         return finished
 
     def _publish(self, batch_id: str) -> None:
@@ -218,14 +280,15 @@ class OfflineStore:
 
     def update(self, batch_ids: Iterable[str], **fields: Any) -> None:
         """Add or replace fields of committed batches' records (a `None` value removes one)."""
-        for batch_id in batch_ids:
-            record = self.record(batch_id)
-            if record is None:
-                continue
-            record.update(fields)
-            _write_json(
-                self._record_path(batch_id), {k: v for k, v in record.items() if v is not None}
-            )
+        with self.lock():  # read, change, write: no commit may rewrite a record in between
+            for batch_id in batch_ids:
+                record = self.record(batch_id)
+                if record is None:
+                    continue
+                record.update(fields)
+                _write_json(
+                    self._record_path(batch_id), {k: v for k, v in record.items() if v is not None}
+                )
 
     def watermark(self) -> datetime | None:
         """The latest close time of any committed batch: what the online store is current to."""

@@ -9,7 +9,9 @@ No half-state: a version is registered as `pending`; its reason is written befor
 moves, and `decision=promoted` after. Aliases only ever move to a version that passed the gate
 (or that a person promoted), so `@champion` is always a version someone decided on. A run that
 dies in between leaves a `pending` version; the next run reconciles it: promoted if it already
-holds `@champion`, abandoned otherwise.
+holds `@champion`, abandoned otherwise. Every write can be retried (the tracking server went away
+mid-way): registering once per run, a promotion resumed where it stopped, a decision described
+once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ REASON = "decision.reason"
 DECIDED_BY = "decision.by"
 DECIDED_AT = "decision.at"
 PROMOTED_AT = "promoted_at"  # kept after a rollback: the champion history, for the next one
+ENTRY_SEPARATOR = "\n\n---\n\n"  # between the decisions of a version's description
 
 Decision = Literal["pending", "promoted", "rejected", "abandoned", "rolled_back"]
 
@@ -142,9 +145,16 @@ class ModelRegistry:
 
     # Writing
     def register(self, model_uri: str, run_id: str) -> str:
-        """A new version, `pending` until the gate's decision is applied."""
+        """A new version, `pending` until the gate's decision is applied. Once per run: the
+        version an earlier attempt registered for `run_id` (its answer lost with the server)
+        is returned instead of a second one."""
         from mlflow.exceptions import MlflowException
 
+        registered = self.client.search_model_versions(
+            f"name = '{self.name}' and run_id = '{run_id}'"
+        )
+        if registered:
+            return str(min(int(v.version) for v in registered))
         try:
             self.client.create_registered_model(self.name)
         except MlflowException as err:
@@ -164,14 +174,22 @@ class ModelRegistry:
         self._record(version, "rejected", reason, by)
 
     def promote(self, version: str, reason: str, by: str = "gate") -> str | None:
-        """Make `version` the champion and the former one `@previous`; return the former."""
+        """Make `version` the champion and the former one `@previous`; return the former.
+
+        A `pending` version that holds `@champion` already is a promotion an earlier attempt
+        began (the server went away before the record was written): it is finished, the
+        aliases left where they are."""
         former = self.alias(CHAMPION)
-        if former == str(version):
+        resumed = former == str(version) and self.version(version).decision == "pending"
+        if former == str(version) and not resumed:
             raise UserError(f"version {version} is already @{CHAMPION}")
         self._tag(version, {REASON: reason, DECIDED_BY: by})
-        if former is not None:
-            self.client.set_registered_model_alias(self.name, PREVIOUS, former)
-        self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+        if resumed:
+            former = self.alias(PREVIOUS)
+        else:
+            if former is not None:
+                self.client.set_registered_model_alias(self.name, PREVIOUS, former)
+            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
         self._record(version, "promoted", reason, by, **{PROMOTED_AT: _now()})
         log.info("%s v%s is @%s (was %s): %s", self.name, version, CHAMPION, former, reason)
         return former
@@ -230,14 +248,20 @@ class ModelRegistry:
 
     def _describe(self, version: str, what: str, reason: str, by: str) -> None:
         """Put a decision on top of the version's description and its training run's: what,
-        who and when, then the reason in full (tags cut it, the UI shortens tag values)."""
+        who and when, then the reason in full (tags cut it, the UI shortens tag values). The
+        same decision already on top (an attempt retried after the server went away) is not
+        written twice."""
         from mlflow.exceptions import MlflowException
 
         entry = f"{what} by {by}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{reason}"
         found = self.client.get_model_version(self.name, str(version))
         history = (found.description or "").strip()
-        text = f"{entry}\n\n---\n\n{history}" if history else entry
-        self.client.update_model_version(self.name, str(version), description=text[:TAG_LIMIT])
+        latest = history.split(ENTRY_SEPARATOR, 1)[0]
+        if latest.startswith(f"{what} by {by}, ") and latest.endswith(f"\n\n{reason}"):
+            text = history
+        else:
+            text = f"{entry}{ENTRY_SEPARATOR}{history}" if history else entry
+            self.client.update_model_version(self.name, str(version), description=text[:TAG_LIMIT])
         if found.run_id:
             note = f"Registered as **{self.name} v{version}**; its decisions, newest first:\n\n"
             try:

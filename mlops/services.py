@@ -36,6 +36,7 @@ BIN = Path(sys.executable).parent
 WORK_POOL = "mlops-process"
 STOP_SECONDS = 20
 PROBE_SECONDS = 3
+MLFLOW_LOCAL_HOSTS = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ def services(settings: Settings) -> list[Service]:
         mlflow_command += ["--app-name", "basic-auth"]
         mlflow_env.update(_mlflow_auth_env(settings))
     if settings.ui.mlflow_allowed_hosts:
-        mlflow_command += ["--allowed-hosts", settings.ui.mlflow_allowed_hosts]
+        # The list replaces MLflow's default (localhost and private IPs): keep this machine in.
+        allowed = f"{settings.ui.mlflow_allowed_hosts},{MLFLOW_LOCAL_HOSTS}"
+        mlflow_command += ["--allowed-hosts", allowed]
     worker_name = f"mlops-{socket.gethostname()}"
     prefect_command = [
         str(BIN / "prefect"), "server", "start",
@@ -406,9 +409,22 @@ def _mlflow_auth_env(settings: Settings) -> dict[str, str]:
         if auth.mlflow_admin_password
         else "",
     }
-    if auth.mlflow_secret_key:
-        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = auth.mlflow_secret_key.get_secret_value()
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = (
+        auth.mlflow_secret_key.get_secret_value()
+        if auth.mlflow_secret_key
+        else _generated_secret(folder / "mlflow-secret-key")
+    )
     return env
+
+
+def _generated_secret(path: Path) -> str:
+    """A random secret kept in `path` (owner-only), the same on every start."""
+    import secrets
+
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _require_server_profile(settings: Settings) -> None:
@@ -426,8 +442,8 @@ def _require_credentials_beyond_loopback(settings: Settings) -> None:
     if not is_loopback(settings.ui.host):
         if auth.prefect_auth_string is None:
             missing.append("MLOPS_AUTH__PREFECT_AUTH_STRING")
-        if auth.mlflow_admin_password is None or auth.mlflow_secret_key is None:
-            missing.append("MLOPS_AUTH__MLFLOW_ADMIN_PASSWORD and MLOPS_AUTH__MLFLOW_SECRET_KEY")
+        if auth.mlflow_admin_password is None:
+            missing.append("MLOPS_AUTH__MLFLOW_ADMIN_PASSWORD")
     if not is_loopback(settings.serving.host) and auth.serving_api_key is None:
         missing.append("MLOPS_AUTH__SERVING_API_KEY")
     if missing:

@@ -101,7 +101,7 @@ class UiSettings(BaseModel):
     evidently_port: int = Field(default=8000, ge=1, le=65535)
     mlflow_allowed_hosts: str | None = Field(
         default=None,
-        description="Host headers the MLflow server accepts beyond localhost and private IPs "
+        description="Host headers the MLflow server accepts besides localhost "
         "(`--allowed-hosts`, comma-separated), e.g. its public name behind a proxy.",
     )
 
@@ -128,7 +128,8 @@ class AuthSettings(BaseModel):
     # Prefect's basic auth, `user:password`: the server's PREFECT_SERVER_API_AUTH_STRING and
     # every client's (CLI, worker, flows) PREFECT_API_AUTH_STRING.
     prefect_auth_string: SecretStr | None = None
-    # MLflow's `basic-auth` app: the admin account it is created with, and its session key.
+    # MLflow's `basic-auth` app: the admin account it is created with (the password: 12
+    # characters or more), and its session key (unset: generated once under MLOPS_HOME).
     mlflow_admin_user: str = "admin"
     mlflow_admin_password: SecretStr | None = None
     mlflow_secret_key: SecretStr | None = None

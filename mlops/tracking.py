@@ -38,6 +38,9 @@ UI_WORKFLOW = "workflowType=machine_learning"
 # The run's description in the UI (mlflow.utils.mlflow_tags.MLFLOW_RUN_NOTE).
 RUN_NOTE = "mlflow.note.content"
 TAG_LIMIT = 5000  # MLflow caps tag values (and descriptions) at 5000 characters
+# The orchestrator's run that logged an MLflow run (Prefect's flow run id): a retried task finds
+# the run an earlier attempt of it left RUNNING by this tag (`fail_unfinished_runs`).
+LOGGED_BY = "mlops.flow_run_id"
 SCHEMA_ROWS = 1000  # rows a dataset's schema is inferred from (all of them: ~3 s per 100k)
 
 
@@ -91,6 +94,57 @@ def experiment_id(settings: Settings, use_case: UseCase, kind: str = "") -> str:
             existing.experiment_id, EXPERIMENT_KIND, CLASSIC_ML
         )
     return existing.experiment_id
+
+
+def server_unreachable(error: BaseException) -> bool:
+    """Whether `error` is, or was caused by, the tracking server not answering: refused or
+    dropped connections, timeouts, 5xx answers until MLflow's own retries ran out. A retry may
+    succeed once it is back; any other error would only happen again."""
+    import requests
+
+    transient = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.RetryError,
+        requests.exceptions.ChunkedEncodingError,
+        ConnectionError,
+        TimeoutError,
+    )
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, transient):
+            return True
+        # MLflow raises its own exception from inside the handler of requests' one.
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def fail_unfinished_runs(settings: Settings, experiment: str, logged_by: str) -> list[str]:
+    """Mark FAILED the runs of `experiment` that `logged_by` left RUNNING, and the models they
+    had begun to log: an attempt that lost the server midway could not end its run. A retried
+    attempt calls this before starting its run again, so the experiment keeps one finished run
+    per flow run and no run that looks alive. Returns the runs ended."""
+    from mlflow import MlflowClient
+    from mlflow.entities import RunStatus
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    unfinished = client.search_runs(
+        [experiment], filter_string=f"tags.`{LOGGED_BY}` = '{logged_by}' and status = 'RUNNING'"
+    )
+    for run in unfinished:
+        run_id = run.info.run_id
+        for model in client.search_logged_models(
+            [experiment], filter_string=f"source_run_id = '{run_id}'"
+        ):
+            client.finalize_logged_model(model.model_id, "FAILED")
+        client.set_tag(
+            run_id,
+            RUN_NOTE,
+            "Abandoned: the tracking server went away while this "
+            "run was logged; a retried attempt logged the run again.",
+        )
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+    return [run.info.run_id for run in unfinished]
 
 
 def tag_run(settings: Settings, run_id: str, tags: Mapping[str, str]) -> None:
