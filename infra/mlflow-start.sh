@@ -1,0 +1,29 @@
+#!/bin/sh
+# Starts `mlflow server` with MLflow's `basic-auth` app; arguments go to `mlflow server`.
+# The backend store comes from MLFLOW_BACKEND_STORE_URI (read by `mlflow server` itself), so
+# no password is on the command line. The auth app reads its user store from an ini file
+# (MLFLOW_AUTH_CONFIG_PATH); it is written here from the environment: the users live in
+# MLFLOW_AUTH_DATABASE_URI, by default the backend store's database (MLflow keeps them in
+# tables and a migration history of their own). The admin account is created on first start
+# from MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD (MLflow 3.16.1+ ships no
+# default password, and wants at least 12 characters); MLFLOW_FLASK_SERVER_SECRET_KEY signs
+# its sessions.
+set -eu
+: "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI}"
+: "${MLFLOW_AUTH_ADMIN_PASSWORD:?set MLFLOW_AUTH_ADMIN_PASSWORD}"
+: "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set MLFLOW_FLASK_SERVER_SECRET_KEY}"
+
+config="${TMPDIR:-/tmp}/mlflow-basic-auth.ini"
+umask 077
+# configparser reads `%` as interpolation: double it (URL-encoded passwords contain it).
+database_uri=$(printf '%s' "${MLFLOW_AUTH_DATABASE_URI:-$MLFLOW_BACKEND_STORE_URI}" | sed 's/%/%%/g')
+{
+    echo "[mlflow]"
+    echo "default_permission = READ"
+    echo "database_uri = $database_uri"
+    echo "admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}"
+    echo "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
+} >"$config"
+export MLFLOW_AUTH_CONFIG_PATH="$config"
+
+exec mlflow server --app-name basic-auth "$@"
