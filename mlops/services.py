@@ -440,11 +440,11 @@ def _require_credentials_beyond_loopback(settings: Settings) -> None:
     auth = settings.auth
     missing = []
     if not is_loopback(settings.ui.host):
-        if auth.prefect_auth_string is None:
+        if not auth.prefect_auth_string:
             missing.append("MLOPS_AUTH__PREFECT_AUTH_STRING")
-        if auth.mlflow_admin_password is None:
+        if not auth.mlflow_admin_password:
             missing.append("MLOPS_AUTH__MLFLOW_ADMIN_PASSWORD")
-    if not is_loopback(settings.serving.host) and auth.serving_api_key is None:
+    if not is_loopback(settings.serving.host) and not auth.serving_api_key:
         missing.append("MLOPS_AUTH__SERVING_API_KEY")
     if missing:
         raise UserError(

@@ -41,12 +41,14 @@ class RequestLimits:
         media_type = headers.get("content-type", JSON).split(";")[0].strip()
         if media_type.lower() != JSON:
             shown = repr(media_type[:100]) if media_type else "an empty Content-Type"
-            await _reject(send, 415, f"send JSON (Content-Type: {JSON}), not {shown}")
+            await json_error(send, 415, f"send JSON (Content-Type: {JSON}), not {shown}")
             return
         declared = headers.get("content-length")
         if declared is not None:
             if declared.isdigit() and int(declared) > self.max_body_bytes:
-                await _reject(send, 413, f"body of {declared} bytes is over {self.max_body_bytes}")
+                await json_error(
+                    send, 413, f"body of {declared} bytes is over {self.max_body_bytes}"
+                )
                 return
             await self.app(scope, receive, send)
             return
@@ -56,7 +58,7 @@ class RequestLimits:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
-                await _reject(send, 413, f"body is over {self.max_body_bytes} bytes")
+                await json_error(send, 413, f"body is over {self.max_body_bytes} bytes")
                 return
             if not message.get("more_body", False):
                 break
@@ -72,7 +74,10 @@ class RequestLimits:
         await self.app(scope, replay, send)
 
 
-async def _reject(send: Send, status: int, message: str) -> None:
+async def json_error(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer `{"error": message}`, as the service's other errors are shaped."""
     body = json.dumps({"error": message}).encode()
     await send(
         {
@@ -81,6 +86,7 @@ async def _reject(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )

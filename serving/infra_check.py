@@ -274,7 +274,7 @@ def _interleaved(
     host, port = service.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     bodies = [json.dumps(r) for r in golden]
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **service.headers}
     timed: dict[str, list[float]] = {"/predict": [], "/floor": []}
     try:
         for i in range(WARM_UP_PAIRS + TIMED_PAIRS):

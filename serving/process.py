@@ -13,12 +13,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from mlops.errors import UserError
-from mlops.settings import PROJECT_ROOT, Settings
+from mlops.settings import PROJECT_ROOT, Settings, client_host
+from serving.auth import auth_headers, require_api_key_beyond_loopback
 
 SERVICE = "serving.service:PredictionService"
 # `SomeError: message`, as a Python traceback ends.
@@ -34,13 +35,15 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    # Sent with every request but the probes: the API key, when one is set.
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def post(self, path: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
         """(status, parsed JSON body); a plain client, so callers need no HTTP library."""
         request = urllib.request.Request(
             self.url + path,
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self.headers},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -49,7 +52,8 @@ class ServiceProcess:
             return err.code, json.loads(err.read() or b"null")
 
     def model_version(self) -> str | None:
-        with urllib.request.urlopen(self.url + "/model", timeout=10) as response:
+        request = urllib.request.Request(self.url + "/model", headers=self.headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read()).get("model_version")
 
     def stop(self, timeout: float = 30) -> int:
@@ -87,7 +91,10 @@ def start_service(
     log_path: Path | None = None,
 ) -> ServiceProcess:
     """Start `bentoml serve` on the settings' home and wait until /readyz answers 200.
-    `overrides` are extra environment variables (e.g. `MLOPS_SERVING__MODEL_VERSION`)."""
+    `overrides` are extra environment variables (e.g. `MLOPS_SERVING__MODEL_VERSION`).
+    Refused at once (UserError) where the service would refuse to start: beyond loopback
+    without an API key."""
+    require_api_key_beyond_loopback(settings)
     port = port or settings.serving.port
     host = settings.serving.host
     if not port_is_free(host, port):
@@ -114,7 +121,8 @@ def start_service(
         stderr=subprocess.STDOUT,
     )
     log.close()
-    service = ServiceProcess(process, f"http://{host}:{port}", log_path)
+    url = f"http://{client_host(host)}:{port}"
+    service = ServiceProcess(process, url, log_path, auth_headers(settings))
     wait_ready(service, settings.serving.startup_timeout_seconds)
     return service
 

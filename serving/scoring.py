@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # A fresh booster's first predictions are slower (lazy allocation); a few passes settle it.
 WARM_UP_PASSES = 20
+# A Redis read (connecting, then answering) not done in this long fails: a local Redis answers
+# in about a millisecond. The service passes its own, below its request timeout.
+READ_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,24 @@ class OnlineFeatures:
 
     `reconnect()` drops the connection; the next read opens the store afresh (after the file
     was replaced, or after a failed read). `probe()` reads one key the store holds per view.
+
+    A Redis store (the server profile) answers within `timeout` seconds or the read fails
+    (StoreUnavailable: a 503, not a request hung until the service's timeout), and without
+    redis-py's retries: by default it retries a refused connection three times with up to 14 s
+    of backoff. A read after a failure reconnects, so Redis coming back needs no restart.
     """
 
-    def __init__(self, config: RepoConfig, definitions: Sequence[Any], feature_service: str):
+    def __init__(
+        self,
+        config: RepoConfig,
+        definitions: Sequence[Any],
+        feature_service: str,
+        timeout: float = READ_TIMEOUT_SECONDS,
+    ):
         from feast import Entity, FeatureService, FeatureView
 
         self.config = config
+        self.timeout = timeout
         entities = {d.name: d for d in definitions if isinstance(d, Entity)}
         views = {d.name: d for d in definitions if isinstance(d, FeatureView)}
         service = next(
@@ -158,6 +173,7 @@ class OnlineFeatures:
         self._lock = threading.Lock()
         self._online: OnlineStore | None = None
         self._identity: tuple[int, int] | None = None  # the store file this connection opened
+        self._held: dict[str, EntityKey] = {}  # view -> a key the probe found it holds (Redis)
 
     @property
     def path(self) -> Path | None:
@@ -174,8 +190,19 @@ class OnlineFeatures:
                 from feast.infra.online_stores.helpers import get_online_store_from_config
 
                 self._identity = _identity(self.path)
-                self._online = get_online_store_from_config(self.config.online_store)
+                online = get_online_store_from_config(self.config.online_store)
+                if self.redis:
+                    _bound_redis(self._redis_client(online), self.timeout)
+                self._online = online
             return self._online
+
+    @property
+    def redis(self) -> bool:
+        return getattr(self.config.online_store, "type", None) == "redis"
+
+    def _redis_client(self, online: OnlineStore) -> Any:
+        """The Redis client Feast's store reads with (built on first use, not connected yet)."""
+        return online._get_client(self.config.online_store)  # type: ignore[attr-defined]
 
     def reconnect(self) -> None:
         with self._lock:
@@ -206,7 +233,7 @@ class OnlineFeatures:
                 EntityKey(join_keys=v.join_keys, entity_values=[c[j] for c in columns])
                 for j in range(len(unique))
             ]
-            read = online.online_read(self.config, v.view, entity_keys, v.features)
+            read = _online_read(online, self.config, v, entity_keys)
             found = {key: stored for key, (_, stored) in zip(unique, read, strict=True)}
             for name, value_type in zip(v.features, v.feature_types, strict=True):
                 values[name] = [_python(found[key], name, value_type) for key in keys]
@@ -214,9 +241,18 @@ class OnlineFeatures:
 
     def probe(self) -> str | None:
         """None if the online store answers real lookups, else what is wrong: each view answers
-        the read path for a key no entity has; for the SQLite store also, the file exists and is
-        the one the connection reads (else reconnect), and each view's table holds a key that
-        the read path then finds."""
+        the read path for a key no entity has; then, that the store holds values of each view,
+        found by the read path:
+
+        - SQLite: the file exists and is the one the connection reads (else reconnect), and a
+          key read from each view's table is found.
+        - Redis: a key of each view, found once by SCAN (the project's keys, `HELD_SCAN_CALLS`
+          pages at most) and remembered, is still found; scanned again once it is not. Cheap
+          once a key is known: one lookup per view, as for SQLite. A full scan that finds
+          nothing is a problem (nothing materialized, or a Redis restarted empty); a scan that
+          reaches its bound first proves nothing either way and passes (a Redis shared with much
+          other data), so the check is sound but not complete there.
+        """
         path = self.path
         if path is not None:
             if not path.exists():
@@ -230,7 +266,12 @@ class OnlineFeatures:
                 # The read path's own connection first: being read-write, it can also roll
                 # back a hot journal that a writer killed mid-transaction left (SQLite refuses
                 # that to the read-only connection below: SQLITE_READONLY_ROLLBACK).
-                online.online_read(self.config, v.view, [_sentinel_key(v)], v.features)
+                _online_read(online, self.config, v, [_sentinel_key(v)])
+                if self.redis:
+                    problem = self._redis_holds(online, v)
+                    if problem is not None:
+                        return problem
+                    continue
                 if path is None:
                     continue
                 key = self._held_key(v)
@@ -239,8 +280,8 @@ class OnlineFeatures:
                         f"the online store has no values for {v.view.name}: nothing "
                         "materialized yet, or the store was recreated empty"
                     )
-                [(_, found)] = online.online_read(self.config, v.view, [key], v.features)
-                if found is None:
+                [(_, found)] = _online_read(online, self.config, v, [key])
+                if not _holds(found):
                     return f"the online store did not find a key of {v.view.name} it holds"
         except Exception as err:
             self.reconnect()
@@ -266,9 +307,87 @@ class OnlineFeatures:
             row[0], entity_key_serialization_version=self.config.entity_key_serialization_version
         )
 
+    def _redis_holds(self, online: OnlineStore, v: _View) -> str | None:
+        """None if Redis holds values of the view (or the bounded scan could not tell)."""
+        held = self._held.get(v.view.name)
+        if held is not None:
+            [(_, found)] = _online_read(online, self.config, v, [held])
+            if _holds(found):
+                return None
+            del self._held[v.view.name]
+        client = self._redis_client(online)
+        project = self.config.project.encode()
+        # Feast's key for an entity: its serialized entity key, then the project's name.
+        match = b"*" + b"".join(b"\\" + bytes([c]) for c in project)
+        cursor = 0
+        for _ in range(HELD_SCAN_CALLS):
+            cursor, names = client.scan(cursor, match=match, count=HELD_SCAN_COUNT)
+            keys = [
+                k
+                for k in map(self._entity_key, names)
+                if k is not None and list(k.join_keys) == v.join_keys
+            ]
+            if keys:
+                read = _online_read(online, self.config, v, keys)
+                for key, (_, found) in zip(keys, read, strict=True):
+                    if _holds(found):
+                        self._held[v.view.name] = key
+                        return None
+            if cursor == 0:
+                return (
+                    f"the online store has no values for {v.view.name}: nothing materialized "
+                    "yet, or Redis was emptied (restarted without persistence?)"
+                )
+        return None
+
+    def _entity_key(self, name: bytes) -> EntityKey | None:
+        """The entity key of one of Feast's Redis keys; None for a key that is not one."""
+        from feast.infra.key_encoding_utils import deserialize_entity_key
+
+        project = self.config.project.encode()
+        try:
+            return deserialize_entity_key(
+                name[: -len(project)],
+                entity_key_serialization_version=self.config.entity_key_serialization_version,
+            )
+        except Exception:  # another application's key that happens to end like ours
+            return None
+
 
 # How long the probe waits for a lock a writer (an ingest's commit) holds.
 PROBE_LOCK_SECONDS = 5
+# The probe's search for a key of each view: at most this many SCAN pages of this many keys.
+HELD_SCAN_CALLS = 10
+HELD_SCAN_COUNT = 1000
+
+
+def _bound_redis(client: Any, timeout: float) -> None:
+    """Time-outs on a redis-py client's connections (those the connection string leaves
+    unset; a cluster client keeps the connection string's), and no retries: a failed read is
+    answered at once, and the next one reconnects."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if pool.connection_kwargs.get(name) is None:
+                pool.connection_kwargs[name] = timeout
+    client.set_retry(Retry(NoBackoff(), 0))
+
+
+def _online_read(
+    online: OnlineStore, config: RepoConfig, v: _View, keys: list[EntityKey]
+) -> list[tuple[Any, dict[str, Any] | None]]:
+    """`online_read` of the view's features, on a copy of their names: Feast's Redis store
+    appends its timestamp field to the list it is given."""
+    return online.online_read(config, v.view, keys, list(v.features))
+
+
+def _holds(found: dict[str, Any] | None) -> bool:
+    """Whether a looked-up key had values: SQLite answers None for a key it does not hold,
+    Redis a dict of empty values."""
+    return found is not None and any(v.WhichOneof("val") is not None for v in found.values())
 
 
 def _python(stored: dict[str, Any] | None, name: str, value_type: Any) -> Any:
@@ -394,12 +513,16 @@ class ErrorLog:
 class Scorer:
     """Online features plus the use case's model inputs, for any ServedModel."""
 
-    def __init__(self, store: FeatureStore, use_case: UseCase) -> None:
+    def __init__(
+        self, store: FeatureStore, use_case: UseCase, read_timeout: float = READ_TIMEOUT_SECONDS
+    ) -> None:
         self.use_case = use_case
         # Only the store's configuration: the definitions are the use case's own (sources are
         # never read online, hence no paths).
         definitions = use_case.feast_definitions(lambda view: view)
-        self.online = OnlineFeatures(store.config, definitions, use_case.feature_service)
+        self.online = OnlineFeatures(
+            store.config, definitions, use_case.feature_service, read_timeout
+        )
         self.feature_columns = self.online.columns
 
     def lookup(self, requests: list[dict[str, Any]]) -> dict[str, list[Any]]:

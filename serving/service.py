@@ -13,6 +13,10 @@
     POST /floor            diagnostics, not in /openapi.json: /predict without the scoring (see
                            below); the infra check's floor
 
+With `MLOPS_AUTH__SERVING_API_KEY` set, every route but /livez, /readyz and /metrics asks for
+`Authorization: Bearer <key>` (401 otherwise; serving/auth.py); bound beyond loopback
+(`MLOPS_SERVING__HOST`), the service refuses to start without one.
+
 Request bodies are validated strictly by the use case's request model: malformed JSON, a wrong
 type, an out-of-range value (an event time too, see serving/http_limits.py), an unknown field or
 an oversized batch get a 400 with the reason (in a batch, naming the item); a body over the size
@@ -37,6 +41,7 @@ from __future__ import annotations
 import gc
 import html
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -54,8 +59,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from mlops.errors import UserError
 from mlops.runtime import setup
 from mlops.usecase import load_use_case
+from serving.auth import ApiKey, require_api_key_beyond_loopback
 from serving.http_limits import JSON, RequestLimits, earliest_event, with_time_bounds
 from serving.prediction_log import PredictionLog, Served, records
 from serving.scoring import ErrorLog, StoreUnavailable
@@ -70,6 +77,12 @@ log = logging.getLogger("serving")
 # BentoML reads the traffic limits when this module is imported, so the settings and the use
 # case are read here, once.
 settings = setup()
+# Before anything is loaded: a service open to the network is refused, with one line rather
+# than a traceback (`bentoml serve` of a bento binds 0.0.0.0; `mlops serve` refuses earlier).
+try:
+    require_api_key_beyond_loopback(settings)
+except UserError as refused:
+    sys.exit(f"error: {refused}")
 use_case = load_use_case(settings.use_case)
 limits = settings.serving
 
@@ -294,9 +307,11 @@ class PredictionService:
         from mlops.registry import CHAMPION, ModelRegistry
         from serving import packaging
         from serving.champion import Champion
-        from serving.scoring import Scorer, StoreHealth, load_registered
+        from serving.scoring import READ_TIMEOUT_SECONDS, Scorer, StoreHealth, load_registered
 
-        self.scorer = Scorer(self._open_store(), use_case)
+        # A store read that hangs fails (503) before the request times out (504).
+        read_timeout = min(READ_TIMEOUT_SECONDS, limits.timeout_seconds / 2)
+        self.scorer = Scorer(self._open_store(), use_case, read_timeout)
         self.health = StoreHealth(self.scorer.online, PROBE_SECONDS, PROBE_DEADLINE_SECONDS)
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
         wanted: Callable[[], str | None]
@@ -466,6 +481,7 @@ def _openapi() -> dict[str, Any]:
                         "content": {JSON: {"schema": ref(answer)}},
                     },
                     "400": error("invalid request; `error` says why, `detail` where"),
+                    "401": error("no API key, or a wrong one (when the service has one)"),
                     "413": error("body too large"),
                     "415": error("not JSON"),
                     "429": {"description": "too many requests in flight"},
@@ -510,7 +526,9 @@ def _openapi() -> dict[str, Any]:
 
 
 OPENAPI = _openapi()
-# The decorators' types lose the Service wrapper that bentoml.service returns.
-cast("bentoml.Service[PredictionService]", PredictionService).add_asgi_middleware(
-    RequestLimits, max_body_bytes=limits.max_body_bytes
-)
+# The decorators' types lose the Service wrapper that bentoml.service returns. The first
+# middleware added runs first: a request without the API key learns nothing about the limits.
+_service = cast("bentoml.Service[PredictionService]", PredictionService)
+if settings.auth.serving_api_key:
+    _service.add_asgi_middleware(ApiKey, api_key=settings.auth.serving_api_key.get_secret_value())
+_service.add_asgi_middleware(RequestLimits, max_body_bytes=limits.max_body_bytes)
