@@ -202,7 +202,9 @@ def status(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
 def crash_orphaned_runs(settings: Settings) -> list[str]:
     """Flow runs a dead process worker on this machine left RUNNING or PENDING: marked
     Crashed, so their state says what happened and a rerun is not mistaken for a duplicate.
-    (A process worker records `<host>:<pid>` of the run's process as its infrastructure pid.)"""
+    A process worker records the run's process id as the run's infrastructure pid (Prefect 3.8:
+    the bare pid; older releases `<host>:<pid>`). The pool is `mlops up`'s own: a worker on
+    another machine should poll a pool of its own, or its runs' pids would be read as ours."""
     import asyncio
 
     return asyncio.run(_crash_orphaned_runs())
@@ -233,7 +235,7 @@ async def _crash_orphaned_runs() -> list[str]:
         )
         for run in runs:
             where, _, pid = (run.infrastructure_pid or "").rpartition(":")
-            if where != host or not pid.isdigit() or _alive(int(pid)):
+            if where not in ("", host) or not pid.isdigit() or _alive(int(pid)):
                 continue
             await client.set_flow_run_state(
                 run.id,

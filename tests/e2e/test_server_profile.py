@@ -1,0 +1,297 @@
+"""The server profile end to end, as a user runs it: `mlops up` starts a Prefect server and an
+MLflow server on the machine's PostgreSQL, a process worker and the prediction service, all
+bound beyond loopback with their credentials; `mlops run` then drives the lifecycle through
+the worker's deployments, with features in Redis. One stack for the module (a start costs
+about a minute); the lifecycle runs once, the other tests read what it left.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+# Days 0-6 train the first champion; day 7 is served, ingested and monitored.
+DAYS, EVENTS_PER_DAY = 8, 1_500
+REDIS_DB = 13  # the tests' own database on the machine's Redis, flushed before and after
+PREFECT_AUTH = "mlops:" + secrets.token_hex(8)
+MLFLOW_PASSWORD = secrets.token_hex(12)
+API_KEY = secrets.token_hex(16)
+
+
+class Stack:
+    """The running server profile: its environment and clients for what the tests read."""
+
+    def __init__(self, home: Path, ports: dict[str, int], prefix: str) -> None:
+        self.home = home
+        self.prefix = prefix
+        self.prefect_api = f"http://127.0.0.1:{ports['prefect']}/api"
+        self.mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
+        self.serving_url = f"http://127.0.0.1:{ports['serving']}"
+        self.redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        # Only what a user would set: the rest comes from the settings' defaults.
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PREFECT_"))
+        }
+        self.env = {
+            **inherited,
+            "MLOPS_PROFILE": "server",
+            "MLOPS_HOME": str(home),
+            "MLOPS_DATABASE_PREFIX": prefix,
+            "MLOPS_REDIS_URL": self.redis_url,
+            "MLOPS_UI__HOST": "0.0.0.0",
+            "MLOPS_UI__PREFECT_PORT": str(ports["prefect"]),
+            "MLOPS_UI__MLFLOW_PORT": str(ports["mlflow"]),
+            "MLOPS_SERVING__HOST": "0.0.0.0",
+            "MLOPS_SERVING__PORT": str(ports["serving"]),
+            "MLOPS_SERVING__POLL_SECONDS": "1",
+            # The infra check has its own tests; here it would add a service start per model.
+            "MLOPS_SERVING__INFRA_CHECK": "false",
+            "MLOPS_AUTH__PREFECT_AUTH_STRING": PREFECT_AUTH,
+            "MLOPS_AUTH__MLFLOW_ADMIN_PASSWORD": MLFLOW_PASSWORD,
+            "MLOPS_AUTH__MLFLOW_SECRET_KEY": secrets.token_hex(16),
+            "MLOPS_AUTH__SERVING_API_KEY": API_KEY,
+        }
+
+    def mlops(self, *args: str, timeout: float = 600) -> tuple[int, Any, str]:
+        done = subprocess.run(
+            [MLOPS, *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return done.returncode, json.loads(done.stdout or "null"), done.stderr
+
+    def prefect(self, path: str, body: dict | None = None) -> Any:
+        return _json(self.prefect_api + path, body, basic=PREFECT_AUTH)
+
+    def mlflow(self, path: str, body: dict | None = None) -> Any:
+        return _json(self.mlflow_url + path, body, basic=f"admin:{MLFLOW_PASSWORD}")
+
+
+def _json(
+    url: str, body: dict | None = None, *, basic: str | None = None, bearer: str | None = None
+) -> Any:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    if basic:
+        request.add_header("Authorization", "Basic " + base64.b64encode(basic.encode()).decode())
+    if bearer:
+        request.add_header("Authorization", f"Bearer {bearer}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def _status(url: str, body: dict | None = None, **auth: str) -> int:
+    try:
+        _json(url, body, **auth)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except json.JSONDecodeError:  # answered, with a body that is not JSON (/livez)
+        pass
+    return 200
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _flush_redis() -> None:
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from mlops.databases import drop_databases
+    from mlops.settings import Settings
+
+    prefect, mlflow, serving = _free_ports(3)
+    prefix = f"t{secrets.token_hex(4)}"
+    stack = Stack(
+        tmp_path_factory.mktemp("server") / "home",
+        {"prefect": prefect, "mlflow": mlflow, "serving": serving},
+        prefix,
+    )
+    _flush_redis()
+    try:
+        code, _, stderr = stack.mlops("up")
+        assert code == 0, stderr[-3000:]
+        yield stack
+    finally:
+        stack.mlops("down")
+        drop_databases(Settings(database_prefix=prefix))
+        _flush_redis()
+
+
+@pytest.fixture(scope="module")
+def lifecycle(stack: Stack) -> dict:
+    code, result, stderr = stack.mlops(
+        "run", "--days", str(DAYS), "--events-per-day", str(EVENTS_PER_DAY), timeout=1800
+    )
+    assert code == 0, stderr[-3000:]
+    return result
+
+
+def test_up_reports_every_service_healthy_and_is_idempotent(stack: Stack) -> None:
+    code, status, _ = stack.mlops("status")
+    assert code == 0
+    services = status["services"]
+    assert set(services) >= {"postgres", "redis", "prefect", "mlflow", "worker", "serving"}
+    assert all(s["healthy"] for s in services.values()), services
+    pids = {name: s["pid"] for name, s in services.items()}
+
+    code, again, _ = stack.mlops("up")
+    assert code == 0
+    assert {name: s["pid"] for name, s in again["services"].items()} == pids  # nothing restarted
+
+
+def test_the_lifecycle_runs_through_the_worker_and_reports_to_the_servers(
+    stack: Stack, lifecycle: dict
+) -> None:
+    # Flow runs: on the Prefect server, started from the deployments, run by the worker.
+    runs = stack.prefect("/flow_runs/filter", {"limit": 200})
+    flows = {f["id"]: f["name"] for f in stack.prefect("/flows/filter", {})}
+    completed = [r for r in runs if r["state_type"] == "COMPLETED" and r["deployment_id"]]
+    assert {"ingest", "train", "monitor"} <= {flows[r["flow_id"]] for r in completed}
+
+    # MLflow: the runs and the model version live in the server's PostgreSQL store.
+    import psycopg
+
+    from mlops.settings import Settings
+
+    url = Settings(database_prefix=stack.prefix).database_url("mlflow", "psycopg")
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as db:
+        versions = db.execute("SELECT count(*) FROM model_versions").fetchone()[0]
+        runs_logged = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert versions >= 1 and runs_logged >= 1
+    version = lifecycle["bootstrap"]["model_version"]
+    model = stack.mlflow("/api/2.0/mlflow/registered-models/search", None)
+    assert any(
+        v["version"] == version
+        for m in model["registered_models"]
+        for v in m.get("latest_versions", [])
+    ) or versions >= int(version)
+
+    # Redis holds the online features; the day's traffic was served from them.
+    import redis
+
+    assert redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).dbsize() > 0
+    (day,) = lifecycle["days"]
+    assert day["served"] > 0 and day["refused"] == 0
+
+
+def test_predictions_are_served_from_redis_with_the_api_key(stack: Stack, lifecycle: dict) -> None:
+    from mlops.usecase import load_use_case
+
+    use_case = load_use_case("adclick")
+    response = _json(stack.serving_url + "/predict", {"user_id": 1, "ad_id": 1}, bearer=API_KEY)
+    assert 0 < response[use_case.score_name] < 1
+    # A known entity: every stored feature came from Redis; only the request's own context
+    # (not sent here) is missing.
+    assert set(response["missing_features"]) <= set(use_case.request_columns), response
+
+
+def test_every_service_bound_wider_refuses_requests_without_credentials(stack: Stack) -> None:
+    # Prefect and MLflow: basic auth; the prediction service: a bearer token.
+    assert _status(stack.prefect_api + "/flows/filter", {}) == 401
+    assert _status(stack.prefect_api + "/flows/filter", {}, basic="mlops:wrong") == 401
+    assert isinstance(stack.prefect("/flows/filter", {}), list)
+
+    search = stack.mlflow_url + "/api/2.0/mlflow/experiments/search"
+    assert _status(search, {"max_results": 1}) == 401
+    assert _status(search, {"max_results": 1}, basic="admin:wrong") == 401
+    assert "experiments" in stack.mlflow("/api/2.0/mlflow/experiments/search", {"max_results": 1})
+
+    predict = stack.serving_url + "/predict"
+    assert _status(predict, {"user_id": 1, "ad_id": 1}) == 401
+    assert _status(predict, {"user_id": 1, "ad_id": 1}, bearer="wrong") == 401
+    assert _status(stack.serving_url + "/livez") == 200  # probes stay open
+
+
+def test_up_bound_wider_without_credentials_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PREFECT_"))} | {
+        "MLOPS_PROFILE": "server",
+        "MLOPS_HOME": str(tmp_path),
+        "MLOPS_UI__HOST": "0.0.0.0",
+    }
+    done = subprocess.run(
+        [MLOPS, "up"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 2
+    assert "MLOPS_AUTH__PREFECT_AUTH_STRING" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
+    stack: Stack, lifecycle: dict
+) -> None:
+    from uuid import uuid4
+
+    deployment = stack.prefect("/deployments/name/train/train")
+    run = stack.prefect(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"name": f"drill-{uuid4().hex[:6]}", "parameters": {"seed": 5}},
+    )
+    running = _wait_for(stack, run["id"], {"RUNNING"})
+    infrastructure_pid = running["infrastructure_pid"]  # the run's process id
+
+    _, status, _ = stack.mlops("status")
+    worker_pid = status["services"]["worker"]["pid"]
+    os.killpg(worker_pid, signal.SIGKILL)  # the worker and the run it started, at once
+    run_pid = int(infrastructure_pid.rpartition(":")[2])
+    with contextlib.suppress(ProcessLookupError):  # in case it ran in a group of its own
+        os.kill(run_pid, signal.SIGKILL)
+
+    code, _, stderr = stack.mlops("up")  # restarts the worker; finds the orphaned run
+    assert code == 0, stderr[-2000:]
+    crashed = stack.prefect(f"/flow_runs/{run['id']}")
+    assert crashed["state_type"] == "CRASHED", crashed["state"]
+    assert "died" in crashed["state"]["message"]
+
+    rerun = stack.prefect(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"name": f"rerun-{uuid4().hex[:6]}", "parameters": {"seed": 5}},
+    )
+    done = _wait_for(stack, rerun["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=900)
+    assert done["state_type"] == "COMPLETED", done["state"]
+
+
+def _wait_for(stack: Stack, run_id: str, types: set[str], timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = stack.prefect(f"/flow_runs/{run_id}")
+        if run["state_type"] in types and (
+            run["state_type"] != "RUNNING" or run.get("infrastructure_pid")
+        ):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} not in {types} within {timeout} s: {run['state']}")
