@@ -2,7 +2,7 @@
 materialize and publish a summary per batch.
 
 The work lives in `ingestion.steps`; this file only says in which order it runs, what is
-retried, and what is reported.
+retried, what runs one ingest at a time, and what is reported.
 """
 
 from __future__ import annotations
@@ -64,16 +64,20 @@ def ingest_batch(batch_dir: Path, use_case: UseCase) -> steps.BatchReport:
             offline.count_rows(use_case.event_table),
         )
 
-    results = validate(batch, use_case, settings)
-    results = exclude_already_ingested(batch, results, use_case, offline)
-    decision = steps.gate(results, use_case)
-    quarantine_path = quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
-    if decision.passed:
-        write_offline(batch, results, offline)
-        earliest = build_features(batch, results, use_case, offline)
-        commit(batch, results, offline)
-        refresh_features(use_case, offline)  # a late batch: the later ones it changes
-        sync_online(open_store(settings, use_case), earliest, offline)
+    results = validate(batch, use_case, settings)  # in parallel with other ingests
+    # Another ingest on this home waits here until this batch is online: the duplicate check
+    # must see every commit before this one, the features every batch committed before them,
+    # and the ledger must not change between reading what to materialize and recording it.
+    with offline.lock():
+        results = exclude_already_ingested(batch, results, use_case, offline)
+        decision = steps.gate(results, use_case)
+        quarantine_path = quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
+        if decision.passed:
+            write_offline(batch, results, offline)
+            earliest = build_features(batch, results, use_case, offline)
+            commit(batch, results, offline)
+            refresh_features(use_case, offline)  # a late batch: the later ones it changes
+            sync_online(open_store(settings, use_case), earliest, offline)
     docs = data_docs_index(settings.gx_root)  # updated once the run's batches are validated
     return steps.report(
         batch,

@@ -1,12 +1,14 @@
 """Train flow: point-in-time training set, baselines and XGBoost, scoring against the champion on
 the same test window, MLflow run and registry, promotion gate, decision record.
 
-The work lives in `models/`; this file says in which order it runs and what is reported.
+The work lives in `models/`; this file says in which order it runs, what is retried, and what
+is reported.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -18,11 +20,14 @@ from mlops.offline_store import OfflineStore
 from mlops.registry import CHAMPION, ModelRegistry
 from mlops.runtime import setup
 from mlops.settings import Settings
-from mlops.tracking import LoggedRun, day_name, run_url, tag_run
+from mlops.tracking import LoggedRun, day_name, run_url, server_unreachable, tag_run
 from mlops.usecase import UseCase, load_use_case
 from models import dataset, promotion, tracking, training
 from models.report import TrainReport
 from serving.infra_check import InfraCheck
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 # Frames and models flow between these tasks: hashing them for a cache key would cost more
 # than the work, and a cached model would skip the gate.
@@ -32,22 +37,75 @@ point_in_time_join = task(cache_policy=NO_CACHE, task_run_name="point-in-time-jo
 fit_xgboost = task(cache_policy=NO_CACHE, task_run_name="fit-xgboost")(training.fit_xgboost)
 fit_baselines = task(cache_policy=NO_CACHE, task_run_name="fit-baselines")(training.fit_baselines)
 score_on_test = task(cache_policy=NO_CACHE, task_run_name="score-on-test")(training.score_on_test)
-log_run = task(cache_policy=NO_CACHE, task_run_name="log-mlflow-run")(tracking.log_training_run)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="register")
+def mlflow_unreachable(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition for the tasks below: retry only when MLflow's server did not
+    answer; a mistake fails the run at once instead of after every retry."""
+    return isinstance(state.data, BaseException) and server_unreachable(state.data)
+
+
+# Every task that talks to MLflow rides out a server restart or a short outage: a tracking
+# server takes ~20 s to start, over a minute on a busy machine. One attempt fails fast (the
+# server profile caps MLflow's own HTTP retries, see Settings.library_environment), so
+# Prefect's retries, visible in the run, are what recover: every 15 s once warmed up, about
+# three minutes of waits (four with the attempts). Each task below can run again after failing
+# anywhere inside it (see each).
+MLFLOW_RETRY_DELAYS = [2, 5, 10, *[15] * 12]
+MLFLOW_RETRIES: dict[str, Any] = {
+    "retries": len(MLFLOW_RETRY_DELAYS),
+    "retry_delay_seconds": MLFLOW_RETRY_DELAYS,
+    "retry_condition_fn": mlflow_unreachable,
+}
+
+
+@task(cache_policy=NO_CACHE, task_run_name="reconcile-registry", **MLFLOW_RETRIES)
+def reconcile(registry: ModelRegistry) -> None:
+    registry.reconcile()
+
+
+@task(cache_policy=NO_CACHE, task_run_name="load-champion", **MLFLOW_RETRIES)
+def load_champion(registry: ModelRegistry) -> tuple[str | None, xgb.Booster | None]:
+    version = registry.alias(CHAMPION)
+    return version, registry.load_booster(version) if version else None
+
+
+@task(cache_policy=NO_CACHE, task_run_name="log-mlflow-run", **MLFLOW_RETRIES)
+def log_run(settings: Settings, use_case: UseCase, **logged: Any) -> LoggedRun:
+    """A retry marks the run the failed attempt left unfinished FAILED, then logs a new one."""
+    from prefect.runtime import flow_run
+
+    return tracking.log_training_run(settings, use_case, logged_by=flow_run.id, **logged)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="register", **MLFLOW_RETRIES)
 def register(registry: ModelRegistry, logged: LoggedRun) -> str:
+    """Once per MLflow run, retried or not (see `ModelRegistry.register`)."""
     return registry.register(logged.model_uri, logged.run_id)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="apply-decision")
+@task(cache_policy=NO_CACHE, task_run_name="apply-decision", **MLFLOW_RETRIES)
 def apply_decision(
     registry: ModelRegistry, version: str, decision: promotion.PromotionDecision
 ) -> None:
+    """A retry finishes what the failed attempt began and records the decision once."""
+    if registry.version(version).decision == decision.decision:
+        return  # the failed attempt wrote it all; only the answer was lost
     if decision.promote:
         registry.promote(version, decision.reason)
     else:
         registry.reject(version, decision.reason)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="tag-run", **MLFLOW_RETRIES)
+def tag_decision(
+    settings: Settings, run_id: str, decision: promotion.PromotionDecision, version: str
+) -> None:
+    tag_run(
+        settings,
+        run_id,
+        {"decision": decision.decision, "decision.reason": decision.reason, "version": version},
+    )
 
 
 @task(cache_policy=NO_CACHE, task_run_name="infra-check")
@@ -73,7 +131,7 @@ def train(
     use_case = load_use_case(settings.use_case)
     card = use_case.card
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
-    registry.reconcile()
+    reconcile(registry)
     excluded = tuple(exclude_features or ())
 
     offline = OfflineStore(settings.offline_dir)
@@ -91,8 +149,7 @@ def train(
         splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
     )
     baselines = fit_baselines(splits, budget, seed)
-    champion_version = registry.alias(CHAMPION)
-    champion = registry.load_booster(champion_version) if champion_version else None
+    champion_version, champion = load_champion(registry)
     scores = score_on_test(splits, use_case, model.booster, baselines, champion)
 
     lineage = training_set.lineage(use_case)
@@ -126,11 +183,7 @@ def train(
         infra = check_infra(settings, use_case, version)
         decision = promotion.with_infra_check(decision, infra.passed, infra.detail)
     apply_decision(registry, version, decision)
-    tag_run(
-        settings,
-        logged.run_id,
-        {"decision": decision.decision, "decision.reason": decision.reason, "version": version},
-    )
+    tag_decision(settings, logged.run_id, decision, version)
 
     report = TrainReport.build(
         scores.evaluations,

@@ -316,6 +316,12 @@ def stale_batches(store: OfflineStore) -> list[dict[str, Any]]:
 def refresh_features(use_case: UseCase, store: OfflineStore) -> list[str]:
     """Rebuild the feature rows of every stale batch (see `stale_batches`), each committed on
     its own; they then wait for materialization. Returns the batch ids rebuilt."""
+    # Under the writer lock: rebuilt from, and committed over, the same committed batches.
+    with store.lock():
+        return _refresh_stale(use_case, store)
+
+
+def _refresh_stale(use_case: UseCase, store: OfflineStore) -> list[str]:
     rebuilt = []
     for record in stale_batches(store):
         batch_id, closed_at = record["batch_id"], _closed(record)
@@ -342,7 +348,16 @@ def sync_online(
     earliest of their feature rows up to the store's watermark; record it in the ledger.
 
     The window always ends at the watermark: the SQLite online store overwrites without
-    comparing timestamps, so it must end on the newest values. Returns the batches recorded."""
+    comparing timestamps, so it must end on the newest values. Returns the batches recorded.
+    Under the writer lock: no commit may move the watermark or rewrite a pending record
+    between reading them and recording the materialization."""
+    with store.lock():
+        return _sync_online(feature_store, earliest, store)
+
+
+def _sync_online(
+    feature_store: FeatureStore, earliest: datetime | None, store: OfflineStore
+) -> list[str]:
     pending = [r for r in store.committed_batches() if not r.get("materialized_at")]
     starts = [earliest] if earliest is not None else []
     starts += [
@@ -361,15 +376,17 @@ def sync_online(
 
 def finish_committed(settings: Settings, use_case: UseCase, store: OfflineStore) -> list[str]:
     """Finish what a killed run left: commits it interrupted, features a late batch made stale,
-    committed batches not yet materialized. Cheap when there is nothing to do (no Feast)."""
-    finished = store.recover()
-    finished += refresh_features(use_case, store)
-    unmaterialized = [
-        r["batch_id"] for r in store.committed_batches() if not r.get("materialized_at")
-    ]
-    if unmaterialized:
-        sync_online(open_store(settings, use_case), None, store)
-        finished += unmaterialized
+    committed batches not yet materialized. Cheap when there is nothing to do (no Feast).
+    Waits for the writer lock: what another live ingest is doing is not half-done."""
+    with store.lock():
+        finished = store.recover()
+        finished += refresh_features(use_case, store)
+        unmaterialized = [
+            r["batch_id"] for r in store.committed_batches() if not r.get("materialized_at")
+        ]
+        if unmaterialized:
+            sync_online(open_store(settings, use_case), None, store)
+            finished += unmaterialized
     if finished:
         log.info("finished half-done batches: %s", ", ".join(sorted(set(finished))))
     return sorted(set(finished))

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from mlops.offline_store import exclusive
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -40,6 +43,7 @@ RESULT_FORMAT = {
     "exclude_unexpected_values": True,
 }
 DATA_DOCS_SITE = "local_site"
+GX_LOCK = "gx.lock"  # in MLOPS_HOME/gx, beside the GX project
 # GX's pages link Bootstrap, bootstrap-table, jQuery, Font Awesome and Vega from CDNs, and its
 # logo from its own web host: offline they render blank. These tags go, and the index tables
 # are written out as rows (`_offline_page`).
@@ -101,17 +105,21 @@ def validate_table(
     from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
 
     table = suite_path.stem
-    context = _context(gx_root)
     frame = frame.reset_index(drop=True)
-    try:
-        result = _run(context, _checkpoint(context, table, suite_path), frame, closed_at, batch_id)
-    except ResourceFreshnessAggregateError:
-        # Another process (a scheduled run, the CLI) registered the suite again in the shared
-        # GX project since this one did: register it again here, and validate.
-        _landing_source.cache_clear()
-        _validation_definition.cache_clear()
-        _checkpoint.cache_clear()
-        result = _run(context, _checkpoint(context, table, suite_path), frame, closed_at, batch_id)
+    with gx_lock(gx_root):
+        context = _context(gx_root)
+        try:
+            checkpoint = _checkpoint(context, table, suite_path)
+            result = _run(context, checkpoint, frame, closed_at, batch_id)
+        except ResourceFreshnessAggregateError:
+            # Another process (a scheduled run, the CLI) registered the suite again in the
+            # shared GX project since this one did: register it again here, and validate (under
+            # the lock, nobody registers in between).
+            _landing_source.cache_clear()
+            _validation_definition.cache_clear()
+            _checkpoint.cache_clear()
+            checkpoint = _checkpoint(context, table, suite_path)
+            result = _run(context, checkpoint, frame, closed_at, batch_id)
     row_reasons: dict[int, list[str]] = {}
     problems: list[tuple[str | None, str]] = []  # (column, message)
     for outcome in result.results:
@@ -193,6 +201,11 @@ def build_data_docs(gx_root: Path) -> Path:
     the runs since the last update; every one when the offline styles are new), the suites and
     the index, readable offline. Return the index page. `context.build_data_docs()` alone
     renders every stored result again."""
+    with gx_lock(gx_root):
+        return _build_data_docs(gx_root)
+
+
+def _build_data_docs(gx_root: Path) -> Path:
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
@@ -341,6 +354,13 @@ def _describe_table_failure(config: Any, outcome: Any) -> str:
 def _root_causes(problems: list[tuple[str | None, str]], present: pd.Index) -> list[str]:
     """A missing column fails every rule on it: report the missing column, not each rule."""
     return [message for column, message in problems if column is None or column in present]
+
+
+def gx_lock(gx_root: Path) -> AbstractContextManager[bool]:
+    """Held while this process uses the GX project: GX writes its files (the project's config,
+    suites, checkpoints, data docs pages) in place, so another ingest on the same home could
+    read one half-written, or register its suite between this one's registration and run."""
+    return exclusive(gx_root / GX_LOCK)
 
 
 @cache

@@ -3,12 +3,13 @@
     PostgreSQL, Redis      already running (probed, never started here)
     prefect                `prefect server start` on PostgreSQL
     mlflow                 `mlflow server` on PostgreSQL, artifacts proxied to MLOPS_HOME
-    worker                 `prefect worker start` on the deployments' work pool
     serving                the prediction service (`bentoml serve`), following @champion
+    worker                 `prefect worker start` on the deployments' work pool
 
 Each started process runs in its own session (it outlives the command that started it), with
 its pid in MLOPS_HOME/services/<name>.json and its output in MLOPS_HOME/logs/<name>.log. `up` is
-idempotent: a service that answers its health check is left alone.
+idempotent: a service that answers its health check is left alone. Services that do not need
+each other start at the same time (`WAVES`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ WORK_POOL = "mlops-process"
 STOP_SECONDS = 20
 PROBE_SECONDS = 3
 MLFLOW_LOCAL_HOSTS = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
+# Started together, wave by wave: each needs only the waves before it (the worker needs the
+# deployments on the Prefect server; the service, the MLflow registry).
+WAVES = (("prefect", "mlflow"), ("serving", "worker"))
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,14 @@ def services(settings: Settings) -> list[Service]:
             120,
         ),
         Service(
+            "serving",
+            serving_url,
+            serving_command,
+            env,
+            lambda: _http_problem(f"{serving_url}/livez", None),
+            settings.serving.startup_timeout_seconds,
+        ),
+        Service(
             "worker",
             f"{settings.ui.prefect_url}/work-pools/work-pool/{WORK_POOL}",
             worker_command,
@@ -136,14 +148,6 @@ def services(settings: Settings) -> list[Service]:
             {**env, "MLOPS_PROJECT_DIR": str(PROJECT_ROOT)},
             lambda: _worker_problem(prefect_api, prefect_auth, worker_name),
             90,
-        ),
-        Service(
-            "serving",
-            serving_url,
-            serving_command,
-            env,
-            lambda: _http_problem(f"{serving_url}/livez", None),
-            settings.serving.startup_timeout_seconds,
         ),
     ]
 
@@ -159,21 +163,26 @@ def up(settings: Settings, on_progress: Callable[[str], None] = lambda line: Non
     created = ensure_databases(settings)
     if created:
         on_progress(f"created databases {', '.join(created)}")
-    for service in services(settings):
-        if service.name == "worker":
-            _register_deployments(settings, on_progress)
-            crashed = crash_orphaned_runs(settings)
-            if crashed:
-                on_progress(f"marked {len(crashed)} flow run(s) of a dead worker crashed")
-        pid = _running_pid(settings, service.name)
-        if pid is not None and service.problem() is None:
-            on_progress(f"{service.name:<8} already up (pid {pid}) at {service.url}")
-            continue
-        if pid is not None:  # running but not healthy: restart it
-            _stop(settings, service.name)
-        on_progress(f"{service.name:<8} starting")
-        _start(settings, service)
-        on_progress(f"{service.name:<8} up at {service.url}")
+    everything = services(settings)
+    for wave in WAVES:
+        launched = []
+        for service in (s for s in everything if s.name in wave):
+            if service.name == "worker":
+                _register_deployments(settings, on_progress)
+                crashed = crash_orphaned_runs(settings)
+                if crashed:
+                    on_progress(f"marked {len(crashed)} flow run(s) of a dead worker crashed")
+            pid = _running_pid(settings, service.name)
+            if pid is not None and service.problem() is None:
+                on_progress(f"{service.name:<8} already up (pid {pid}) at {service.url}")
+                continue
+            if pid is not None:  # running but not healthy: restart it
+                _stop(settings, service.name)
+            on_progress(f"{service.name:<8} starting")
+            launched.append((service, _launch(settings, service)))
+        for service, process in launched:
+            _wait_healthy(service, process, settings.logs_dir / f"{service.name}.log")
+            on_progress(f"{service.name:<8} up at {service.url}")
     return status(settings)
 
 
@@ -253,7 +262,7 @@ def _register_deployments(settings: Settings, on_progress: Callable[[str], None]
     register(settings)
 
 
-def _start(settings: Settings, service: Service) -> None:
+def _launch(settings: Settings, service: Service) -> subprocess.Popen[bytes]:
     log_path = settings.logs_dir / f"{service.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -268,6 +277,10 @@ def _start(settings: Settings, service: Service) -> None:
         )
     record = {"pid": process.pid, "command": service.command, "log": str(log_path)}
     _pid_file(settings, service.name).write_text(json.dumps(record))
+    return process
+
+
+def _wait_healthy(service: Service, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + service.startup_seconds
     problem: str | None = "not probed"
     while time.monotonic() < deadline:

@@ -289,6 +289,9 @@ class Settings(BaseSettings):
         # What reaches the terminal: the CLI's own story unless `verbose`; the rest is in logs/.
         env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO" if self.verbose else "CRITICAL"
         env["MLFLOW_CONFIGURE_LOGGING"] = "false"  # MLflow's logs go where the root's go
+        # Against a tracking server MLflow prints "View run ... at" on stdout when a run ends:
+        # it would break `--json`'s one object on stdout (the platform prints its own links).
+        env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         if not self.verbose:
             env["TQDM_DISABLE"] = "1"  # Feast's materialization progress bars
         if self.prefect_api_url:

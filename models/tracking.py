@@ -25,7 +25,14 @@ import pandas as pd
 
 from mlops.reference import ARTIFACT_DIR, ARTIFACT_FILE
 from mlops.settings import PROJECT_ROOT, Settings
-from mlops.tracking import LoggedRun, dataset, day_name, experiment_id
+from mlops.tracking import (
+    LOGGED_BY,
+    LoggedRun,
+    dataset,
+    day_name,
+    experiment_id,
+    fail_unfinished_runs,
+)
 from mlops.usecase import UseCase
 from models.evaluation import Evaluation
 
@@ -53,18 +60,24 @@ def log_training_run(
     serving_defaults: Mapping[str, Any],
     monitoring_reference: pd.DataFrame,
     splits: Splits | None = None,
+    logged_by: str | None = None,
 ) -> LoggedRun:
     """Log one training run; `evaluations` and `predictions` are keyed `model`, `logistic`,
     `prior`, `oracle` and, when there is one, `champion`, all on the same test window.
-    `splits`: the model inputs and labels of each window, logged as the run's input datasets."""
+    `splits`: the model inputs and labels of each window, logged as the run's input datasets.
+    `logged_by`: the flow run logging it; a run an earlier attempt of it left unfinished is
+    marked FAILED first (a retry after the tracking server went away), then logged anew."""
     import mlflow
     import mlflow.xgboost
     import xgboost as xgb
     from mlflow.models import infer_signature
 
-    with mlflow.start_run(
-        experiment_id=experiment_id(settings, use_case), run_name=run_name
-    ) as run:
+    experiment = experiment_id(settings, use_case)
+    if logged_by:
+        fail_unfinished_runs(settings, experiment, logged_by)
+    # Created with its tag, in one request: an attempt that dies right after is still found.
+    tags = {LOGGED_BY: logged_by} if logged_by else None
+    with mlflow.start_run(experiment_id=experiment, run_name=run_name, tags=tags) as run:
         mlflow.set_tags(
             {
                 **git_tags(),

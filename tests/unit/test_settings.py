@@ -29,11 +29,29 @@ def test_environment_overrides_and_resolves_home(
     assert Settings().home == (tmp_path / "state").resolve()
 
 
-def test_server_profile_names_what_it_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_profile_defaults_fit_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_PROFILE", "server")
-    monkeypatch.setenv("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings = Settings()
+    assert settings.prefect_api_url == "http://127.0.0.1:4200/api"
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
+    assert settings.artifact_location is None  # the tracking server proxies artifacts
+    assert settings.database_url("feast", "psycopg") == (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/mlops_feast"
+    )
+
+
+def test_a_dsn_that_is_not_a_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_POSTGRES_DSN", "not a url")
     with pytest.raises(ValidationError, match="MLOPS_POSTGRES_DSN"):
         Settings()
+
+
+def test_redis_urls_become_feasts_connection_string() -> None:
+    from mlops.databases import feast_redis_connection
+
+    assert feast_redis_connection("rediss://:pw@cache:6380/3") == (
+        "cache:6380,db=3,socket_connect_timeout=5,password=pw,ssl=true"
+    )
 
 
 def test_unknown_profile_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
