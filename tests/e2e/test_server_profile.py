@@ -27,7 +27,9 @@ pytestmark = pytest.mark.e2e
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 # Days 0-6 train the first champion; day 7 is served, ingested and monitored.
 DAYS, EVENTS_PER_DAY = 8, 1_500
-REDIS_DB = 13  # the tests' own database on the machine's Redis, flushed before and after
+# The machine's Redis is shared (another checkout's tests may run at the same time): the
+# module claims an empty database of its own and empties it afterwards.
+REDIS_CLAIM = "mlops-tests:claimed"
 PREFECT_AUTH = "mlops:" + secrets.token_hex(8)
 MLFLOW_PASSWORD = secrets.token_hex(12)
 API_KEY = secrets.token_hex(16)
@@ -36,13 +38,14 @@ API_KEY = secrets.token_hex(16)
 class Stack:
     """The running server profile: its environment and clients for what the tests read."""
 
-    def __init__(self, home: Path, ports: dict[str, int], prefix: str) -> None:
+    def __init__(self, home: Path, ports: dict[str, int], prefix: str, redis_db: int) -> None:
         self.home = home
         self.prefix = prefix
+        self.redis = redis_db
         self.prefect_api = f"http://127.0.0.1:{ports['prefect']}/api"
         self.mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
         self.serving_url = f"http://127.0.0.1:{ports['serving']}"
-        self.redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        self.redis_url = f"redis://127.0.0.1:6379/{redis_db}"
         # Only what a user would set: the rest comes from the settings' defaults.
         inherited = {
             k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PREFECT_"))
@@ -123,10 +126,27 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _flush_redis() -> None:
+def _claim_redis_database() -> int:
+    """An empty Redis database, claimed with a key no other test run can take."""
     import redis
 
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    for db in range(15, 0, -1):
+        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+        if client.dbsize() == 0 and client.set(REDIS_CLAIM, "1", nx=True, ex=7200):
+            return db
+    raise RuntimeError("no empty Redis database to claim")
+
+
+def _release_redis_database(db: int) -> None:
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+
+
+def _redis_keys(db: int) -> int:
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() - 1  # less the claim
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +160,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
         tmp_path_factory.mktemp("server") / "home",
         {"prefect": prefect, "mlflow": mlflow, "serving": serving},
         prefix,
+        _claim_redis_database(),
     )
-    _flush_redis()
     try:
         code, _, stderr = stack.mlops("up")
         assert code == 0, stderr[-3000:]
@@ -149,7 +169,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
     finally:
         stack.mlops("down")
         drop_databases(Settings(database_prefix=prefix))
-        _flush_redis()
+        _release_redis_database(stack.redis)
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +222,7 @@ def test_the_lifecycle_runs_through_the_worker_and_reports_to_the_servers(
     ) or versions >= int(version)
 
     # Redis holds the online features; the day's traffic was served from them.
-    import redis
-
-    assert redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).dbsize() > 0
+    assert _redis_keys(stack.redis) > 0
     (day,) = lifecycle["days"]
     assert day["served"] > 0 and day["refused"] == 0
 
