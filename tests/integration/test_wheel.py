@@ -49,7 +49,7 @@ MODULES = [
 # Runs in the installed environment: settings, use case, card, suites, prefect.yaml, then every
 # flow module and the service. Prints what it found for the test to judge.
 CHECK = """
-import importlib, json, sys, sysconfig
+import importlib, importlib.util, json, sys, sysconfig
 from pathlib import Path
 
 from mlops.settings import DATA_ROOT, PROJECT_ROOT, get_settings
@@ -88,7 +88,12 @@ print(json.dumps({
     "card": card.model_dump(mode="json"),
     "suites": suites,
     "prefect_file": str(PREFECT_FILE),
-    "entrypoints_found": [(PROJECT_ROOT / e.split(":")[0]).is_file() for e in entrypoints],
+    # A file path (`flows/ingest.py:ingest`) or a module path (`flows.ingest:ingest`).
+    "entrypoints_found": [
+        (PROJECT_ROOT / e.split(":")[0]).is_file()
+        or Path(importlib.util.find_spec(e.split(":")[0]).origin).is_relative_to(PROJECT_ROOT)
+        for e in entrypoints
+    ],
     "request_model": service.use_case.request_model.__name__,
     "files": files,
 }))
