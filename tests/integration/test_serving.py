@@ -159,6 +159,21 @@ def known_request(**context: Any) -> dict[str, Any]:
     return {"user_id": 1, "ad_id": 1, "device": "mobile", "ad_position": 2, **context}
 
 
+def register_again(registry: ModelRegistry, version: str) -> str:
+    """The model of `version` under a new version number. The registry registers a run's model
+    once (a retried registration gets the same version back), so it goes in with a run of its
+    own."""
+    import mlflow
+
+    model = registry.client.get_model_version(registry.name, version)
+    experiment = registry.client.get_run(model.run_id).info.experiment_id
+    run = registry.client.create_run(experiment, run_name=f"test: v{version} again")
+    registry.client.set_terminated(run.info.run_id)
+    # MLflow resolves the `models:/` source through the process-wide URI.
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    return registry.register(model.source, run.info.run_id)
+
+
 def test_infra_check_passed_before_the_first_promotion(served):
     infra = next(c for c in served.report.checks if c["name"] == "infra")
     assert served.report.decision == "promoted"
@@ -319,9 +334,8 @@ def test_served_features_equal_the_training_pipelines(served, use_case):
 def test_champion_hot_swap_fails_no_request(served):
     before = served.champion()
     registry = served.registry
-    source = registry.client.get_model_version("adclick", before).source
     # The same model under a new version number.
-    after = registry.register(source, registry.version(before).run_id)
+    after = register_again(registry, before)
     versions: list[str] = []
     failures: list[int] = []
     stop = threading.Event()
@@ -367,8 +381,7 @@ def test_package_builds_a_bento_with_the_champion(served):
     champion = served.champion()
     # A newer version that is not the champion: the one packaged must be the champion.
     registry = served.registry
-    source = registry.client.get_model_version("adclick", champion).source
-    newest = registry.register(source, registry.version(champion).run_id)
+    newest = register_again(registry, champion)
     assert newest != champion
     done = subprocess.run(
         [MLOPS, "package", "--json"], capture_output=True, text=True, timeout=600, check=False
