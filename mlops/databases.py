@@ -96,8 +96,6 @@ def feast_redis_connection(redis_url: str) -> str:
     parts = [f"{url.hostname}:{url.port or 6379}"]
     database = url.path.strip("/") or parse_qs(url.query).get("db", ["0"])[0]
     parts.append(f"db={int(database)}")
-    # An unreachable host fails a write (materialization) in seconds, not after minutes.
-    parts.append(f"socket_connect_timeout={CONNECT_TIMEOUT_SECONDS}")
     if url.username and url.username != "default":
         parts.append(f"username={url.username}")
     if url.password:

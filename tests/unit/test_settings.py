@@ -50,7 +50,7 @@ def test_redis_urls_become_feasts_connection_string() -> None:
     from mlops.databases import feast_redis_connection
 
     assert feast_redis_connection("rediss://:pw@cache:6380/3") == (
-        "cache:6380,db=3,socket_connect_timeout=5,password=pw,ssl=true"
+        "cache:6380,db=3,password=pw,ssl=true"
     )
 
 
