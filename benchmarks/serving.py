@@ -10,22 +10,32 @@
 
 Each server runs alone, on the same requests (known users and ads, mixed context), at fixed
 rates (`loadgen.open_loop`: each rate `--seconds` long after a warm-up at the same rate); a
-server's ladder stops at the first rate it does not hold. Targets on 2 cores (the load
-generator shares them): ours p99 <= the card's SLO at its throughput (5 ms at 200/s); ours
-holds at least half the floor's highest rate, and at least 3x the peer's.
+server's ladder stops at the first rate it does not hold. Before them, ours' online store
+lookup alone: one request at a time, in-process (the part the profile changes). Targets on 2
+cores (the load generator shares them): ours p99 <= the card's SLO at its throughput (5 ms at
+200/s); ours holds at least half the floor's highest rate, and at least 3x the peer's.
+
+`--profile server` runs the same in the server profile: Feast's SQL registry in PostgreSQL
+(databases of its own, dropped at the end) and the online store in the machine's Redis (a
+database of its own, flushed before and after), so ours pays Redis round trips (one per
+feature view) on every request. MLflow stays on a SQLite file (this measures serving, not
+MLflow) and the ingest and train flows run on a throwaway Prefect server. The floor and the
+peer are handed the same features.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,12 +52,18 @@ EVENTS_PER_DAY = 20_000
 DISTINCT_REQUESTS = 2_000
 START = date(2026, 1, 1)
 SEED = 7
+# The benchmark's own database on the machine's Redis (the tests use others).
+SERVER_REDIS_URL = "redis://127.0.0.1:6379/11"
 
 
 def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
     args = parse_args(argv)
+    name = "serving" if args.profile == "local" else f"serving-{args.profile}"
     run_in_fresh_home(
-        "serving", lambda: run(args.seconds, args.warm_up, args.rates), render, args.json
+        name,
+        lambda: run(args.seconds, args.warm_up, args.rates, args.profile),
+        render,
+        args.json,
     )
     return 0
 
@@ -57,12 +73,65 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30, help="per rate, after warm-up")
     parser.add_argument("--warm-up", type=float, default=5, help="seconds, per rate")
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    parser.add_argument(
+        "--profile",
+        choices=("local", "server"),
+        default="local",
+        help="server: Feast's registry in PostgreSQL, its online store in Redis",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     return parser.parse_args(argv)
 
 
-def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any]:
+def run(seconds: float, warm_up: float, rates: Sequence[float], profile: str) -> dict[str, Any]:
     os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # this benchmark measures the service
+    os.environ["MLOPS_PROFILE"] = "local"  # whatever the caller's environment says
+    with server_profile() if profile == "server" else contextlib.nullcontext():
+        return _run(seconds, warm_up, rates)
+
+
+@contextlib.contextmanager
+def server_profile() -> Iterator[None]:
+    """Put the fresh home (MLOPS_HOME) in the server profile for the duration, on databases
+    and a Redis database of its own, with a throwaway Prefect server for the flows."""
+    import redis
+
+    from mlops.databases import drop_databases
+    from mlops.settings import Settings
+
+    home = Path(os.environ["MLOPS_HOME"])
+    os.environ.update(
+        {
+            "MLOPS_PROFILE": "server",
+            "MLOPS_DATABASE_PREFIX": f"bench_{secrets.token_hex(6)}",
+            "MLOPS_REDIS_URL": SERVER_REDIS_URL,
+            "MLOPS_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+        }
+    )
+    settings = Settings()  # not cached: the Prefect server's URL is not known yet
+    # Prefect reads its settings (PREFECT_HOME, logging) once, on import: export the home's
+    # library environment first, all but the API URL, which the test harness sets.
+    library = settings.library_environment()
+    library.pop("PREFECT_API_URL")
+    os.environ.update(library)
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    online = redis.Redis.from_url(SERVER_REDIS_URL)
+    online.flushdb()
+    try:
+        with prefect_test_harness(server_startup_timeout=120):
+            os.environ["MLOPS_PREFECT_API_URL"] = PREFECT_API_URL.value()
+            get_settings.cache_clear()
+            yield
+    finally:
+        online.flushdb()
+        online.close()
+        drop_databases(settings)
+        get_settings.cache_clear()
+
+
+def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any]:
     get_settings.cache_clear()
     settings = get_settings().apply()
     from flows.ingest import ingest
@@ -87,6 +156,7 @@ def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
     model = prepare(load_registered(registry, version), scorer)
     encoded = scorer.score(model, requests).matrix  # what the floor and the peer are given
+    lookup = _lookup_ms(scorer, requests)
 
     workdir = settings.home / "serving-benchmark"  # removed with the benchmark's home
     workdir.mkdir()
@@ -150,9 +220,17 @@ def run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any
     finally:
         _stop(peer[1])
 
-    return _summary(
-        results, card.serving_slo.p99_latency_ms, card.serving_slo.throughput_rps, seconds, warm_up
-    )
+    return {
+        "profile": settings.profile,
+        "online_lookup_ms": lookup,
+        **_summary(
+            results,
+            card.serving_slo.p99_latency_ms,
+            card.serving_slo.throughput_rps,
+            seconds,
+            warm_up,
+        ),
+    }
 
 
 def _requests(settings: Any, use_case: Any) -> list[dict[str, Any]]:
@@ -170,6 +248,25 @@ def _requests(settings: Any, use_case: Any) -> list[dict[str, Any]]:
     finally:
         con.close()
     return json.loads(frame.convert_dtypes().to_json(orient="records"))
+
+
+def _lookup_ms(scorer: Any, requests: list[dict[str, Any]]) -> dict[str, float]:
+    """The online store's share of ours, which the profile changes: one request's lookup at a
+    time, in this process, before any server runs (no HTTP, no queueing)."""
+    import numpy as np
+
+    for request in requests[:200]:  # warm-up: connections, Feast's first-call imports
+        scorer.lookup([request])
+    seconds = []
+    for request in requests:
+        started = time.perf_counter()
+        scorer.lookup([request])
+        seconds.append(time.perf_counter() - started)
+    ms = np.array(seconds) * 1000
+    return {
+        "p50": round(float(np.percentile(ms, 50)), 3),
+        "p99": round(float(np.percentile(ms, 99)), 3),
+    }
 
 
 def _ladder(
@@ -279,9 +376,12 @@ def _summary(
 
 def render(report: dict[str, Any]) -> str:
     lines = [
-        f"open loop, {report['seconds_per_rate']:g} s per rate after "
-        f"{report['warm_up_seconds']:g} s warm-up; 'held' = no errors and p99 <= "
+        f"{report['profile']} profile, open loop, {report['seconds_per_rate']:g} s per rate "
+        f"after {report['warm_up_seconds']:g} s warm-up; 'held' = no errors and p99 <= "
         f"{report['held_p99_bound_ms']:g} ms",
+        "online store lookup, in-process, one request at a time: "
+        f"p50 {report['online_lookup_ms']['p50']:.3f} ms, "
+        f"p99 {report['online_lookup_ms']['p99']:.3f} ms",
         f"{'server':<6} {'rate/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}"
         "  held",
     ]
