@@ -25,5 +25,8 @@ database_uri=$(printf '%s' "${MLFLOW_AUTH_DATABASE_URI:-$MLFLOW_BACKEND_STORE_UR
     echo "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
 } >"$config"
 export MLFLOW_AUTH_CONFIG_PATH="$config"
+# The platform queues no MLflow server jobs (GenAI scoring); without this each server starts
+# half a dozen job-runner processes it never uses.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 exec mlflow server --app-name basic-auth "$@"

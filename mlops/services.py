@@ -31,7 +31,7 @@ from typing import Any
 
 from mlops.databases import ensure_databases, postgres_problem, redis_problem
 from mlops.errors import UserError
-from mlops.settings import PROJECT_ROOT, Settings, is_loopback
+from mlops.settings import MLFLOW_SERVER_JOBS_OFF, PROJECT_ROOT, Settings, is_loopback
 
 BIN = Path(sys.executable).parent
 WORK_POOL = "mlops-process"
@@ -94,7 +94,7 @@ def services(settings: Settings) -> list[Service]:
         "--artifacts-destination", str(home / "mlflow" / "artifacts"),
         "--serve-artifacts", "--workers", "1",
     ]  # fmt: skip
-    mlflow_env = dict(env)
+    mlflow_env = {**env, **MLFLOW_SERVER_JOBS_OFF}
     if mlflow_auth:
         mlflow_command += ["--app-name", "basic-auth"]
         mlflow_env.update(_mlflow_auth_env(settings))

@@ -30,7 +30,7 @@ import pytest
 from pydantic import SecretStr
 
 from mlops.registry import CHAMPION, ModelRegistry
-from mlops.settings import TELEMETRY_OFF, Settings
+from mlops.settings import MLFLOW_SERVER_JOBS_OFF, TELEMETRY_OFF, Settings
 from mlops.tracking import LOGGED_BY, RUN_NOTE
 from serving.process import free_port
 
@@ -66,7 +66,7 @@ class MlflowServer:
                     *("--backend-store-uri", self.backend_uri),
                     *("--artifacts-destination", str(self.artifacts), "--serve-artifacts"),
                 ],
-                env={**os.environ, **TELEMETRY_OFF},
+                env={**os.environ, **TELEMETRY_OFF, **MLFLOW_SERVER_JOBS_OFF},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
