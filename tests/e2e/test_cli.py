@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,10 @@ def test_generate_ingest_and_read_features(cli) -> None:
 
 
 def test_an_unreadable_batch_gets_one_clear_paragraph_and_a_non_zero_exit(cli, tmp_path) -> None:
-    _, generated, _ = cli("generate", "--days", "1", "--events-per-day", "300")
-    batch = Path(generated["batches"][0])
+    from usecases.adclick.generator import generate
+
+    # The batch is made in this process (`mlops generate` has its own test above).
+    (batch,) = generate(cli.home / "landing", start=date(2026, 1, 1), days=1, events_per_day=300)
     (batch / "impressions.parquet").write_text("this is not parquet")
 
     code, result, stderr = cli("ingest", str(batch))

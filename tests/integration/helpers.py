@@ -1,15 +1,46 @@
-"""Test data: small landed batches, some with rows broken on purpose."""
+"""Test data: small landed batches, some with rows broken on purpose; private copies of homes."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pandas as pd
+import pytest
 
 from mlops.landing import read_manifest, write_parquet
+from mlops.settings import Settings
 from tests.conftest import START
 from usecases.adclick.generator import generate
+
+if TYPE_CHECKING:
+    from mlops.registry import ModelRegistry
+    from models.report import TrainReport
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+# Per request, for the client and the service (MLOPS_SERVING__TIMEOUT_SECONDS, 2 s by default,
+# then 504): no verdict is about this machine's speed.
+REQUEST_TIMEOUT_SECONDS = 30
+# For a state to be reached (a service started or stopped, a champion served, a log flushed).
+WAIT_SECONDS = 120
+# The limits of a service `serving_environment` starts: small, for the tests to reach them.
+POLL_SECONDS = 1.0
+MAX_CONCURRENCY = 4
+MAX_BATCH = 50
+MAX_BODY_BYTES = 65536
 
 # Row position in the day's impressions -> the rule it must be quarantined for.
 INJECTED = {
@@ -21,6 +52,34 @@ INJECTED = {
     5: "impression_id:unique",
     6: "impression_id:unique",
 }
+
+
+def copy_home(source: Path, target: Path) -> Path:
+    """A private copy of an MLOPS_HOME, its model registry included, without Prefect's state (the
+    session's server keeps it). MLflow records absolute artifact locations (in its database, in
+    each MLmodel file): they are moved to the copy's, so the copy never reads or writes the
+    source. A copy costs well under a second; training the same model again costs ~10 s."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("prefect"))
+    old, new = str(source), str(target)
+    database = target / "mlflow" / "mlflow.db"
+    if database.exists():
+        connection = sqlite3.connect(database)
+        try:
+            with connection:
+                tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                for (table,) in tables.fetchall():
+                    for column in connection.execute(f'PRAGMA table_info("{table}")').fetchall():
+                        name = f'"{column[1]}"'
+                        connection.execute(
+                            f'UPDATE "{table}" SET {name} = replace({name}, ?, ?) '
+                            f"WHERE typeof({name}) = 'text' AND instr({name}, ?) > 0",
+                            (old, new, old),
+                        )
+        finally:
+            connection.close()
+    for mlmodel in (target / "mlflow").rglob("MLmodel"):
+        mlmodel.write_text(mlmodel.read_text().replace(old, new))
+    return target
 
 
 def land_days(landing: Path, days: int = 3, events_per_day: int = 1_500, **kwargs) -> list[Path]:
@@ -127,3 +186,104 @@ def assert_same_stores(actual: dict, expected: dict, parts=("offline", "ledger",
                 pd.testing.assert_frame_equal(actual[part][name], frame, obj=f"{part} {name}")
         else:
             assert actual[part] == expected[part], part
+
+
+# The prediction service as a real `bentoml serve` process, started by `mlops serve`.
+
+
+@dataclass
+class Served:
+    settings: Settings
+    report: TrainReport  # the training that made the @champion it started with
+    process: subprocess.Popen[str]
+    started: dict[str, Any]  # what `mlops serve --json` printed once ready
+    client: httpx.Client
+    env: dict[str, str]  # what `mlops serve` ran with
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        if body is not None:
+            kwargs["json"] = body
+        return self.client.post(path, **kwargs)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        from mlops.registry import ModelRegistry
+
+        return ModelRegistry(self.settings.tracking_uri, "adclick")
+
+    def champion(self) -> str:
+        """The registry's @champion, once the service serves it (it looks for a new one every
+        poll): what a test compares answers with, whatever ran before it."""
+        version = self.registry.champion()
+        wait_until(
+            lambda: self.client.get("/model").json()["model_version"] == version,
+            f"the service to serve the @champion v{version}",
+        )
+        return version
+
+
+def start_serving(env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """`mlops serve --json` on a free port; it prints its first line once /readyz answers 200
+    (it polls, up to MLOPS_SERVING__STARTUP_TIMEOUT_SECONDS)."""
+    from serving.process import free_port
+
+    process = subprocess.Popen(
+        [MLOPS, "serve", "--port", str(free_port()), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a stop that hangs can then kill the service with it
+    )
+    assert process.stdout is not None
+    started = json.loads(process.stdout.readline() or "{}")
+    if not started.get("model_version"):
+        stop_serving(process)
+        pytest.fail("mlops serve did not start; see its stderr")
+    return process, started
+
+
+def stop_serving(process: subprocess.Popen[str]) -> int:
+    """SIGTERM, as a user's Ctrl+C: `mlops serve` stops the service cleanly. A stop that hangs
+    is killed, with everything it started, and fails the caller."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+
+
+def serving_environment(home: Path, prefect_api_url: str) -> dict[str, str]:
+    """What `mlops serve` runs with on `home`: the limits above, generous request timeouts
+    (none of the serving settings a test may have put in this environment)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SERVING__")},
+        "MLOPS_HOME": str(home),
+        "PREFECT_API_URL": prefect_api_url,
+        "MLOPS_SERVING__POLL_SECONDS": str(POLL_SECONDS),
+        "MLOPS_SERVING__MAX_CONCURRENCY": str(MAX_CONCURRENCY),
+        "MLOPS_SERVING__MAX_BATCH": str(MAX_BATCH),
+        "MLOPS_SERVING__MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "MLOPS_SERVING__TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
+    }
+
+
+@contextmanager
+def serving(home: Path, report: TrainReport, env: dict[str, str]) -> Iterator[Served]:
+    """`mlops serve` on `home` (its @champion trained by `report`), stopped on the way out."""
+    process, started = start_serving(env)
+    try:
+        with httpx.Client(base_url=started["url"], timeout=REQUEST_TIMEOUT_SECONDS) as client:
+            yield Served(Settings(home=home), report, process, started, client, env)
+    finally:
+        stop_serving(process)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.2)

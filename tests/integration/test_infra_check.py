@@ -1,20 +1,22 @@
 """The infra check's latency verdict does not flip with machine load: a good model passes and a
-truly slow one (its scoring made ~10x slower by the fault drill) is rejected, on a quiet machine
-and beside two CPU-bound processes on this 2-core machine. Judged with the card's SLO.
+truly slow one (its scoring made ~10x slower by the fault drill) is rejected, alone and beside
+two CPU-bound processes of its own on this 2-core machine (the rest of the suite runs beside it
+either way). Judged with the card's SLO.
 
-One trained model; one service per model (good, slow), each checked quiet then busy, since a
-`bentoml serve` start costs ~15 s. Each check prints its figures (run with `-s` to see them).
+The session's trained model (a private copy of its home); one service per model, each checked
+quiet then busy, since a `bentoml serve` start costs ~15 s: the good model is the session's
+service (it serves that model), the slow one a candidate service of its own. Each check prints
+its figures (run with `-s` to see them).
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -22,6 +24,8 @@ from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from serving.infra_check import InfraCheck, check_service, start_candidate
 from serving.process import ServiceProcess
+from tests.integration.conftest import TrainedWeek
+from tests.integration.helpers import Served, copy_home
 
 pytestmark = pytest.mark.integration
 
@@ -44,22 +48,17 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained(
-    ingested_week: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+    trained_week: TrainedWeek, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Trained]:
-    """A copy of the ingested week with one model trained (the infra check off in the flow)."""
-    from flows.train import train
-
-    home = tmp_path_factory.mktemp("infra-check") / "mlops-home"
-    shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
+    """A private copy of the session's trained week (v1), with the card's SLO in force."""
+    home = copy_home(trained_week.home, tmp_path_factory.mktemp("infra-check") / "mlops-home")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MLOPS_HOME", str(home))
         monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "false")
         monkeypatch.delenv("MLOPS_SERVING__INFRA_CHECK_P99_MS", raising=False)
         get_settings.cache_clear()
         settings = get_settings().apply()
-        report = train(search_trials=1)
-        assert report.decision == "promoted", report.reason
-        yield Trained(settings, load_use_case(settings.use_case), report.version)
+        yield Trained(settings, load_use_case(settings.use_case), trained_week.report.version)
     get_settings.cache_clear()
 
 
@@ -94,20 +93,27 @@ def check(trained: Trained, service: ServiceProcess, settings: Settings, label: 
 LOADS = {"quiet": 0, "two CPU-bound processes": 2}
 
 
-def test_a_good_model_passes_quiet_and_busy(trained: Trained):
+def test_a_good_model_passes_quiet_and_busy(trained: Trained, shared_service: Served):
     assert trained.settings.serving.infra_check_p99_ms is None  # the card's SLO decides
     slo = trained.use_case.card.serving_slo.p99_latency_ms
-    with serving(trained.settings, trained.version) as service:
-        for label, neighbours in LOADS.items():
-            with cpu_bound_neighbours(neighbours):
-                result = check(trained, service, trained.settings, f"good model, {label}")
-            assert result.passed, f"{label}: {result.detail}"
-            assert result.slo_ms == slo and f"SLO {slo:g} ms" in result.detail
-            assert result.score_max_diff is not None and result.score_max_diff <= 1e-6
-            # Raw and adjusted figures are both in the reason the decision records.
-            assert "the model adds" in result.detail and "raw /predict p99" in result.detail
-            assert result.adjusted_ms is not None and result.budget_ms is not None
-            assert result.adjusted_ms <= result.budget_ms < slo
+    # The session's service serves this very model (v1 of the same training) and nothing else:
+    # checked as the infra check checks its candidate, without starting another service.
+    assert shared_service.started["model_version"] == trained.version
+    service = ServiceProcess(
+        cast("subprocess.Popen[bytes]", shared_service.process),
+        shared_service.started["url"],
+        shared_service.settings.logs_dir / "mlops.log",
+    )
+    for label, neighbours in LOADS.items():
+        with cpu_bound_neighbours(neighbours):
+            result = check(trained, service, trained.settings, f"good model, {label}")
+        assert result.passed, f"{label}: {result.detail}"
+        assert result.slo_ms == slo and f"SLO {slo:g} ms" in result.detail
+        assert result.score_max_diff is not None and result.score_max_diff <= 1e-6
+        # Raw and adjusted figures are both in the reason the decision records.
+        assert "the model adds" in result.detail and "raw /predict p99" in result.detail
+        assert result.adjusted_ms is not None and result.budget_ms is not None
+        assert result.adjusted_ms <= result.budget_ms < slo
 
 
 def test_a_slow_model_is_rejected_quiet_and_busy(trained: Trained):

@@ -74,18 +74,19 @@ def _serve_last_day(settings, use_case, version: str) -> int:
 
 
 @pytest.fixture
-def judged(week_settings, use_case, prefect_api_url):
-    """The week trained, its last day served, then judged by a real monitor flow run."""
+def judged(champion_settings, trained_week, use_case, prefect_api_url):
+    """The week trained (a private copy of the session's), its last day served, then judged by
+    a real monitor flow run."""
     from flows.monitor import monitor
-    from flows.train import train
 
-    trained = train(search_trials=1, as_of=CLOSE)
-    served = _serve_last_day(week_settings, use_case, trained.version)
+    trained = trained_week.report
+    assert datetime.fromisoformat(trained.lineage["windows"]["end"]) == CLOSE  # as_of=CLOSE
+    served = _serve_last_day(champion_settings, use_case, trained.version)
     state = monitor(as_of=CLOSE, retrain=False, return_state=True)
     return trained, served, state, state.result()
 
 
-def test_a_judged_day_has_one_name_everywhere(judged, week_settings, use_case) -> None:
+def test_a_judged_day_has_one_name_everywhere(judged, champion_settings, use_case) -> None:
     from evidently.ui.workspace import Workspace
     from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
@@ -106,7 +107,7 @@ def test_a_judged_day_has_one_name_everywhere(judged, week_settings, use_case) -
         assert client.read_flow_runs(flow_run_filter=named)
 
     # MLflow: the run's name, its tags, its description, the model it judged, its inputs.
-    client = MlflowClient(tracking_uri=week_settings.tracking_uri)
+    client = MlflowClient(tracking_uri=champion_settings.tracking_uri)
     experiment = client.get_experiment_by_name(f"{use_case.name}-monitoring")
     assert experiment.tags[EXPERIMENT_KIND] == CLASSIC_ML
     (run,) = client.search_runs([experiment.experiment_id])
@@ -129,7 +130,7 @@ def test_a_judged_day_has_one_name_everywhere(judged, week_settings, use_case) -
     assert artifacts == {f"reports/{k}.html" for k in ("drift", "performance", "gate")}
 
     # Files: one folder for the day; each report titled with kind, day, model and verdict.
-    folder = week_settings.monitoring_dir / "reports" / LAST_DAY
+    folder = champion_settings.monitoring_dir / "reports" / LAST_DAY
     assert sorted(p.name for p in folder.iterdir()) == [
         "drift.html",
         "gate.html",
@@ -144,7 +145,7 @@ def test_a_judged_day_has_one_name_everywhere(judged, week_settings, use_case) -
     assert "every row of the window against the card" in (folder / "gate.html").read_text()
 
     # Evidently: the snapshots are named by the day and sit at its midnight on the dashboard.
-    workspace = Workspace(str(week_settings.monitoring_dir / "workspace"))
+    workspace = Workspace(str(champion_settings.monitoring_dir / "workspace"))
     (project,) = workspace.search_project(use_case.name)
     snapshots = [workspace.get_run(project.id, r) for r in workspace.list_runs(project.id)]
     assert sorted(s.name for s in snapshots) == sorted(
@@ -165,12 +166,12 @@ def test_a_judged_day_has_one_name_everywhere(judged, week_settings, use_case) -
     } <= titles
 
     # The history keeps the window's end (the gate's key) and the day.
-    (entry,) = json.loads((week_settings.monitoring_dir / "history.json").read_text())
+    (entry,) = json.loads((champion_settings.monitoring_dir / "history.json").read_text())
     assert (entry["day"], entry["window_end"]) == (LAST_DAY, CLOSE.isoformat())
 
 
 def test_rerunning_a_day_replaces_its_run_reports_and_snapshots(
-    judged, week_settings, use_case
+    judged, champion_settings, use_case
 ) -> None:
     from evidently.ui.workspace import Workspace
     from mlflow import MlflowClient
@@ -181,10 +182,10 @@ def test_rerunning_a_day_replaces_its_run_reports_and_snapshots(
     again = monitor(as_of=CLOSE, retrain=False).judged
 
     assert again.day == first.day == LAST_DAY
-    client = MlflowClient(tracking_uri=week_settings.tracking_uri)
+    client = MlflowClient(tracking_uri=champion_settings.tracking_uri)
     experiment = client.get_experiment_by_name(f"{use_case.name}-monitoring")
     assert len(client.search_runs([experiment.experiment_id])) == 1
-    workspace = Workspace(str(week_settings.monitoring_dir / "workspace"))
+    workspace = Workspace(str(champion_settings.monitoring_dir / "workspace"))
     (project,) = workspace.search_project(use_case.name)
     assert len(list(workspace.list_runs(project.id))) == 3
-    assert len(list((week_settings.monitoring_dir / "reports").iterdir())) == 1
+    assert len(list((champion_settings.monitoring_dir / "reports").iterdir())) == 1

@@ -1,9 +1,11 @@
 """The prediction service as a real `bentoml serve` process (started by `mlops serve`) over
 HTTP, on a copy of the ingested week with a champion trained (and infra-checked) once.
 
-One service for the module, shared by its tests in any order: no test relies on what another
-did before it. A test that needs to know which model is served reads the @champion at its start
-and waits until the service serves it; the clean-stop test starts and stops a service of its own.
+The session's service (`shared_service`, tests/integration/conftest.py) answers the tests that
+only send requests and read, in any order: no test relies on what another did before it. A test
+that needs to know which model is served reads the @champion at its start and waits until the
+service serves it. The hot swap promotes, so it has a service (and a registry) of its own; the
+clean-stop test starts and stops a service of its own.
 Waits poll with generous deadlines and requests have generous timeouts: on a busy machine a
 request, the first one above all, can take seconds, and the verdicts are about the answers.
 """
@@ -11,17 +13,12 @@ request, the first one above all, can take seconds, and the verdicts are about t
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,126 +30,39 @@ import pytest
 
 from mlops.prediction_log import read_prediction_log
 from mlops.registry import ModelRegistry
-from mlops.settings import Settings, get_settings
-from models.report import TrainReport
-from serving.process import free_port
+from mlops.settings import Settings
+from tests.integration.conftest import TrainedWeek
+from tests.integration.helpers import (
+    MAX_BATCH,
+    MAX_CONCURRENCY,
+    MLOPS,
+    POLL_SECONDS,
+    REQUEST_TIMEOUT_SECONDS,
+    WAIT_SECONDS,
+    Served,
+    copy_home,
+    serving,
+    serving_environment,
+    start_serving,
+    stop_serving,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-POLL_SECONDS = 1.0
-MAX_CONCURRENCY = 4
-MAX_BATCH = 50
-MLOPS = str(Path(sys.executable).with_name("mlops"))
-# Per request, for the client and the service (MLOPS_SERVING__TIMEOUT_SECONDS, 2 s by default,
-# then 504): no verdict below is about this machine's speed.
-REQUEST_TIMEOUT_SECONDS = 30
-# For a state to be reached (a service started or stopped, a champion served, a log flushed).
-WAIT_SECONDS = 120
+
+@pytest.fixture
+def served(shared_service: Served) -> Served:
+    """The session's service: v1 is, and stays, its @champion."""
+    return shared_service
 
 
-@dataclass
-class Served:
-    settings: Settings
-    report: TrainReport
-    process: subprocess.Popen[str]
-    started: dict[str, Any]
-    client: httpx.Client
-    env: dict[str, str]  # what `mlops serve` ran with
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        if body is not None:
-            kwargs["json"] = body
-        return self.client.post(path, **kwargs)
-
-    @property
-    def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.settings.tracking_uri, "adclick")
-
-    def champion(self) -> str:
-        """The registry's @champion, once the service serves it (it looks for a new one every
-        POLL_SECONDS): what a test compares answers with, whatever ran before it."""
-        version = self.registry.champion()
-        wait_until(
-            lambda: self.client.get("/model").json()["model_version"] == version,
-            f"the service to serve the @champion v{version}",
-        )
-        return version
-
-
-def start_serving(env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """`mlops serve --json` on a free port; it prints its first line once /readyz answers 200
-    (it polls, up to MLOPS_SERVING__STARTUP_TIMEOUT_SECONDS)."""
-    process = subprocess.Popen(
-        [MLOPS, "serve", "--port", str(free_port()), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a stop that hangs can then kill the service with it
-    )
-    assert process.stdout is not None
-    started = json.loads(process.stdout.readline() or "{}")
-    if not started.get("model_version"):
-        stop_serving(process)
-        pytest.fail("mlops serve did not start; see its stderr")
-    return process, started
-
-
-def stop_serving(process: subprocess.Popen[str]) -> int:
-    """SIGTERM, as a user's Ctrl+C: `mlops serve` stops the service cleanly. A stop that hangs
-    is killed, with everything it started, and fails the caller."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=WAIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f} s for {what}")
-        time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def served(ingested_week: Path, tmp_path_factory, prefect_api_url: str) -> Iterator[Served]:
-    from flows.train import train
-
-    home = tmp_path_factory.mktemp("served") / "mlops-home"
-    shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
-    environment = {
-        "MLOPS_HOME": str(home),
-        "MLOPS_SERVING__INFRA_CHECK": "true",
-        # The mechanism is under test, not this machine's speed (benchmarks/serving.py is).
-        "MLOPS_SERVING__INFRA_CHECK_P99_MS": "50",
-        "MLOPS_SERVING__POLL_SECONDS": str(POLL_SECONDS),
-        "MLOPS_SERVING__MAX_CONCURRENCY": str(MAX_CONCURRENCY),
-        "MLOPS_SERVING__MAX_BATCH": str(MAX_BATCH),
-        "MLOPS_SERVING__MAX_BODY_BYTES": "65536",
-    }
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for key, value in environment.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        settings = get_settings().apply()
-        report = train(search_trials=1)
-        assert report.decision == "promoted", report.reason
-        env = {
-            **os.environ,
-            "PREFECT_API_URL": prefect_api_url,
-            "MLOPS_SERVING__TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
-        }
-        process, started = start_serving(env)
-        try:
-            with httpx.Client(base_url=started["url"], timeout=REQUEST_TIMEOUT_SECONDS) as client:
-                yield Served(settings, report, process, started, client, env)
-        finally:
-            stop_serving(process)
-    get_settings.cache_clear()
+@pytest.fixture
+def own_served(trained_week: TrainedWeek, tmp_path: Path, prefect_api_url: str) -> Iterator[Served]:
+    """A service of its own, on a private copy of the trained week: for a test that promotes."""
+    home = copy_home(trained_week.home, tmp_path / "mlops-home")
+    with serving(home, trained_week.report, serving_environment(home, prefect_api_url)) as own:
+        yield own
 
 
 def known_request(**context: Any) -> dict[str, Any]:
@@ -169,7 +79,8 @@ def register_again(registry: ModelRegistry, version: str) -> str:
     experiment = registry.client.get_run(model.run_id).info.experiment_id
     run = registry.client.create_run(experiment, run_name=f"test: v{version} again")
     registry.client.set_terminated(run.info.run_id)
-    # MLflow resolves the `models:/` source through the process-wide URI.
+    # MLflow looks the `models:/` source up through the process-wide URI, which the flows set
+    # (this process may have used another home last).
     mlflow.set_tracking_uri(registry.tracking_uri)
     return registry.register(model.source, run.info.run_id)
 
@@ -331,10 +242,9 @@ def test_served_features_equal_the_training_pipelines(served, use_case):
     )
 
 
-def test_champion_hot_swap_fails_no_request(served):
-    before = served.champion()
-    registry = served.registry
-    # The same model under a new version number.
+def test_champion_hot_swap_fails_no_request(own_served):
+    before = own_served.champion()
+    registry = own_served.registry
     after = register_again(registry, before)
     versions: list[str] = []
     failures: list[int] = []
@@ -342,7 +252,7 @@ def test_champion_hot_swap_fails_no_request(served):
 
     def stream() -> None:
         while not stop.is_set():
-            response = served.post("/predict", known_request())
+            response = own_served.post("/predict", known_request())
             if response.status_code != 200:
                 failures.append(response.status_code)
             else:
@@ -374,13 +284,14 @@ def test_champion_hot_swap_fails_no_request(served):
     assert swapped_after < POLL_SECONDS + 5, (
         f"v{after} served {swapped_after:.1f} s after promotion"
     )
-    assert served.client.get("/model").json()["model_version"] == after
+    assert own_served.client.get("/model").json()["model_version"] == after
 
 
-def test_package_builds_a_bento_with_the_champion(served):
-    champion = served.champion()
+def test_package_builds_a_bento_with_the_champion(champion_settings: Settings):
+    """On a private copy of the trained week: no service needed, a version is registered."""
+    registry = ModelRegistry(champion_settings.tracking_uri, "adclick")
+    champion = registry.champion()
     # A newer version that is not the champion: the one packaged must be the champion.
-    registry = served.registry
     newest = register_again(registry, champion)
     assert newest != champion
     done = subprocess.run(
@@ -389,7 +300,7 @@ def test_package_builds_a_bento_with_the_champion(served):
     assert done.returncode == 0, done.stderr
     packaged = json.loads(done.stdout)
     assert packaged["model_version"] == champion
-    bento = served.settings.bentoml_home / "bentos" / Path(*packaged["bento"].split(":"))
+    bento = champion_settings.bentoml_home / "bentos" / Path(*packaged["bento"].split(":"))
     assert (bento / "bento.yaml").exists()
     assert packaged["model"] in (bento / "bento.yaml").read_text()
 

@@ -10,7 +10,7 @@ nothing lost, nothing let in.
 - The online store deleted, or corrupted, under the running service: /readyz 503 with the
   cause, /livez 200, /predict 503 with a message; and back to serving once the store is back.
 
-One service for the module, on a copy of the ingested week with one model trained. Tests run in
+One service for the module, on a copy of the session's trained week (v1). Tests run in
 any order: each waits for the service to be ready first and puts back what it broke. Waits poll
 with generous deadlines; requests have generous timeouts (this machine may be busy).
 """
@@ -43,6 +43,8 @@ from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from serving.process import ServiceProcess, free_port, start_service
 from tests.conftest import START, WEEK_DAYS
+from tests.integration.conftest import TrainedWeek
+from tests.integration.helpers import copy_home
 
 pytestmark = pytest.mark.integration
 
@@ -101,19 +103,15 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S
 
 @pytest.fixture(scope="module")
 def drilled(
-    ingested_week: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+    trained_week: TrainedWeek, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 ) -> Iterator[Drilled]:
-    from flows.train import train
-
-    home = tmp_path_factory.mktemp("drills") / "mlops-home"
-    shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
+    """The drills break and change the stores: a private copy of the trained week (v1)."""
+    home = copy_home(trained_week.home, tmp_path_factory.mktemp("drills") / "mlops-home")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MLOPS_HOME", str(home))
         monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "false")
         get_settings.cache_clear()
         settings = get_settings().apply()
-        report = train(search_trials=1)
-        assert report.decision == "promoted", report.reason
         service = start_service(
             settings,
             port=free_port(),

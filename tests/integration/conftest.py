@@ -1,0 +1,77 @@
+"""Expensive setup the integration modules share, made once per session: a week with a first
+@champion trained on it (through the infra check), and one running service on a copy of it.
+
+Nothing here is changed by a test: a test that needs a registry, a store or a service of its
+own copies the trained week (`copy_home`, under a second) instead of training again (~10 s),
+and starts its own service (~17 s) when it promotes, breaks a store or stops the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlops.settings import Settings, get_settings
+from models.report import TrainReport
+from tests.conftest import _settings_at, built_once
+from tests.integration.helpers import Served, copy_home, serving, serving_environment
+
+# The infra check's SLO in the shared training: the mechanism is under test, not this machine's
+# speed (benchmarks/serving.py is; tests/integration/test_infra_check.py judges the card's SLO).
+INFRA_CHECK_P99_MS = "50"
+
+
+@dataclass(frozen=True)
+class TrainedWeek:
+    home: Path  # copy it (`copy_home`) before changing anything
+    report: TrainReport  # v1's training: promoted, the infra check passed
+
+
+@pytest.fixture(scope="session")
+def trained_week(
+    ingested_week: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> TrainedWeek:
+    """The ingested week with v1 trained on it (one search trial) and promoted through the
+    gate and the infra check (a real service, SLO 50 ms), once per run."""
+
+    def build(directory: Path) -> TrainReport:
+        from flows.train import train
+
+        home = copy_home(ingested_week, directory / "mlops-home")
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _settings_at(home, monkeypatch)
+            monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "true")
+            monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK_P99_MS", INFRA_CHECK_P99_MS)
+            get_settings.cache_clear()
+            get_settings().apply()
+            report = train(search_trials=1)
+        get_settings.cache_clear()
+        assert report.decision == "promoted", report.reason
+        return report
+
+    directory, report = built_once(tmp_path_factory, "trained-week", build)
+    return TrainedWeek(directory / "mlops-home", report)
+
+
+@pytest.fixture
+def champion_settings(
+    trained_week: TrainedWeek, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Settings on a private copy of the trained week: v1 is @champion in its own registry."""
+    home = copy_home(trained_week.home, tmp_path / "mlops-home")
+    yield _settings_at(home, monkeypatch)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def shared_service(
+    trained_week: TrainedWeek, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> Iterator[Served]:
+    """`mlops serve` on a copy of the trained week, for tests that only send requests and
+    read: it serves v1 the whole session (nothing promotes in its registry)."""
+    home = copy_home(trained_week.home, tmp_path_factory.mktemp("shared-service") / "mlops-home")
+    with serving(home, trained_week.report, serving_environment(home, prefect_api_url)) as served:
+        yield served
