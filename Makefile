@@ -24,8 +24,11 @@ export FEAST_USAGE := False
 
 install: $(VENV)/.installed
 
+# Bytecode compiled once at install: every process here (a flow run, a service, a CLI call)
+# would otherwise compile its imports from source again where PYTHONDONTWRITEBYTECODE is set
+# (it is on our CI machines): 4.5 s of CPU to import Feast instead of 2.7 s.
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 .tools/bin/uv:
@@ -35,8 +38,12 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 run: install  ## the closed loop on embedded defaults, replayed from a clean MLOPS_HOME
 	$(VENV)/bin/mlops run --reset
 
+# Three workers, a module at a time each, the longest modules first (tests/conftest.py): a third
+# of the suite's time is spent waiting (servers starting, outages, polls), so three workers keep
+# two cores busy.
+# `pytest tests/...` alone runs in one process.
 test: install browser
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 browser:  ## headless Chromium, for the tests that open pages in a browser (Debian's package)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)

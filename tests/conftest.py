@@ -1,13 +1,21 @@
 """Shared fixtures: an isolated MLOPS_HOME per test, one Prefect server per session, and one
-ingested week of data that training tests copy instead of ingesting again."""
+ingested week of data that training tests copy instead of ingesting again.
+
+`make test` runs the suite on three pytest-xdist workers, a module at a time each (`--dist
+loadfile`): the controller starts the one Prefect server before the workers start, and what is
+built once (`built_once`) is built by the first worker that needs it and read by the other.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -17,20 +25,83 @@ START = date(2026, 1, 1)
 # The card's windows: 5 training days, 1 validation day, 1 test day.
 WEEK_DAYS = 7
 WEEK_EVENTS_PER_DAY = 8_000
+# The controller's Prefect server, for its workers (set before they start).
+SHARED_PREFECT_API_URL = "MLOPS_TESTS_PREFECT_API_URL"
+# Modules that take minutes start first, each on a worker of its own, so that the rest of the
+# suite runs beside them instead of after them (the order is otherwise pytest-randomly's).
+LONGEST_FIRST = (
+    "tests/e2e/test_server_profile.py",
+    "tests/e2e/test_lifecycle.py",
+    "tests/integration/test_mlflow_outage.py",
+    "tests/e2e/test_cli.py",
+)
+T = TypeVar("T")
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real Prefect server for the whole session (a start costs ~15 s)."""
-    home = tmp_path_factory.mktemp("prefect-session")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.partition("::")[0]
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: pytest-randomly's order stays within each rank
+
+
+_PREFECT_SERVER = ExitStack()
+
+
+def _start_prefect_server(home: Path) -> str:
+    """A real Prefect server on `home` until the session ends (a start costs ~15 s)."""
     # Before Prefect is imported: it reads its settings, logging config included, once.
     os.environ["MLOPS_HOME"] = str(home)
     os.environ.update(Settings(home=home).library_environment())
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    _PREFECT_SERVER.enter_context(prefect_test_harness(server_startup_timeout=120))
+    return PREFECT_API_URL.value()
+
+
+@pytest.hookimpl(trylast=True)  # after the tmpdir and xdist plugins have configured
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller starts the session's Prefect server for its workers."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        home = Path(config._tmp_path_factory.mktemp("prefect-session"))  # type: ignore[attr-defined]
+        os.environ[SHARED_PREFECT_API_URL] = _start_prefect_server(home)
+        config.add_cleanup(_PREFECT_SERVER.close)
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's real Prefect server: the controller's, or started here on first use."""
+    shared = os.environ.get(SHARED_PREFECT_API_URL)
+    if shared:
+        home = tmp_path_factory.mktemp("prefect-client")
+        os.environ["MLOPS_HOME"] = str(home)
+        os.environ.update(Settings(home=home).library_environment())
+        os.environ["PREFECT_API_URL"] = shared
+        yield shared
+        return
+    with _PREFECT_SERVER:
+        yield _start_prefect_server(tmp_path_factory.mktemp("prefect-session"))
+
+
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]
+) -> tuple[Path, T]:
+    """`build(directory)` once per run, whichever worker asks first; the others wait for it and
+    get the same directory and (pickled) result. Never change what is in the directory."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the run's workers (and only by them)
+    directory, done = root / f"built-{name}", root / f"built-{name}.pickle"
+    with FileLock(str(root / f"built-{name}.lock")):
+        if not done.exists():
+            if directory.exists():  # a build that failed half-way in another worker
+                shutil.rmtree(directory)
+            done.write_bytes(pickle.dumps(build(directory)))
+    return directory, pickle.loads(done.read_bytes())
 
 
 def _settings_at(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -52,22 +123,25 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
 @pytest.fixture(scope="session")
 def ingested_week(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> Path:
     """A home with a week of baseline traffic ingested (offline and online stores), once."""
-    from flows.ingest import ingest
-    from usecases.adclick.generator import generate
 
-    home = tmp_path_factory.mktemp("ingested-week") / "mlops-home"
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        settings = _settings_at(home, monkeypatch)
-        batches = generate(
-            settings.landing_dir,
-            start=START,
-            days=WEEK_DAYS,
-            events_per_day=WEEK_EVENTS_PER_DAY,
-            seed=11,
-        )
-        ingest(batches)
-    get_settings.cache_clear()
-    return home
+    def build(directory: Path) -> None:
+        from flows.ingest import ingest
+        from usecases.adclick.generator import generate
+
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            settings = _settings_at(directory / "mlops-home", monkeypatch)
+            batches = generate(
+                settings.landing_dir,
+                start=START,
+                days=WEEK_DAYS,
+                events_per_day=WEEK_EVENTS_PER_DAY,
+                seed=11,
+            )
+            ingest(batches)
+        get_settings.cache_clear()
+
+    directory, _ = built_once(tmp_path_factory, "ingested-week", build)
+    return directory / "mlops-home"
 
 
 @pytest.fixture

@@ -19,7 +19,10 @@ from tests.e2e.test_cli import _runner
 
 pytestmark = pytest.mark.e2e
 
-DAYS, EVENTS_PER_DAY = 12, 10_000
+# 6,000 events a day (`make run` has 10,000) tell the same story with its margins: the retrained
+# model well under the card's NCE floor (0.94 < 0.98), a recovery of 0.12 (> 0.05); at 4,000 it
+# only just passed the floor (0.977). It costs ~25% less CPU than 10,000 (172 s vs 224 s).
+DAYS, EVENTS_PER_DAY = 12, 6_000
 INCIDENT_DAY, DRIFT_DAY = 8, 9  # day indexes; the first 7 days bootstrap the first champion
 FIRST_MONITORED = 7
 

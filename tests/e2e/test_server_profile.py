@@ -272,12 +272,16 @@ def test_up_bound_wider_without_credentials_refuses_to_start(tmp_path: Path) -> 
 def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
     stack: Stack, lifecycle: dict
 ) -> None:
+    from datetime import date
     from uuid import uuid4
 
-    deployment = stack.prefect("/deployments/name/train/train")
+    from usecases.adclick.generator import generate
+
+    # A new day lands; the scheduled ingest (no parameters: every pending batch) takes it.
+    generate(stack.home / "landing", start=date(2026, 3, 1), days=1, events_per_day=500)
+    deployment = stack.prefect("/deployments/name/ingest/ingest")
     run = stack.prefect(
-        f"/deployments/{deployment['id']}/create_flow_run",
-        {"name": f"drill-{uuid4().hex[:6]}", "parameters": {"seed": 5}},
+        f"/deployments/{deployment['id']}/create_flow_run", {"name": f"drill-{uuid4().hex[:6]}"}
     )
     running = _wait_for(stack, run["id"], {"RUNNING"})
     infrastructure_pid = running["infrastructure_pid"]  # the run's process id
@@ -296,8 +300,7 @@ def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
     assert "died" in crashed["state"]["message"]
 
     rerun = stack.prefect(
-        f"/deployments/{deployment['id']}/create_flow_run",
-        {"name": f"rerun-{uuid4().hex[:6]}", "parameters": {"seed": 5}},
+        f"/deployments/{deployment['id']}/create_flow_run", {"name": f"rerun-{uuid4().hex[:6]}"}
     )
     done = _wait_for(stack, rerun["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=900)
     assert done["state_type"] == "COMPLETED", done["state"]
