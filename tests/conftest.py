@@ -3,7 +3,7 @@ ingested week of data that training tests copy instead of ingesting again.
 
 `make test` runs the suite on three pytest-xdist workers, a module at a time each (`--dist
 loadfile`): the controller starts the one Prefect server before the workers start, and what is
-built once (`built_once`) is built by the first worker that needs it and read by the other.
+built once (`built_once`) is built by the first worker that needs it and read by the others.
 """
 
 from __future__ import annotations
