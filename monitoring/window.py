@@ -147,7 +147,7 @@ def read_window(
             WITH answers AS (
                 SELECT request_id, CAST(served_at AS TIMESTAMPTZ) AS served_at,
                        CAST(model_version AS VARCHAR) AS model_version, {event_id},
-                       {", ".join(quoted(c) for c in requests)}, features,
+                       {"".join(f"{quoted(c)}, " for c in requests)}features,
                        CAST(score AS DOUBLE) AS {SCORE}
                 FROM read_json($logs, format = 'newline_delimited', union_by_name = true)
                 WHERE {_in_window(ts)}
@@ -160,9 +160,10 @@ def read_window(
             """,
             {**window, "logs": logs},
         )
-        nulls = ", ".join(f"avg(({quoted(c)} IS NULL)::INT) AS {quoted(c)}" for c in requests)
+        # A use case may have no request context at all: each list below can be empty.
+        nulls = "".join(f", avg(({quoted(c)} IS NULL)::INT) AS {quoted(c)}" for c in requests)
         counts = con.execute(
-            f"SELECT count(*) AS rows, count({LABEL}) AS labelled, {nulls} FROM served"
+            f"SELECT count(*) AS rows, count({LABEL}) AS labelled{nulls} FROM served"
         ).df()
         rows = int(counts["rows"].iloc[0])
         if rows == 0:

@@ -3,10 +3,12 @@ count once, labels join late, quarantined events and missing request values are 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pandas as pd
+import pytest
 
 from mlops.offline_store import OfflineStore
 from mlops.reference import LABEL, SCORE
@@ -34,8 +36,15 @@ def _record(impression_id: int, at: datetime, score: float, device: str | None) 
     }
 
 
+# A use case whose requests carry no context of their own reads the same window.
+WITHOUT_REQUEST_CONTEXT = replace(USE_CASE, request_columns=())
+
+
+@pytest.mark.parametrize(
+    "use_case", [USE_CASE, WITHOUT_REQUEST_CONTEXT], ids=["adclick", "no-context"]
+)
 def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
-    settings: Settings,
+    settings: Settings, use_case
 ) -> None:
     at = [START + timedelta(hours=h) for h in range(4)]
     records = [
@@ -65,12 +74,13 @@ def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
     folder.mkdir(parents=True)
     quarantined.to_parquet(folder / events.file_name)
 
-    window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
+    window = read_window(settings, use_case, START, START + timedelta(days=1), sample_rows=1000)
 
     assert window.rows == 4 and window.labelled == 3
     assert window.label_coverage == 0.75
     assert window.events == 3 and window.quarantined == 1
-    assert window.null_fraction["device"] == 0.25
+    expected_nulls = {"device": 0.25, "ad_position": 0.0} if use_case.request_columns else {}
+    assert window.null_fraction == expected_nulls
     assert window.model_versions == {"1": 4}
     assert window.performance is not None and window.performance["log_loss"] > 0
     assert sorted(window.sample[SCORE]) == [0.1, 0.2, 0.3, 0.4]
