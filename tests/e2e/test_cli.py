@@ -26,13 +26,15 @@ def _runner(home: Path, prefect_api_url: str):
         "MLOPS_SERVING__INFRA_CHECK": "false",
     }
 
-    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> tuple[int, dict, str]:
         done = subprocess.run(
             [MLOPS, *args, "--json"],
             env={**base_env, **(env or {})},
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
             check=False,
         )
         return done.returncode, json.loads(done.stdout), done.stderr  # one JSON object only

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.e2e
 DAYS, EVENTS_PER_DAY = 12, 6_000
 INCIDENT_DAY, DRIFT_DAY = 8, 9  # day indexes; the first 7 days bootstrap the first champion
 FIRST_MONITORED = 7
+# ~2 minutes quiet; beside the rest of the suite and two CPU-bound processes it took over 5.
+RUN_TIMEOUT_SECONDS = 1800
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) ->
         "--events-per-day", str(EVENTS_PER_DAY),
         "--drift-day", str(DRIFT_DAY),
         "--incident-day", str(INCIDENT_DAY),
+        timeout=RUN_TIMEOUT_SECONDS,
     )  # fmt: skip
     assert code == 0, stderr[-3000:]
     return result
