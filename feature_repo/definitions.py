@@ -6,10 +6,10 @@ applies them in code, so `feast apply` is only needed when you drive Feast by ha
 
 from mlops.feature_store import feast_objects
 from mlops.settings import get_settings
-from mlops.usecase import load_use_case
+from mlops.usecase import active_use_case
 
 _settings = get_settings()
 # Feast's CLI collects module-level objects.
 globals().update(
-    {obj.name: obj for obj in feast_objects(_settings, load_use_case(_settings.use_case))}
+    {obj.name: obj for obj in feast_objects(_settings, active_use_case(_settings))}
 )

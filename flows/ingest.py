@@ -21,7 +21,7 @@ from mlops.landing import BatchUnreadable
 from mlops.offline_store import OfflineStore
 from mlops.runtime import setup
 from mlops.settings import get_settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.usecase import UseCase, active_use_case
 
 # DataFrames flow between these tasks: hashing them for a cache key would cost more than the work.
 validate = task(cache_policy=NO_CACHE, task_run_name="validate")(steps.validate)
@@ -97,7 +97,7 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     rejected batch fails the run (`BatchesRejected`) after every batch was tried; the exception
     carries the whole result. An unsafe batch id fails it before anything runs (`UserError`)."""
     settings = setup()
-    use_case = load_use_case(settings.use_case)
+    use_case = active_use_case(settings)
     offline = OfflineStore(settings.offline_dir)
     steps.check_batch_ids(batch_dirs or [])
     finish_committed(settings, use_case, offline)

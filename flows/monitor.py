@@ -28,7 +28,7 @@ from mlops.registry import ModelRegistry
 from mlops.runtime import setup
 from mlops.settings import Settings
 from mlops.tracking import day_name
-from mlops.usecase import load_use_case
+from mlops.usecase import active_use_case
 from models.report import TrainReport
 from monitoring.gate import Signals, decide
 from monitoring.history import History
@@ -73,7 +73,7 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     """Judge the window ending at `as_of` (default: the newest ingested batch's close) against
     the champion; retrain on a recent window when the gate says so and `retrain` is on."""
     settings = setup()
-    use_case = load_use_case(settings.use_case)
+    use_case = active_use_case(settings)
     gate = use_case.card.gates.monitoring
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
     champion = registry.champion()

@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.artifacts import artifact_key
 from mlops.registry import PREVIOUS, ModelRegistry
 from mlops.runtime import setup
-from mlops.usecase import load_use_case
+from mlops.usecase import active_use_case
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Override:
 
 def registry() -> ModelRegistry:
     settings = setup()
-    return ModelRegistry(settings.tracking_uri, load_use_case(settings.use_case).model_name)
+    return ModelRegistry(settings.tracking_uri, active_use_case(settings).model_name)
 
 
 def _record(override: Override, title: str) -> None:

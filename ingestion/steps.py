@@ -272,7 +272,7 @@ def build_features(
     than this one, the same inputs a rebuild uses (`refresh_features`), so features do not
     depend on the order batches arrived in."""
     features, sources = _feature_rows(batch.batch_id, batch.closed_at, use_case, store, True)
-    earliest = _stage_features(batch.batch_id, batch.closed_at, features, store)
+    earliest = _stage_features(batch.batch_id, batch.closed_at, features, use_case, store)
     sidecar = {
         "content": sources[batch.batch_id],
         "features_from": sources,
@@ -327,7 +327,7 @@ def _refresh_stale(use_case: UseCase, store: OfflineStore) -> list[str]:
         batch_id, closed_at = record["batch_id"], _closed(record)
         store.clear_staged(batch_id)
         features, sources = _feature_rows(batch_id, closed_at, use_case, store, False)
-        earliest = _stage_features(batch_id, closed_at, features, store)
+        earliest = _stage_features(batch_id, closed_at, features, use_case, store)
         updated = {k: v for k, v in record.items() if k not in ("batch_id", "materialized_at")}
         updated.update(
             content=sources[batch_id],
@@ -425,13 +425,18 @@ def _feature_rows(
 
 
 def _stage_features(
-    batch_id: str, closed_at: datetime, features: dict[str, pd.DataFrame], store: OfflineStore
+    batch_id: str,
+    closed_at: datetime,
+    features: dict[str, pd.DataFrame],
+    use_case: UseCase,
+    store: OfflineStore,
 ) -> datetime:
     earliest = closed_at
     for view, frame in features.items():
         store.stage(store.feature_dir(view), batch_id, frame)
         if len(frame):
-            earliest = min(earliest, frame["event_timestamp"].min().to_pydatetime())
+            first = frame[use_case.feature_timestamp].min()
+            earliest = min(earliest, pd.Timestamp(first).to_pydatetime())
     return earliest
 
 

@@ -62,6 +62,12 @@ class ServingSettings(BaseModel):
     infra_check: bool = Field(
         default=True, description="Load a would-be champion in a real service before promoting."
     )
+    infra_check_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Where the infra check's service listens (default: any free port).",
+    )
     infra_check_p99_ms: float | None = Field(
         default=None,
         gt=0,
@@ -154,6 +160,11 @@ class Settings(BaseSettings):
         description="All state lives below this.",
     )
     use_case: str = Field(default="adclick", description="Package name under usecases/.")
+    use_cases_root: Path = Field(
+        default=DATA_ROOT,
+        description="Where use cases live: `usecases/<name>/` and `expectations/<name>/` below "
+        "it. The checkout by default; `mlops init-use-case` writes there.",
+    )
 
     # Server profile (PostgreSQL, Redis, Prefect server, MLflow server); unused by `local`.
     # The defaults fit the machine this template is developed on (see .env.example). Secrets

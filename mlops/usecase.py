@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from mlops.card import RequirementsCard
 from mlops.errors import UserError
-from mlops.settings import DATA_ROOT
+from mlops.settings import DATA_ROOT, Settings
 
 if TYPE_CHECKING:
     import duckdb
@@ -63,8 +63,29 @@ FeastDefinitions = Callable[[Callable[[str], str]], Sequence[Any]]
 # Raw columns (events joined with the feature service's values) -> the model's inputs; see
 # mlops/model_inputs.py for the contract.
 ModelInputs = Callable[["Mapping[str, np.ndarray]"], "dict[str, np.ndarray]"]
-# The same rows -> slice dimension -> the slice each row belongs to (e.g. device -> "mobile").
+# The same rows -> slice dimension -> the slice each row belongs to (e.g. country -> "DE").
 Slices = Callable[["pd.DataFrame"], "dict[str, pd.Series]"]
+# (table name, a table as read from a user's file) -> the table as the contract lands it
+# (types, label values); a value it cannot conform is a UserError naming the column.
+Conform = Callable[[str, "pd.DataFrame"], "pd.DataFrame"]
+
+
+def _as_read(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    return frame
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A use case's simulator, when it has one: seeded days of landed batches.
+
+    `generate(landing_dir, *, start, days, events_per_day, seed, scenario, drift_day,
+    incident_day, progress)` writes one batch per day and returns the batch directories; a
+    scenario's changes start on `drift_day` (and a data incident on `incident_day`)."""
+
+    generate: Callable[..., list[Path]]
+    scenarios: tuple[str, ...]  # what `--scenario` may name, the first the plain world
+    story: str  # the scenario `mlops run` tells unless told otherwise
+    events_per_day: int  # what `mlops run` simulates unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -78,7 +99,6 @@ class UseCase:
     label: str
     oracle_column: str | None  # a simulation's true probability: the best any model can do
     feature_service: str
-    generate: Callable[..., list[Path]]
     build_features: Callable[[FeatureInputs], dict[str, pd.DataFrame]]
     feast_definitions: FeastDefinitions
     model_inputs: ModelInputs  # one function for training and serving: no skew by design
@@ -88,10 +108,23 @@ class UseCase:
     # and timestamp, named as in the event table), and the name of the score it answers with.
     request_model: type[BaseModel]
     score_name: str
+    # Where the data comes from: a simulator, files shipped with the use case (`mlops run` lands
+    # them), or neither (`mlops run` replays the days `mlops land` put in the landing zone).
+    generator: Generator | None = None
+    data_files: tuple[Path, ...] = ()
+    conform: Conform = _as_read  # what `mlops land` does to a user's table
+    # Feature values a request may carry itself, used where the online store has none (an
+    # entity the store does not know yet).
+    request_features: tuple[str, ...] = ()
+    # The column holding each feature row's time (Feast's `timestamp_field` of every view).
+    feature_timestamp: str = "event_timestamp"
 
     @property
     def suites_dir(self) -> Path:
-        return DATA_ROOT / "expectations" / self.name
+        """`expectations/<name>/` beside the `usecases/` folder that holds the package (a
+        checkout, or another use-cases root); an installed wheel keeps its own in DATA_ROOT."""
+        beside = self.package_dir.parent.parent / "expectations" / self.name
+        return beside if beside.is_dir() else DATA_ROOT / "expectations" / self.name
 
     @cached_property
     def card(self) -> RequirementsCard:
@@ -117,21 +150,35 @@ class UseCase:
         return self.name
 
 
-def available_use_cases() -> list[str]:
-    """The packages under `usecases/`: what MLOPS_USE_CASE may name."""
+def available_use_cases(root: Path = DATA_ROOT) -> list[str]:
+    """The packages under `usecases/` (and `root/usecases/`): what MLOPS_USE_CASE may name."""
+    return sorted(m.name for m in pkgutil.iter_modules(_search_path(root)) if m.ispkg)
+
+
+def _search_path(root: Path) -> list[str]:
     spec = importlib.util.find_spec("usecases")  # found, not imported by name (import-linter)
     folders = list(spec.submodule_search_locations or []) if spec else []
-    return sorted(m.name for m in pkgutil.iter_modules(folders) if m.ispkg)
+    extra = str(root.resolve() / "usecases")
+    return folders if extra in folders else [*folders, extra]
 
 
-def load_use_case(name: str) -> UseCase:
+def active_use_case(settings: Settings) -> UseCase:
+    """The use case the settings name, from the packaged ones or `settings.use_cases_root`."""
+    return load_use_case(settings.use_case, settings.use_cases_root)
+
+
+def load_use_case(name: str, root: Path = DATA_ROOT) -> UseCase:
     """Import `usecases.<name>` and return its `USE_CASE`; an unknown name, or a card that does
     not validate, is a `UserError` that says what is available or wrong."""
-    if name not in available_use_cases():
+    available = available_use_cases(root)
+    if name not in available:
         raise UserError(
-            f"no use case '{name}' (MLOPS_USE_CASE): the use cases are "
-            f"{', '.join(available_use_cases())}"
+            f"no use case '{name}' (MLOPS_USE_CASE): the use cases are {', '.join(available)}"
         )
+    package = importlib.import_module("usecases")
+    for folder in _search_path(root):  # a use case outside the checkout imports as one inside
+        if folder not in package.__path__:
+            package.__path__.append(folder)
     try:
         module = importlib.import_module(f"usecases.{name}")
     except ValidationError as err:  # the card, read when the package is imported

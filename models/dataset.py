@@ -113,14 +113,17 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
     """The labelled event rows of the windows, oldest first. Raises ValueError, with a message
     for the user, when a window is empty or holds only one class."""
     events = use_case.events
-    columns = [
-        events.id_column,
-        events.timestamp_column,
-        *use_case.entity_keys,
-        *use_case.request_columns,
-        use_case.label,
-        *([use_case.oracle_column] if use_case.oracle_column else []),
-    ]
+    # Each once: a table whose row id is its entity key (one row per customer) names it twice.
+    columns = dict.fromkeys(
+        [
+            events.id_column,
+            events.timestamp_column,
+            *use_case.entity_keys,
+            *use_case.request_columns,
+            use_case.label,
+            *([use_case.oracle_column] if use_case.oracle_column else []),
+        ]
+    )
     if not offline.count_rows(events.name):
         raise UserError(f"no ingested '{events.name}' rows to train on: run `mlops ingest` first")
     con = offline.connect([events.name])  # committed batches only: see mlops.offline_store

@@ -103,7 +103,7 @@ def evidently_reports(
     gate: MonitoringGate,
     context: dict[str, Any],
 ) -> tuple[dict[str, Any], report.DriftResult | None]:
-    """The drift report when the window has rows; the performance report once enough clicks
+    """The drift report when the window has rows; the performance report once enough labels
     have arrived. Keyed by kind: `drift`, `performance`."""
     if not window.rows:
         return {}, None

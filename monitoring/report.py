@@ -124,8 +124,8 @@ def performance_report(
         rows = frame.loc[frame[LABEL].notna(), [SCORE, LABEL]].astype({LABEL: "int64"})
         return Dataset.from_pandas(rows, definition)
 
-    # Evidently computes threshold metrics underneath; at a click rate of ~1.5% no score
-    # crosses 0.5, and sklearn warns about precision nobody asked for.
+    # Evidently computes threshold metrics underneath; at a rare label (a positive rate of ~1.5%)
+    # no score crosses 0.5, and sklearn warns about precision nobody asked for.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         return Report([RocAuc(), LogLoss()]).run(

@@ -1,4 +1,4 @@
-"""The current window: what the service answered over a time range, and the clicks that have
+"""The current window: what the service answered over a time range, and the labels that have
 arrived for it.
 
     prediction log (JSONL, every answer) --event time in [start, end)--> one row per event

@@ -190,9 +190,8 @@ def start_candidate(settings: Settings, version: str) -> ServiceProcess:
         # The drill hook (0 unless a test or a drill set it), passed on explicitly.
         "MLOPS_SERVING__FAULT_SCORING_SPIN_MS": str(settings.serving.fault_scoring_spin_ms),
     }
-    return start_service(
-        settings, port=free_port(), overrides=overrides, log_path=workdir / "service.log"
-    )
+    port = settings.serving.infra_check_port or free_port()
+    return start_service(settings, port=port, overrides=overrides, log_path=workdir / "service.log")
 
 
 def check_service(

@@ -109,6 +109,7 @@ def start_service(
         **settings.library_environment(),
         "MLOPS_HOME": str(settings.home),
         "MLOPS_USE_CASE": settings.use_case,
+        "MLOPS_USE_CASES_ROOT": str(settings.use_cases_root),
         **(overrides or {}),
     }
     bentoml = Path(sys.executable).parent / "bentoml"

@@ -558,6 +558,11 @@ class Scorer:
         stamps = [_utc(r.get(timestamp)) or now for r in requests]
         columns = {name: [r.get(name) for r in requests] for name in self.use_case.request_columns}
         columns.update(features)
+        for name in self.use_case.request_features:  # the caller's value where the store has none
+            stored = columns[name]
+            for i, request in enumerate(requests):
+                if stored[i] is None:
+                    stored[i] = request.get(name)
         missing: list[list[str]] = [[] for _ in requests]
         for name, values in columns.items():
             default = model.defaults.get(name)

@@ -61,7 +61,7 @@ from starlette.routing import Route
 
 from mlops.errors import UserError
 from mlops.runtime import setup
-from mlops.usecase import load_use_case
+from mlops.usecase import active_use_case
 from serving.auth import ApiKey, require_api_key_beyond_loopback
 from serving.http_limits import JSON, RequestLimits, earliest_event, with_time_bounds
 from serving.prediction_log import PredictionLog, Served, records
@@ -83,7 +83,7 @@ try:
     require_api_key_beyond_loopback(settings)
 except UserError as refused:
     sys.exit(f"error: {refused}")
-use_case = load_use_case(settings.use_case)
+use_case = active_use_case(settings)
 limits = settings.serving
 
 # The online store is probed this often for readiness (a real lookup), and must answer within

@@ -21,7 +21,7 @@ from typing import cast
 import pytest
 
 from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.usecase import UseCase, active_use_case
 from serving.infra_check import InfraCheck, check_service, start_candidate
 from serving.process import ServiceProcess
 from tests.integration.conftest import TrainedWeek
@@ -58,7 +58,7 @@ def trained(
         monkeypatch.delenv("MLOPS_SERVING__INFRA_CHECK_P99_MS", raising=False)
         get_settings.cache_clear()
         settings = get_settings().apply()
-        yield Trained(settings, load_use_case(settings.use_case), trained_week.report.version)
+        yield Trained(settings, active_use_case(settings), trained_week.report.version)
     get_settings.cache_clear()
 
 

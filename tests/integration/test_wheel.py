@@ -56,9 +56,9 @@ from mlops.settings import DATA_ROOT, PROJECT_ROOT, get_settings
 
 modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 settings = get_settings().apply()  # before Prefect is imported, as the CLI does
-from mlops.usecase import load_use_case
+from mlops.usecase import active_use_case
 
-use_case = load_use_case(settings.use_case)
+use_case = active_use_case(settings)
 card = use_case.card
 
 from great_expectations.core import ExpectationSuite  # as ingestion.validation reads a suite

@@ -8,10 +8,10 @@ expectations/adclick/*.json  the reviewed validation suites
 
 from pathlib import Path
 
-from mlops.usecase import UseCase
+from mlops.usecase import Generator, UseCase
 from usecases.adclick import contract
 from usecases.adclick.features import FEATURE_SERVICE, build_features, feast_definitions
-from usecases.adclick.generator import generate
+from usecases.adclick.generator import SCENARIOS, generate
 from usecases.adclick.model import (
     CATEGORIES,
     REQUEST_COLUMNS,
@@ -31,7 +31,6 @@ USE_CASE = UseCase(
     label=contract.LABEL,
     oracle_column=contract.ORACLE,
     feature_service=FEATURE_SERVICE,
-    generate=generate,
     build_features=build_features,
     feast_definitions=feast_definitions,
     model_inputs=model_inputs,
@@ -39,4 +38,7 @@ USE_CASE = UseCase(
     slices=slices,
     request_model=ClickRequest,
     score_name=SCORE_NAME,
+    generator=Generator(
+        generate, scenarios=SCENARIOS, story="concept-drift", events_per_day=10_000
+    ),
 )
