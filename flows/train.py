@@ -21,7 +21,7 @@ from mlops.registry import CHAMPION, ModelRegistry
 from mlops.runtime import setup
 from mlops.settings import Settings
 from mlops.tracking import LoggedRun, day_name, run_url, server_unreachable, tag_run
-from mlops.usecase import UseCase, load_use_case
+from mlops.usecase import UseCase, active_use_case
 from models import dataset, promotion, tracking, training
 from models.report import TrainReport
 from serving.infra_check import InfraCheck
@@ -101,11 +101,10 @@ def apply_decision(
 def tag_decision(
     settings: Settings, run_id: str, decision: promotion.PromotionDecision, version: str
 ) -> None:
-    tag_run(
-        settings,
-        run_id,
-        {"decision": decision.decision, "decision.reason": decision.reason, "version": version},
-    )
+    tags = {"decision": decision.decision, "decision.reason": decision.reason, "version": version}
+    if decision.warnings:  # floors inside the noise: absent when there are none
+        tags["promotion.warnings"] = "\n".join(decision.warnings)
+    tag_run(settings, run_id, tags)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="infra-check")
@@ -128,7 +127,7 @@ def train(
     gate's shorter retraining windows, so a changed world dominates. Without enough labelled
     data the run fails with a `UserError` saying what is missing."""
     settings = setup()
-    use_case = load_use_case(settings.use_case)
+    use_case = active_use_case(settings)
     card = use_case.card
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
     reconcile(registry)
@@ -150,7 +149,10 @@ def train(
     )
     baselines = fit_baselines(splits, budget, seed)
     champion_version, champion = load_champion(registry)
-    scores = score_on_test(splits, use_case, model.booster, baselines, champion)
+    # With the gate's bootstrap of the challenger's floor metrics: once per run, seeded.
+    scores = score_on_test(
+        splits, use_case, model.booster, baselines, champion, card.gates.promotion, seed
+    )
 
     lineage = training_set.lineage(use_case)
     params = training.run_params(model, excluded, champion_version, recent)
@@ -170,6 +172,7 @@ def train(
             splits, model.booster, scores.predictions["model"], card.gates.monitoring, seed
         ),
         splits=splits,
+        noise=scores.noise,
     )
     version = register(registry, logged)
 
@@ -178,6 +181,7 @@ def train(
         scores.evaluations.get("champion"),
         card.gates.promotion,
         card.offline_metrics.primary,
+        scores.noise,
     )
     if decision.promote and settings.serving.infra_check:
         infra = check_infra(settings, use_case, version)
@@ -187,6 +191,9 @@ def train(
 
     report = TrainReport.build(
         scores.evaluations,
+        noise=scores.noise,
+        floors=card.gates.promotion.floors,
+        warnings=list(decision.warnings),
         run_id=logged.run_id,
         model_name=use_case.model_name,
         version=version,

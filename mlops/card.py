@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlops.metrics import LOWER_IS_BETTER, Metric
 
 
 class _Strict(BaseModel):
@@ -25,7 +26,7 @@ class LabelSpec(_Strict):
 
 
 class OfflineMetrics(_Strict):
-    primary: Literal["nce", "log_loss", "roc_auc", "pr_auc", "ece"]
+    primary: Metric
     secondary: list[str]
 
 
@@ -43,13 +44,48 @@ class ValidationGate(_Strict):
     max_failing_fraction: float = Field(ge=0, le=1, description="Above it, reject the batch.")
 
 
+class Floor(_Strict):
+    """A bound a promoted model's metric meets on the test window: at least `min`, or at most
+    `max`."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Floor:
+        if (self.min is None) == (self.max is None):
+            raise ValueError(
+                "a floor has exactly one of `min` (the metric must be at least it) or `max` "
+                "(at most it), e.g. {max: 0.98}"
+            )
+        return self
+
+    @property
+    def bound(self) -> float:
+        if self.max is not None:
+            return self.max
+        assert self.min is not None  # the validator saw to it
+        return self.min
+
+    @property
+    def operator(self) -> str:
+        return "<=" if self.max is not None else ">="
+
+    def met_by(self, value: float) -> bool:
+        """Whether `value` meets the floor; NaN (a metric undefined on the window) never does."""
+        return bool(value <= self.bound if self.max is not None else value >= self.bound)
+
+
 class PromotionGate(_Strict):
-    min_improvement: float = Field(ge=0, description="Challenger must beat champion by this.")
-    max_nce: float = Field(gt=0, description="Absolute floor: NCE must stay below.")
-    min_roc_auc: float = Field(ge=0, le=1)
-    max_ece: float = Field(ge=0)
+    min_improvement: float = Field(
+        ge=0, description="Challenger must beat champion on the primary metric by this."
+    )
+    floors: dict[Metric, Floor] = Field(description="Bounds every promoted model meets.")
     slice_tolerance: float = Field(ge=0, description="Largest allowed regression on any slice.")
     min_slice_rows: int = Field(ge=1)
+    # A floor inside its metric's bootstrap interval on the test window is noise, not a bar.
+    bootstrap_resamples: int = Field(default=200, ge=10, description="Resamples of the test rows.")
+    bootstrap_confidence: float = Field(default=0.90, gt=0, lt=1)
 
 
 class Windows(_Strict):
@@ -111,6 +147,17 @@ class RequirementsCard(_Strict):
     serving_slo: ServingSLO
     training: TrainingBudget
     gates: Gates
+
+    @model_validator(mode="after")
+    def _primary_has_a_floor(self) -> RequirementsCard:
+        primary = self.offline_metrics.primary
+        if primary not in self.gates.promotion.floors:
+            raise ValueError(
+                f"floors follow the card's primary metric: offline_metrics.primary is {primary}, "
+                f"so gates.promotion.floors needs a floor for {primary}, e.g. "
+                f"{primary}: {{{'max' if primary in LOWER_IS_BETTER else 'min'}: ...}}"
+            )
+        return self
 
     @classmethod
     def load(cls, path: Path) -> RequirementsCard:

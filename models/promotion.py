@@ -4,16 +4,24 @@ Both models are scored on the same fresh test window before this runs; the gate 
 two evaluations, never a number logged when the champion was trained. Thresholds come from the
 requirements card (`gates.promotion`). Every check says what it compared, so the decision's
 reason can be read without opening the code.
+
+A floor inside its metric's bootstrap interval on the test window (`models.noise`) would
+decide on noise: the gate still applies it, and the decision carries a warning that says so.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlops.card import PromotionGate
-from mlops.metrics import improvement
+from mlops.card import Floor, PromotionGate
+from mlops.metrics import Metric, improvement
 from models.evaluation import Evaluation
+from models.noise import Bootstrap
+
+# Warnings go last in a decision's reason, each after this.
+WARNING = "; warning: "
 
 
 @dataclass(frozen=True)
@@ -26,8 +34,9 @@ class Check:
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool
-    reason: str
+    reason: str  # the verdict, then the warnings
     checks: tuple[Check, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def decision(self) -> str:
@@ -39,9 +48,11 @@ def decide(
     champion: Evaluation | None,
     gate: PromotionGate,
     primary: str,
+    noise: Bootstrap | None = None,
 ) -> PromotionDecision:
     """Promote only if the floors hold, the primary metric improves by the margin and no slice
-    regresses beyond the tolerance. Without a champion, the floors alone decide."""
+    regresses beyond the tolerance. Without a champion, the floors alone decide. `noise`: the
+    challenger's bootstrap intervals on the test window; a floor inside one is warned about."""
     checks = list(_floors(challenger, gate))
     if champion is not None:
         checks.append(_margin(challenger, champion, gate, primary))
@@ -53,33 +64,53 @@ def decide(
         reason = "promoted: first model, meets the floors (" + _details(checks) + ")"
     else:
         reason = "promoted: " + _details(checks)
-    return PromotionDecision(promote=not failed, reason=reason, checks=tuple(checks))
+    warnings = noise_warnings(gate.floors, noise) if noise is not None else ()
+    return PromotionDecision(
+        promote=not failed,
+        reason=reason + _warned(warnings),
+        checks=tuple(checks),
+        warnings=warnings,
+    )
+
+
+def noise_warnings(floors: Mapping[Metric, Floor], noise: Bootstrap) -> tuple[str, ...]:
+    """One warning per floor inside its metric's bootstrap interval."""
+    warnings = []
+    for metric, floor in floors.items():
+        interval = noise.intervals.get(metric)
+        if interval is not None and floor.bound in interval:
+            warnings.append(
+                f"floor {metric} {floor.operator} {floor.bound} is inside the noise: "
+                f"{noise.confidence * 100:g}% bootstrap interval "
+                f"[{interval.low:.4g}, {interval.high:.4g}] on {noise.rows} test rows"
+            )
+    return tuple(warnings)
+
+
+def verdict(decision_reason: str, warnings: tuple[str, ...] | list[str]) -> str:
+    """A decision's reason without the warnings at its end."""
+    return decision_reason.removesuffix(_warned(warnings))
 
 
 def with_infra_check(decision: PromotionDecision, passed: bool, detail: str) -> PromotionDecision:
     """The gate's decision once the infra check has run: a model that cannot serve well is not
     promoted, whatever its metrics."""
     checks = (*decision.checks, Check("infra", passed, detail))
-    if passed:
-        return PromotionDecision(True, f"{decision.reason}; {detail}", checks)
-    return PromotionDecision(False, f"rejected: {detail}", checks)
+    warnings = decision.warnings
+    reason = f"{verdict(decision.reason, warnings)}; {detail}" if passed else f"rejected: {detail}"
+    return PromotionDecision(passed, reason + _warned(warnings), checks, warnings)
 
 
 def _floors(challenger: Evaluation, gate: PromotionGate) -> list[Check]:
-    m = challenger.metrics
-    floors = [
-        ("nce", m["nce"] <= gate.max_nce, f"nce {m['nce']:.4f} <= {gate.max_nce}"),
-        (
-            "roc_auc",
-            m["roc_auc"] >= gate.min_roc_auc,
-            f"roc_auc {m['roc_auc']:.4f} >= {gate.min_roc_auc}",
-        ),
-        ("ece", m["ece"] <= gate.max_ece, f"ece {m['ece']:.4f} <= {gate.max_ece}"),
-    ]
-    return [
-        Check(f"floor.{name}", bool(ok), detail if ok else f"floor missed: {detail} is false")
-        for name, ok, detail in floors
-    ]
+    checks = []
+    for metric, floor in gate.floors.items():
+        value = challenger.metrics.get(metric, math.nan)
+        detail = f"{metric} {value:.4f} {floor.operator} {floor.bound}"
+        ok = floor.met_by(value)
+        checks.append(
+            Check(f"floor.{metric}", ok, detail if ok else f"floor missed: {detail} is false")
+        )
+    return checks
 
 
 def _margin(
@@ -119,6 +150,10 @@ def _slices(
         else:
             checks.append(Check(f"slice.{key}", True, detail))
     return checks
+
+
+def _warned(warnings: tuple[str, ...] | list[str]) -> str:
+    return "".join(WARNING + w for w in warnings)
 
 
 def _details(checks: list[Check]) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlops.metrics import METRICS, finite_or_none
+from mlops.card import Floor
+from mlops.metrics import METRICS, Metric, finite_or_none
 from models.evaluation import Evaluation
+from models.noise import Bootstrap
+from models.promotion import verdict
 
 MODELS_IN_TABLE = ("model", "champion", "logistic", "prior", "oracle")
 
@@ -28,12 +32,29 @@ class TrainReport:
     params: dict[str, Any]
     run_url: str
     checks: list[dict[str, Any]] = field(default_factory=list)
+    # The floors with the challenger's bootstrap intervals on the test window (see `build`),
+    # and the gate's warnings about floors inside them, also at the end of `reason`.
+    noise: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def build(cls, evaluations: dict[str, Evaluation], **fields: Any) -> TrainReport:
+    def build(
+        cls,
+        evaluations: dict[str, Evaluation],
+        *,
+        noise: Bootstrap | None = None,
+        floors: Mapping[Metric, Floor] | None = None,
+        **fields: Any,
+    ) -> TrainReport:
+        """`noise` and `floors` give the report's `noise`: `confidence`, `resamples`, `rows`
+        and, per floor metric, the `floor`, the challenger's `value`, the interval's `low` and
+        `high`, and whether the floor is `inside` it."""
+
         def metrics(name: str) -> dict[str, float | None] | None:
             return finite_or_none(evaluations[name].metrics) if name in evaluations else None
 
+        if noise is not None:
+            fields["noise"] = _noise(noise, floors or {}, evaluations["model"].metrics)
         return cls(
             metrics=metrics("model") or {},
             baseline_metrics={
@@ -48,6 +69,11 @@ class TrainReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def verdict(self) -> str:
+        """The reason without the warnings at its end."""
+        return verdict(self.reason, self.warnings)
 
     def markdown(self) -> str:
         scored = {
@@ -82,8 +108,49 @@ class TrainReport:
             lines += ["", f"NCE gap to the oracle (the best any model can do): {gap:+.4f}"]
         lines += ["", "| check | passed | detail |", "|---|---|---|"]
         lines += [f"| {c['name']} | {c['passed']} | {c['detail']} |" for c in self.checks]
+        lines += self._noise_lines()
         lines += ["", f"[MLflow run]({self.run_url})"]
         return "\n".join(lines)
+
+    def _noise_lines(self) -> list[str]:
+        if not self.noise:
+            return []
+        noise = self.noise
+        lines = [
+            "",
+            f"Floors and the challenger's {noise['confidence'] * 100:g}% bootstrap interval "
+            f"({noise['resamples']} resamples of the {noise['rows']} test rows): a floor inside "
+            "it decides on noise.",
+            "",
+            "| floor | challenger | interval | inside the noise |",
+            "|---|---:|---|---|",
+        ]
+        for metric, f in noise["floors"].items():
+            interval = f"[{_fmt(f['low'])}, {_fmt(f['high'])}]"
+            inside = "**yes**" if f["inside"] else "no"
+            lines.append(f"| {metric} {f['floor']} | {_fmt(f['value'])} | {interval} | {inside} |")
+        return lines
+
+
+def _noise(
+    noise: Bootstrap, floors: Mapping[Metric, Floor], measured: Mapping[str, float]
+) -> dict[str, Any]:
+    per_floor = {}
+    for metric, floor in floors.items():
+        if (interval := noise.intervals.get(metric)) is None:
+            continue
+        numbers = {"value": measured[metric], "low": interval.low, "high": interval.high}
+        per_floor[metric] = {
+            "floor": f"{floor.operator} {floor.bound}",
+            **finite_or_none(numbers),
+            "inside": floor.bound in interval,
+        }
+    return {
+        "confidence": noise.confidence,
+        "resamples": noise.resamples,
+        "rows": noise.rows,
+        "floors": per_floor,
+    }
 
 
 def _fmt(value: float | None) -> str:

@@ -1,11 +1,12 @@
 """MLflow tracking: one experiment per use case, one run per training, everything to reproduce it.
 
-A run holds the parameters, every metric (model, baselines, oracle, champion, slices), four plots,
-the data lineage, the train, validation and test sets as inputs (schema, rows, digest), the git
-commit, the requirements card, monitoring's reference sample, and the model in XGBoost's native
-UBJ format with its signature and an input example. It is named by the last day of data it saw
-(`train-2026-01-07`: trained on data through the end of 2026-01-07); its description, written
-when the registry records the gate's decision, says what became of its model and why.
+A run holds the parameters, every metric (model, baselines, oracle, champion, slices, the floor
+metrics' bootstrap intervals), four plots, the data lineage, the train, validation and test sets
+as inputs (schema, rows, digest), the git commit, the requirements card, monitoring's reference
+sample, and the model in XGBoost's native UBJ format with its signature and an input example;
+the gate's noise warnings are its tag `promotion.warnings`. It is named by the last day of data
+it saw (`train-2026-01-07`: trained on data through the end of 2026-01-07); its description,
+written when the registry records the gate's decision, says what became of its model and why.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from models.evaluation import Evaluation
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from models.noise import Bootstrap
     from models.training import FittedXGBoost, Splits
 
 MODEL_ARTIFACT = "model"
@@ -60,11 +62,14 @@ def log_training_run(
     serving_defaults: Mapping[str, Any],
     monitoring_reference: pd.DataFrame,
     splits: Splits | None = None,
+    noise: Bootstrap | None = None,
     logged_by: str | None = None,
 ) -> LoggedRun:
     """Log one training run; `evaluations` and `predictions` are keyed `model`, `logistic`,
     `prior`, `oracle` and, when there is one, `champion`, all on the same test window.
     `splits`: the model inputs and labels of each window, logged as the run's input datasets.
+    `noise`: the challenger's bootstrap intervals of the floor metrics, logged as
+    `floor.<metric>.low` and `.high`.
     `logged_by`: the flow run logging it; a run an earlier attempt of it left unfinished is
     marked FAILED first (a retry after the tracking server went away), then logged anew."""
     import mlflow
@@ -91,6 +96,8 @@ def log_training_run(
         metrics: dict[str, float] = {}
         for name, evaluation in evaluations.items():
             metrics |= evaluation.flat("" if name == "model" else f"{name}.")
+        for metric, interval in (noise.intervals if noise else {}).items():
+            metrics |= {f"floor.{metric}.low": interval.low, f"floor.{metric}.high": interval.high}
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_dict(dict(lineage), "lineage.json")
         if splits is not None:

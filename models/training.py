@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import MonitoringGate, TrainingBudget
+from mlops.card import MonitoringGate, PromotionGate, TrainingBudget
 from mlops.errors import UserError
 from mlops.model_inputs import predict
 from mlops.reference import build_reference
 from mlops.usecase import UseCase
 from models.dataset import TrainingSet
 from models.evaluation import Evaluation, evaluate
+from models.noise import Bootstrap, floor_intervals
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -258,10 +259,12 @@ def fit_baselines(splits: Splits, budget: TrainingBudget, seed: int = 0) -> Base
 
 @dataclass(frozen=True)
 class Scores:
-    """Every model's predictions and evaluation on the same test window."""
+    """Every model's predictions and evaluation on the same test window; `noise`: the
+    challenger's bootstrap intervals of the gate's floor metrics on it."""
 
     predictions: dict[str, np.ndarray]
     evaluations: dict[str, Evaluation]
+    noise: Bootstrap | None = None
 
 
 def score_on_test(
@@ -270,8 +273,11 @@ def score_on_test(
     model: xgb.Booster,
     baselines: Baselines,
     champion: xgb.Booster | None = None,
+    gate: PromotionGate | None = None,
+    seed: int = 0,
 ) -> Scores:
-    """Score the challenger, the baselines, the oracle and the champion on the test window."""
+    """Score the challenger, the baselines, the oracle and the champion on the test window;
+    with the promotion `gate`, bootstrap the challenger's floor metrics too (seeded)."""
     predictions = {
         "model": predict(model, splits.test_x),
         "logistic": predict_logistic(baselines.logistic, splits.test_x),
@@ -288,7 +294,10 @@ def score_on_test(
         name: evaluate(splits.test_y, p, slices if name in ("model", "champion") else None)
         for name, p in predictions.items()
     }
-    return Scores(predictions, evaluations)
+    noise = None
+    if gate is not None:
+        noise = floor_intervals(splits.test_y.to_numpy(), predictions["model"], gate, seed)
+    return Scores(predictions, evaluations, noise)
 
 
 def holdout_reference(

@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.metrics import expected_calibration_error, improvement, nce, score
+from mlops.metrics import (
+    expected_calibration_error,
+    improvement,
+    log_loss,
+    nce,
+    resampled_scores,
+    score,
+)
 from models.evaluation import evaluate
 
 
@@ -65,3 +72,18 @@ def test_areas_under_curves_match_scikit_learn_with_ties():
     metrics = score(y, p)
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert metrics["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+
+
+def test_nce_divides_by_the_log_loss_of_the_base_rate(calibrated):
+    y, p = calibrated
+    assert nce(y, p) == pytest.approx(log_loss(y, p) / log_loss(y, np.full(len(y), y.mean())))
+
+
+def test_resampled_scores_are_the_scores_of_the_drawn_rows(calibrated):
+    y, p = calibrated[0][:5000], calibrated[1][:5000]
+    draws = np.random.default_rng(4)
+    ascending = np.argsort(p, kind="stable")
+    for scored in resampled_scores(y, p, 3, np.random.default_rng(4)):
+        # The same draws, of the rows in the order of their scores.
+        drawn = ascending[draws.integers(len(y), size=len(y))]
+        assert scored == pytest.approx(score(y[drawn], p[drawn]), rel=1e-9)
