@@ -142,7 +142,7 @@ def seconds_of(work: Callable[[], object]) -> float:
 
 def generate(use_case: UseCase, landing_dir: Path, events: int) -> list[Path]:
     """One day of the data-incident scenario, broken from its first (only) day on."""
-    return use_case.generate(
+    return use_case.generator.generate(
         landing_dir,
         start=START,
         days=1,

@@ -46,7 +46,7 @@ def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from mlops.settings import get_settings
-    from mlops.usecase import load_use_case
+    from mlops.usecase import active_use_case
 
     started = time.perf_counter()
     runs = []
@@ -59,7 +59,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["MLOPS_HOME"] = str(home)
             get_settings.cache_clear()
             settings = get_settings().apply()
-            use_case = load_use_case(settings.use_case)
+            use_case = active_use_case(settings)
             runs.append(one_run(settings, use_case, scenario, seed, args))
             shutil.rmtree(home, ignore_errors=True)
     return summarize(runs, args, time.perf_counter() - started)
@@ -73,7 +73,7 @@ def one_run(settings: Any, use_case: Any, scenario: str, seed: int, args: Any) -
 
     bootstrap = use_case.card.training.span_days
     drift_day = bootstrap + args.drift_after
-    batches = use_case.generate(
+    batches = use_case.generator.generate(
         settings.landing_dir,
         start=START,
         days=bootstrap + args.monitored_days,

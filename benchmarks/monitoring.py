@@ -85,12 +85,12 @@ def write_log(settings: Any, use_case: Any, rows: int, rng: np.random.Generator)
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from mlops.reference import LABEL, SCORE
     from mlops.settings import get_settings
-    from mlops.usecase import load_use_case
+    from mlops.usecase import active_use_case
     from monitoring import report
     from monitoring.window import read_window
 
     settings = get_settings().apply()
-    use_case = load_use_case(settings.use_case)
+    use_case = active_use_case(settings)
     gate = use_case.card.gates.monitoring
     rng = np.random.default_rng(0)
     setup = Stopwatch()

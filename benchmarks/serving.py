@@ -138,13 +138,13 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
     from flows.train import train
     from mlops.feature_store import open_store
     from mlops.registry import ModelRegistry
-    from mlops.usecase import load_use_case
+    from mlops.usecase import active_use_case
     from serving.scoring import Scorer, load_registered, prepare
 
-    use_case = load_use_case(settings.use_case)
+    use_case = active_use_case(settings)
     card = use_case.card
     days = card.training.span_days
-    batches = use_case.generate(
+    batches = use_case.generator.generate(
         settings.landing_dir, start=START, days=days, events_per_day=EVENTS_PER_DAY, seed=SEED
     )
     ingest(batches)  # a rejected batch raises

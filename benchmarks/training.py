@@ -75,15 +75,15 @@ def run(events: int) -> dict[str, Any]:
     from mlops.offline_store import OfflineStore
     from mlops.reference import holdout_reference
     from mlops.registry import ModelRegistry
-    from mlops.usecase import load_use_case
+    from mlops.usecase import active_use_case
     from models import dataset, promotion, tracking, training
 
-    use_case = load_use_case(settings.use_case)
+    use_case = active_use_case(settings)
     card = use_case.card
     days = card.training.span_days
     budget = card.training.model_copy(update={"search_trials": 1})
     with setup.stage(f"generate {days} days"):
-        batches = use_case.generate(
+        batches = use_case.generator.generate(
             settings.landing_dir, start=START, days=days, events_per_day=events // days, seed=SEED
         )
     with setup.stage("ingest (starts the Prefect server)"):

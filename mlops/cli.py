@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,10 +61,10 @@ def _start() -> tuple[Settings, UseCase]:
     """The process set up (settings validated and applied, logs routed) and the active use
     case loaded: a wrong setting or use-case name stops here, before any flow."""
     from mlops.runtime import setup
-    from mlops.usecase import load_use_case
+    from mlops.usecase import active_use_case
 
     settings = setup()
-    return settings, load_use_case(settings.use_case)
+    return settings, active_use_case(settings)
 
 
 def _run(as_json: bool, work: Work, exit_when_done: bool = True) -> None:
@@ -127,11 +128,14 @@ def _progress(total: int, label: str) -> tuple[Callable[[int], None], Callable[[
 def generate(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (UTC).")] = "2026-01-01",
     days: Annotated[int, typer.Option(min=1)] = 7,
-    events_per_day: Annotated[int, typer.Option(min=1)] = 20_000,
+    events_per_day: Annotated[
+        int | None, typer.Option(min=1, help="Default: the use case's simulator's.")
+    ] = None,
     seed: int = 7,
     scenario: Annotated[
-        str, typer.Option(help="baseline | covariate-shift | concept-drift | data-incident")
-    ] = "baseline",
+        str | None,
+        typer.Option(help="One of the simulator's (`mlops use-cases`); default: its plain world."),
+    ] = None,
     drift_day: Annotated[
         int | None, typer.Option(min=0, help="Day index the scenario starts.")
     ] = None,
@@ -140,23 +144,30 @@ def generate(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Generate synthetic data: one batch per day in the landing zone."""
+    """Generate synthetic data with the use case's simulator: one batch per day.
+
+    Into the landing zone, for `mlops ingest`. Real data lands with `mlops land`."""
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
+        from mlops.landing import batch_rows
+        from mlops.lifecycle import scenario_name, simulator
+
+        generator = simulator(use_case)
+        chosen = scenario_name(generator, scenario, generator.scenarios[0])
         try:
             first_day = date.fromisoformat(start)
         except ValueError as err:
             raise UserError(f"--start {start!r} is not a date (YYYY-MM-DD)") from err
         update, stop = _progress(days, "generating")
         try:
-            batches = use_case.generate(
+            batches = generator.generate(
                 out or settings.landing_dir,
                 start=first_day,
                 days=days,
-                events_per_day=events_per_day,
+                events_per_day=events_per_day or generator.events_per_day,
                 seed=seed,
-                scenario=scenario,
+                scenario=chosen,
                 drift_day=drift_day,
                 progress=update,
             )
@@ -165,11 +176,173 @@ def generate(
         landed = [str(b) for b in batches]
         result = {
             "batches": landed,
-            "events": days * events_per_day,
-            "scenario": scenario,
+            # What was written, not what was asked: a simulator may write more or fewer.
+            "events": sum(batch_rows(b, [use_case.events])[use_case.event_table] for b in batches),
+            "scenario": chosen,
             "seed": seed,
         }
         return result, "\n".join(landed), 0
+
+    _run(as_json, work)
+
+
+class BatchBy(StrEnum):
+    """How `mlops land` splits rows into batches (`mlops.landing.BATCH_BY`)."""
+
+    day = "day"
+
+
+@app.command()
+def land(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV or parquet files, one table each, named after it (<table>.csv); "
+            "every table of the use case, in one command."
+        ),
+    ],
+    batch_by: Annotated[
+        BatchBy, typer.Option(help="Rows go to the batch of their time's UTC day.")
+    ] = BatchBy.day,
+    out: Annotated[
+        Path | None, typer.Option(help="Landing zone (default: MLOPS_HOME/landing).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Land real data: CSV or parquet files, one per table, as one batch per UTC day.
+
+    Into the landing zone, for `mlops ingest` (or `mlops run`, for a use case without a
+    simulator). Landing the same files again changes nothing; a day already landed with other
+    content is refused."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings, use_case = _start()
+        from mlops.landing import batch_rows, land_files
+
+        batches = land_files(use_case, files, out or settings.landing_dir, batch_by.value)
+        rows = {b.name: batch_rows(b, use_case.tables) for b in batches}
+        result = {"batches": [str(b) for b in batches], "rows": rows}
+        text = "\n".join(
+            f"{b}  " + ", ".join(f"{n:,} {table}" for table, n in rows[b.name].items())
+            for b in batches
+        )
+        return result, text, 0
+
+    _run(as_json, work)
+
+
+@app.command("use-cases")
+def use_cases(as_json: JsonOption = False) -> None:
+    """The use cases MLOPS_USE_CASE may name; for the active one, where its data comes from."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        settings, use_case = _start()
+        from mlops.lifecycle import story_source
+        from mlops.usecase import available_use_cases
+
+        names = available_use_cases(settings.use_cases_root)
+        source = story_source(use_case)
+        generator = use_case.generator
+        result: dict[str, Any] = {
+            "use_cases": names,
+            "active": settings.use_case,
+            "data_source": source,
+            "tables": [t.name for t in use_case.tables],
+            "scenarios": list(generator.scenarios) if generator else [],
+            "story": generator.story if generator else None,
+            "data_files": [str(p) for p in use_case.data_files],
+        }
+        if generator:
+            offers = (
+                f"a simulator (`mlops generate`); scenarios {', '.join(generator.scenarios)}; "
+                f"`mlops run` tells {generator.story}"
+            )
+        elif use_case.data_files:
+            offers = f"data files ({', '.join(p.name for p in use_case.data_files)})"
+        else:
+            offers = "no simulator nor data files: `mlops land FILE...`, then `mlops run`"
+        lines = [f"{n}{' (active)' if n == settings.use_case else ''}" for n in names]
+        lines += [
+            "",
+            f"{settings.use_case}: tables {', '.join(result['tables'])}",
+            f"  data: {offers}",
+        ]
+        return result, "\n".join(lines), 0
+
+    _run(as_json, work)
+
+
+@app.command("init-use-case")
+def init_use_case(
+    name: Annotated[str, typer.Argument(help="The new use case's name (a Python identifier).")],
+    source: Annotated[
+        Path,
+        typer.Option("--from", help="A sample of the table: CSV or parquet, one row an event."),
+    ],
+    entity: Annotated[str, typer.Option(help="The column naming what a prediction is about.")],
+    timestamp: Annotated[str, typer.Option(help="The column saying when a row became known.")],
+    label: Annotated[str, typer.Option(help="The binary outcome: Yes/No, True/False or 1/0.")],
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id", help="The column identifying a row (default: the entity column)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the use case's files if it exists.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a new use case from a sample of its table: contract, requirements card and
+    validation suite, inferred and explained, ready to review; then `mlops land` it."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        from mlops.runtime import setup  # not _start: the use case does not exist yet
+        from mlops.scaffold import Roles, write_use_case
+        from mlops.settings import DATA_ROOT
+
+        settings = setup()
+        root = settings.use_cases_root.resolve()
+        roles = Roles(entity=entity, timestamp=timestamp, label=label, id=id_column)
+        done = write_use_case(name, source, root, roles, force=force)
+        inferred = done.summary()
+        env = f"MLOPS_USE_CASE={name}"
+        if root != DATA_ROOT.resolve():
+            env += f" MLOPS_USE_CASES_ROOT={root}"
+        suite = next(f for f in done.files if f.suffix == ".json")
+        steps = [
+            f"review {root / 'usecases' / name}/contract.yaml (types, ignored columns), "
+            f"card.yaml (the TODOs, every threshold) and {suite}",
+            f"{env} mlops land {source}, then mlops ingest, train, serve and monitor",
+        ]
+        result = {
+            "use_case": name,
+            "files": [str(f) for f in done.files],
+            "inferred": inferred,
+            "warnings": done.warnings,
+            "next": steps,
+        }
+        p = done.inference.profile
+        kinds = list(inferred["features"].values())
+        counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
+        shown = [f"{column} ({kind})" for column, kind in inferred["features"].items()]
+        more = f" and {len(shown) - 8} more" if len(shown) > 8 else ""
+        features = f"{len(kinds)} ({counts}): {', '.join(shown[:8])}{more}"
+        lines = [
+            f"use case '{name}' written from {source.name} ({p.rows:,} rows over {p.days} "
+            f"day(s), {p.positive_rate:.1%} positive):",
+            *(f"  {f}" for f in done.files),
+            f"inferred: table {inferred['table']}, id {inferred['id']}, entity "
+            f"{inferred['entity']['name']} ({inferred['entity']['column']}, "
+            f"{inferred['entity']['type']}), label {label}: {inferred['label']['positive']} -> 1, "
+            f"{inferred['label']['negative']} -> 0",
+            f"  features: {features}",
+            *(f"  ignored: {column}: {why}" for column, why in inferred["ignored"].items()),
+            f"  slices: {', '.join(inferred['slices']) or 'none'}; windows (days): "
+            + ", ".join(f"{k.removesuffix('_days')} {v}" for k, v in inferred["windows"].items()),
+            *(f"warning: {w}" for w in done.warnings),
+            "next:",
+            *(f"  {i}. {step}" for i, step in enumerate(steps, 1)),
+        ]
+        return result, "\n".join(lines), 0
 
     _run(as_json, work)
 
@@ -224,33 +397,53 @@ def features(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @app.command()
 def run(
-    days: Annotated[int, typer.Option(min=2, help="Days simulated, the first week included.")] = 14,
-    events_per_day: Annotated[int, typer.Option(min=100)] = 10_000,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Days in the story, the first week included (default: 14 simulated, or "
+            "every landed day).",
+        ),
+    ] = None,
+    events_per_day: Annotated[
+        int | None, typer.Option(min=100, help="Simulated only; default: the simulator's.")
+    ] = None,
     scenario: Annotated[
-        str, typer.Option(help="baseline | covariate-shift | concept-drift | data-incident")
-    ] = "concept-drift",
-    drift_day: Annotated[int, typer.Option(min=0, help="Day index the scenario starts.")] = 10,
+        str | None,
+        typer.Option(help="Simulated only: one of the simulator's (`mlops use-cases`)."),
+    ] = None,
+    drift_day: Annotated[
+        int, typer.Option(min=0, help="Simulated only: day index the scenario starts.")
+    ] = 10,
     incident_day: Annotated[
-        int, typer.Option(min=-1, help="Day index of a data incident (-1: none).")
+        int, typer.Option(min=-1, help="Simulated only: day index of a data incident (-1: none).")
     ] = 8,
     seed: int = 7,
     reset: Annotated[
-        bool, typer.Option("--reset", help="Delete MLOPS_HOME first: replay from scratch.")
+        bool,
+        typer.Option(
+            "--reset",
+            help="Delete MLOPS_HOME first (landed days a replay tells stay): replay from scratch.",
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """The main job, the closed loop: bootstrap a champion on the first week, then each day
     send traffic through the real service, ingest the day, monitor, and retrain and promote
-    when the gate says so. By default a data incident on day 8 and a concept drift from day 10."""
+    when the gate says so. A simulated story has by default a data incident on day 8 and the
+    simulator's story scenario from day 10; a use case without a simulator replays its data
+    files, or the days `mlops land` put in the landing zone."""
 
     def work() -> tuple[dict[str, Any], str, int]:
         from mlops.lifecycle import (
+            LANDING_ZONE,
             Scenario,
             check_scenario,
             closing_summary,
             reset_home,
             run_lifecycle,
             story_line,
+            story_source,
         )
 
         settings, use_case = _start()
@@ -263,8 +456,8 @@ def run(
             seed=seed,
         )
         check_scenario(use_case, chosen)
-        if reset:
-            reset_home(settings)
+        if reset:  # a replay of the landing zone keeps what `mlops land` put there
+            reset_home(settings, keep_landing=story_source(use_case) == LANDING_ZONE)
             settings, use_case = _start()  # the state folders again, and a fresh log file
 
         def tell(day: Any) -> None:
@@ -290,14 +483,28 @@ def _train_summary(report: TrainReport) -> str:
     ]
     if oracle.get("nce") is not None:
         compared.append(f"oracle {oracle['nce']:.4f}")
-    return "\n".join(
-        [
-            f"{report.model_name} v{report.version}: {report.decision}",
-            f"  {report.reason}",
-            f"  test nce {report.metrics['nce']:.4f} ({', '.join(compared)})",
-            f"  MLflow run: {report.run_url}",
+    lines = [
+        f"{report.model_name} v{report.version}: {report.decision}",
+        f"  {report.verdict}",  # the reason; its warnings get a line each
+        *(f"  warning: {warning}" for warning in report.warnings),
+        f"  test nce {report.metrics['nce']:.4f} ({', '.join(compared)})",
+    ]
+    if noise := report.noise:
+
+        def number(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
+        floors = [
+            f"{metric} {f['floor']}: {number(f['value'])} in "
+            f"[{number(f['low'])}, {number(f['high'])}]"
+            for metric, f in noise["floors"].items()
         ]
-    )
+        lines.append(
+            f"  floors, {noise['confidence'] * 100:g}% bootstrap interval on {noise['rows']} "
+            f"test rows: {'; '.join(floors)}"
+        )
+    lines.append(f"  MLflow run: {report.run_url}")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -345,7 +552,7 @@ def monitor(
     as_json: JsonOption = False,
 ) -> None:
     """Judge the last window of traffic against the champion (drift, data quality,
-    performance on the clicks that arrived): none, retrain, or alert, with the reason."""
+    performance on the labels that arrived): none, retrain, or alert, with the reason."""
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()

@@ -1,10 +1,11 @@
 """The closed loop, day by day: what `mlops run` (and `make run`) shows.
 
-    generate the world's days (seeded; the future waits in MLOPS_HOME/simulation/)
+    the story's days: generated (seeded), landed from the use case's data files, or replayed
+        from the landing zone; the future waits out of the landing zone (see `story_days`)
     bootstrap: land and ingest the first days, train the first champion, start the service
     each later day:
         the day's events are sent to the running service over HTTP    (traffic, prediction log)
-        the day's batch lands and is ingested                          (clicks arrive, quarantine)
+        the day's batch lands and is ingested                          (labels arrive, quarantine)
         the monitor flow judges the day against the champion           (none | retrain | alert)
         a retrained model that passed the gates is picked up by the service on its own
 
@@ -18,15 +19,15 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.errors import UserError
 from mlops.lifecycle_page import write_page
 from mlops.settings import Settings
-from mlops.usecase import UseCase
+from mlops.usecase import Generator, UseCase
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,11 @@ if TYPE_CHECKING:
     from flows.monitor import MonitorResult
     from ingestion.steps import IngestResult
 
-START = date(2026, 1, 1)
+START = date(2026, 1, 1)  # a simulated story's first day
+SIMULATED_DAYS = 14  # a simulated story's length unless told otherwise
+# Where the story's data comes from (`story_source`).
+SIMULATOR, DATA_FILES, LANDING_ZONE = "simulator", "data files", "landing zone"
+REPLAY = "replay"  # MLOPS_HOME/replay/: landed days a replay has not reached yet
 
 
 class LifecycleError(RuntimeError):
@@ -44,12 +49,17 @@ class LifecycleError(RuntimeError):
 
 @dataclass(frozen=True)
 class Scenario:
-    days: int = 14
-    events_per_day: int = 10_000
-    scenario: str = "concept-drift"
-    drift_day: int = 10
+    """The story asked for; `None` is the use case's default (`check_scenario` fills it in):
+    the simulator's story and events per day, 14 simulated days or every landed day. Only a
+    simulated story has a scenario, events per day, a drift day and an incident day."""
+
+    days: int | None = None
+    events_per_day: int | None = None
+    scenario: str | None = None
+    drift_day: int | None = 10
     incident_day: int | None = 8
     seed: int = 7
+    source: str = SIMULATOR  # SIMULATOR | DATA_FILES | LANDING_ZONE
 
 
 @dataclass
@@ -92,32 +102,41 @@ def run_lifecycle(
     on_day: Callable[[Day], None] = lambda day: None,
     on_progress: Callable[[str], None] = lambda step: None,
 ) -> Lifecycle:
+    """Tell the story (module docstring); `on_day` gets each monitored day as it ends."""
+    scenario = check_scenario(use_case, scenario)
+    batches = story_days(settings, use_case, scenario, on_progress)
+    scenario = replace(scenario, days=len(batches))
+    moved = scenario.source == LANDING_ZONE
+    try:
+        return _tell(settings, use_case, scenario, batches, on_day, on_progress)
+    finally:
+        if moved:  # the days the story did not reach go back where `mlops land` put them
+            put_back(settings)
+
+
+def _tell(
+    settings: Settings,
+    use_case: UseCase,
+    scenario: Scenario,
+    batches: list[Path],
+    on_day: Callable[[Day], None],
+    on_progress: Callable[[str], None],
+) -> Lifecycle:
     from flows.deployed import run_flow
     from flows.train import train
     from serving.process import free_port, start_service
 
-    check_scenario(use_case, scenario)
     bootstrap_days = use_case.card.training.span_days
-    future = settings.home / "simulation"
-    on_progress(f"generating {scenario.days} days of {scenario.events_per_day:,} events")
-    batches = use_case.generate(
-        future,
-        start=START,
-        days=scenario.days,
-        events_per_day=scenario.events_per_day,
-        seed=scenario.seed,
-        scenario=scenario.scenario,
-        drift_day=scenario.drift_day,
-        incident_day=scenario.incident_day,
-    )
-
+    moved = scenario.source == LANDING_ZONE
     where = (
         "on the worker, through the deployments"
         if settings.profile == "server"
         else "starts a local Prefect server"
     )
     on_progress(f"ingesting the first {bootstrap_days} days ({where})")
-    ingested = _ingest(settings, [land(b, settings.landing_dir) for b in batches[:bootstrap_days]])
+    ingested = _ingest(
+        settings, [land(b, settings.landing_dir, move=moved) for b in batches[:bootstrap_days]]
+    )
     on_progress("training the first model, then its infra check in a real service")
     trained = run_flow(settings, train, TRAIN, seed=scenario.seed)
     if trained.decision != "promoted":
@@ -137,13 +156,14 @@ def run_lifecycle(
     days: list[Day] = []
     try:
         for batch in batches[bootstrap_days:]:
-            day = _live_day(settings, use_case, service, batch, scenario.seed)
+            day = _live_day(settings, use_case, service, batch, scenario.seed, moved)
             days.append(day)
             on_day(day)
     finally:
         service.stop()
     result = Lifecycle(scenario, bootstrap, days, "")
-    result.summary_html = str(write_page(settings, use_case, result, START))
+    first_day = _closed_at(settings.landing_dir / batches[0].name).date() - timedelta(days=1)
+    result.summary_html = str(write_page(settings, use_case, result, first_day))
     return result
 
 
@@ -163,17 +183,204 @@ def _ingest(settings: Settings, batch_dirs: list[Path]) -> IngestResult:
         return rejected.result
 
 
-def check_scenario(use_case: UseCase, scenario: Scenario) -> None:
-    """Refuse, before anything runs, a scenario the story cannot tell."""
+def story_source(use_case: UseCase) -> str:
+    """Where the story's days come from: the use case's simulator, else its data files, else
+    the batches `mlops land` put in the landing zone."""
+    if use_case.generator is not None:
+        return SIMULATOR
+    return DATA_FILES if use_case.data_files else LANDING_ZONE
+
+
+def simulator(use_case: UseCase) -> Generator:
+    """The use case's simulator; a use case without one is a `UserError` saying what to do."""
+    if use_case.generator is None:
+        raise UserError(
+            f"use case '{use_case.name}' has no simulator (no generator): land its data "
+            "with `mlops land FILE...` instead"
+        )
+    return use_case.generator
+
+
+def scenario_name(generator: Generator, name: str | None, default: str) -> str:
+    """The scenario asked for (`default` when none); one the simulator lacks is a `UserError`
+    listing those it has."""
+    chosen = default if name is None else name
+    if chosen not in generator.scenarios:
+        raise UserError(
+            f"unknown scenario '{chosen}' (--scenario): this use case's simulator has "
+            f"{', '.join(generator.scenarios)}"
+        )
+    return chosen
+
+
+def check_scenario(use_case: UseCase, scenario: Scenario) -> Scenario:
+    """Refuse, before anything runs, a scenario the story cannot tell; return it with the use
+    case's defaults filled in (the number of landed days stays open until they are counted)."""
     bootstrap_days = use_case.card.training.span_days
-    if scenario.days <= bootstrap_days:
+    source = story_source(use_case)
+    if use_case.generator is None:
+        asked = [
+            flag
+            for flag, value in (
+                ("--scenario", scenario.scenario),
+                ("--events-per-day", scenario.events_per_day),
+            )
+            if value is not None
+        ]
+        if asked:
+            replays = "its data files" if source == DATA_FILES else "the landing zone's days"
+            raise UserError(
+                f"{' and '.join(asked)}: use case '{use_case.name}' has no simulator; "
+                f"`mlops run` replays {replays} as they are"
+            )
+        # Real data: no drift to start nor incident to inject.
+        resolved = replace(scenario, drift_day=None, incident_day=None, source=source)
+    else:
+        generator = use_case.generator
+        resolved = replace(
+            scenario,
+            days=scenario.days or SIMULATED_DAYS,
+            events_per_day=scenario.events_per_day or generator.events_per_day,
+            scenario=scenario_name(generator, scenario.scenario, generator.story),
+            source=source,
+        )
+    if resolved.days is not None and resolved.days <= bootstrap_days:
         raise UserError(f"--days must exceed the {bootstrap_days} days the first model trains on")
+    return resolved
 
 
-def land(batch: Path, landing_dir: Path) -> Path:
-    """A day's batch arrives in the landing zone whole (copied aside, then renamed)."""
+def story_days(
+    settings: Settings,
+    use_case: UseCase,
+    scenario: Scenario,
+    on_progress: Callable[[str], None] = lambda step: None,
+) -> list[Path]:
+    """The story's day batches, in order, waiting out of the landing zone for their turn (a
+    scheduled ingest never takes a day the story has not reached).
+
+    - simulator: generated into MLOPS_HOME/simulation/;
+    - data files: landed (`mlops land`'s way) into MLOPS_HOME/simulation/;
+    - neither: the landing zone's batches (`mlops land`), moved into MLOPS_HOME/replay/; each
+      moves back when the story reaches it, and `put_back` returns the rest when the run ends.
+
+    The story starts from a platform that knows none of its future: an offline store holding
+    data past the first model's days is a `UserError` (the first model would be trained, and
+    requests served, with days the story has not reached); days it already holds up to there
+    are ingested again, which replaces them. `scenario.days` of None is every day there is."""
+    bootstrap_days = use_case.card.training.span_days
+    future, replay = settings.home / "simulation", settings.home / REPLAY
+    if scenario.source == SIMULATOR:
+        generator = simulator(use_case)
+        days = scenario.days or SIMULATED_DAYS
+        events_per_day = scenario.events_per_day or generator.events_per_day
+        on_progress(f"generating {days} days of {events_per_day:,} events")
+        batches = generator.generate(
+            future,
+            start=START,
+            days=days,
+            events_per_day=events_per_day,
+            seed=scenario.seed,
+            scenario=scenario.scenario,
+            drift_day=scenario.drift_day,
+            incident_day=scenario.incident_day,
+        )
+    elif scenario.source == DATA_FILES:
+        from mlops.landing import land_files
+
+        on_progress(f"landing {', '.join(p.name for p in use_case.data_files)}")
+        shutil.rmtree(future, ignore_errors=True)  # derived from the files: never stale
+        landed = land_files(use_case, use_case.data_files, future)
+        batches = _count_days(landed, scenario, bootstrap_days, "the use case's data files hold")
+    else:
+        if left := put_back(settings):  # a run that stopped midway left its future aside
+            raise UserError(
+                f"{replay} holds days a run set aside that the landing zone now holds with "
+                f"other content ({', '.join(p.name for p in left)}): keep the version you want "
+                "in the landing zone, delete the other, and run again"
+            )
+        where = f"the landing zone ({settings.landing_dir}) holds"
+        batches = _count_days(_landed(settings.landing_dir), scenario, bootstrap_days, where)
+    _refuse_a_known_future(settings, batches[bootstrap_days - 1], scenario.source)
+    if scenario.source == LANDING_ZONE:
+        on_progress(f"replaying {len(batches)} days landed in {settings.landing_dir}")
+        replay.mkdir(parents=True, exist_ok=True)
+        for batch in _landed(settings.landing_dir):  # all of them: none may be ingested early
+            os.replace(batch, replay / batch.name)
+        batches = [replay / b.name for b in batches]
+    return batches
+
+
+def put_back(settings: Settings) -> list[Path]:
+    """Return the landed days a replay set aside to the landing zone; return those it cannot
+    (the landing zone holds the day again, with other content: someone landed it meanwhile)."""
+    from mlops.landing import same_batch
+
+    replay = settings.home / REPLAY
+    if not replay.exists():
+        return []
+    settings.landing_dir.mkdir(parents=True, exist_ok=True)
+    left = []
+    for batch in sorted(p for p in replay.iterdir() if p.is_dir()):
+        target = settings.landing_dir / batch.name
+        if not target.exists():
+            os.replace(batch, target)
+        elif same_batch(batch, target):
+            shutil.rmtree(batch)
+        else:
+            left.append(batch)
+    if not left:
+        shutil.rmtree(replay, ignore_errors=True)
+    return left
+
+
+def _landed(landing_dir: Path) -> list[Path]:
+    from mlops.landing import BatchUnreadable, expand_batch_paths
+
+    try:
+        return expand_batch_paths([landing_dir])
+    except BatchUnreadable:
+        return []
+
+
+def _count_days(
+    batches: list[Path], scenario: Scenario, bootstrap_days: int, where: str
+) -> list[Path]:
+    """The story's first `scenario.days` batches (all of them by default)."""
+    if not batches:
+        raise UserError(f"{where} no batch: land the use case's data with `mlops land FILE...`")
+    if scenario.days is not None and scenario.days > len(batches):
+        raise UserError(f"--days {scenario.days}: {where} only {len(batches)} days")
+    if len(batches) <= bootstrap_days:
+        raise UserError(
+            f"{where} {len(batches)} days: the story needs more than the {bootstrap_days} the "
+            "first model trains on"
+        )
+    return batches[: scenario.days or len(batches)]
+
+
+def _refuse_a_known_future(settings: Settings, last_bootstrap: Path, source: str) -> None:
+    from mlops.offline_store import OfflineStore
+
+    known = OfflineStore(settings.offline_dir).watermark()
+    bootstrap_end = _closed_at(last_bootstrap)
+    if known is not None and known > bootstrap_end:
+        keeps = " (it keeps the landed batches)" if source == LANDING_ZONE else ""
+        raise UserError(
+            f"the platform already holds data up to {known.isoformat()}, past the first "
+            f"model's days (to {bootstrap_end.isoformat()}): the story would train and serve "
+            "with days it has not reached. Replay on a fresh platform: `mlops run --reset`"
+            f"{keeps}, or another MLOPS_HOME"
+        )
+
+
+def land(batch: Path, landing_dir: Path, move: bool = False) -> Path:
+    """A day's batch arrives in the landing zone whole (copied aside, then renamed; or, with
+    `move`, renamed: a replayed day goes back where it came from)."""
     target = landing_dir / batch.name
     if not target.exists():
+        if move:
+            os.replace(batch, target)
+            return target
         partial = landing_dir / f".{batch.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(batch, partial)
@@ -181,7 +388,9 @@ def land(batch: Path, landing_dir: Path) -> Path:
     return target
 
 
-def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int) -> Day:
+def _live_day(
+    settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int, move: bool
+) -> Day:
     from flows.deployed import run_flow
     from flows.monitor import monitor
     from mlops.landing import read_batch
@@ -189,8 +398,9 @@ def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, 
 
     events = read_batch(batch, use_case.tables).tables[use_case.event_table]
     traffic = replay(service, requests_for(events, use_case))
-    (report,) = _ingest(settings, [land(batch, settings.landing_dir)]).batches
-    monitored = run_flow(settings, monitor, MONITOR, as_of=_closed_at(batch), seed=seed)
+    landed = land(batch, settings.landing_dir, move=move)
+    (report,) = _ingest(settings, [landed]).batches
+    monitored = run_flow(settings, monitor, MONITOR, as_of=_closed_at(landed), seed=seed)
     judged, retrained = monitored.judged, monitored.retraining
     if retrained and retrained.decision == "promoted":
         _wait_for_version(service, retrained.version)
@@ -208,7 +418,7 @@ def _live_day(settings: Settings, use_case: UseCase, service: Any, batch: Path, 
             "roc_auc": performance.get("roc_auc"),
             "reference_nce": judged.signals["reference_nce"],
             "oracle_nce": _oracle_nce(events, use_case),
-            "ctr": labelled,
+            "label_rate": labelled,
             "label_coverage": judged.window["label_coverage"],
         },
         drift_share=judged.signals["drift_share"],
@@ -273,8 +483,9 @@ def _wait_for_version(service: Any, version: str) -> None:
     raise LifecycleError(f"the service did not pick up v{version} within 60 s")
 
 
-def reset_home(settings: Settings) -> None:
-    """Forget every state a run leaves (the whole MLOPS_HOME), so the story replays as told."""
+def reset_home(settings: Settings, keep_landing: bool = False) -> None:
+    """Forget every state a run leaves (the whole MLOPS_HOME), so the story replays as told;
+    with `keep_landing` (a story replaying the landing zone) all but the landed batches."""
     if settings.profile == "server":
         # The state also lives in PostgreSQL and Redis, and the running services use the home.
         raise UserError(
@@ -282,8 +493,19 @@ def reset_home(settings: Settings) -> None:
             "PostgreSQL and Redis too: for a fresh replay, `mlops down`, then use a new "
             "MLOPS_HOME and MLOPS_DATABASE_PREFIX (and an empty Redis database) and `mlops up`"
         )
-    if settings.home.exists():
+    if not settings.home.exists():
+        return
+    if not keep_landing:
         shutil.rmtree(settings.home)
+        return
+    put_back(settings)
+    for path in settings.home.iterdir():
+        if path == settings.landing_dir:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def closing_summary(settings: Settings, result: Lifecycle, log_files: list[str]) -> str:

@@ -28,7 +28,12 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
     )
     page = environment.get_template(TEMPLATE.name).render(
         use_case=use_case.name,
-        scenario=scenario_in_words(result, start, use_case.card.training.span_days),
+        scenario=scenario_in_words(
+            result,
+            start,
+            use_case.card.training.span_days,
+            use_case.generator.scenarios[0] if use_case.generator else None,
+        ),
         bootstrap=result.bootstrap,
         days=[_row(settings, day) for day in result.days],
         plot_svg=plot_svg(result.days),
@@ -43,22 +48,30 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
     return path
 
 
-def scenario_in_words(result: Lifecycle, start: date, bootstrap_days: int) -> str:
+def scenario_in_words(
+    result: Lifecycle, start: date, bootstrap_days: int, plain_world: str | None = None
+) -> str:
+    """The story in a few sentences; `plain_world` is the simulator's scenario without drift."""
     s = result.scenario
 
     def day(index: int) -> str:
         return f"{start + timedelta(days=index):%Y-%m-%d} (day {index})"
 
+    days = s.days or 0
+    what = (
+        f"{days} simulated days of {s.events_per_day or 0:,} events each (seed {s.seed})"
+        if s.source == "simulator"
+        else f"{days} days of real data (from the {s.source})"
+    )
     words = [
-        f"{s.days} simulated days of {s.events_per_day:,} events each (seed {s.seed}), "
-        f"from {start:%Y-%m-%d}; the first {bootstrap_days} train the first model, the "
-        f"other {s.days - bootstrap_days} are served, ingested and judged one by one."
+        f"{what}, from {start:%Y-%m-%d}; the first {bootstrap_days} train the first model, the "
+        f"other {days - bootstrap_days} are served, ingested and judged one by one."
     ]
     if s.incident_day is not None:
         words.append(
             f"A data incident (bad rows, requests missing context) on {day(s.incident_day)}."
         )
-    if s.scenario != "baseline":
+    if s.scenario not in (None, plain_world) and s.drift_day is not None:
         words.append(f"Scenario {s.scenario.replace('-', ' ')} from {day(s.drift_day)} on.")
     return " ".join(words)
 

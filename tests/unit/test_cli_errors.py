@@ -52,3 +52,57 @@ def test_a_value_error_is_not_taken_for_bad_input(settings, capsys) -> None:
         raise ValueError("a bug, not the user's input")
 
     assert _exit_code(bug, capsys)[0] == EXIT_FAILURE
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    """`mlops ARGS` in this process: exit code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_land_refuses_a_file_that_is_no_table_of_the_use_case(settings, tmp_path) -> None:
+    (tmp_path / "clicks.csv").write_text("impression_id,event_timestamp\n1,2026-01-01T00:00:00Z\n")
+    code, out, err = _cli("land", str(tmp_path / "clicks.csv"), "--json")
+    assert code == EXIT_BAD_INPUT
+    assert "has no table 'clicks'; name each file after its table: impressions.csv" in err
+    assert "Traceback" not in err and json.loads(out)["error"] in err
+    assert not settings.landing_dir.exists() or not any(settings.landing_dir.iterdir())
+
+
+def test_land_refuses_a_missing_file_and_an_unknown_batching(settings, tmp_path) -> None:
+    missing = tmp_path / "impressions.csv"
+    code, _, err = _cli(
+        "land", str(missing), str(tmp_path / "users.csv"), str(tmp_path / "ads.csv")
+    )
+    assert code == EXIT_BAD_INPUT and f"error: {missing}: no such file" in err
+    code, _, err = _cli("land", str(missing), "--batch-by", "week")
+    assert code == EXIT_BAD_INPUT and "'week' is not one of 'day'" in err
+
+
+@pytest.mark.parametrize("command", ["generate", "run"])
+def test_an_unknown_scenario_is_refused_listing_the_simulators(settings, command) -> None:
+    from mlops.usecase import load_use_case
+
+    scenarios = load_use_case("adclick").generator.scenarios
+    code, _, err = _cli(command, "--scenario", "heatwave")
+    assert code == EXIT_BAD_INPUT
+    assert "unknown scenario 'heatwave' (--scenario): this use case's simulator has " in err
+    assert ", ".join(scenarios) in err
+
+
+def test_use_cases_lists_them_and_what_the_active_one_offers(settings) -> None:
+    code, out, _ = _cli("use-cases", "--json")
+    listed = json.loads(out)
+    assert code == 0 and "adclick" in listed["use_cases"] and listed["active"] == "adclick"
+    assert listed["data_source"] == "simulator" and "concept-drift" in listed["scenarios"]
+
+
+def test_generate_reports_what_it_wrote_in_the_simulators_plain_world(settings) -> None:
+    code, out, _ = _cli("generate", "--days", "2", "--events-per-day", "50", "--json")
+    generated = json.loads(out)
+    assert code == 0 and generated["events"] == 100 and len(generated["batches"]) == 2
+    assert generated["scenario"] == "baseline"  # the simulator's first scenario
