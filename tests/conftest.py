@@ -61,9 +61,16 @@ def _start_prefect_server(home: Path) -> str:
     return PREFECT_API_URL.value()
 
 
+# What the suite runs unless a test says otherwise: not a developer's own MLOPS_USE_CASE.
+PINNED_USE_CASE = "adclick"
+
+
 @pytest.hookimpl(trylast=True)  # after the tmpdir and xdist plugins have configured
 def pytest_configure(config: pytest.Config) -> None:
-    """The xdist controller starts the session's Prefect server for its workers."""
+    """The suite pins its use case; the xdist controller starts the session's Prefect server
+    for its workers."""
+    os.environ["MLOPS_USE_CASE"] = PINNED_USE_CASE
+    os.environ.pop("MLOPS_USE_CASES_ROOT", None)
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         home = Path(config._tmp_path_factory.mktemp("prefect-session"))  # type: ignore[attr-defined]
         os.environ[SHARED_PREFECT_API_URL] = _start_prefect_server(home)
@@ -126,11 +133,13 @@ def ingested_week(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 
     def build(directory: Path) -> None:
         from flows.ingest import ingest
-        from usecases.adclick.generator import generate
+        from mlops.usecase import load_use_case
 
+        generator = load_use_case(PINNED_USE_CASE).generator
+        assert generator is not None
         with pytest.MonkeyPatch.context() as monkeypatch:
             settings = _settings_at(directory / "mlops-home", monkeypatch)
-            batches = generate(
+            batches = generator.generate(
                 settings.landing_dir,
                 start=START,
                 days=WEEK_DAYS,
@@ -159,4 +168,4 @@ def week_settings(
 def use_case():
     from mlops.usecase import load_use_case
 
-    return load_use_case("adclick")
+    return load_use_case(PINNED_USE_CASE)

@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import cli_runner
+
 pytestmark = pytest.mark.e2e
-MLOPS = str(Path(sys.executable).with_name("mlops"))
-
-
-def _runner(home: Path, prefect_api_url: str):
-    """Run `mlops ... --json` against `home` and the session's Prefect server."""
-    # The infra check has its own tests (tests/integration/test_serving.py).
-    base_env = {
-        **os.environ,
-        "MLOPS_HOME": str(home),
-        "PREFECT_API_URL": prefect_api_url,
-        "MLOPS_SERVING__INFRA_CHECK": "false",
-    }
-
-    def run(
-        *args: str, env: dict[str, str] | None = None, timeout: float = 300
-    ) -> tuple[int, dict, str]:
-        done = subprocess.run(
-            [MLOPS, *args, "--json"],
-            env={**base_env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return done.returncode, json.loads(done.stdout), done.stderr  # one JSON object only
-
-    run.home = home
-    return run
 
 
 @pytest.fixture
 def cli(tmp_path: Path, prefect_api_url: str):
-    return _runner(tmp_path / "home", prefect_api_url)
+    return cli_runner(tmp_path / "home", prefect_api_url)
 
 
 @pytest.fixture
@@ -53,7 +23,7 @@ def cli_on_week(tmp_path: Path, prefect_api_url: str, ingested_week: Path):
     """The CLI on a copy of an ingested week, ready to train."""
     home = tmp_path / "home"
     shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
-    return _runner(home, prefect_api_url)
+    return cli_runner(home, prefect_api_url)
 
 
 def test_generate_ingest_and_read_features(cli) -> None:

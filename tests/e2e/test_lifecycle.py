@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import _runner
+from tests.e2e.helpers import cli_runner
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ RUN_TIMEOUT_SECONDS = 1800
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> dict:
-    run = _runner(tmp_path_factory.mktemp("lifecycle") / "home", prefect_api_url)
+    run = cli_runner(tmp_path_factory.mktemp("lifecycle") / "home", prefect_api_url)
     code, result, stderr = run(
         "run",
         "--days", str(DAYS),

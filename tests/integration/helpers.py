@@ -21,10 +21,11 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops.landing import read_manifest, write_parquet
+from mlops.landing import land_files, read_manifest, write_parquet
+from mlops.prediction_log import read_prediction_log
 from mlops.settings import Settings
-from tests.conftest import START
-from usecases.adclick.generator import generate
+from mlops.usecase import UseCase, load_use_case
+from tests.conftest import PINNED_USE_CASE, START
 
 if TYPE_CHECKING:
     from mlops.registry import ModelRegistry
@@ -83,7 +84,17 @@ def copy_home(source: Path, target: Path) -> Path:
 
 
 def land_days(landing: Path, days: int = 3, events_per_day: int = 1_500, **kwargs) -> list[Path]:
-    return generate(
+    """Days of the pinned use case's simulated world."""
+    return use_case_days(load_use_case(PINNED_USE_CASE), landing, days, events_per_day, **kwargs)
+
+
+def use_case_days(
+    use_case: UseCase, landing: Path, days: int, events_per_day: int = 1_500, **kwargs: Any
+) -> list[Path]:
+    """The first `days` batches of a use case: simulated, or landed from its shipped files."""
+    if use_case.generator is None:
+        return land_files(use_case, use_case.data_files, landing)[:days]
+    return use_case.generator.generate(
         landing, start=START, days=days, events_per_day=events_per_day, seed=11, **kwargs
     )
 
@@ -209,7 +220,7 @@ class Served:
     def registry(self) -> ModelRegistry:
         from mlops.registry import ModelRegistry
 
-        return ModelRegistry(self.settings.tracking_uri, "adclick")
+        return ModelRegistry(self.settings.tracking_uri, self.env["MLOPS_USE_CASE"])
 
     def champion(self) -> str:
         """The registry's @champion, once the service serves it (it looks for a new one every
@@ -286,4 +297,14 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.2)
+
+
+def wait_for_log(served: Served, ids: list[str], timeout: float = WAIT_SECONDS) -> dict[str, dict]:
+    """The log records of `ids`, once the service's batched writer has flushed them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = {r["request_id"]: r for r in read_prediction_log(served.settings.predictions_dir)}
+        if all(i in records for i in ids) or time.monotonic() > deadline:
+            return records
         time.sleep(0.2)

@@ -19,13 +19,10 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 
 from mlops.prediction_log import read_prediction_log
@@ -38,7 +35,6 @@ from tests.integration.helpers import (
     MLOPS,
     POLL_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
-    WAIT_SECONDS,
     Served,
     copy_home,
     serving,
@@ -190,58 +186,6 @@ def test_beyond_the_concurrency_limit_requests_get_429_not_5xx(served):
     assert 429 in statuses and 200 in statuses
 
 
-def test_served_features_equal_the_training_pipelines(served, use_case):
-    """Training/serving skew: the same entities at the same time get the same model inputs
-    from the online path (prediction log) as from the point-in-time join training uses."""
-    from mlops.feature_store import open_store
-    from mlops.offline_store import OfflineStore
-    from models.training import predict
-
-    offline = OfflineStore(served.settings.offline_dir)
-    at = pd.Timestamp(offline.watermark()) + timedelta(hours=1)  # after the last materialize
-    con = offline.connect(["impressions"])
-    events = con.execute(
-        "SELECT user_id, ad_id, device, ad_position FROM impressions "
-        "ORDER BY event_timestamp DESC LIMIT 40"
-    ).df()
-    con.close()
-    events["event_timestamp"] = at
-    requests = json.loads(events.to_json(orient="records", date_format="iso"))
-    response = served.post("/predict_batch", {"requests": requests})
-    assert response.status_code == 200, response.text
-    ids = [p["request_id"] for p in response.json()["predictions"]]
-    (version,) = {p["model_version"] for p in response.json()["predictions"]}
-
-    store = open_store(served.settings, use_case)
-    joined = (
-        store.get_historical_features(
-            entity_df=events.assign(row=range(len(events))),
-            features=store.get_feature_service(use_case.feature_service),
-        )
-        .to_df()
-        .sort_values("row", ignore_index=True)
-    )
-    training_inputs = use_case.input_frame(joined)
-
-    logged = wait_for_log(served, ids)
-    expected = [
-        {
-            name: None
-            if pd.isna(value)
-            else value
-            if isinstance(value, str)
-            else pytest.approx(float(value), rel=1e-6)
-            for name, value in row.items()
-        }
-        for row in training_inputs.astype(object).to_dict("records")
-    ]
-    assert [logged[i]["features"] for i in ids] == expected
-    booster = served.registry.load_booster(version)
-    np.testing.assert_allclose(
-        [logged[i]["score"] for i in ids], predict(booster, training_inputs), atol=1e-6
-    )
-
-
 def test_champion_hot_swap_fails_no_request(own_served):
     before = own_served.champion()
     registry = own_served.registry
@@ -331,13 +275,3 @@ def test_clean_stop_loses_no_prediction(served, tmp_path):
     assert len(logged) == len(set(logged))
     assert set(answered) == set(logged)
     assert len(answered) > 100
-
-
-def wait_for_log(served: Served, ids: list[str], timeout: float = WAIT_SECONDS) -> dict[str, dict]:
-    """The log records of `ids`, once the service's batched writer has flushed them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = {r["request_id"]: r for r in read_prediction_log(served.settings.predictions_dir)}
-        if all(i in records for i in ids) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.2)

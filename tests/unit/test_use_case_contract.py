@@ -1,4 +1,5 @@
-"""The use case is one bounded part: its card, contract and suites agree with each other."""
+"""Each bundled use case is one bounded part: its card, contract, suites and request schema
+agree with each other and with what the platform needs."""
 
 import json
 
@@ -7,28 +8,39 @@ import yaml
 from pydantic import ValidationError
 
 from mlops.card import RequirementsCard
-from usecases.adclick import USE_CASE, contract
+from mlops.usecase import UseCase, load_use_case
+
+BUNDLED = ("adclick", "diagnosis")
 
 
-def _suite(table: str) -> dict:
-    return json.loads((USE_CASE.suites_dir / f"{table}.json").read_text())
+@pytest.fixture(params=BUNDLED)
+def bundled(request: pytest.FixtureRequest) -> UseCase:
+    return load_use_case(request.param)
 
 
-def _kwargs(table: str, expectation: str) -> list[dict]:
-    return [e["kwargs"] for e in _suite(table)["expectations"] if e["type"] == expectation]
+def _kwargs(use_case: UseCase, table: str, expectation: str) -> list[dict]:
+    suite = json.loads((use_case.suites_dir / f"{table}.json").read_text())
+    return [e["kwargs"] for e in suite["expectations"] if e["type"] == expectation]
 
 
-def test_card_states_every_gate_threshold() -> None:
-    card = USE_CASE.card
-    assert card.label.column == USE_CASE.label
-    assert card.offline_metrics.primary == "nce"
+def test_the_bundled_use_cases_are_what_the_platform_offers() -> None:
+    from mlops.usecase import available_use_cases
+
+    assert set(BUNDLED) <= set(available_use_cases())
+
+
+def test_card_states_every_gate_threshold(bundled: UseCase) -> None:
+    card = bundled.card
+    assert card.use_case == bundled.name
+    assert card.label.column == bundled.label
+    assert card.offline_metrics.primary in card.gates.promotion.floors
     assert 0 < card.gates.validation.max_failing_fraction < 1
     assert card.gates.promotion.min_improvement >= 0
     assert card.serving_slo.p99_latency_ms > 0
 
 
-def test_card_rejects_unknown_and_missing_fields(tmp_path) -> None:
-    raw = yaml.safe_load((USE_CASE.package_dir / "card.yaml").read_text())
+def test_card_rejects_unknown_and_missing_fields(bundled: UseCase, tmp_path) -> None:
+    raw = yaml.safe_load((bundled.package_dir / "card.yaml").read_text())
     raw["gates"]["validation"]["max_failing_fration"] = 0.1  # a typo must not pass silently
     path = tmp_path / "card.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -36,39 +48,71 @@ def test_card_rejects_unknown_and_missing_fields(tmp_path) -> None:
         RequirementsCard.load(path)
 
 
-def test_every_table_has_a_suite_that_checks_its_keys() -> None:
-    for table in USE_CASE.tables:
-        not_null = {k["column"] for k in _kwargs(table.name, "expect_column_values_to_not_be_null")}
-        unique = {k["column"] for k in _kwargs(table.name, "expect_column_values_to_be_unique")}
+def test_every_table_has_a_suite_that_checks_its_keys(bundled: UseCase) -> None:
+    for table in bundled.tables:
+        not_null = {
+            k["column"] for k in _kwargs(bundled, table.name, "expect_column_values_to_not_be_null")
+        }
+        unique = {
+            k["column"] for k in _kwargs(bundled, table.name, "expect_column_values_to_be_unique")
+        }
         assert {table.id_column, table.timestamp_column} <= not_null
         assert table.id_column in unique
+
+
+def test_the_suite_allows_exactly_the_categories_the_model_knows(bundled: UseCase) -> None:
+    value_sets = {
+        k["column"]: k["value_set"]
+        for table in bundled.tables
+        for k in _kwargs(bundled, table.name, "expect_column_values_to_be_in_set")
+    }
+    assert value_sets[bundled.label] == [0, 1]
+    checked = {name for name in bundled.categories if name in value_sets}
+    for name in checked:
+        assert value_sets[name] == list(bundled.categories[name])
+
+
+def test_label_and_oracle_are_never_features(bundled: UseCase) -> None:
+    from mlops.feature_store import feast_objects
+    from mlops.settings import Settings
+
+    objects = feast_objects(Settings(), bundled)
+    features = {
+        f.name for o in objects if hasattr(o, "features") and hasattr(o, "ttl") for f in o.features
+    }
+    assert bundled.label not in features
+    assert bundled.oracle_column is None or bundled.oracle_column not in features
+
+
+def test_the_request_schema_is_strict_and_needs_the_entity_keys(bundled: UseCase) -> None:
+    schema = bundled.request_model.model_json_schema()
+    assert set(bundled.entity_keys) <= set(schema["required"])
+    assert schema["additionalProperties"] is False
+    assert bundled.label not in schema["properties"]
+    assert set(bundled.request_features) <= set(schema["properties"])
+
+
+def test_a_use_case_declares_where_its_data_comes_from(bundled: UseCase) -> None:
+    assert bundled.generator is not None or bundled.data_files
+    assert all(path.exists() for path in bundled.data_files)
 
 
 @pytest.mark.parametrize(
     ("table", "column", "allowed"),
     [
-        ("impressions", "device", contract.DEVICES),
-        ("impressions", "ad_position", contract.AD_POSITIONS),
-        ("impressions", "clicked", (0, 1)),
-        ("users", "age_bucket", contract.AGE_BUCKETS),
-        ("users", "country", contract.COUNTRIES),
-        ("ads", "category", contract.AD_CATEGORIES),
+        ("impressions", "device", "DEVICES"),
+        ("impressions", "ad_position", "AD_POSITIONS"),
+        ("users", "age_bucket", "AGE_BUCKETS"),
+        ("users", "country", "COUNTRIES"),
+        ("ads", "category", "AD_CATEGORIES"),
     ],
 )
-def test_suite_categories_match_the_contract(table: str, column: str, allowed: tuple) -> None:
+def test_adclick_suites_list_its_categories(table: str, column: str, allowed: str) -> None:
+    from usecases.adclick import contract  # the use case's own constants
+
+    adclick = load_use_case("adclick")
     sets = {
-        k["column"]: k["value_set"] for k in _kwargs(table, "expect_column_values_to_be_in_set")
+        k["column"]: k["value_set"]
+        for k in _kwargs(adclick, table, "expect_column_values_to_be_in_set")
     }
-    assert sets[column] == list(allowed)
-
-
-def test_oracle_is_never_a_feature() -> None:
-    from mlops.feature_store import feast_objects
-    from mlops.settings import Settings
-
-    objects = feast_objects(Settings(), USE_CASE)
-    features = {
-        f.name for o in objects if hasattr(o, "features") and hasattr(o, "ttl") for f in o.features
-    }
-    assert USE_CASE.oracle_column not in features
-    assert USE_CASE.label not in features
+    assert sets[column] == list(getattr(contract, allowed))
