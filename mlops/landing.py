@@ -278,7 +278,7 @@ def _read_tables(use_case: UseCase, files: Sequence[Path]) -> dict[str, pd.DataF
     tables = {}
     for table, path in found.items():
         spec = use_case.table(table)
-        frame = _read_file(path)
+        frame = read_file(path)
         try:
             frame = use_case.conform(table, frame)
         except UserError as err:
@@ -290,7 +290,8 @@ def _read_tables(use_case: UseCase, files: Sequence[Path]) -> dict[str, pd.DataF
                     f"are {', '.join(map(str, frame.columns)) or 'none'}"
                 )
         frame = frame.reset_index(drop=True)
-        frame[spec.timestamp_column] = _utc_times(frame[spec.timestamp_column], path, spec)
+        column = spec.timestamp_column
+        frame[column] = utc_times(frame[column], column, str(path))
         tables[table] = frame
     return tables
 
@@ -312,7 +313,7 @@ def _table_of(path: Path, use_case: UseCase) -> str:
     return name
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def read_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     kind = "parquet" if path.name.endswith(PARQUET_SUFFIXES) else "CSV"
@@ -329,14 +330,15 @@ def _read_file(path: Path) -> pd.DataFrame:
         raise UserError(f"{path}: not a readable {kind} file ({what})") from err
 
 
-def _utc_times(values: pd.Series, path: Path, spec: TableSpec) -> pd.Series:
-    """The column as UTC times (naive ones are UTC); a row without one is a `UserError`."""
-    column = spec.timestamp_column
+def utc_times(values: pd.Series, column: str, source: str) -> pd.Series:
+    """The column as UTC times: ISO 8601 (so 01/02 is never a guess), a time without an offset
+    is UTC. A row without a time, or a value that is not one, is a `UserError` naming the
+    source, the column and examples."""
     if pd.api.types.is_datetime64_any_dtype(values):
         times = values.dt.tz_localize(UTC) if values.dt.tz is None else values.dt.tz_convert(UTC)
     elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         raise UserError(
-            f"{path}: column '{column}' holds {values.dtype} values, not times (e.g. "
+            f"{source}: column '{column}' holds {values.dtype} values, not times (e.g. "
             f"{_examples(values.dropna())}); write ISO 8601 times such as 2026-01-01T12:30:00Z"
         )
     else:
@@ -353,8 +355,8 @@ def _utc_times(values: pd.Series, path: Path, spec: TableSpec) -> pd.Series:
                 f"(e.g. {_examples(values[unparsed])})"
             )
         raise UserError(
-            f"{path}: column '{column}' has {' and '.join(problems)}; every {spec.name} row "
-            "needs its time to be landed, e.g. 2026-01-01T12:30:00Z (without an offset: UTC)"
+            f"{source}: column '{column}' has {' and '.join(problems)}; every row needs its "
+            "time, e.g. 2026-01-01T12:30:00Z (without an offset: UTC)"
         )
     return times
 

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from mlops.errors import UserError
+from mlops.landing import CSV_SUFFIXES, PARQUET_SUFFIXES, read_file, utc_times
 
 MAX_CATEGORIES = 50  # more distinct strings than this: free text or an identifier, not a category
 MAX_SLICES = 3
@@ -129,11 +130,10 @@ class Inference:
 
 def read_sample(path: Path) -> pd.DataFrame:
     """The sample as `mlops land` reads it (same parser, same types, same missing values)."""
-    from mlops.landing import CSV_SUFFIXES, PARQUET_SUFFIXES, _read_file
 
     if not path.name.endswith((*CSV_SUFFIXES, *PARQUET_SUFFIXES)):
         raise UserError(f"{path}: not a CSV or parquet file (.csv, .csv.gz, .parquet)")
-    frame = _read_file(path)
+    frame = read_file(path)
     if frame.empty:
         raise UserError(f"{path}: holds no rows; a sample needs rows to infer from")
     frame.columns = [str(c) for c in frame.columns]
@@ -142,7 +142,6 @@ def read_sample(path: Path) -> pd.DataFrame:
 
 def table_name(path: Path) -> str:
     """The file's name without its format suffixes, as a lower-case identifier."""
-    from mlops.landing import CSV_SUFFIXES, PARQUET_SUFFIXES
 
     name = path.name
     for suffix in (*CSV_SUFFIXES, *PARQUET_SUFFIXES):
@@ -175,7 +174,7 @@ def infer(frame: pd.DataFrame, roles: Roles, table: str, source: str) -> Inferen
             "every row needs the entity it is about"
         )
     id_column = _id_column(frame, roles)
-    times = parse_times(frame[roles.timestamp], roles.timestamp)
+    times = utc_times(frame[roles.timestamp], roles.timestamp, "--timestamp")
     positive, negative, labels = label_mapping(frame[roles.label], roles.label)
     keys = {roles.entity, roles.timestamp, roles.label, id_column}
     features: dict[str, dict[str, Any]] = {}
@@ -293,33 +292,6 @@ def entity_name(column: str, table: str) -> str:
     name = safe_identifier(column, fallback=table)
     stripped = name.removesuffix("_id").removesuffix("_key")
     return table if stripped in ("id", "key") else stripped
-
-
-def parse_times(values: pd.Series, column: str) -> pd.Series:
-    """The column as UTC times, as `mlops land` reads it (a time without an offset is UTC);
-    a missing or unparseable value is a `UserError` naming the column and examples."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        times = values.dt.tz_localize(UTC) if values.dt.tz is None else values.dt.tz_convert(UTC)
-    elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise UserError(
-            f"timestamp column '{column}' holds {values.dtype} values, not times (e.g. "
-            f"{_examples(values.dropna())}); write times such as 2026-01-01T12:30:00Z"
-        )
-    else:
-        # format="mixed": what the contract's landing parses with (mlops.tabular).
-        times = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    missing = int(values.isna().sum())
-    unparsed = values[times.isna() & values.notna()]
-    if missing or len(unparsed):
-        problems = [f"{missing} empty value(s)"] if missing else []
-        if len(unparsed):
-            problems.append(f"{len(unparsed)} value(s) that do not parse as a time")
-        examples = f" (e.g. {_examples(unparsed)})" if len(unparsed) else ""
-        raise UserError(
-            f"timestamp column '{column}' has {' and '.join(problems)}{examples}: every row "
-            "needs its time, e.g. 2026-01-01T12:30:00Z (without an offset: UTC)"
-        )
-    return times
 
 
 def label_mapping(values: pd.Series, column: str) -> tuple[list[Any], list[Any], pd.Series]:

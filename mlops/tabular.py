@@ -249,7 +249,7 @@ def _conform(contract: TabularContract) -> Callable[[str, pd.DataFrame], pd.Data
                 kind = contract.entity.type if is_entity else contract.id_kind
                 landed[column] = _integers(values, column) if kind == "int" else _strings(values)
             elif column == contract.timestamp:
-                landed[column] = _timestamps(values, column)
+                landed[column] = values  # read as UTC by `mlops land`, as every table's time
             elif column == contract.label.column:
                 landed[column] = _labels(values, contract.label)
             else:
@@ -299,20 +299,6 @@ def _integers(values: pd.Series, column: str) -> pd.Series:
             f"({_examples(fractional)}); the contract says it is an integer"
         )
     return numbers.astype("Int64")
-
-
-def _timestamps(values: pd.Series, column: str) -> pd.Series:
-    """UTC times; a naive time is read as UTC. Unparseable or missing: a UserError."""
-    import pandas as pd
-
-    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    bad = values[parsed.isna()]
-    if len(bad):
-        raise UserError(
-            f"timestamp column '{column}' has {len(bad)} value(s) that are missing or do not "
-            f"parse as a time ({_examples(bad)})"
-        )
-    return parsed.dt.as_unit("us")
 
 
 def _labels(values: pd.Series, label: LabelMapping) -> pd.Series:
