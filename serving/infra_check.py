@@ -165,8 +165,13 @@ def golden_requests(settings: Settings, use_case: UseCase) -> list[dict[str, Any
         con.close()
     # JSON as a client would send it: integers stay integers, timestamps carry their zone.
     requests = json.loads(frame.convert_dtypes().to_json(orient="records", date_format="iso"))
-    unknown = {key: int(newest) + 1_000_000 for key, newest in zip(keys, newest_ids, strict=True)}
+    unknown = {key: _unseen(newest) for key, newest in zip(keys, newest_ids, strict=True)}
     return [*requests, *({**r, **unknown} for r in requests[:2])]
+
+
+def _unseen(newest: Any) -> Any:
+    """A key no ingested entity has: past the largest integer key, or the largest string's."""
+    return f"{newest}-unseen" if isinstance(newest, str) else int(newest) + 1_000_000
 
 
 def infra_check(settings: Settings, use_case: UseCase, version: str) -> InfraCheck:

@@ -23,7 +23,7 @@ from mlops.offline_store import OfflineStore, quoted
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from tests.conftest import _settings_at, built_once
-from tests.integration.conftest import TrainedWeek
+from tests.integration.conftest import INFRA_CHECK_P99_MS, TrainedWeek
 from tests.integration.helpers import (
     Served,
     copy_home,
@@ -41,7 +41,8 @@ BUNDLED = ("adclick", "diagnosis")
 def diagnosis_trained(
     tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 ) -> TrainedWeek:
-    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once."""
+    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted through
+    the infra check), once."""
 
     def build(directory: Path):
         from flows.ingest import ingest
@@ -50,6 +51,11 @@ def diagnosis_trained(
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
             settings = _settings_at(directory / "mlops-home", monkeypatch)
+            # Promoted as `mlops train` promotes: through the infra check (string keys).
+            monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "true")
+            monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK_P99_MS", INFRA_CHECK_P99_MS)
+            get_settings.cache_clear()
+            get_settings().apply()
             use_case = load_use_case("diagnosis")
             ingest(use_case_days(use_case, settings.landing_dir, days=14))
             report = train(search_trials=1)
