@@ -36,6 +36,7 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
         ),
         bootstrap=result.bootstrap,
         days=[_row(settings, day) for day in result.days],
+        has_oracle=use_case.oracle_column is not None,
         plot_svg=plot_svg(result.days),
         ui=settings.ui,
         home=settings.home,
@@ -96,7 +97,7 @@ def plot_svg(days: list[Day]) -> str:
                 label="refused (400)")  # fmt: skip
     traffic.set(ylabel="requests")
     quarantine.bar(x, [100 * d.quarantined / max(d.rows, 1) for d in days], color="#fb923c")
-    quarantine.set(ylabel="quarantined %")
+    quarantine.set(ylabel="quarantined %", ylim=(0, None))
     drift.plot(x, [100 * (d.drift_share or 0) for d in days], "o-", color="#7c3aed",
                label="inputs drifted %", ms=4)  # fmt: skip
     drift.plot(x, [100 * (d.score_drift or 0) for d in days], "s--", color="#0f766e",
