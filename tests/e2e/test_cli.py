@@ -45,11 +45,13 @@ def test_generate_ingest_and_read_features(cli) -> None:
     assert features["user_id"] == 1 and "user_ctr_7d" in features and "ad_category" in features
 
 
-def test_an_unreadable_batch_gets_one_clear_paragraph_and_a_non_zero_exit(cli, tmp_path) -> None:
-    from usecases.adclick.generator import generate
-
+def test_an_unreadable_batch_gets_one_clear_paragraph_and_a_non_zero_exit(
+    cli, tmp_path, use_case
+) -> None:
     # The batch is made in this process (`mlops generate` has its own test above).
-    (batch,) = generate(cli.home / "landing", start=date(2026, 1, 1), days=1, events_per_day=300)
+    (batch,) = use_case.generator.generate(
+        cli.home / "landing", start=date(2026, 1, 1), days=1, events_per_day=300
+    )
     (batch / "impressions.parquet").write_text("this is not parquet")
 
     code, result, stderr = cli("ingest", str(batch))

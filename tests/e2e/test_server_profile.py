@@ -227,10 +227,9 @@ def test_the_lifecycle_runs_through_the_worker_and_reports_to_the_servers(
     assert day["served"] > 0 and day["refused"] == 0
 
 
-def test_predictions_are_served_from_redis_with_the_api_key(stack: Stack, lifecycle: dict) -> None:
-    from mlops.usecase import load_use_case
-
-    use_case = load_use_case("adclick")
+def test_predictions_are_served_from_redis_with_the_api_key(
+    stack: Stack, lifecycle: dict, use_case
+) -> None:
     response = _json(stack.serving_url + "/predict", {"user_id": 1, "ad_id": 1}, bearer=API_KEY)
     assert 0 < response[use_case.score_name] < 1
     # A known entity: every stored feature came from Redis; only the request's own context
@@ -270,15 +269,15 @@ def test_up_bound_wider_without_credentials_refuses_to_start(tmp_path: Path) -> 
 
 
 def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
-    stack: Stack, lifecycle: dict
+    stack: Stack, lifecycle: dict, use_case
 ) -> None:
     from datetime import date
     from uuid import uuid4
 
-    from usecases.adclick.generator import generate
-
     # A new day lands; the scheduled ingest (no parameters: every pending batch) takes it.
-    generate(stack.home / "landing", start=date(2026, 3, 1), days=1, events_per_day=500)
+    use_case.generator.generate(
+        stack.home / "landing", start=date(2026, 3, 1), days=1, events_per_day=500
+    )
     deployment = stack.prefect("/deployments/name/ingest/ingest")
     run = stack.prefect(
         f"/deployments/{deployment['id']}/create_flow_run", {"name": f"drill-{uuid4().hex[:6]}"}

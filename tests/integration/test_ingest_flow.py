@@ -86,20 +86,17 @@ def test_reingesting_changes_nothing(settings, use_case, ingest) -> None:
 def test_a_crash_mid_way_then_a_rerun_leaves_no_duplicates(
     settings, use_case, ingest, monkeypatch
 ) -> None:
-    import usecases.adclick
-
     batches = land_days(settings.landing_dir, days=2)
     ingest(batches[:1])
 
     def crash(_inputs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(
-        usecases.adclick, "USE_CASE", dataclasses.replace(use_case, build_features=crash)
-    )
-    error, _ = ingest(batches[1:])
+    crashing = dataclasses.replace(use_case, build_features=crash)
+    with monkeypatch.context() as patched:  # the flow's use case, for this one run
+        patched.setattr("flows.ingest.active_use_case", lambda _settings: crashing)
+        error, _ = ingest(batches[1:])
     assert error is not None
-    monkeypatch.setattr(usecases.adclick, "USE_CASE", use_case)
 
     error, reports = ingest(batches[1:])
 

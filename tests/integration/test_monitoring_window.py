@@ -14,7 +14,7 @@ from mlops.offline_store import OfflineStore
 from mlops.reference import LABEL, SCORE
 from mlops.settings import Settings
 from monitoring.window import read_window
-from usecases.adclick import USE_CASE
+from tests.conftest import PINNED_USE_CASE
 
 START = datetime(2026, 1, 8, tzinfo=UTC)
 
@@ -36,16 +36,13 @@ def _record(impression_id: int, at: datetime, score: float, device: str | None) 
     }
 
 
-# A use case whose requests carry no context of their own reads the same window.
-WITHOUT_REQUEST_CONTEXT = replace(USE_CASE, request_columns=())
-
-
-@pytest.mark.parametrize(
-    "use_case", [USE_CASE, WITHOUT_REQUEST_CONTEXT], ids=["adclick", "no-context"]
-)
+@pytest.mark.parametrize("request_context", [True, False], ids=[PINNED_USE_CASE, "no-context"])
 def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
-    settings: Settings, use_case
+    settings: Settings, use_case, request_context: bool
 ) -> None:
+    if not request_context:
+        # A use case whose requests carry no context of their own reads the same window.
+        use_case = replace(use_case, request_columns=())
     at = [START + timedelta(hours=h) for h in range(4)]
     records = [
         _record(1, at[0], 0.1, "mobile"),
@@ -59,13 +56,13 @@ def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
     folder.mkdir(parents=True)
     (folder / "a.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
-    events = USE_CASE.events
+    events = use_case.events
     offline = OfflineStore(settings.offline_dir)
     labels = pd.DataFrame(
         {
             events.id_column: [1, 2, 3],
             events.timestamp_column: pd.to_datetime(at[:3]),
-            USE_CASE.label: [0, 1, 0],
+            use_case.label: [0, 1, 0],
         }
     )
     offline.write(offline.table_dir(events.name), "2026-01-08", labels)
@@ -88,14 +85,14 @@ def test_window_counts_each_event_once_and_joins_the_labels_that_arrived(
     assert {"device", "ad_position", "user_ctr_7d"} <= set(window.sample.columns)
 
 
-def test_window_without_a_log_is_empty(settings: Settings) -> None:
-    window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
+def test_window_without_a_log_is_empty(settings: Settings, use_case) -> None:
+    window = read_window(settings, use_case, START, START + timedelta(days=1), sample_rows=1000)
     assert window.rows == 0 and window.performance is None and window.sample.empty
 
 
-def test_a_window_is_named_by_the_day_it_judges(settings: Settings) -> None:
+def test_a_window_is_named_by_the_day_it_judges(settings: Settings, use_case) -> None:
     # The window that closes at midnight judges the day before: the day the traffic happened.
-    window = read_window(settings, USE_CASE, START, START + timedelta(days=1), sample_rows=1000)
+    window = read_window(settings, use_case, START, START + timedelta(days=1), sample_rows=1000)
     assert window.day == "2026-01-08"
     assert window.day_start == START
     assert window.summary()["day"] == "2026-01-08"

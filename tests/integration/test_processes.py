@@ -39,13 +39,13 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path: Path) -> None:
-    from usecases.adclick.generator import generate
-
+def test_a_killed_cli_leaves_no_prefect_server_behind(tmp_path: Path, use_case) -> None:
     env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
     env.pop("PREFECT_API_URL", None)  # the CLI starts its own ephemeral server
     # A day to ingest (in this process: `mlops generate` is not under test here).
-    generate(tmp_path / "home" / "landing", start=date(2026, 1, 1), days=1, events_per_day=200)
+    use_case.generator.generate(
+        tmp_path / "home" / "landing", start=date(2026, 1, 1), days=1, events_per_day=200
+    )
     cli = subprocess.Popen(
         [MLOPS, "ingest", str(tmp_path / "home" / "landing")],
         env=env,

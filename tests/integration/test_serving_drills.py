@@ -42,7 +42,7 @@ import schemathesis
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from serving.process import ServiceProcess, free_port, start_service
-from tests.conftest import START, WEEK_DAYS
+from tests.conftest import PINNED_USE_CASE, START, WEEK_DAYS
 from tests.integration.conftest import TrainedWeek
 from tests.integration.helpers import copy_home
 
@@ -76,9 +76,7 @@ class Drilled:
 
     def land_day(self, offset: int) -> Path:
         """A day after the ingested week (`offset` 0 is the day after it), landed."""
-        from usecases.adclick.generator import generate
-
-        [batch] = generate(
+        [batch] = self.use_case.generator.generate(
             self.settings.landing_dir,
             start=START + timedelta(days=WEEK_DAYS + offset),
             days=1,
@@ -106,6 +104,7 @@ def drilled(
     trained_week: TrainedWeek, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 ) -> Iterator[Drilled]:
     """The drills break and change the stores: a private copy of the trained week (v1)."""
+    use_case = load_use_case(PINNED_USE_CASE)
     home = copy_home(trained_week.home, tmp_path_factory.mktemp("drills") / "mlops-home")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MLOPS_HOME", str(home))
@@ -119,7 +118,7 @@ def drilled(
         )
         try:
             with httpx.Client(base_url=service.url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
-                yield Drilled(settings, load_use_case("adclick"), service, client, prefect_api_url)
+                yield Drilled(settings, use_case, service, client, prefect_api_url)
         finally:
             assert service.stop(timeout=WAIT_SECONDS) == 0, f"see {service.log_path}"
     get_settings.cache_clear()

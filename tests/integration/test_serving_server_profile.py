@@ -32,7 +32,7 @@ from pydantic import SecretStr
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from serving.process import ServiceProcess, free_port, start_service
-from tests.conftest import START
+from tests.conftest import PINNED_USE_CASE, START
 
 pytestmark = pytest.mark.integration
 
@@ -148,8 +148,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> Iter
     from flows.ingest import ingest
     from flows.train import train
     from mlops.databases import drop_databases
-    from usecases.adclick.generator import generate
 
+    use_case = load_use_case(PINNED_USE_CASE)
     root = tmp_path_factory.mktemp("server-profile")
     (root / "redis").mkdir()
     redis_server = RedisServer(free_port(), root / "redis")
@@ -171,13 +171,13 @@ def home(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> Iter
         os.environ.update(environment)
         get_settings.cache_clear()
         settings = get_settings().apply()
-        batches = generate(
+        batches = use_case.generator.generate(
             settings.landing_dir, start=START, days=DAYS, events_per_day=EVENTS_PER_DAY, seed=11
         )
         ingest(batches)
         report = train(search_trials=1)
         assert report.decision == "promoted", report.reason
-        yield ServerHome(settings, load_use_case("adclick"), redis_server, report.version)
+        yield ServerHome(settings, use_case, redis_server, report.version)
     finally:
         redis_server.kill()
         if settings is not None:

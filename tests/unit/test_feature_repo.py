@@ -6,17 +6,18 @@ import pytest
 
 from mlops.feature_store import repo_config
 from mlops.settings import PROJECT_ROOT, Settings
-from mlops.usecase import load_use_case
 
 
-def test_feature_store_yaml_matches_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_feature_store_yaml_matches_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_case
+):
     from feast.repo_config import load_repo_config
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
-    monkeypatch.setenv("MLOPS_USE_CASE", "adclick")
+    monkeypatch.setenv("MLOPS_USE_CASE", use_case.name)
     repo = PROJECT_ROOT / "feature_repo"
     from_yaml = load_repo_config(repo, repo / "feature_store.yaml")
-    from_code = repo_config(Settings(home=tmp_path), load_use_case("adclick"))
+    from_code = repo_config(Settings(home=tmp_path), use_case)
 
     assert from_yaml.project == from_code.project
     assert from_yaml.registry.path == from_code.registry.path

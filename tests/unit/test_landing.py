@@ -17,9 +17,10 @@ from mlops.landing import (
     validate_batch_id,
     write_batch,
 )
-from mlops.usecase import UseCase, load_use_case
-from usecases.adclick.contract import TABLES
+from mlops.usecase import load_use_case
+from tests.conftest import PINNED_USE_CASE
 
+TABLES = load_use_case(PINNED_USE_CASE).tables
 CLOSED = datetime(2026, 1, 2, tzinfo=UTC)
 
 
@@ -110,12 +111,7 @@ def test_a_manifest_or_folder_with_an_unsafe_id_is_refused_before_reading(tmp_pa
         expand_batch_paths([tmp_path / "zone"])
 
 
-# `mlops land`: a user's files become day batches (the adclick use case, as loaded by name).
-
-
-@pytest.fixture(scope="module")
-def use_case() -> UseCase:
-    return load_use_case("adclick")
+# `mlops land`: a user's files become day batches (the pinned use case: `use_case`, adclick).
 
 
 def _tables() -> dict[str, pd.DataFrame]:

@@ -25,7 +25,9 @@ from mlops.lifecycle import (
 )
 from mlops.settings import Settings
 from mlops.usecase import UseCase, load_use_case
-from usecases.adclick import USE_CASE
+from tests.conftest import PINNED_USE_CASE
+
+USE_CASE = load_use_case(PINNED_USE_CASE)
 
 
 def test_a_run_shorter_than_the_bootstrap_is_refused(tmp_path) -> None:
@@ -53,7 +55,7 @@ def test_a_batch_lands_whole_and_only_once(tmp_path) -> None:
 
 
 def _without_simulator(**changes) -> UseCase:
-    return replace(load_use_case("adclick"), generator=None, **changes)
+    return replace(USE_CASE, generator=None, **changes)
 
 
 def _land_days(landing: Path, days: int, first: date = date(2026, 1, 1)) -> list[Path]:
@@ -85,7 +87,8 @@ def test_a_use_case_without_simulator_refuses_what_only_a_simulation_has() -> No
     told = check_scenario(use_case, Scenario())
     assert told.source == "landing zone" and told.days is None
     assert told.drift_day is None and told.incident_day is None  # real data: nothing injected
-    with pytest.raises(UserError, match="--scenario and --events-per-day: use case 'adclick' has"):
+    refused = f"--scenario and --events-per-day: use case '{PINNED_USE_CASE}' has"
+    with pytest.raises(UserError, match=refused):
         check_scenario(use_case, Scenario(scenario="concept-drift", events_per_day=100))
     assert check_scenario(_without_simulator(data_files=(Path("x.csv"),)), Scenario()).source == (
         "data files"

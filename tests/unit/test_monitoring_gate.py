@@ -7,11 +7,12 @@ from dataclasses import replace
 import pytest
 
 from mlops.card import MonitoringGate
+from mlops.usecase import load_use_case
 from monitoring.gate import Signals, decide
 from monitoring.history import History
-from usecases.adclick import USE_CASE
+from tests.conftest import PINNED_USE_CASE
 
-GATE: MonitoringGate = USE_CASE.card.gates.monitoring
+GATE: MonitoringGate = load_use_case(PINNED_USE_CASE).card.gates.monitoring
 
 HEALTHY = Signals(
     rows=20_000,

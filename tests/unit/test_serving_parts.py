@@ -19,10 +19,9 @@ from models.dataset import TimeWindows, TrainingSet, serving_defaults
 from models.promotion import Check, PromotionDecision, with_infra_check
 from serving.infra_check import Latency
 from serving.prediction_log import PredictionLog, Served
-from usecases.adclick import USE_CASE
 
 
-def test_defaults_fill_only_what_training_never_missed():
+def test_defaults_fill_only_what_training_never_missed(use_case):
     start = datetime(2026, 1, 1, tzinfo=UTC)
     windows = TimeWindows(
         start, start + timedelta(days=5), start + timedelta(days=6), start + timedelta(days=7)
@@ -39,7 +38,7 @@ def test_defaults_fill_only_what_training_never_missed():
     training_set = TrainingSet(
         frame, windows, "event_timestamp", feature_columns=("user_country", "user_ctr_7d")
     )
-    assert serving_defaults(training_set, USE_CASE) == {
+    assert serving_defaults(training_set, use_case) == {
         "device": "mobile",
         "ad_position": 2,
         "user_country": "US",
@@ -114,15 +113,15 @@ def test_prediction_log_writes_every_record_before_close_returns(tmp_path):
     assert len({r["request_id"] for r in records}) == 150
 
 
-def test_event_times_outside_the_contract_are_refused_naming_the_field_and_item():
+def test_event_times_outside_the_contract_are_refused_naming_the_field_and_item(use_case):
     from pydantic import BaseModel, ValidationError
 
     from serving.http_limits import earliest_event, with_time_bounds
 
-    earliest = earliest_event(USE_CASE)
+    earliest = earliest_event(use_case)
     assert earliest == datetime(2000, 1, 1, tzinfo=UTC)  # the events suite's lower bound
-    request = with_time_bounds(USE_CASE.request_model, "event_timestamp", earliest)
-    assert request.__name__ == USE_CASE.request_model.__name__
+    request = with_time_bounds(use_case.request_model, "event_timestamp", earliest)
+    assert request.__name__ == use_case.request_model.__name__
 
     class Batch(BaseModel):
         requests: list[request]  # type: ignore[valid-type]

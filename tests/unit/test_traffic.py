@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from serving.traffic import _invalid_items, requests_for
-from usecases.adclick import USE_CASE
 
 
-def test_requests_carry_the_request_fields_only_as_json_values() -> None:
+def test_requests_carry_the_request_fields_only_as_json_values(use_case) -> None:
     events = pd.DataFrame(
         {
             "impression_id": [1, 2],
@@ -21,7 +20,7 @@ def test_requests_carry_the_request_fields_only_as_json_values() -> None:
             "click_probability": [0.1, 0.2],
         }
     )
-    first, second = requests_for(events, USE_CASE)
+    first, second = requests_for(events, use_case)
     assert set(first) == {"impression_id", "event_timestamp", "user_id", "ad_id", "device",
                           "ad_position"}  # fmt: skip
     assert first["event_timestamp"] == "2026-01-08T10:00:00+00:00"
