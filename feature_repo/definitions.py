@@ -10,6 +10,4 @@ from mlops.usecase import active_use_case
 
 _settings = get_settings()
 # Feast's CLI collects module-level objects.
-globals().update(
-    {obj.name: obj for obj in feast_objects(_settings, active_use_case(_settings))}
-)
+globals().update({obj.name: obj for obj in feast_objects(_settings, active_use_case(_settings))})
