@@ -385,7 +385,7 @@ def features(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        row = _entity_row(ctx.args, use_case.entity_keys)
+        row = _entity_row(ctx.args, use_case)
         from mlops.feature_store import online_features, open_store
 
         values = online_features(open_store(settings, use_case), use_case, row)
@@ -846,7 +846,11 @@ def _reason(text: str) -> str:
     return text.strip()
 
 
-def _entity_row(args: list[str], keys: tuple[str, ...]) -> dict[str, Any]:
+def _entity_row(args: list[str], use_case: UseCase) -> dict[str, Any]:
+    """Entity keys from `--key-name VALUE` pairs, typed as the request schema types them (a
+    string key such as "00042" stays a string)."""
+    keys = use_case.entity_keys
+    fields = use_case.request_model.model_fields
     allowed = {f"--{k.replace('_', '-')}": k for k in keys}
     usage = " ".join(f"{flag} VALUE" for flag in allowed)
     if len(args) % 2 or not args:
@@ -855,7 +859,8 @@ def _entity_row(args: list[str], keys: tuple[str, ...]) -> dict[str, Any]:
     for flag, value in zip(args[::2], args[1::2], strict=True):
         if flag not in allowed:
             raise UserError(f"unknown option {flag}; expected {usage}")
-        row[allowed[flag]] = int(value) if value.lstrip("-").isdigit() else value
+        is_int = fields[allowed[flag]].annotation is int
+        row[allowed[flag]] = int(value) if is_int and value.lstrip("-").isdigit() else value
     if missing := [k for k in keys if k not in row]:
         raise UserError(f"missing {', '.join(missing)}; expected {usage}")
     return row

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -16,33 +15,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def cli(tmp_path: Path, prefect_api_url: str):
     return cli_runner(tmp_path / "home", prefect_api_url)
-
-
-@pytest.fixture
-def cli_on_week(tmp_path: Path, prefect_api_url: str, ingested_week: Path):
-    """The CLI on a copy of an ingested week, ready to train."""
-    home = tmp_path / "home"
-    shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
-    return cli_runner(home, prefect_api_url)
-
-
-def test_generate_ingest_and_read_features(cli) -> None:
-    code, generated, _ = cli("generate", "--days", "2", "--events-per-day", "800", "--seed", "3")
-    assert code == 0
-    assert len(generated["batches"]) == 2
-
-    # One call: re-ingesting and single-batch reports are covered by the integration tests.
-    code, ingested, _ = cli("ingest", str(cli.home / "landing"))
-    assert code == 0
-    assert {r["status"] for r in ingested["batches"]} == {"ingested"}
-    assert ingested["offline_rows"] == 1600
-    assert {"batch_id", "rows", "valid", "quarantined", "quarantine_path"} <= set(
-        ingested["batches"][0]
-    )
-
-    code, features, _ = cli("features", "--user-id", "1", "--ad-id", "1")
-    assert code == 0
-    assert features["user_id"] == 1 and "user_ctr_7d" in features and "ad_category" in features
 
 
 def test_an_unreadable_batch_gets_one_clear_paragraph_and_a_non_zero_exit(
@@ -94,33 +66,6 @@ def test_an_unknown_use_case_is_refused_with_the_valid_names(cli) -> None:
     code, result, _ = cli("settings", env={"MLOPS_USE_CASE": "no-such-case"})
     assert code == 2 and "no use case 'no-such-case'" in result["error"]
     assert "adclick" in result["error"]
-
-
-def test_train_prints_the_report_and_a_refused_override_exits_cleanly(cli_on_week) -> None:
-    code, report, _ = cli_on_week("train", "--search-trials", "1")
-    assert code == 0
-    assert {
-        "run_id",
-        "model_name",
-        "version",
-        "metrics",
-        "baseline_metrics",
-        "oracle_metrics",
-        "champion_metrics",
-        "decision",
-        "reason",
-    } <= set(report)
-    assert set(report["baseline_metrics"]) == {"prior", "logistic"}
-    assert set(report["metrics"]) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
-    assert report["decision"] == "promoted"
-
-    code, result, stderr = cli_on_week("promote", report["version"], "--reason", "again")
-    assert code == 2 and "already @champion" in result["error"]
-    assert "Traceback" not in stderr
-
-    code, result, stderr = cli_on_week("monitor", "--as-of", "2020-01-01")
-    assert code == 2 and "outside the ingested data" in result["error"]
-    assert "Traceback" not in stderr
 
 
 def test_a_corrupt_registry_is_one_paragraph_and_the_log_path(cli) -> None:

@@ -20,7 +20,7 @@ from tests.e2e.helpers import cli_runner
 from tests.integration.helpers import start_serving, stop_serving
 
 pytestmark = pytest.mark.e2e
-DAYS, ROWS_PER_DAY = 10, 300
+DAYS, ROWS_PER_DAY = 8, 250
 
 
 def accounts(path: Path, seed: int = 3) -> pd.DataFrame:
@@ -77,17 +77,36 @@ def test_a_new_table_goes_from_sample_to_served_and_monitored(
     code, ingested, stderr = cli("ingest", str(cli.home / "landing"))
     assert code == 0, stderr
     assert ingested["offline_rows"] == len(table)  # every row stored: none quarantined
+    assert {b["status"] for b in ingested["batches"]} == {"ingested"}
     assert sum(b["quarantined"] for b in ingested["batches"]) == 0
+    assert {"batch_id", "rows", "valid", "quarantined", "quarantine_path"} <= set(
+        ingested["batches"][0]
+    )
+
+    known = table.iloc[-1]
+    code, features, stderr = cli("features", "--AccountKey", known["AccountKey"])
+    assert code == 0, stderr
+    assert features["Plan"] == known["Plan"] and features["Seats"] == known["Seats"]
 
     code, trained, stderr = cli("train", "--search-trials", "1")
     assert code == 0, stderr
     assert trained["decision"] == "promoted", trained["reason"]
+    assert set(trained["baseline_metrics"]) == {"prior", "logistic"}
+    assert set(trained["metrics"]) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
+    assert trained["oracle_metrics"] is None  # a real table knows no true probability
+    assert {"run_id", "version", "champion_metrics", "noise", "warnings"} <= set(trained)
 
-    last_day = table[table["OpenedAt"] >= "2026-03-10"]
+    # What needs no flow is refused before one runs, in one paragraph.
+    code, result, stderr = cli("promote", trained["version"], "--reason", "again")
+    assert code == 2 and "already @champion" in result["error"]
+    code, result, stderr = cli("monitor", "--as-of", "2020-01-01")
+    assert code == 2 and "outside the ingested data" in result["error"]
+    assert "Traceback" not in stderr
+
+    last_day = table[table["OpenedAt"] >= "2026-03-08"]
     process, started = start_serving(cli.env)
     url = started["url"]
     try:
-        known = last_day.iloc[0]
         status, answer = post(url, "/predict", {"AccountKey": known["AccountKey"]})
         assert status == 200, answer
         assert 0 < answer["churned_probability"] < 1 and answer["missing_features"] == []

@@ -23,7 +23,7 @@ from mlops.offline_store import OfflineStore, quoted
 from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, load_use_case
 from tests.conftest import _settings_at, built_once
-from tests.integration.conftest import INFRA_CHECK_P99_MS, TrainedWeek
+from tests.integration.conftest import TrainedWeek
 from tests.integration.helpers import (
     Served,
     copy_home,
@@ -41,8 +41,8 @@ BUNDLED = ("adclick", "diagnosis")
 def diagnosis_trained(
     tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 ) -> TrainedWeek:
-    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted through
-    the infra check), once."""
+    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once.
+    Without the infra check's service (the served tests below start one)."""
 
     def build(directory: Path):
         from flows.ingest import ingest
@@ -51,11 +51,6 @@ def diagnosis_trained(
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
             settings = _settings_at(directory / "mlops-home", monkeypatch)
-            # Promoted as `mlops train` promotes: through the infra check (string keys).
-            monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "true")
-            monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK_P99_MS", INFRA_CHECK_P99_MS)
-            get_settings.cache_clear()
-            get_settings().apply()
             use_case = load_use_case("diagnosis")
             ingest(use_case_days(use_case, settings.landing_dir, days=14))
             report = train(search_trials=1)
@@ -185,3 +180,15 @@ def test_served_features_equal_the_training_pipelines(served) -> None:
     np.testing.assert_allclose(
         [logged[i]["score"] for i in ids], predict(booster, training_inputs), atol=1e-6
     )
+
+
+def test_the_infra_checks_golden_requests_are_valid_requests(served) -> None:
+    """Newest events and unseen entities, whatever the key type (diagnosis: strings)."""
+    from serving.infra_check import golden_requests
+
+    use_case, service = served
+    requests = golden_requests(service.settings, use_case)
+    known = {tuple(r[k] for k in use_case.entity_keys) for r in requests[:-2]}
+    for request in requests:
+        use_case.request_model.model_validate_json(json.dumps(request))
+    assert not {tuple(r[k] for k in use_case.entity_keys) for r in requests[-2:]} & known

@@ -2,12 +2,16 @@ import pytest
 
 from mlops.cli import _entity_row
 from mlops.errors import UserError
+from mlops.usecase import load_use_case
 
-KEYS = ("user_id", "ad_id")
+
+def test_entity_options_map_to_join_keys(use_case) -> None:
+    assert _entity_row(["--user-id", "3", "--ad-id", "7"], use_case) == {"user_id": 3, "ad_id": 7}
 
 
-def test_entity_options_map_to_join_keys() -> None:
-    assert _entity_row(["--user-id", "3", "--ad-id", "7"], KEYS) == {"user_id": 3, "ad_id": 7}
+def test_a_string_key_of_digits_stays_a_string() -> None:
+    diagnosis = load_use_case("diagnosis")
+    assert _entity_row(["--patient-id", "00042"], diagnosis) == {"patient_id": "00042"}
 
 
 @pytest.mark.parametrize(
@@ -19,6 +23,6 @@ def test_entity_options_map_to_join_keys() -> None:
         (["--user-id"], "expected"),
     ],
 )
-def test_bad_entity_options_get_a_clear_message(args: list[str], message: str) -> None:
+def test_bad_entity_options_get_a_clear_message(use_case, args: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
-        _entity_row(args, KEYS)
+        _entity_row(args, use_case)
