@@ -32,9 +32,7 @@ SHARED_PREFECT_API_URL = "MLOPS_TESTS_PREFECT_API_URL"
 LONGEST_FIRST = (
     "tests/e2e/test_server_profile.py",
     "tests/e2e/test_lifecycle.py",
-    "tests/e2e/test_onboarding.py",
     "tests/integration/test_mlflow_outage.py",
-    "tests/integration/test_bundled_use_cases.py",
     "tests/e2e/test_cli.py",
 )
 T = TypeVar("T")

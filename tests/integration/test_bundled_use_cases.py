@@ -52,7 +52,8 @@ def diagnosis_trained(
             monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
             settings = _settings_at(directory / "mlops-home", monkeypatch)
             use_case = load_use_case("diagnosis")
-            ingest(use_case_days(use_case, settings.landing_dir, days=14))
+            days = use_case.card.training.span_days  # what its first model trains on
+            ingest(use_case_days(use_case, settings.landing_dir, days=days))
             report = train(search_trials=1)
         get_settings.cache_clear()
         assert report.decision == "promoted", report.reason
