@@ -27,6 +27,7 @@ import yaml
 
 from mlops.errors import UserError
 from mlops.landing import CSV_SUFFIXES, PARQUET_SUFFIXES, read_file, utc_times
+from mlops.tabular import MAX_INT_KEY, TabularContract, label_key
 
 MAX_CATEGORIES = 50  # more distinct strings than this: free text or an identifier, not a category
 MAX_SLICES = 3
@@ -251,7 +252,6 @@ def _check_roles(frame: pd.DataFrame, roles: Roles) -> None:
 
 def _key_kind(values: pd.Series) -> Kind:
     """int when every value is a whole number (a JSON client keeps it exact), else string."""
-    from mlops.tabular import MAX_INT_KEY
 
     present = values.dropna()
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
@@ -301,7 +301,7 @@ def label_mapping(values: pd.Series, column: str) -> tuple[list[Any], list[Any],
     found = [_native(v) for v in present.drop_duplicates().tolist()]
     if not found:
         raise UserError(f"label column '{column}' is empty in every row of the sample")
-    keys = {_label_key(v) for v in found}
+    keys = {label_key(v) for v in found}
     pair = next(((n, p, q) for n, p, q in LABEL_PAIRS if keys <= p | q), None)
     if pair is None:
         raise UserError(
@@ -310,21 +310,16 @@ def label_mapping(values: pd.Series, column: str) -> tuple[list[Any], list[Any],
             "and 0; map the column to one of those pairs first"
         )
     name, yes, no = pair
-    positive = [v for v in found if _label_key(v) in yes]
-    negative = [v for v in found if _label_key(v) in no]
+    positive = [v for v in found if label_key(v) in yes]
+    negative = [v for v in found if label_key(v) in no]
     if not positive or not negative:
         raise UserError(
             f"label column '{column}' holds only {_examples(present)} ({len(present)} labelled "
             f"rows): the sample needs both classes of {name} to learn and to draft the gates"
         )
-    ones = {_label_key(v) for v in positive}
-    labels = values.map(lambda v: None if pd.isna(v) else int(_label_key(v) in ones))
+    ones = {label_key(v) for v in positive}
+    labels = values.map(lambda v: None if pd.isna(v) else int(label_key(v) in ones))
     return positive, negative, labels
-
-
-def _label_key(value: Any) -> str:
-    """A label value compared as mlops.tabular's landing does: as text, case-insensitively."""
-    return str(value).strip().lower()
 
 
 def _native(value: Any) -> Any:
@@ -979,7 +974,6 @@ def write_use_case(
     name: str, source: Path, root: Path, roles: Roles, force: bool = False
 ) -> Scaffold:
     """Infer a use case from the sample at `source` and write its files under `root`."""
-    from mlops.tabular import TabularContract
 
     package = check_name(name, root, force)
     frame = read_sample(source)

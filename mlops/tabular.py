@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import pandas as pd  # loaded with mlops.model_inputs anyway
 import yaml
 from pydantic import (
     AwareDatetime,
@@ -35,8 +36,6 @@ from mlops.usecase import FeatureInputs, TableSpec, UseCase
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
-
 MAX_INT_KEY = 2**53  # integer keys stay exact in every JSON client
 MAX_STRING_KEY = 256
 FEATURE_TTL = timedelta(days=3650)  # an entity's last known values stay its values
@@ -235,8 +234,6 @@ def _conform(contract: TabularContract) -> Callable[[str, pd.DataFrame], pd.Data
         """A user's table as the contract lands it: its columns, typed, the label as 1/0.
         A value that cannot be typed is a UserError naming the column (rows the suite would
         refuse, e.g. a category outside its values, land as they are and are quarantined)."""
-        import pandas as pd
-
         wanted = list(dict.fromkeys([contract.id, contract.entity.column, contract.timestamp]))
         wanted += [contract.label.column, *contract.features]
         if missing := [c for c in wanted if c not in frame.columns]:
@@ -270,16 +267,12 @@ def _examples(values: pd.Series) -> str:
 
 
 def _strings(values: pd.Series) -> pd.Series:
-    import pandas as pd
-
     text = values.astype("string")
     # A CSV reads 'True' and 'False' as booleans: spelled back as they were written.
     return text.where(values.notna(), pd.NA).astype(pd.StringDtype("pyarrow"))
 
 
 def _floats(values: pd.Series, column: str) -> pd.Series:
-    import pandas as pd
-
     numbers = pd.to_numeric(values, errors="coerce")
     bad = values[numbers.isna() & values.notna()]
     if len(bad):
@@ -303,10 +296,8 @@ def _integers(values: pd.Series, column: str) -> pd.Series:
 
 def _labels(values: pd.Series, label: LabelMapping) -> pd.Series:
     """1 for a positive value, 0 for a negative one, missing for a label not known yet."""
-    import pandas as pd
-
-    mapping = {_key(v): 1 for v in label.positive} | {_key(v): 0 for v in label.negative}
-    mapped = values.map(lambda v: mapping.get(_key(v)) if pd.notna(v) else None)
+    mapping = {label_key(v): 1 for v in label.positive} | {label_key(v): 0 for v in label.negative}
+    mapped = values.map(lambda v: mapping.get(label_key(v)) if pd.notna(v) else None)
     bad = values[mapped.isna() & values.notna()]
     if len(bad):
         raise UserError(
@@ -317,7 +308,7 @@ def _labels(values: pd.Series, label: LabelMapping) -> pd.Series:
     return mapped.astype("Int64")
 
 
-def _key(value: Any) -> str:
+def label_key(value: Any) -> str:
     """Label values compared as text, case-insensitively: True, 'true' and 'TRUE' are one, and
     1, 1.0 (an integer column with a gap, read by pandas) and '1' too."""
     if isinstance(value, float) and value.is_integer():
