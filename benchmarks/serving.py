@@ -47,7 +47,7 @@ from serving.process import free_port, start_service
 
 log = logging.getLogger("benchmarks.serving")
 
-RATES = (50, 100, 200, 300, 400, 600, 800, 1200, 1600)
+RATES = (50, 100, 200, 400, 600, 800, 1000, 1200, 1600, 2000, 2400, 3200)
 EVENTS_PER_DAY = 20_000
 DISTINCT_REQUESTS = 2_000
 START = date(2026, 1, 1)
@@ -158,6 +158,7 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
     encoded = scorer.score(model, requests).matrix  # what the floor and the peer are given
     lookup = _lookup_ms(scorer, requests)
 
+    workers = settings.serving.workers  # the floor and the peer get as many as ours
     workdir = settings.home / "serving-benchmark"  # removed with the benchmark's home
     workdir.mkdir()
     results: dict[str, list[dict[str, Any]]] = {}
@@ -182,6 +183,7 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
             "uvicorn",
             "benchmarks.floor_app:app",
             "--no-access-log",
+            *("--workers", str(workers)),
             "--log-level",
             "warning",
         ],
@@ -208,8 +210,7 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
             str(peer_model),
             "--env-manager",
             "local",
-            "-w",
-            "1",
+            *("-w", str(workers)),
         ],
         {},
         workdir / "peer.log",
@@ -222,6 +223,7 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
 
     return {
         "profile": settings.profile,
+        "workers": workers,
         "online_lookup_ms": lookup,
         **_summary(
             results,

@@ -149,9 +149,12 @@ def _tell(
         "run_url": trained.run_url,
     }
     on_progress(f"v{trained.version} is @champion; starting the prediction service")
-    # The service polls for a new champion every second: the next day is served by it.
+    # The service polls for a new champion every second: the next day is served by it. The
+    # replay sends one batch at a time: one worker serves it, and swaps models for all of it.
     service = start_service(
-        settings, port=free_port(), overrides={"MLOPS_SERVING__POLL_SECONDS": "1"}
+        settings,
+        port=free_port(),
+        overrides={"MLOPS_SERVING__POLL_SECONDS": "1", "MLOPS_SERVING__WORKERS": "1"},
     )
     days: list[Day] = []
     try:

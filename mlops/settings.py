@@ -43,7 +43,11 @@ class ServingSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Server processes (default: one per core).",
+    )
     # `registry`: follow @champion (or serve `model_version` if set: the infra check pins its
     # candidate so); `bento`: the model packaged with the bento (`mlops package`).
     model_source: Literal["registry", "bento"] = "registry"
@@ -53,7 +57,18 @@ class ServingSettings(BaseModel):
     )
     max_batch: int = Field(default=256, ge=1, description="Largest /predict_batch request.")
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
-    max_concurrency: int = Field(default=64, ge=1, description="Requests in flight; then 429.")
+    max_concurrency: int = Field(
+        default=256, ge=1, description="Requests in flight (across workers); then 429."
+    )
+    batch_max_size: int = Field(
+        default=64, ge=1, description="Most requests scored in one call (micro-batching)."
+    )
+    batch_wait_ms: float = Field(
+        default=0,
+        ge=0,
+        description="How long a batch that is not full waits for more requests (0: it takes "
+        "what queued while the previous batch was scored).",
+    )
     timeout_seconds: float = Field(default=2, gt=0, description="Then 504.")
     log_flush_seconds: float = Field(default=0.5, gt=0, description="Prediction log batching.")
     prediction_log_dir: Path | None = Field(default=None, description="Default: HOME/predictions.")

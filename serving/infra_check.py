@@ -10,10 +10,10 @@ so the check never touches the live log.
 
 Latency is judged on what the model adds, not on what the machine suffers. Sequential `/predict`
 requests are interleaved, one for one, with `/floor` requests: the same body, the same
-validation, event loop and thread-pool hop, but no features, no model, no log. Each golden
-request is sent ~34 times to each route. Load only ever adds time, to the model's own work too
-(a preempted booster is a slower booster), so the fastest of those repetitions is what the work
-costs; the floor's fastest is what the service costs without the model:
+validation, event loop and hop to the scoring thread, but no features, no model, no log. Each
+golden request is sent ~34 times to each route. Load only ever adds time, to the model's own
+work too (a preempted booster is a slower booster), so the fastest of those repetitions is what
+the work costs; the floor's fastest is what the service costs without the model:
 
     added(request) = min(/predict of request) - min(/floor of request)
     adjusted       = max over golden requests of added(request)     the slowest request's cost
@@ -192,6 +192,8 @@ def start_candidate(settings: Settings, version: str) -> ServiceProcess:
     overrides = {
         "MLOPS_SERVING__MODEL_VERSION": str(version),
         "MLOPS_SERVING__PREDICTION_LOG_DIR": str(workdir / "predictions"),
+        # One request at a time is measured: a second worker would only cost its start-up.
+        "MLOPS_SERVING__WORKERS": "1",
         # The drill hook (0 unless a test or a drill set it), passed on explicitly.
         "MLOPS_SERVING__FAULT_SCORING_SPIN_MS": str(settings.serving.fault_scoring_spin_ms),
     }

@@ -120,6 +120,9 @@ class _View:
     key_types: list[Any]  # feast ValueType per join key
     features: list[str]
     feature_types: list[Any]  # feast ValueType per feature
+    sqlite_table: str  # the view's table in a SQLite store, quoted
+    redis_fields: list[bytes]  # the features' fields in a Redis store's hashes
+    serialized: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # entity -> key
 
 
 class OnlineFeatures:
@@ -159,21 +162,33 @@ class OnlineFeatures:
         service = next(
             d for d in definitions if isinstance(d, FeatureService) and d.name == feature_service
         )
-        self.views = [
-            _View(
-                views[p.name],
-                [entities[e].join_key for e in views[p.name].entities],
-                [entities[e].value_type for e in views[p.name].entities],
-                [f.name for f in p.features],
-                [f.dtype.to_value_type() for f in p.features],
+        from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+
+        versioned = config.registry.enable_online_feature_view_versioning
+        self.views = []
+        for projection in service.feature_view_projections:
+            view = views[projection.name]
+            name = compute_versioned_name(view, versioned)  # as Feast's stores name it
+            table = f"{config.project}_{name}"  # the SQLite store's table
+            self.views.append(
+                _View(
+                    view,
+                    [entities[e].join_key for e in view.entities],
+                    [entities[e].value_type for e in view.entities],
+                    [f.name for f in projection.features],
+                    [f.dtype.to_value_type() for f in projection.features],
+                    '"' + table.replace('"', '""') + '"',
+                    # Feast's Redis field for a feature: a hash of "<view>:<feature>".
+                    [_mmh3(f"{name}:{f.name}") for f in projection.features],
+                )
             )
-            for p in service.feature_view_projections
-        ]
         self.columns = tuple(name for v in self.views for name in v.features)
         self._lock = threading.Lock()
         self._online: OnlineStore | None = None
         self._identity: tuple[int, int] | None = None  # the store file this connection opened
         self._held: dict[str, EntityKey] = {}  # view -> a key the probe found it holds (Redis)
+        self._project = config.project.encode()  # Feast's Redis keys end with it
+        self._decoded_values: dict[tuple[Any, bytes], Any] = {}
 
     @property
     def path(self) -> Path | None:
@@ -218,26 +233,76 @@ class OnlineFeatures:
             raise StoreUnavailable(f"cannot read the online store: {_describe(err)}") from err
 
     def _read(self, online: OnlineStore, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import python_values_to_proto_values
-
         values: dict[str, list[Any]] = {}
         for v in self.views:
             keys = [tuple(row[k] for k in v.join_keys) for row in rows]
             unique = list(dict.fromkeys(keys))  # one read per entity, as Feast does
-            columns = [
-                python_values_to_proto_values([key[i] for key in unique], value_type)
-                for i, value_type in enumerate(v.key_types)
-            ]
-            entity_keys = [
-                EntityKey(join_keys=v.join_keys, entity_values=[c[j] for c in columns])
-                for j in range(len(unique))
-            ]
-            read = _online_read(online, self.config, v, entity_keys)
-            found = {key: stored for key, (_, stored) in zip(unique, read, strict=True)}
+            stored = self._stored(online, v, [self._serialized(v, key) for key in unique])
+            found = dict(zip(unique, stored, strict=True))
             for name, value_type in zip(v.features, v.feature_types, strict=True):
-                values[name] = [_python(found[key], name, value_type) for key in keys]
+                values[name] = [self._decoded(found[key], name, value_type) for key in keys]
         return values
+
+    def _stored(
+        self, online: OnlineStore, v: _View, keys: list[bytes]
+    ) -> list[Mapping[str, bytes | None] | None]:
+        """Per serialized entity key, its stored values (Feast's serialized `Value` protos, by
+        feature name; None: the store has no row for it), read as Feast's store reads them
+        but in one statement or pipeline and without what the answer does not need (SQLite's
+        timestamps parsed per row, protos built for every value)."""
+        if self.redis:
+            with self._redis_client(online).pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key + self._project, v.redis_fields)
+                replies = pipe.execute()
+            return [dict(zip(v.features, reply, strict=True)) for reply in replies]
+        connection = online._get_conn(self.config)  # type: ignore[attr-defined]
+        by_key: dict[bytes, dict[str, bytes]] = {}
+        statement = (
+            f"SELECT entity_key, feature_name, value FROM {v.sqlite_table} "
+            f"WHERE entity_key IN ({','.join('?' * len(keys))})"
+        )
+        for key, name, value in connection.execute(statement, keys):
+            by_key.setdefault(key, {})[name] = value
+        return [by_key.get(key) for key in keys]
+
+    def _serialized(self, v: _View, key: tuple[Any, ...]) -> bytes:
+        """The entity key as Feast stores it (cached: the same entities come back)."""
+        serialized = v.serialized.get(key)
+        if serialized is None:
+            from feast.infra.key_encoding_utils import serialize_entity_key
+
+            serialized = serialize_entity_key(
+                _entity_key(v, key),
+                entity_key_serialization_version=self.config.entity_key_serialization_version,
+            )
+            if len(v.serialized) >= CACHED_VALUES:
+                v.serialized.clear()
+            v.serialized[key] = serialized
+        return serialized
+
+    def _decoded(
+        self, stored: Mapping[str, bytes | None] | None, name: str, value_type: Any
+    ) -> Any:
+        """One stored value as Python, converted as `get_online_features` converts it; cached
+        by its bytes (features take few distinct values; conversion is the read's main cost)."""
+        raw = stored.get(name) if stored is not None else None
+        if not raw:  # no row, no such feature, or Redis's empty field
+            return None
+        cached = self._decoded_values.get((value_type, raw), _MISSING)
+        if cached is not _MISSING:
+            return cached
+        from feast.protos.feast.types.Value_pb2 import Value
+        from feast.type_map import feast_value_type_to_python_type
+
+        proto = Value()
+        proto.ParseFromString(raw)
+        value = feast_value_type_to_python_type(proto, value_type)
+        if isinstance(value, IMMUTABLE):  # a list would be shared between answers
+            if len(self._decoded_values) >= CACHED_VALUES:
+                self._decoded_values.clear()
+            self._decoded_values[(value_type, raw)] = value
+        return value
 
     def probe(self) -> str | None:
         """None if the online store answers real lookups, else what is wrong: each view answers
@@ -291,14 +356,12 @@ class OnlineFeatures:
     def _held_key(self, v: _View) -> EntityKey | None:
         """A key the view's table holds, read on a connection of its own (read-only)."""
         from feast.infra.key_encoding_utils import deserialize_entity_key
-        from feast.infra.online_stores.helpers import compute_table_id
 
-        table = compute_table_id(self.config.project, v.view)
         uri = f"file:{quote(str(self.path))}?mode=ro"
         connection = sqlite3.connect(uri, uri=True, timeout=PROBE_LOCK_SECONDS)
         try:
-            quoted = '"' + table.replace('"', '""') + '"'
-            row = connection.execute(f"SELECT entity_key FROM {quoted} LIMIT 1").fetchone()
+            statement = f"SELECT entity_key FROM {v.sqlite_table} LIMIT 1"
+            row = connection.execute(statement).fetchone()
         finally:
             connection.close()
         if row is None:
@@ -354,6 +417,12 @@ class OnlineFeatures:
             return None
 
 
+# Entries in each read-path cache (serialized keys per view, decoded values): then it starts
+# over. A few MB at most.
+CACHED_VALUES = 1 << 16
+# Decoded values that may be shared between answers.
+IMMUTABLE = (int, float, str, bool, bytes, datetime)
+_MISSING = object()
 # How long the probe waits for a lock a writer (an ingest's commit) holds.
 PROBE_LOCK_SECONDS = 5
 # The probe's search for a key of each view: at most this many SCAN pages of this many keys.
@@ -390,15 +459,6 @@ def _holds(found: dict[str, Any] | None) -> bool:
     return found is not None and any(v.WhichOneof("val") is not None for v in found.values())
 
 
-def _python(stored: dict[str, Any] | None, name: str, value_type: Any) -> Any:
-    """One stored value as Python, converted as `get_online_features` converts it."""
-    from feast.type_map import feast_value_type_to_python_type
-
-    if stored is None or name not in stored:
-        return None
-    return feast_value_type_to_python_type(stored[name], value_type)
-
-
 def _identity(path: Path | None) -> tuple[int, int] | None:
     try:
         stat = os.stat(path) if path is not None else None
@@ -409,10 +469,16 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
 
 def _sentinel_key(v: _View) -> EntityKey:
     """A key of zeros: found or not, a store that answers a lookup of it is reachable."""
+    return _entity_key(v, tuple(0 for _ in v.join_keys))
+
+
+def _entity_key(v: _View, key: tuple[Any, ...]) -> EntityKey:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.type_map import python_values_to_proto_values
 
-    values = [python_values_to_proto_values([0], t)[0] for t in v.key_types]
+    values = [
+        python_values_to_proto_values([k], t)[0] for k, t in zip(key, v.key_types, strict=True)
+    ]
     return EntityKey(join_keys=v.join_keys, entity_values=values)
 
 

@@ -26,14 +26,17 @@ online store that cannot be read 503 with the cause (as /readyz), no answer with
 are logged once per cause with the traceback, then counted (`ErrorLog`), never a traceback per
 request.
 
-The prediction routes are a small Starlette app mounted in the BentoML service rather than
-`@bentoml.api` methods: BentoML's API layer costs more per request than scoring does (see
-docs/serving.md). BentoML still runs the process, the traffic limits, health and metrics.
+The prediction routes are bare ASGI (`PredictionRoutes`) mounted in the BentoML service rather
+than `@bentoml.api` methods: BentoML's API layer, and even Starlette's routing and request objects,
+cost more per request than scoring does (see docs/serving.md). BentoML still runs the workers, the
+traffic limits, health and metrics. Validated requests are scored by a micro-batcher
+(serving/batching.py): those in flight together share one store read per view and one model call.
 
 `/floor` takes the same body as `/predict` and goes the same way (validation, the champion
-check, the thread-pool hop, an orjson answer) but scores nothing, reads no feature and logs
-nothing. What `/predict` takes beyond `/floor` is what the model adds: the infra check times the
-two interleaved and judges only the difference (serving/infra_check.py).
+check, the hop to the scoring thread (a batcher of its own), an orjson answer) but scores
+nothing, reads no feature and logs nothing. What `/predict` takes beyond `/floor` is what the
+model adds: the infra check times the two interleaved and judges only the difference
+(serving/infra_check.py).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -53,7 +57,6 @@ import bentoml
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -63,7 +66,8 @@ from mlops.errors import UserError
 from mlops.runtime import setup
 from mlops.usecase import active_use_case
 from serving.auth import ApiKey, require_api_key_beyond_loopback
-from serving.http_limits import JSON, RequestLimits, earliest_event, with_time_bounds
+from serving.batching import MicroBatcher
+from serving.http_limits import JSON, RequestLimits, earliest_event, json_error, with_time_bounds
 from serving.prediction_log import PredictionLog, Served, records
 from serving.scoring import ErrorLog, StoreUnavailable
 
@@ -159,38 +163,42 @@ served_version = bentoml.metrics.Gauge(
 )
 
 
-async def predict(request: Request) -> Response:
-    parsed = await _parse(request, PredictRequest)
-    if isinstance(parsed, Response):
+Answer = tuple[int, bytes]  # status, JSON body
+
+
+async def predict(body: bytes) -> Answer:
+    parsed = _parse(body, PredictRequest)
+    if not isinstance(parsed, BaseModel):
         return parsed
     return await _answer([parsed.model_dump()], single=True)
 
 
-async def predict_batch(request: Request) -> Response:
-    parsed = await _parse(request, BatchRequest)
-    if isinstance(parsed, Response):
+async def predict_batch(body: bytes) -> Answer:
+    parsed = _parse(body, BatchRequest)
+    if not isinstance(parsed, BaseModel):
         return parsed
     return await _answer(parsed.model_dump()["requests"], single=False)
 
 
-async def floor(request: Request) -> Response:
+async def floor(body: bytes) -> Answer:
     """/predict's way through the service without its work: validation, the champion check and
-    the thread-pool hop stay; features, model and log go. A constant answer."""
-    parsed = await _parse(request, PredictRequest)
-    if isinstance(parsed, Response):
+    the batcher's thread hop stay; features, model and log go. A constant answer."""
+    parsed = _parse(body, PredictRequest)
+    if not isinstance(parsed, BaseModel):
         return parsed
-    unavailable = bentoml.get_current_service().unavailable()
+    service = bentoml.get_current_service()
+    unavailable = service.unavailable()
     if unavailable is not None:
-        return JSONResponse({"error": f"{unavailable}; see /readyz"}, 503)
-    answer = await run_in_threadpool(_floor_answer)
-    return Response(orjson.dumps(answer), media_type="application/json")
-
-
-def _floor_answer() -> dict[str, Any]:
-    return FLOOR_ANSWER
+        return _error(503, f"{unavailable}; see /readyz")
+    [answer] = await service.floor.submit([None])
+    return 200, orjson.dumps(answer)
 
 
 FLOOR_ANSWER = {"floor": True}
+
+
+def _floor_answers(requests: list[None]) -> list[dict[str, Any]]:
+    return [FLOOR_ANSWER for _ in requests]
 
 
 async def model(request: Request) -> Response:
@@ -242,54 +250,96 @@ def with_prediction_routes(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "info": OPENAPI["info"], "paths": {**spec["paths"], **OPENAPI["paths"]}}
 
 
-async def _parse(request: Request, schema: type[BaseModel]) -> BaseModel | Response:
+def _parse(body: bytes, schema: type[BaseModel]) -> BaseModel | Answer:
     try:
-        return schema.model_validate_json(await request.body() or b"{}")
+        return schema.model_validate_json(body or b"{}")
     except ValidationError as err:
         errors = err.errors(include_url=False, include_context=False, include_input=False)
-        return JSONResponse(
-            {"error": f"invalid request: {_summary(errors)}", "detail": errors}, 400
+        return 400, orjson.dumps(
+            {"error": f"invalid request: {_summary(errors)}", "detail": errors}
         )
 
 
-async def _answer(requests: list[dict[str, Any]], single: bool) -> Response:
+async def _answer(requests: list[dict[str, Any]], single: bool) -> Answer:
     service = bentoml.get_current_service()
     unavailable = service.unavailable()
     if unavailable is not None:
-        return JSONResponse({"error": f"{unavailable}; see /readyz"}, 503)
+        return _error(503, f"{unavailable}; see /readyz")
     try:
-        # In a thread: the event loop stays free, so timeouts fire and the concurrency limit
-        # counts requests in flight.
-        predictions = await run_in_threadpool(service.score, requests)
+        predictions = await service.batcher.submit(requests)
     except StoreUnavailable as err:
         service.health.recheck()
         return _failed(503, err, f"{err}; see /readyz")
     except Exception as err:
         return _failed(500, err, f"internal error ({type(err).__name__}); it is logged")
-    body = orjson.dumps(predictions[0] if single else {"predictions": predictions})
-    return Response(body, media_type=JSON)
+    return 200, orjson.dumps(predictions[0] if single else {"predictions": predictions})
 
 
-def _failed(status: int, err: Exception, message: str) -> Response:
+def _error(status: int, message: str) -> Answer:
+    return status, orjson.dumps({"error": message})
+
+
+def _failed(status: int, err: Exception, message: str) -> Answer:
     errors.error(f"scoring failed ({status})", err)
     failed_total.labels(status=str(status), error=type(err).__name__).inc()
-    return JSONResponse({"error": message}, status)
+    return _error(status, message)
 
 
 def _summary(errors: list[Any]) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
 
 
-routes = Starlette(
-    routes=[
-        Route("/predict", predict, methods=["POST"]),
-        Route("/predict_batch", predict_batch, methods=["POST"]),
-        Route("/model", model, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/", page, methods=["GET"]),  # see PAGE
-        Route("/docs.json", docs_spec, methods=["GET"]),
-        Route("/floor", floor, methods=["POST"]),  # diagnostics; not in the OpenAPI document
-    ]
+class PredictionRoutes:
+    """The app BentoML mounts: the prediction routes on bare ASGI, the rest on Starlette.
+    Starlette's routing and its request and response objects cost more than validating a
+    request does; a prediction route reads the body, awaits its handler and sends the answer."""
+
+    def __init__(self, routes: Mapping[str, Callable[[bytes], Awaitable[Answer]]], rest: Any):
+        self.routes = routes
+        self.rest = rest
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        handler = self.routes.get(path) if scope["type"] == "http" else None
+        if handler is None:
+            await self.rest(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await json_error(send, 405, "use POST", [(b"allow", b"POST")])
+            return
+        body = b""
+        more = True
+        while more:  # RequestLimits bounded the size
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        status, answer = await handler(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", JSON_BYTES),
+                    (b"content-length", b"%d" % len(answer)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+
+JSON_BYTES = JSON.encode()
+
+PREDICTION_ROUTES = {"/predict": predict, "/predict_batch": predict_batch, "/floor": floor}
+routes = PredictionRoutes(
+    PREDICTION_ROUTES,
+    Starlette(
+        routes=[
+            Route("/model", model, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/", page, methods=["GET"]),  # see PAGE
+            Route("/docs.json", docs_spec, methods=["GET"]),
+        ]
+    ),
 )
 
 
@@ -300,6 +350,9 @@ routes = Starlette(
     # A log line per request costs more than scoring it; the prediction log and /metrics
     # record every request instead.
     logging={"access": {"enabled": limits.access_log}},
+    # An OpenTelemetry span per prediction costs more than validating it, exported or not;
+    # the prediction log and /metrics account for every prediction.
+    tracing={"excluded_urls": [f"{path}$" for path in PREDICTION_ROUTES]},
 )
 @bentoml.asgi_app(routes, path="/")
 class PredictionService:
@@ -324,6 +377,10 @@ class PredictionService:
         else:
             wanted, load = partial(registry.alias, CHAMPION), partial(load_registered, registry)
         self.champion = Champion(wanted, load, self.scorer, on_swap=self._swapped)
+        self.batcher = MicroBatcher(self.score, limits.batch_max_size, limits.batch_wait_ms / 1000)
+        self.floor = MicroBatcher(
+            _floor_answers, limits.batch_max_size, limits.batch_wait_ms / 1000
+        )
         self.log = PredictionLog(
             settings.predictions_dir,
             partial(records, categories=use_case.categories),
@@ -378,6 +435,8 @@ class PredictionService:
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        self.batcher.close()  # what was queued is scored, and logged below
+        self.floor.close()
         self.health.stop()
         self.champion.stop()
         self.log.close()
@@ -422,9 +481,8 @@ class PredictionService:
                 scored.missing,
             )
         )
-        for names in scored.missing:
-            for name in names:
-                missing_total.labels(column=name).inc()
+        for name, count in Counter(n for names in scored.missing for n in names).items():
+            missing_total.labels(column=name).inc(count)
         return [
             {
                 "request_id": request_id,

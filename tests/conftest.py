@@ -63,6 +63,10 @@ def _start_prefect_server(home: Path) -> str:
 
 # What the suite runs unless a test says otherwise: not a developer's own MLOPS_USE_CASE.
 PINNED_USE_CASE = "adclick"
+# Every service a test starts runs one worker unless the test says otherwise: a second one
+# doubles a service's start-up (imports, model load), which the suite's time budget cannot pay
+# for every service. tests/integration/test_serving.py runs one service with two.
+SERVICE_WORKERS = "1"
 
 
 @pytest.hookimpl(trylast=True)  # after the tmpdir and xdist plugins have configured
@@ -70,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """The suite pins its use case; the xdist controller starts the session's Prefect server
     for its workers."""
     os.environ["MLOPS_USE_CASE"] = PINNED_USE_CASE
+    os.environ["MLOPS_SERVING__WORKERS"] = SERVICE_WORKERS
     os.environ.pop("MLOPS_USE_CASES_ROOT", None)
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         home = Path(config._tmp_path_factory.mktemp("prefect-session"))  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from mlops.landing import land_files, read_manifest, write_parquet
 from mlops.prediction_log import read_prediction_log
 from mlops.settings import Settings
 from mlops.usecase import UseCase, load_use_case
-from tests.conftest import PINNED_USE_CASE, START
+from tests.conftest import PINNED_USE_CASE, SERVICE_WORKERS, START
 
 if TYPE_CHECKING:
     from mlops.registry import ModelRegistry
@@ -275,6 +275,7 @@ def serving_environment(home: Path, prefect_api_url: str) -> dict[str, str]:
         "PREFECT_API_URL": prefect_api_url,
         "MLOPS_SERVING__POLL_SECONDS": str(POLL_SECONDS),
         "MLOPS_SERVING__MAX_CONCURRENCY": str(MAX_CONCURRENCY),
+        "MLOPS_SERVING__WORKERS": SERVICE_WORKERS,
         "MLOPS_SERVING__MAX_BATCH": str(MAX_BATCH),
         "MLOPS_SERVING__MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "MLOPS_SERVING__TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),

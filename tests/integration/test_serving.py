@@ -250,28 +250,40 @@ def test_package_builds_a_bento_with_the_champion(champion_settings: Settings):
 
 
 def test_clean_stop_loses_no_prediction(served, tmp_path):
-    """A service of its own, with its own prediction log: once it has stopped cleanly, every
-    request it answered is in the log, once."""
+    """A service of its own, with two workers (each writes its own log file) and its own
+    prediction log: once it has stopped cleanly, every request it answered is in the log,
+    once. Requests come on several connections at once, so both workers and the micro-batcher
+    see concurrent traffic."""
     log_dir = tmp_path / "predictions"
     process, started = start_serving(
-        {**served.env, "MLOPS_SERVING__PREDICTION_LOG_DIR": str(log_dir)}
+        {
+            **served.env,
+            "MLOPS_SERVING__PREDICTION_LOG_DIR": str(log_dir),
+            "MLOPS_SERVING__WORKERS": "2",
+            "MLOPS_SERVING__MAX_CONCURRENCY": "64",  # this test is not about the limit
+        }
     )
-    answered: list[str] = []
-    try:
+
+    def client_session(first_user: int) -> list[str]:
+        ids: list[str] = []
         with httpx.Client(base_url=started["url"], timeout=REQUEST_TIMEOUT_SECONDS) as client:
-            for user_id in range(1, 31):
+            for user_id in range(first_user, first_user + 10):
                 response = client.post("/predict", json=known_request(user_id=user_id))
                 assert response.status_code == 200, response.text
-                answered.append(response.json()["request_id"])
+                ids.append(response.json()["request_id"])
             batch = {"requests": [known_request(user_id=i) for i in range(1, MAX_BATCH + 1)]}
-            for _ in range(2):
-                response = client.post("/predict_batch", json=batch)
-                assert response.status_code == 200, response.text
-                answered += [p["request_id"] for p in response.json()["predictions"]]
+            response = client.post("/predict_batch", json=batch)
+            assert response.status_code == 200, response.text
+            ids += [p["request_id"] for p in response.json()["predictions"]]
+        return ids
+
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answered = [i for ids in pool.map(client_session, range(1, 60, 10)) for i in ids]
     finally:
         code = stop_serving(process)
     assert code == 0
     logged = [r["request_id"] for r in read_prediction_log(log_dir)]
     assert len(logged) == len(set(logged))
     assert set(answered) == set(logged)
-    assert len(answered) > 100
+    assert len(answered) == 6 * (10 + MAX_BATCH)
