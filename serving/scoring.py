@@ -183,6 +183,12 @@ class OnlineFeatures:
                 )
             )
         self.columns = tuple(name for v in self.views for name in v.features)
+        # Views keyed by the same entity (same join keys and types), by position: Feast's Redis
+        # store keeps their values in the same hash.
+        by_entity: dict[tuple[Any, ...], list[int]] = {}
+        for i, v in enumerate(self.views):
+            by_entity.setdefault((*v.join_keys, *v.key_types), []).append(i)
+        self._by_entity = list(by_entity.values())
         self._lock = threading.Lock()
         self._online: OnlineStore | None = None
         self._identity: tuple[int, int] | None = None  # the store file this connection opened
@@ -233,29 +239,38 @@ class OnlineFeatures:
             raise StoreUnavailable(f"cannot read the online store: {_describe(err)}") from err
 
     def _read(self, online: OnlineStore, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        keys = [[tuple(row[k] for k in v.join_keys) for row in rows] for v in self.views]
+        unique = [list(dict.fromkeys(view_keys)) for view_keys in keys]  # one read per entity
+        serialized = [
+            [self._serialized(v, key) for key in view_unique]
+            for v, view_unique in zip(self.views, unique, strict=True)
+        ]
+        stored = (
+            self._stored_redis(online, serialized)
+            if self.redis
+            else [
+                self._stored_sqlite(online, v, view_keys)
+                for v, view_keys in zip(self.views, serialized, strict=True)
+            ]
+        )
         values: dict[str, list[Any]] = {}
-        for v in self.views:
-            keys = [tuple(row[k] for k in v.join_keys) for row in rows]
-            unique = list(dict.fromkeys(keys))  # one read per entity, as Feast does
-            stored = self._stored(online, v, [self._serialized(v, key) for key in unique])
-            found = dict(zip(unique, stored, strict=True))
+        for v, view_keys, view_unique, view_stored in zip(
+            self.views, keys, unique, stored, strict=True
+        ):
+            found = dict(zip(view_unique, view_stored, strict=True))
             for name, value_type in zip(v.features, v.feature_types, strict=True):
-                values[name] = [self._decoded(found[key], name, value_type) for key in keys]
+                values[name] = [self._decoded(found[key], name, value_type) for key in view_keys]
         return values
 
-    def _stored(
+    # Both readers return, per serialized entity key, its stored values: Feast's serialized
+    # `Value` protos by feature name (None: the store has no row for the key). They read what
+    # Feast's `online_read` reads, but in one statement per view (SQLite) or one pipeline for
+    # all views (Redis), and without what the answer does not use (timestamps, which Feast's
+    # SQLite reader parses per row; protos built for every value).
+
+    def _stored_sqlite(
         self, online: OnlineStore, v: _View, keys: list[bytes]
     ) -> list[Mapping[str, bytes | None] | None]:
-        """Per serialized entity key, its stored values (Feast's serialized `Value` protos, by
-        feature name; None: the store has no row for it), read as Feast's store reads them
-        but in one statement or pipeline and without what the answer does not need (SQLite's
-        timestamps parsed per row, protos built for every value)."""
-        if self.redis:
-            with self._redis_client(online).pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hmget(key + self._project, v.redis_fields)
-                replies = pipe.execute()
-            return [dict(zip(v.features, reply, strict=True)) for reply in replies]
         connection = online._get_conn(self.config)  # type: ignore[attr-defined]
         by_key: dict[bytes, dict[str, bytes]] = {}
         statement = (
@@ -265,6 +280,26 @@ class OnlineFeatures:
         for key, name, value in connection.execute(statement, keys):
             by_key.setdefault(key, {})[name] = value
         return [by_key.get(key) for key in keys]
+
+    def _stored_redis(
+        self, online: OnlineStore, keys: list[list[bytes]]
+    ) -> list[list[Mapping[str, bytes | None] | None]]:
+        """Feast keeps one hash per entity key for all the views keyed by it: one HMGET per
+        entity key gets them all, and one pipeline all the entity keys."""
+        with self._redis_client(online).pipeline(transaction=False) as pipe:
+            for views in self._by_entity:
+                fields = [f for i in views for f in self.views[i].redis_fields]
+                for key in keys[views[0]]:
+                    pipe.hmget(key + self._project, fields)
+            replies = iter(pipe.execute())
+        stored: list[list[Mapping[str, bytes | None] | None]] = [[] for _ in self.views]
+        for views in self._by_entity:
+            for _ in keys[views[0]]:
+                values = iter(next(replies))
+                for i in views:
+                    v = self.views[i]
+                    stored[i].append({name: next(values) for name in v.features})
+        return stored
 
     def _serialized(self, v: _View, key: tuple[Any, ...]) -> bytes:
         """The entity key as Feast stores it (cached: the same entities come back)."""
