@@ -61,6 +61,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from mlops.errors import UserError
 from mlops.runtime import setup
@@ -289,20 +290,27 @@ def _summary(errors: list[Any]) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
 
 
-class PredictionRoutes:
-    """The app BentoML mounts: the prediction routes on bare ASGI, the rest on Starlette.
+class PredictionRoutes(Starlette):
+    """The app BentoML mounts: the prediction routes on bare ASGI, the others on Starlette.
     Starlette's routing and its request and response objects cost more than validating a
-    request does; a prediction route reads the body, awaits its handler and sends the answer."""
+    request does; a prediction route reads the body, awaits its handler and sends the answer.
 
-    def __init__(self, routes: Mapping[str, Callable[[bytes], Awaitable[Answer]]], rest: Any):
-        self.routes = routes
-        self.rest = rest
+    The prediction routes are listed as Starlette routes too, never called: BentoML matches a
+    request against a mounted Starlette app's routes and leaves the rest (its static files) to
+    its own."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Callable[[bytes], Awaitable[Answer]]], routes: list[Route]
+    ) -> None:
+        listed = [Route(path, _handled_above, methods=["POST"]) for path in handlers]
+        super().__init__(routes=[*routes, *listed])
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-        handler = self.routes.get(path) if scope["type"] == "http" else None
+        handler = self.handlers.get(path) if scope["type"] == "http" else None
         if handler is None:
-            await self.rest(scope, receive, send)
+            await super().__call__(scope, receive, send)
             return
         if scope["method"] != "POST":
             await json_error(send, 405, "use POST", [(b"allow", b"POST")])
@@ -329,17 +337,20 @@ class PredictionRoutes:
 
 JSON_BYTES = JSON.encode()
 
+
+async def _handled_above(request: Request) -> Response:
+    raise AssertionError("PredictionRoutes answers this route itself")
+
+
 PREDICTION_ROUTES = {"/predict": predict, "/predict_batch": predict_batch, "/floor": floor}
 routes = PredictionRoutes(
     PREDICTION_ROUTES,
-    Starlette(
-        routes=[
-            Route("/model", model, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/", page, methods=["GET"]),  # see PAGE
-            Route("/docs.json", docs_spec, methods=["GET"]),
-        ]
-    ),
+    [
+        Route("/model", model, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/", page, methods=["GET"]),  # see PAGE
+        Route("/docs.json", docs_spec, methods=["GET"]),
+    ],
 )
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import SERVICE_WORKERS
+
 pytestmark = pytest.mark.e2e
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 # Days 0-6 train the first champion; day 7 is served, ingested and monitored.
@@ -62,6 +64,7 @@ class Stack:
             "MLOPS_SERVING__HOST": "0.0.0.0",
             "MLOPS_SERVING__PORT": str(ports["serving"]),
             "MLOPS_SERVING__POLL_SECONDS": "1",
+            "MLOPS_SERVING__WORKERS": SERVICE_WORKERS,  # see tests/conftest.py
             # The infra check has its own tests; here it would add a service start per model.
             "MLOPS_SERVING__INFRA_CHECK": "false",
             "MLOPS_AUTH__PREFECT_AUTH_STRING": PREFECT_AUTH,
