@@ -43,8 +43,6 @@ class MicroBatcher(Generic[Request, Answer]):
         self._arrived: asyncio.Event | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="scoring")
-        self.batches = 0  # scored so far, for the benchmark's figures
-        self.scored = 0
 
     async def submit(self, requests: list[Request]) -> Sequence[Answer]:
         loop = asyncio.get_running_loop()
@@ -74,8 +72,6 @@ class MicroBatcher(Generic[Request, Answer]):
                     if not answer.done():
                         answer.set_exception(err)
                 continue
-            self.batches += 1
-            self.scored += len(requests)
             start = 0
             for rs, answer, _ in batch:
                 if not answer.done():  # its caller may have timed out meanwhile

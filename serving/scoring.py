@@ -5,8 +5,9 @@
 
 No BentoML here: the service, the infra check and the tests call these functions directly.
 
-Online features are read table by table from Feast's online store (`OnlineFeatures`), with the
-feature service as the use case's code defines it; Feast's registry is not on the read path.
+Online features are read from the tables or hashes of Feast's online store (`OnlineFeatures`),
+for the feature service as the use case's code defines it; Feast's registry is not on the read
+path.
 `StoreHealth` probes the online store in the background for the service's readiness.
 """
 
@@ -126,9 +127,9 @@ class _View:
 
 
 class OnlineFeatures:
-    """The feature service's values for entity rows, read from Feast's online store view by
-    view (`OnlineStore.online_read`, Feast's own value conversion): what
-    `FeatureStore.get_online_features` returns, without Feast's registry on the read path.
+    """The feature service's values for entity rows, read at the online store's level (one
+    SQLite statement per view, or one Redis pipeline, per batch; Feast's own value conversion):
+    what `FeatureStore.get_online_features` returns, without Feast's registry on the read path.
 
     Why not `get_online_features`: it looks every view up in the registry on every call and
     refuses views an ingest has marked `MATERIALIZING`, and a long-running reader reloads the

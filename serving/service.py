@@ -342,7 +342,11 @@ async def _handled_above(request: Request) -> Response:
     raise AssertionError("PredictionRoutes answers this route itself")
 
 
-PREDICTION_ROUTES = {"/predict": predict, "/predict_batch": predict_batch, "/floor": floor}
+PREDICTION_ROUTES = {
+    "/predict": predict,
+    "/predict_batch": predict_batch,
+    "/floor": floor,  # diagnostics; not in the OpenAPI document
+}
 routes = PredictionRoutes(
     PREDICTION_ROUTES,
     [

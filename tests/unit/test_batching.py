@@ -10,6 +10,12 @@ import pytest
 from serving.batching import MicroBatcher
 
 
+async def scoring_started(scorer: Recorder) -> None:
+    """Until the scorer holds its first batch, however long a busy machine takes."""
+    while not scorer.entered.is_set():
+        await asyncio.sleep(0.001)
+
+
 class Recorder:
     """A scorer that records its batches; it can be held until released."""
 
@@ -17,8 +23,10 @@ class Recorder:
         self.batches: list[list[int]] = []
         self.release = threading.Event()
         self.release.set()
+        self.entered = threading.Event()
 
     def __call__(self, requests: list[int]) -> list[int]:
+        self.entered.set()
         self.release.wait(10)
         self.batches.append(list(requests))
         return [r * 10 for r in requests]
@@ -31,7 +39,7 @@ def test_requests_that_queue_while_a_batch_is_scored_are_scored_together():
     async def main() -> list[object]:
         scorer.release.clear()
         first = asyncio.ensure_future(batcher.submit([1]))
-        await asyncio.sleep(0.05)  # 1 is being scored, held
+        await scoring_started(scorer)  # 1 is being scored, held
         rest = [asyncio.ensure_future(batcher.submit([i])) for i in (2, 3)]
         batch = asyncio.ensure_future(batcher.submit([4, 5]))
         await asyncio.sleep(0.05)
@@ -51,7 +59,7 @@ def test_a_batch_never_exceeds_max_size_and_keeps_a_submission_whole():
     async def main() -> list[object]:
         scorer.release.clear()
         first = asyncio.ensure_future(batcher.submit([0]))
-        await asyncio.sleep(0.05)
+        await scoring_started(scorer)
         queued = [asyncio.ensure_future(batcher.submit(r)) for r in ([1, 2], [3, 4], [5])]
         await asyncio.sleep(0.05)
         scorer.release.set()
@@ -65,7 +73,8 @@ def test_a_batch_never_exceeds_max_size_and_keeps_a_submission_whole():
 
 def test_the_wait_for_company_is_bounded():
     scorer = Recorder()
-    batcher = MicroBatcher(scorer, max_size=100, max_wait=0.2)
+    # A wait far longer than the 0.05 s between the two: a busy machine's stalls stay inside it.
+    batcher = MicroBatcher(scorer, max_size=100, max_wait=1.0)
 
     async def main() -> tuple[list[object], float]:
         loop = asyncio.get_running_loop()
@@ -111,7 +120,7 @@ def test_a_caller_that_gave_up_does_not_stop_the_others():
     async def main() -> list[object]:
         scorer.release.clear()
         first = asyncio.ensure_future(batcher.submit([1]))
-        await asyncio.sleep(0.05)
+        await scoring_started(scorer)
         impatient = asyncio.ensure_future(batcher.submit([2]))
         patient = asyncio.ensure_future(batcher.submit([3]))
         await asyncio.sleep(0.01)
