@@ -92,9 +92,12 @@ def run_in_fresh_home(
     to `benchmarks/results/<name>.json` and print it, as text or as one JSON object."""
     from mlops.settings import get_settings
 
+    # The benchmark's own progress on stderr; the libraries' INFO chatter (every HTTP call
+    # httpx makes to Prefect) is not progress.
     logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    log.setLevel(logging.INFO)
     home = Path(tempfile.mkdtemp(prefix=f"mlops-bench-{name}-"))
     os.environ["MLOPS_HOME"] = str(home)  # before the settings are created
     get_settings.cache_clear()

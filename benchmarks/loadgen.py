@@ -17,6 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 REQUEST_TIMEOUT_SECONDS = 5.0
+# asyncio rounds a sleep up to the next millisecond and a VM wakes late: on an idle 2-core VM a
+# sleep to the due time woke 0.85 ms late at p50 and 3 ms at p99, all of it charged to the
+# server. Waking this much early and counting from the earlier of "due" and "sent" takes the
+# rounding out without hiding lateness: a request sent late still counts from when it was due.
+EARLY_WAKE_SECONDS = 0.001
 MAX_CONNECTIONS = 256
 # A rate is held when nothing failed, (nearly) every request was answered, and no queue built
 # up: p99 under this bound. Past its capacity a server's latency grows without limit.
@@ -115,6 +120,7 @@ async def _run(
     loop = asyncio.get_running_loop()
 
     async def one(i: int, due: float) -> None:
+        start = min(due, loop.time())
         try:
             status = await asyncio.wait_for(
                 _exchange(pool, payloads[i % len(payloads)]), REQUEST_TIMEOUT_SECONDS
@@ -123,7 +129,7 @@ async def _run(
             errors[type(err).__name__] += 1
             return
         if status == 200:
-            latencies.append(loop.time() - due)
+            latencies.append(loop.time() - start)
         else:
             errors[f"HTTP {status}"] += 1
 
@@ -132,7 +138,7 @@ async def _run(
     tasks = []
     for i in range(count):
         due = start + i / rate
-        delay = due - loop.time()
+        delay = due - loop.time() - EARLY_WAKE_SECONDS
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, due)))
