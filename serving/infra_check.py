@@ -60,11 +60,12 @@ class InfraCheck:
     passed: bool
     detail: str
     adjusted_ms: float | None = None  # judged: what the model adds (max over golden requests)
-    budget_ms: float | None = None  # slo_ms - floor_p50_ms
+    budget_ms: float | None = None  # slo_ms - floor_fastest_ms
     slo_ms: float | None = None
     p99_ms: float | None = None  # raw: /predict's p99, as the machine gave it
     floor_p99_ms: float | None = None  # /floor's p99 in the same interleaved pairs
     floor_p50_ms: float | None = None
+    floor_fastest_ms: float | None = None  # /floor undisturbed: the budget's base
     p99_over_floor_ms: float | None = None  # p99_ms - floor_p99_ms: recorded, not judged
     score_max_diff: float | None = None  # largest |service - in-process| over golden scores
 
@@ -98,7 +99,15 @@ class Latency:
 
     @property
     def budget_ms(self) -> float:
-        return self.slo_ms - self.floor_p50_ms
+        return self.slo_ms - self.floor_fastest_ms
+
+    @property
+    def floor_fastest_ms(self) -> float:
+        """What the bare route costs undisturbed: per golden request its fastest /floor, the
+        median of those. Unlike the p50 (the budget's base until 2026-12-03) it does not grow
+        with the machine's load: at load average 7 the floor's p50 reached 4.71 ms, leaving a
+        good model 0.29 ms of a 5 ms SLO."""
+        return float(np.median([self.floor_ms[self.requests == r].min() for r in self._golden]))
 
     @property
     def passed(self) -> bool:
@@ -125,8 +134,9 @@ class Latency:
         pairs = len(self.predict_ms) // len(self._golden)
         return (
             f"the model adds {self.adjusted_ms:.2f} ms {verdict} budget {self.budget_ms:.2f} ms "
-            f"(SLO {self.slo_ms:g} ms - floor p50 {self.floor_p50_ms:.2f} ms; added: the slowest "
-            f"golden request's fastest /predict - fastest /floor over ~{pairs} interleaved pairs); "
+            f"(SLO {self.slo_ms:g} ms - /floor undisturbed {self.floor_fastest_ms:.2f} ms; added: "
+            "the slowest golden request's fastest /predict - fastest /floor over "
+            f"~{pairs} interleaved pairs); "
             f"raw /predict p99 {self.p99_ms:.2f} ms, /floor p99 {self.floor_p99_ms:.2f} ms "
             "(recorded, not judged: they move with the machine's load)"
         )
@@ -139,6 +149,7 @@ class Latency:
             "p99_ms": round(self.p99_ms, 3),
             "floor_p99_ms": round(self.floor_p99_ms, 3),
             "floor_p50_ms": round(self.floor_p50_ms, 3),
+            "floor_fastest_ms": round(self.floor_fastest_ms, 3),
             "p99_over_floor_ms": round(self.p99_ms - self.floor_p99_ms, 3),
         }
 

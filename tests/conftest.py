@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import pytest
 
+from mlops.runtime import skip_feast_runtime_type_checks
 from mlops.settings import Settings, get_settings
 
 START = date(2026, 1, 1)
@@ -27,23 +28,46 @@ WEEK_DAYS = 7
 WEEK_EVENTS_PER_DAY = 8_000
 # The controller's Prefect server, for its workers (set before they start).
 SHARED_PREFECT_API_URL = "MLOPS_TESTS_PREFECT_API_URL"
-# Modules that take minutes start first, each on a worker of its own, so that the rest of the
-# suite runs beside them instead of after them (the order is otherwise pytest-randomly's).
+# Modules that take a minute or more, longest first (`--durations`, 2026-12-03): they start
+# first so that the rest of the suite runs beside them instead of after them.
 LONGEST_FIRST = (
     "tests/e2e/test_server_profile.py",
     "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_onboarding.py",
     "tests/integration/test_mlflow_outage.py",
+    "tests/integration/test_bundled_use_cases.py",
+    "tests/integration/test_train_flow.py",
+    "tests/integration/test_infra_check.py",
+    "tests/integration/test_data_path_drills.py",
+    "tests/integration/test_serving.py",
+    "tests/integration/test_serving_server_profile.py",
+    "tests/integration/test_serving_drills.py",
+    "tests/integration/test_concurrent_ingest.py",
     "tests/e2e/test_cli.py",
+    "tests/integration/test_monitoring_names.py",
+    "tests/integration/test_ingest_flow.py",
 )
 T = TypeVar("T")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        module = item.nodeid.partition("::")[0]
-        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.partition("::")[0]
 
-    items.sort(key=rank)  # stable: pytest-randomly's order stays within each rank
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One long module per worker first. xdist hands every worker two modules at the start: the
+    second is a unit-test module, so that no two long ones queue on one worker. Then the other
+    long ones, then the rest; pytest-randomly's order within each rank."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    modules = dict.fromkeys(_module(item) for item in items)
+    fillers = [m for m in modules if m.startswith("tests/unit/")][:workers]
+    order = [*LONGEST_FIRST[:workers], *fillers, *LONGEST_FIRST[workers:]]
+
+    def rank(item: pytest.Item) -> int:
+        module = _module(item)
+        return order.index(module) if module in order else len(order)
+
+    items.sort(key=rank)  # stable
 
 
 _PREFECT_SERVER = ExitStack()
@@ -73,6 +97,7 @@ SERVICE_WORKERS = "1"
 def pytest_configure(config: pytest.Config) -> None:
     """The suite pins its use case; the xdist controller starts the session's Prefect server
     for its workers."""
+    skip_feast_runtime_type_checks()  # as every entry point does (mlops.runtime.setup)
     os.environ["MLOPS_USE_CASE"] = PINNED_USE_CASE
     os.environ["MLOPS_SERVING__WORKERS"] = SERVICE_WORKERS
     os.environ.pop("MLOPS_USE_CASES_ROOT", None)

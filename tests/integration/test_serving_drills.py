@@ -51,6 +51,10 @@ pytestmark = pytest.mark.integration
 REQUEST_TIMEOUT_SECONDS = 30  # the client's, and the service's (then 504)
 WAIT_SECONDS = 120  # for a state to be reached
 STREAMS = 2  # threads sending requests during a drill
+# Between one stream's requests: ~50 a second each still meet every state an ingest goes
+# through (each lasts a second or more), and the drill no longer takes both cores from the
+# rest of the suite, as back-to-back requests did.
+PAUSE_SECONDS = 0.02
 DAY_EVENTS = 3_000  # a drill's landed day: small, its ingest takes seconds
 # What a 503 may say: the service is not ready (see serving/service.py, `unavailable`).
 NOT_READY = ("online store unavailable", "cannot read the online store", "no model loaded")
@@ -130,8 +134,8 @@ def known_request(**context: Any) -> dict[str, Any]:
 
 @dataclass
 class Traffic:
-    """Requests sent from STREAMS threads, back to back, until the block ends: /predict and
-    /predict_batch in turn, for entities of the ingested week."""
+    """Requests sent from STREAMS threads, PAUSE_SECONDS apart, until the block ends: /predict
+    and /predict_batch in turn, for entities of the ingested week."""
 
     url: str
     answers: Counter[int] = field(default_factory=Counter)
@@ -155,7 +159,7 @@ class Traffic:
         batch = {"requests": [known_request(user_id=u) for u in range(1, 21)]}
         with httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
             n = 0
-            while not self._stop.is_set():
+            while not self._stop.wait(PAUSE_SECONDS):
                 n += 1
                 if n % 2:
                     response = client.post("/predict", json=known_request(user_id=stream + n))

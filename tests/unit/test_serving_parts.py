@@ -55,13 +55,15 @@ def test_a_failed_infra_check_turns_a_promotion_into_a_rejection():
     assert with_infra_check(passed, True, "infra ok").reason == "promoted: floors met; infra ok"
 
 
-def busy_timings(model_ms: float, seed: int = 0) -> Latency:
-    """Interleaved timings on a simulated busy machine: most requests of both routes wait for
-    the CPU, and the model's own work is stretched up to 3x where it does."""
+def busy_timings(
+    model_ms: float, seed: int = 0, busy_share: float = 0.7, mean_wait_ms: float = 4.0
+) -> Latency:
+    """Interleaved timings on a simulated busy machine: `busy_share` of the requests of both
+    routes wait for the CPU, and the model's own work is stretched up to 3x where it does."""
     rng = np.random.default_rng(seed)
     requests = np.arange(22 * 34) % 22
-    busy = rng.random((2, requests.size)) < 0.7
-    wait = rng.exponential(4.0, (2, requests.size)) * busy
+    busy = rng.random((2, requests.size)) < busy_share
+    wait = rng.exponential(mean_wait_ms, (2, requests.size)) * busy
     stretch = np.where(busy[0], rng.uniform(1, 3, requests.size), 1)
     floor = 0.8 + wait[1]
     predict = 0.8 + model_ms * stretch + wait[0]
@@ -72,10 +74,19 @@ def test_infra_check_judges_what_the_model_adds_not_the_machine_load():
     good, slow = busy_timings(model_ms=1.1), busy_timings(model_ms=11)
     assert good.p99_ms > 10 and good.floor_p99_ms > 10  # raw, the machine decides
     assert good.adjusted_ms == pytest.approx(1.1, abs=0.05)
-    assert good.budget_ms == pytest.approx(5 - good.floor_p50_ms)
+    assert good.budget_ms == pytest.approx(5 - good.floor_fastest_ms)
     assert good.passed and "the model adds 1.1" in good.summary()
     assert not slow.passed and slow.adjusted_ms == pytest.approx(11, abs=0.05)
     assert "> budget" in slow.summary() and "raw /predict p99" in slow.summary()
+
+
+def test_infra_check_budget_does_not_shrink_with_the_machine_load():
+    quiet = busy_timings(model_ms=1.1, busy_share=0.0)
+    busy = busy_timings(model_ms=1.1, busy_share=0.85, mean_wait_ms=8.0)
+    # A budget of the SLO less the floor's p50 would have rejected the good model here.
+    assert busy.slo_ms - busy.floor_p50_ms < busy.adjusted_ms
+    assert busy.budget_ms == pytest.approx(quiet.budget_ms, abs=0.05)
+    assert quiet.passed and busy.passed
 
 
 def test_infra_check_judges_the_slowest_golden_request():
