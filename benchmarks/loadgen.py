@@ -120,7 +120,7 @@ async def _run(
     loop = asyncio.get_running_loop()
 
     async def one(i: int, due: float) -> None:
-        start = min(due, loop.time())
+        counted_from = min(due, loop.time())
         try:
             status = await asyncio.wait_for(
                 _exchange(pool, payloads[i % len(payloads)]), REQUEST_TIMEOUT_SECONDS
@@ -129,7 +129,7 @@ async def _run(
             errors[type(err).__name__] += 1
             return
         if status == 200:
-            latencies.append(loop.time() - start)
+            latencies.append(loop.time() - counted_from)
         else:
             errors[f"HTTP {status}"] += 1
 

@@ -44,8 +44,9 @@ def skip_feast_runtime_type_checks() -> None:
     Feast is imported: 3.3 of the 4.7 s of CPU an import of Feast took here, paid again by every
     CLI command, flow run and service worker. typeguard skips it under `python -O` (its checks
     are "not meant to be run in production"); this skips it without also turning asserts off.
-    What Feast is given is the use case's definitions, checked by the contract's own validation
-    and by tests/unit/test_feature_repo.py. No effect once Feast is imported."""
+    Only typeguard's argument-type checks go: what Feast is given is built from the validated
+    contract, and Feast still validates its objects when they are applied. No effect once Feast
+    is imported."""
     if "feast" in sys.modules:
         return
     try:
