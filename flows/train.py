@@ -17,12 +17,13 @@ from prefect.cache_policies import NO_CACHE
 from flows.artifacts import artifact_key
 from mlops.feature_store import open_store
 from mlops.offline_store import OfflineStore
+from mlops.ray_engine import start_ray
 from mlops.registry import CHAMPION, ModelRegistry
 from mlops.runtime import setup
 from mlops.settings import Settings
 from mlops.tracking import LoggedRun, day_name, run_url, server_unreachable, tag_run
 from mlops.usecase import UseCase, active_use_case
-from models import dataset, promotion, tracking, training
+from models import dataset, distributed, promotion, tracking, training
 from models.report import TrainReport
 from serving.infra_check import InfraCheck
 
@@ -35,6 +36,12 @@ point_in_time_join = task(cache_policy=NO_CACHE, task_run_name="point-in-time-jo
     dataset.build_training_set
 )
 fit_xgboost = task(cache_policy=NO_CACHE, task_run_name="fit-xgboost")(training.fit_xgboost)
+point_in_time_join_on_ray = task(cache_policy=NO_CACHE, task_run_name="point-in-time-join-ray")(
+    distributed.build_training_set
+)
+fit_xgboost_on_ray = task(cache_policy=NO_CACHE, task_run_name="fit-xgboost-ray-train")(
+    distributed.fit_xgboost
+)
 fit_baselines = task(cache_policy=NO_CACHE, task_run_name="fit-baselines")(training.fit_baselines)
 score_on_test = task(cache_policy=NO_CACHE, task_run_name="score-on-test")(training.score_on_test)
 
@@ -140,13 +147,27 @@ def train(
     name_flow_run(run_name)
     budget = dataset.training_budget(card, recent, search_trials)
     windows = dataset.TimeWindows.ending_at(end, budget)
-    events = dataset.labelled_events(offline, use_case, windows)
-    training_set = point_in_time_join(open_store(settings, use_case), events, use_case, windows)
-    splits = training.prepare_splits(training_set, use_case, excluded)
-
-    model = fit_xgboost(
-        splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
-    )
+    if settings.engine == "ray":
+        start_ray(settings)
+        on_ray = point_in_time_join_on_ray(
+            open_store(settings, use_case),
+            offline,
+            use_case,
+            windows,
+            budget.baseline_max_rows,
+            seed,
+        )
+        training_set, lineage = on_ray.held, on_ray.lineage(use_case)
+        splits = training.prepare_splits(training_set, use_case, excluded)
+        model = fit_xgboost_on_ray(settings, use_case, on_ray, budget, seed, excluded)
+    else:
+        events = dataset.labelled_events(offline, use_case, windows)
+        training_set = point_in_time_join(open_store(settings, use_case), events, use_case, windows)
+        lineage = training_set.lineage(use_case)
+        splits = training.prepare_splits(training_set, use_case, excluded)
+        model = fit_xgboost(
+            splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
+        )
     baselines = fit_baselines(splits, budget, seed)
     champion_version, champion = load_champion(registry)
     # With the gate's bootstrap of the challenger's floor metrics: once per run, seeded.
@@ -154,8 +175,7 @@ def train(
         splits, use_case, model.booster, baselines, champion, card.gates.promotion, seed
     )
 
-    lineage = training_set.lineage(use_case)
-    params = training.run_params(model, excluded, champion_version, recent)
+    params = training.run_params(model, excluded, champion_version, recent, settings.engine)
     logged = log_run(
         settings,
         use_case,
@@ -204,6 +224,7 @@ def train(
         params=params,
         run_url=run_url(settings, logged),
         checks=[c.__dict__ for c in decision.checks],
+        engine=settings.engine,
     )
     create_markdown_artifact(
         key=artifact_key("promotion", use_case.model_name),

@@ -30,13 +30,20 @@ MATERIALIZE_LOCK = "materialize.lock"
 
 def feast_objects(settings: Settings, use_case: UseCase) -> list[Any]:
     offline = OfflineStore(settings.offline_dir)
-    return list(use_case.feast_definitions(lambda view: offline.glob(offline.feature_dir(view))))
+
+    def source_path(view: str) -> str:
+        # DuckDB reads a glob of the published partitions; Ray reads the view's folder (no
+        # globs), whose partitions are the published ones too (staging is elsewhere).
+        folder = offline.feature_dir(view)
+        return str(folder) if settings.engine == "ray" else offline.glob(folder)
+
+    return list(use_case.feast_definitions(source_path))
 
 
 def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync") -> Any:
     """Feast's configuration for the active profile: `local`, a registry file and a SQLite
     online store under MLOPS_HOME; `server`, a SQL registry on PostgreSQL and Redis. Both read
-    the offline store's parquet through DuckDB."""
+    the offline store's parquet through DuckDB, or with `engine = "ray"` through Ray."""
     from feast.repo_config import RegistryConfig, RepoConfig
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
@@ -72,12 +79,29 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
     # verified with this file registry in both cache modes. (The service does not depend on it:
     # it reads the online store without the registry; see serving/scoring.py.)
     registry.serve_features_while_materializing = True
+    # DuckDB, not Feast's `file` store: that one silently drops rows in point-in-time joins.
+    offline_store: dict[str, Any] = {"type": "duckdb"}
+    batch_engine: str | dict[str, Any] = "local"
+    if settings.engine == "ray":
+        # Ray joins and materializes on the cluster `mlops.ray_engine.start_ray` connected to
+        # (Feast attaches to it: it starts no Ray of its own once one is running).
+        offline_store = {
+            "type": "ray",
+            "storage_path": str(settings.ray_dir / "feast"),
+            "ray_address": settings.ray_address,
+        }
+        batch_engine = {
+            "type": "ray.engine",
+            "ray_address": settings.ray_address,
+            # SQLite takes one writer at a time; Redis many.
+            "write_concurrency": 1 if settings.profile == "local" else settings.ray_num_cpus,
+        }
     return RepoConfig(
         project=use_case.name,
         provider="local",
         registry=registry,
-        # DuckDB, not Feast's `file` store: that one silently drops rows in point-in-time joins.
-        offline_store={"type": "duckdb"},
+        offline_store=offline_store,
+        batch_engine=batch_engine,
         online_store=online_store,
         entity_key_serialization_version=3,
         repo_path=str(settings.feast_dir),

@@ -26,6 +26,7 @@ TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "GX_ANALYTICS_ENABLED": "false",
     "FEAST_USAGE": "False",
+    "RAY_USAGE_STATS_ENABLED": "0",
 }
 # For `mlflow server`: the platform queues no MLflow server jobs (GenAI scoring); without this
 # each server starts half a dozen job-runner processes (~20 s of CPU) it never uses.
@@ -200,6 +201,31 @@ class Settings(BaseSettings):
     ui: UiSettings = UiSettings()
     auth: AuthSettings = AuthSettings()
 
+    # Where the heavy stages run: `local`, in this process (DuckDB joins, one XGBoost); `ray`,
+    # on Ray (Feast's Ray offline store and compute engine, Ray Train, Prefect's Ray task
+    # runner). See docs/scale-out.md.
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(
+        default=None,
+        description="A Ray cluster to connect to (`ray://head:10001`, or `auto` on a cluster's "
+        "node); unset: a local Ray started in this process with the caps below.",
+    )
+    ray_num_cpus: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="A local Ray's CPUs."
+    )
+    ray_object_store_mb: int = Field(
+        default=1024,
+        ge=80,
+        description="A local Ray's shared-memory object store; it spills to disk beyond this "
+        "(uncapped, Ray takes 30% of the machine's memory).",
+    )
+    ray_train_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Ray Train's data-parallel XGBoost workers, a CPU each; Ray Data needs a "
+        "CPU left to feed them (on 2 cores: 1).",
+    )
+
     prefect_startup_timeout_seconds: int = 90
     # Where `mlops deploy`'s alert automation sends monitoring alerts: a Prefect notification
     # block, `<block type>/<name>` (e.g. `slack-webhook/ops`); unset, it only records them.
@@ -296,6 +322,11 @@ class Settings(BaseSettings):
     def monitoring_dir(self) -> Path:
         """Monitoring's reports, verdict history and Evidently workspace."""
         return self.home / "monitoring"
+
+    @property
+    def ray_dir(self) -> Path:
+        """The Ray engine's files: Feast's staging, Ray Train's checkpoints."""
+        return self.home / "ray"
 
     @property
     def bentoml_home(self) -> Path:

@@ -36,6 +36,7 @@ class TrainReport:
     # and the gate's warnings about floors inside them, also at the end of `reason`.
     noise: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    engine: str = "local"  # where the training set was joined and the model fitted
 
     @classmethod
     def build(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -149,25 +150,41 @@ def fit_xgboost(
 
     train = xgb.DMatrix(train_x, train_y, enable_categorical=True)
     validation = xgb.DMatrix(validation_x, validation_y, enable_categorical=True)
-    started = time.perf_counter()
-    best: tuple[Trial, xgb.Booster, dict[str, Any]] | None = None
-    trials: list[Trial] = []
-    for params in candidate_params(budget.search_trials, seed):
-        if trials and time.perf_counter() - started > budget.time_budget_seconds:
-            log.info("search stopped by the time budget after %d trials", len(trials))
-            break
-        trial_started = time.perf_counter()
-        full_params = {**BASE_PARAMS, **params, "seed": seed}
-        if threads:
-            full_params["nthread"] = threads
-        booster = xgb.train(
-            full_params,
+
+    def fit(params: dict[str, Any]) -> xgb.Booster:
+        return xgb.train(
+            {**params, **({"nthread": threads} if threads else {})},
             train,
             num_boost_round=MAX_ROUNDS,
             evals=[(validation, "validation")],
             early_stopping_rounds=budget.early_stopping_rounds,
             verbose_eval=False,
         )
+
+    return search(fit, budget, seed)
+
+
+def search(
+    fit: Callable[[dict[str, Any]], xgb.Booster],
+    budget: TrainingBudget,
+    seed: int = 0,
+    out_of_time: Callable[[bool], bool] = bool,
+) -> FittedXGBoost:
+    """The search itself, whatever fits each trial (here, or on Ray Train's workers:
+    `models.distributed`): `fit(params)` returns a booster early-stopped on the validation
+    window. `out_of_time(this process's verdict)` is the verdict the search obeys (Ray's
+    workers all obey their first's, so they stop together)."""
+    started = time.perf_counter()
+    best: tuple[Trial, xgb.Booster, dict[str, Any]] | None = None
+    trials: list[Trial] = []
+    for params in candidate_params(budget.search_trials, seed):
+        spent = time.perf_counter() - started
+        if trials and out_of_time(spent > budget.time_budget_seconds):
+            log.info("search stopped by the time budget after %d trials", len(trials))
+            break
+        trial_started = time.perf_counter()
+        full_params = {**BASE_PARAMS, **params, "seed": seed}
+        booster = fit(full_params)
         rounds = booster.best_iteration + 1
         trial = Trial(
             params=params,
@@ -323,6 +340,7 @@ def run_params(
     exclude_features: tuple[str, ...],
     champion_version: str | None,
     recent: bool,
+    engine: str = "local",
 ) -> dict[str, Any]:
     """What the MLflow run records as the training run's parameters."""
     return {
@@ -333,4 +351,5 @@ def run_params(
         "search_trials_run": len(model.trials),
         "champion_version": champion_version or "none",
         "windows": "recent" if recent else "full",
+        "engine": engine,
     }

@@ -1,0 +1,58 @@
+"""The Ray engine's session (`MLOPS_ENGINE=ray`): one per process, started before Feast, Ray
+Train or Prefect's Ray task runner would start one of their own.
+
+Each of them calls `ray.init()` unless Ray is already running in the process, and a bare
+`ray.init()` takes every core and 30% of the machine's memory for its object store. Starting it
+here first, with the settings' caps (or connecting to `MLOPS_RAY_ADDRESS`), is what makes them
+all share one capped session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ray_init_options(settings: Settings) -> dict[str, Any]:
+    """`ray.init`'s arguments: connect to the configured cluster, or start a capped local one."""
+    # Workers' output goes to Ray's own log files (/tmp/ray/session_latest/logs), not the
+    # terminal, unless `verbose`.
+    # Ray's own records go where every library's go (`mlops.runtime`: the log file).
+    quiet: dict[str, Any] = {"log_to_driver": settings.verbose, "configure_logging": False}
+    if settings.ray_address:
+        return {"address": settings.ray_address, **quiet}
+    return {
+        "num_cpus": settings.ray_num_cpus,
+        "object_store_memory": settings.ray_object_store_mb * 2**20,
+        "include_dashboard": False,
+        **quiet,
+    }
+
+
+def start_ray(settings: Settings) -> None:
+    """Join or start this process's Ray session (once; later calls do nothing)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    _route_ray_logs()
+    options = ray_init_options(settings)
+    log.info("starting Ray: %s", options.get("address") or f"{settings.ray_num_cpus} local CPUs")
+    ray.init(**options)
+
+
+def _route_ray_logs() -> None:
+    """Ray gives its loggers handlers of their own that print to the terminal; routed like every
+    library's instead (`mlops.runtime`: the log file, the terminal with `verbose`)."""
+    import ray.data  # noqa: F401  (configures its loggers on import)
+    import ray.train  # noqa: F401
+
+    for name in [*logging.root.manager.loggerDict, "ray"]:
+        if name == "ray" or name.startswith("ray."):
+            logger = logging.getLogger(name)
+            logger.handlers = []
+            logger.propagate = True
