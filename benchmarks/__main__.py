@@ -1,6 +1,6 @@
 """`python -m benchmarks [NAME|all] [options] [--json]` (`make bench`: all; NAME is one of
-data-path, training, serving, monitoring, detection, cli; `python -m benchmarks NAME --help` lists
-a benchmark's options).
+data-path, training, serving, monitoring, detection, cli, scale-out; `python -m benchmarks NAME
+--help` lists a benchmark's options).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
 """
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "monitoring": "benchmarks.monitoring",
     "detection": "benchmarks.detection",
     "cli": "benchmarks.cli",
+    "scale-out": "benchmarks.scale_out",
 }
 
 

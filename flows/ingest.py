@@ -18,12 +18,13 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
 from ingestion import steps
-from ingestion.validation import build_data_docs, data_docs_index
+from ingestion.validation import TableValidation, build_data_docs, data_docs_index
 from mlops.feature_store import open_store
-from mlops.landing import BatchUnreadable
+from mlops.landing import BatchUnreadable, LandedBatch
 from mlops.offline_store import OfflineStore
+from mlops.ray_engine import start_ray
 from mlops.runtime import setup
-from mlops.settings import get_settings
+from mlops.settings import Settings, get_settings
 from mlops.usecase import UseCase, active_use_case
 
 if TYPE_CHECKING:
@@ -55,24 +56,55 @@ finish_committed = task(
 data_docs = task(cache_policy=NO_CACHE, task_run_name="data-docs")(build_data_docs)
 
 
+Validated = tuple[LandedBatch, dict[str, TableValidation]]
+
+
+@task(cache_policy=NO_CACHE, task_run_name="land-and-validate")
+def land_and_validate(batch_dir: Path, use_case: UseCase, settings: Settings) -> Validated:
+    batch = steps.land(batch_dir, use_case)
+    return batch, steps.validate(batch, use_case, settings)
+
+
+@flow(name="validate-batches")
+def validate_batches(batch_dirs: list[Path]) -> dict[Path, Validated]:
+    """Land and validate every batch at once, a task each on the task runner (Ray's, with
+    `MLOPS_ENGINE=ray`). A batch that fails here is landed again on its turn, to be reported
+    (an unreadable one) or to fail the run where it would have anyway."""
+    settings = get_settings()
+    use_case = active_use_case(settings)
+    futures = {
+        batch_dir: land_and_validate.submit(batch_dir, use_case, settings)
+        for batch_dir in batch_dirs
+    }
+    for future in futures.values():
+        future.wait()
+    return {d: f.result() for d, f in futures.items() if f.state.is_completed()}
+
+
 def ingest_batch(
-    batch_dir: Path, use_case: UseCase, feature_store: Callable[[], FeatureStore]
+    batch_dir: Path,
+    use_case: UseCase,
+    feature_store: Callable[[], FeatureStore],
+    validated: Validated | None = None,
+    online_now: bool = True,
 ) -> steps.BatchReport:
     settings = get_settings()
     offline = OfflineStore(settings.offline_dir)
-    try:
-        # A plain call, not a task: an unreadable batch is an expected outcome with a clear
-        # message, not a crash whose traceback belongs in the logs.
-        batch = steps.land(batch_dir, use_case)
-    except BatchUnreadable as error:
-        return steps.unreadable_report(
-            steps.batch_id_of(batch_dir),
-            error,
-            settings.quarantine_dir,
-            offline.count_rows(use_case.event_table),
-        )
-
-    results = validate(batch, use_case, settings)  # in parallel with other ingests
+    if validated is not None:
+        batch, results = validated
+    else:
+        try:
+            # A plain call, not a task: an unreadable batch is an expected outcome with a clear
+            # message, not a crash whose traceback belongs in the logs.
+            batch = steps.land(batch_dir, use_case)
+        except BatchUnreadable as error:
+            return steps.unreadable_report(
+                steps.batch_id_of(batch_dir),
+                error,
+                settings.quarantine_dir,
+                offline.count_rows(use_case.event_table),
+            )
+        results = validate(batch, use_case, settings)  # in parallel with other ingests
     # Another ingest on this home waits here until this batch is online: the duplicate check
     # must see every commit before this one, the features every batch committed before them,
     # and the ledger must not change between reading what to materialize and recording it.
@@ -85,7 +117,8 @@ def ingest_batch(
             earliest = build_features(batch, results, use_case, offline)
             commit(batch, results, offline)
             refresh_features(use_case, offline)  # a late batch: the later ones it changes
-            sync_online(feature_store(), earliest, offline)
+            if online_now:
+                sync_online(feature_store(), earliest, offline)
     docs = data_docs_index(settings.gx_root)  # updated once the run's batches are validated
     return steps.report(
         batch,
@@ -111,18 +144,31 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     finish_committed(settings, use_case, offline)
     if batch_dirs is None:
         batch_dirs = steps.pending_batches(settings.landing_dir, settings.quarantine_dir, offline)
+    validated: dict[Path, Validated] = {}
+    if settings.engine == "ray" and batch_dirs:
+        from prefect_ray import RayTaskRunner
+
+        start_ray(settings)  # the task runner joins it
+        validated = validate_batches.with_options(task_runner=RayTaskRunner())(batch_dirs)
     result = steps.IngestResult([])
     # Opened (its definitions applied) at the first batch that passes, then kept for the run:
     # ~0.8 s a batch otherwise.
     feature_store = cache(lambda: open_store(settings, use_case))
+    # On Ray a materialization is a distributed job with a fixed cost (~20 s on 2 cores, for
+    # 7 s here): it runs once, after the last batch, for every batch still to be materialized.
+    online_per_batch = settings.engine == "local"
     for batch_dir in batch_dirs:
-        report = ingest_batch(batch_dir, use_case, feature_store)
+        report = ingest_batch(
+            batch_dir, use_case, feature_store, validated.get(batch_dir), online_per_batch
+        )
         create_markdown_artifact(
             key=artifact_key("ingest", report.batch_id),
             markdown=report.markdown(),
             description=f"{report.status}: {report.reason}"[:500],
         )
         result.batches.append(report)
+    if not online_per_batch and any(b.status == "ingested" for b in result.batches):
+        sync_online(feature_store(), None, offline)
     if result.batches:
         # Once a run, not once a batch: renders the results not rendered yet, and the index.
         data_docs(settings.gx_root)

@@ -41,14 +41,25 @@ def start_ray(settings: Settings) -> None:
         return
     _route_ray_logs()
     options = ray_init_options(settings)
+    # Prefect tasks that run on Ray's workers report to this process's Prefect API; without its
+    # address, a worker on the local profile would start an ephemeral Prefect server of its own.
+    options["runtime_env"] = {"env_vars": {"PREFECT_API_URL": prefect_api_url()}}
     log.info("starting Ray: %s", options.get("address") or f"{settings.ray_num_cpus} local CPUs")
     ray.init(**options)
+
+
+def prefect_api_url() -> str:
+    """The Prefect API this process uses: the server's, or the ephemeral one it started."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
 
 
 def _route_ray_logs() -> None:
     """Ray gives its loggers handlers of their own that print to the terminal; routed like every
     library's instead (`mlops.runtime`: the log file, the terminal with `verbose`)."""
-    import ray.data  # noqa: F401  (configures its loggers on import)
+    import ray.data
     import ray.train  # noqa: F401
 
     for name in [*logging.root.manager.loggerDict, "ray"]:

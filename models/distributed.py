@@ -238,7 +238,7 @@ def _window_of(timestamps: pd.Series, windows: TimeWindows) -> np.ndarray:
 
 
 def _window(joined: ray.data.Dataset, name: str) -> ray.data.Dataset:
-    return joined.filter(lambda row: row["window"] == name)
+    return joined.filter(expr=f"window == '{name}'")
 
 
 def _window_counts(joined: ray.data.Dataset, label: str) -> dict[str, Any]:

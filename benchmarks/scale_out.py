@@ -1,0 +1,179 @@
+"""`python -m benchmarks scale-out`: the same week through both engines as it grows.
+
+For each size (default 1M, 2M and 4M impressions in a week), a week of baseline traffic is
+generated and stored offline (the ingest flow's own steps, without the online store, which
+training does not read); then the training set is joined and the model fitted
+(one search trial) twice, each time in a fresh process: with the local engine (DuckDB through
+Feast, XGBoost in the process), and with the Ray engine (the join on Ray Data, the fit on Ray
+Train; a local Ray of the machine's cores). Each side reports its wall time, the driver
+process's peak resident memory (VmHWM; Ray's workers are other processes) and the model's NCE
+on the test window.
+
+The point on one machine is not speed (Ray adds work and has no other machine to spread it
+to): it is that the driver's memory stays flat while the local engine's grows with the rows,
+and that both engines train the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import process_peak_rss_mib, run_in_fresh_home
+from benchmarks.memory import rss_mib
+from mlops.settings import get_settings
+
+log = logging.getLogger("benchmarks.scale_out")
+
+DEFAULT_SIZES = (1_000_000, 2_000_000, 4_000_000)
+START = date(2026, 1, 1)
+SEED = 7
+ENGINES = ("local", "ray")
+
+
+def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks scale-out", description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    args = parser.parse_args(argv)
+    run_in_fresh_home("scale-out", lambda: measure(args.sizes), render, args.json)
+    return 0
+
+
+def measure(sizes: Sequence[int]) -> dict[str, Any]:
+    home = get_settings().home
+    rows = []
+    for size in sizes:
+        size_home = home / f"week-{size}"
+        log.info("%d impressions: storing the week", size)
+        store_week(size_home, size)
+        row: dict[str, Any] = {"impressions": size}
+        for engine in ENGINES:
+            log.info("%d impressions: joining and fitting with the %s engine", size, engine)
+            row[engine] = run_side(size_home, engine)
+        row["nce_difference"] = abs(row["ray"]["nce"] - row["local"]["nce"])
+        rows.append(row)
+    return {"cpu_count": os.cpu_count(), "sizes": rows}
+
+
+def store_week(home: Path, impressions: int) -> None:
+    """A week in the offline store: generated, validated, written, its features built."""
+    env = {**os.environ, "MLOPS_HOME": str(home)}
+    code = f"from benchmarks.scale_out import _store_week; _store_week({impressions})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def _store_week(impressions: int) -> None:
+    from ingestion import steps
+    from mlops.offline_store import OfflineStore
+    from mlops.runtime import setup
+    from mlops.usecase import active_use_case
+
+    settings = setup()
+    use_case = active_use_case(settings)
+    assert use_case.generator is not None
+    days = use_case.card.training.span_days
+    offline = OfflineStore(settings.offline_dir)
+    batches = use_case.generator.generate(
+        settings.landing_dir, start=START, days=days, events_per_day=impressions // days, seed=SEED
+    )
+    for batch_dir in batches:
+        batch = steps.land(batch_dir, use_case)
+        results = steps.validate(batch, use_case, settings)
+        assert steps.gate(results, use_case).passed, batch_dir
+        steps.write_offline(batch, results, offline)
+        steps.build_features(batch, results, use_case, offline)
+        steps.commit(batch, results, offline)
+
+
+def run_side(home: Path, engine: str) -> dict[str, Any]:
+    """One engine's join and fit in a fresh process: its report, read from its stdout."""
+    env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_ENGINE": engine}
+    code = "from benchmarks.scale_out import _train_once; _train_once()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _train_once() -> None:
+    """The train flow's data and model steps, as `flows/train.py` runs them, timed."""
+    from mlops.feature_store import open_store
+    from mlops.offline_store import OfflineStore
+    from mlops.ray_engine import start_ray
+    from mlops.runtime import setup
+    from mlops.usecase import active_use_case
+    from models import dataset, distributed, training
+    from models.evaluation import evaluate
+
+    settings = setup()
+    use_case = active_use_case(settings)
+    budget = use_case.card.training.model_copy(update={"search_trials": 1})
+    offline = OfflineStore(settings.offline_dir)
+    windows = dataset.TimeWindows.ending_at(dataset.training_end(offline, None), budget)
+    store = open_store(settings, use_case)
+    if settings.engine == "ray":
+        start_ray(settings)  # before the clock: a cluster is already running
+    ready_mib = rss_mib()
+    started = time.perf_counter()
+    if settings.engine == "ray":
+        on_ray = distributed.build_training_set(
+            store, offline, use_case, windows, budget.baseline_max_rows
+        )
+        joined = time.perf_counter()
+        splits = training.prepare_splits(on_ray.held, use_case)
+        model = distributed.fit_xgboost(settings, use_case, on_ray, budget)
+    else:
+        events = dataset.labelled_events(offline, use_case, windows)
+        training_set = dataset.build_training_set(store, events, use_case, windows)
+        joined = time.perf_counter()
+        splits = training.prepare_splits(training_set, use_case)
+        model = training.fit_xgboost(
+            splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget
+        )
+    done = time.perf_counter()
+    from mlops.model_inputs import predict
+
+    nce = evaluate(splits.test_y, predict(model.booster, splits.test_x)).metrics["nce"]
+    report = {
+        "join_seconds": joined - started,
+        "fit_seconds": done - joined,
+        "seconds": done - started,
+        "driver_peak_rss_mib": process_peak_rss_mib(),
+        "driver_rss_before_mib": ready_mib,
+        "rounds": model.rounds,
+        "nce": nce,
+    }
+    print(json.dumps(report))
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['cpu_count']} cores; join + fit (one trial) of a week; the driver's peak RSS",
+        f"{'impressions':>12} {'engine':<6} {'join s':>7} {'fit s':>7} {'total s':>8} "
+        f"{'driver peak MiB':>16} {'test NCE':>9}",
+    ]
+    for row in report["sizes"]:
+        for engine in ENGINES:
+            side = row[engine]
+            lines.append(
+                f"{row['impressions']:>12,} {engine:<6} {side['join_seconds']:>7.1f} "
+                f"{side['fit_seconds']:>7.1f} {side['seconds']:>8.1f} "
+                f"{side['driver_peak_rss_mib']:>16.0f} {side['nce']:>9.4f}"
+            )
+        ratio = row["ray"]["seconds"] / row["local"]["seconds"]
+        memory = row["ray"]["driver_peak_rss_mib"] / row["local"]["driver_peak_rss_mib"]
+        lines.append(
+            f"{'':>12} ray/local: time {ratio:.2f}x, driver memory {memory:.2f}x, "
+            f"NCE difference {row['nce_difference']:.4f}"
+        )
+    return "\n".join(lines)
