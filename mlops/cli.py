@@ -484,7 +484,8 @@ def _train_summary(report: TrainReport) -> str:
     if oracle.get("nce") is not None:
         compared.append(f"oracle {oracle['nce']:.4f}")
     lines = [
-        f"{report.model_name} v{report.version}: {report.decision}",
+        f"{report.model_name} v{report.version}: {report.decision}"
+        + (f" (trained on {report.engine})" if report.engine != "local" else ""),
         f"  {report.verdict}",  # the reason; its warnings get a line each
         *(f"  warning: {warning}" for warning in report.warnings),
         f"  test nce {report.metrics['nce']:.4f} ({', '.join(compared)})",

@@ -40,6 +40,7 @@ LONGEST_FIRST = (
     "tests/integration/test_infra_check.py",
     "tests/integration/test_data_path_drills.py",
     "tests/integration/test_serving.py",
+    "tests/integration/test_ray_engine.py",
     "tests/integration/test_serving_server_profile.py",
     "tests/integration/test_serving_drills.py",
     "tests/integration/test_concurrent_ingest.py",

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 K8S = INFRA / "k8s"
+KUBERAY = INFRA / "kuberay"  # custom resources of the KubeRay operator (ray.io/v1)
 KUBERNETES_VERSION = "1.37.0"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 WHEEL = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]
@@ -66,12 +67,19 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
 @cache
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
     found = []
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in [*sorted(K8S.glob("*.yaml")), *sorted(KUBERAY.glob("*.yaml"))]:
         for document in yaml.safe_load_all(path.read_text()):
             if document:
                 name = f"{document['kind']}/{document['metadata']['name']}"
                 found.append((f"{path.name}:{name}", document))
     return found
+
+
+def _ray_pod_templates(cluster: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(group, pod template) of a KubeRay RayCluster: the head's, then each worker group's."""
+    yield "head", cluster["spec"]["headGroupSpec"]["template"]
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        yield group["groupName"], group["template"]
 
 
 def _pod_specs() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -81,6 +89,9 @@ def _pod_specs() -> Iterator[tuple[str, str, dict[str, Any]]]:
             yield where, document["kind"], document["spec"]["template"]["spec"]
         elif document["kind"] == "CronJob":
             yield where, "CronJob", document["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif document["kind"] == "RayCluster":
+            for group, template in _ray_pod_templates(document):
+                yield f"{where}/{group}", "RayCluster", template["spec"]
 
 
 def _containers() -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
@@ -265,6 +276,9 @@ def test_kubernetes_manifests_follow_the_api_schemas() -> None:
     problems = []
     for where, document in _manifests():
         kinds.add(document["kind"])
+        if document["kind"] == "RayCluster":  # a custom resource: its pods follow the API's
+            problems += _ray_cluster_problems(where, document)
+            continue
         try:
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as err:
@@ -272,7 +286,31 @@ def test_kubernetes_manifests_follow_the_api_schemas() -> None:
         except kubernetes_validate.SchemaNotFoundError as err:
             problems.append(f"{where}: {err.message}")
     assert problems == []
-    assert {"Namespace", "ConfigMap", "Secret", "Deployment", "Service"} <= kinds
+    assert {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "RayCluster"} <= kinds
+
+
+def _ray_cluster_problems(where: str, cluster: dict[str, Any]) -> list[str]:
+    """A RayCluster against what KubeRay's ray.io/v1 accepts here: its Ray the locked one, and
+    each group's pod template a valid Kubernetes PodTemplate (strict)."""
+    import kubernetes_validate
+
+    problems = []
+    if cluster["apiVersion"] != "ray.io/v1":
+        problems.append(f"{where}: apiVersion {cluster['apiVersion']}, not ray.io/v1")
+    if cluster["spec"].get("rayVersion") != _locked_version("ray"):
+        problems.append(f"{where}: rayVersion is not uv.lock's ray {_locked_version('ray')}")
+    for group, template in _ray_pod_templates(cluster):
+        pod_template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": f"{cluster['metadata']['name']}-{group}"},
+            "template": template,
+        }
+        try:
+            kubernetes_validate.validate(pod_template, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            problems.append(f"{where}/{group}: {'.'.join(map(str, err.path))}: {err.message}")
+    return problems
 
 
 def test_kubernetes_images_are_pinned() -> None:

@@ -93,3 +93,22 @@ def test_secrets_are_masked_wherever_settings_are_printed(
         assert "hunter2" not in shown
     assert settings.postgres_dsn is not None
     assert "hunter2" in settings.postgres_dsn.get_secret_value()  # the client still gets it
+
+
+def test_the_engine_is_local_unless_ray_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops.ray_engine import ray_init_options
+
+    assert Settings().engine == "local"
+    monkeypatch.setenv("MLOPS_ENGINE", "ray")
+    monkeypatch.setenv("MLOPS_RAY_NUM_CPUS", "2")
+    monkeypatch.setenv("MLOPS_RAY_OBJECT_STORE_MB", "300")
+    local_ray = ray_init_options(Settings())
+    assert (local_ray["num_cpus"], local_ray["object_store_memory"]) == (2, 300 * 2**20)
+    assert "address" not in local_ray
+    monkeypatch.setenv("MLOPS_RAY_ADDRESS", "ray://head:10001")
+    cluster = ray_init_options(Settings())
+    assert cluster["address"] == "ray://head:10001"
+    assert "num_cpus" not in cluster  # a cluster has its own resources
+    monkeypatch.setenv("MLOPS_ENGINE", "spark")
+    with pytest.raises(ValidationError, match="engine"):
+        Settings()
