@@ -113,19 +113,9 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
     """The labelled event rows of the windows, oldest first. Raises ValueError, with a message
     for the user, when a window is empty or holds only one class."""
     events = use_case.events
-    # Each once: a table whose row id is its entity key (one row per customer) names it twice.
-    columns = dict.fromkeys(
-        [
-            events.id_column,
-            events.timestamp_column,
-            *use_case.entity_keys,
-            *use_case.request_columns,
-            use_case.label,
-            *([use_case.oracle_column] if use_case.oracle_column else []),
-        ]
-    )
+    columns = event_columns(use_case)
     if not offline.count_rows(events.name):
-        raise UserError(f"no ingested '{events.name}' rows to train on: run `mlops ingest` first")
+        raise nothing_ingested(use_case)
     con = offline.connect([events.name])  # committed batches only: see mlops.offline_store
     ts, label = quoted(events.timestamp_column), quoted(use_case.label)
     try:
@@ -144,6 +134,36 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
         con.close()
     _require_every_window(TrainingSet(frame, windows, events.timestamp_column), use_case)
     return frame
+
+
+def event_columns(use_case: UseCase) -> list[str]:
+    """The event table's columns a training set starts from (its rows' own, before features)."""
+    events = use_case.events
+    # Each once: a table whose row id is its entity key (one row per customer) names it twice.
+    return list(
+        dict.fromkeys(
+            [
+                events.id_column,
+                events.timestamp_column,
+                *use_case.entity_keys,
+                *use_case.request_columns,
+                use_case.label,
+                *([use_case.oracle_column] if use_case.oracle_column else []),
+            ]
+        )
+    )
+
+
+def nothing_ingested(use_case: UseCase) -> UserError:
+    name = use_case.events.name
+    return UserError(f"no ingested '{name}' rows to train on: run `mlops ingest` first")
+
+
+def window_without_both_classes(name: str, rows: int, windows: TimeWindows) -> UserError:
+    return UserError(
+        f"the {name} window has {rows} labelled rows, and both classes are needed; ingest more "
+        f"days (windows: {windows.to_dict()})"
+    )
 
 
 def build_training_set(
@@ -195,11 +215,7 @@ def _require_every_window(training_set: TrainingSet, use_case: UseCase) -> None:
     for name in ("train", "validation", "test"):
         rows = training_set.window(name)
         if rows.empty or rows[use_case.label].nunique() < 2:
-            windows = training_set.windows.to_dict()
-            raise UserError(
-                f"the {name} window has {len(rows)} labelled rows, and both classes are "
-                f"needed; ingest more days (windows: {windows})"
-            )
+            raise window_without_both_classes(name, len(rows), training_set.windows)
 
 
 def frame_hash(frame: pd.DataFrame) -> str:

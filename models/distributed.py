@@ -18,8 +18,9 @@ join's tasks whole; the events are what is split.
 from __future__ import annotations
 
 import json
-import logging
+import shutil
 import tempfile
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from mlops.errors import UserError
 from mlops.offline_store import OfflineStore
 from mlops.settings import Settings
 from mlops.usecase import UseCase, load_use_case
+from models import dataset
 from models.dataset import BATCH_COLUMN, TimeWindows, TrainingSet
 from models.training import MAX_ROUNDS, FittedXGBoost, Trial, search
 
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
     import ray.data
     import xgboost as xgb
     from feast import FeatureStore
-
-log = logging.getLogger(__name__)
 
 WINDOWS = ("train", "validation", "test")
 MODEL_FILE = "model.ubj"
@@ -122,26 +122,15 @@ def build_training_set(
     events = use_case.events
     files = offline.files(offline.table_dir(events.name))
     if not files:
-        raise UserError(f"no ingested '{events.name}' rows to train on: run `mlops ingest` first")
-    columns = list(
-        dict.fromkeys(
-            [
-                events.id_column,
-                events.timestamp_column,
-                *use_case.entity_keys,
-                *use_case.request_columns,
-                use_case.label,
-                *([use_case.oracle_column] if use_case.oracle_column else []),
-            ]
-        )
-    )
+        raise dataset.nothing_ingested(use_case)
+    columns = dataset.event_columns(use_case)
     joins = feature_joins(store, use_case)
     tables = [ray.put(_feature_table(join, windows)) for join in joins]
     ts, label = events.timestamp_column, use_case.label
 
     def join_batch(batch: pd.DataFrame) -> pd.DataFrame:
-        batch = batch[(batch[ts] >= windows.train_start) & (batch[ts] < windows.end)]
-        batch = batch[batch[label].notna()]
+        in_windows = (batch[ts] >= windows.train_start) & (batch[ts] < windows.end)
+        batch = batch[in_windows & batch[label].notna()].copy()
         # The batch id is the partition folder's, as in `dataset.labelled_events`.
         batch[BATCH_COLUMN] = batch.pop("path").str.extract(r"batch_id=([^/]+)/", expand=False)
         for join, table in zip(joins, tables, strict=True):
@@ -157,10 +146,7 @@ def build_training_set(
     counts = _window_counts(joined, label)
     for name in WINDOWS:
         if counts["rows"][name] == 0 or counts["positives"][name] in (0, counts["rows"][name]):
-            raise UserError(
-                f"the {name} window has {counts['rows'][name]} labelled rows, and both classes "
-                f"are needed; ingest more days (windows: {windows.to_dict()})"
-            )
+            raise dataset.window_without_both_classes(name, counts["rows"][name], windows)
     train = _window(joined, "train").materialize()
     validation = _window(joined, "validation").materialize()
     fraction = min(1.0, baseline_rows / counts["rows"]["train"])
@@ -195,12 +181,13 @@ def _feature_table(join: FeatureJoin, windows: TimeWindows) -> pd.DataFrame:
     """A view's rows the windows' events can reach (TTL), newest last per key and time."""
     import pyarrow.dataset as ds
 
-    oldest = pd.Timestamp(windows.train_start) - (join.ttl or pd.Timedelta(days=365_000))
     source = ds.dataset(join.path, format="parquet", partitioning="hive")
     stamp = ds.field(join.timestamp)
+    reachable = stamp < pd.Timestamp(windows.end)
+    if join.ttl is not None:
+        reachable &= stamp >= pd.Timestamp(windows.train_start) - join.ttl
     table = source.to_table(
-        columns=[*join.join_keys, join.timestamp, *join.features],
-        filter=(stamp < pd.Timestamp(windows.end)) & (stamp >= oldest),
+        columns=[*join.join_keys, join.timestamp, *join.features], filter=reachable
     )
     frame = table.to_pandas()
     # A key restated at the same time (a late batch recomputed a later one): the last written
@@ -274,7 +261,8 @@ def fit_xgboost(
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
 
-    settings.ray_dir.mkdir(parents=True, exist_ok=True)
+    storage, run = settings.ray_dir / "train", f"search-{uuid.uuid4().hex[:12]}"
+    storage.mkdir(parents=True, exist_ok=True)
     trainer = XGBoostTrainer(
         _search_on_worker,
         train_loop_config={
@@ -287,7 +275,7 @@ def fit_xgboost(
         scaling_config=ScalingConfig(
             num_workers=settings.ray_train_workers, resources_per_worker={"CPU": 1}
         ),
-        run_config=RunConfig(storage_path=str(settings.ray_dir / "train")),
+        run_config=RunConfig(storage_path=str(storage), name=run),
         datasets={"train": training_set.train, "validation": training_set.validation},
     )
     result = trainer.fit()
@@ -296,6 +284,7 @@ def fit_xgboost(
         booster = xgb.Booster()
         booster.load_model(str(Path(directory) / MODEL_FILE))
         searched = json.loads((Path(directory) / SEARCH_FILE).read_text())
+    shutil.rmtree(storage / run, ignore_errors=True)  # the model goes to MLflow, not here
     return FittedXGBoost(
         booster,
         searched["params"],
