@@ -10,6 +10,7 @@ all share one capped session.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from mlops.settings import Settings
@@ -41,6 +42,10 @@ def start_ray(settings: Settings) -> None:
         return
     _route_ray_logs()
     options = ray_init_options(settings)
+    # A local Ray's raylet starts its workers at niceness 15; they do the flow's own work, and
+    # niced they starve beside any busy process (a test module took 7.6 min instead of 2 beside
+    # two CPU-bound processes). A cluster's nodes have their own settings.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     # Prefect tasks that run on Ray's workers report to this process's Prefect API; without its
     # address, a worker on the local profile would start an ephemeral Prefect server of its own.
     options["runtime_env"] = {"env_vars": {"PREFECT_API_URL": prefect_api_url()}}
