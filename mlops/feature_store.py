@@ -91,7 +91,7 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
             "ray_address": settings.ray_address,
         }
         batch_engine = {
-            "type": "ray.engine",
+            "type": "mlops.feast_ray.WindowRayComputeEngine",  # Feast's, see mlops.feast_ray
             "ray_address": settings.ray_address,
             # SQLite takes one writer at a time; Redis many.
             "write_concurrency": 1 if settings.profile == "local" else settings.ray_num_cpus,
