@@ -154,8 +154,8 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     # Opened (its definitions applied) at the first batch that passes, then kept for the run:
     # ~0.8 s a batch otherwise.
     feature_store = cache(lambda: open_store(settings, use_case))
-    # On Ray a materialization is a distributed job with a fixed cost (~20 s on 2 cores, for
-    # 7 s here): it runs once, after the last batch, for every batch still to be materialized.
+    # On Ray a materialization is a distributed job with a fixed cost (~20 s a batch on 2 cores,
+    # under a second locally): it runs once, after the last batch, for every batch not online.
     online_per_batch = settings.engine == "local"
     for batch_dir in batch_dirs:
         report = ingest_batch(

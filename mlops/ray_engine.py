@@ -20,9 +20,8 @@ log = logging.getLogger(__name__)
 
 def ray_init_options(settings: Settings) -> dict[str, Any]:
     """`ray.init`'s arguments: connect to the configured cluster, or start a capped local one."""
-    # Workers' output goes to Ray's own log files (/tmp/ray/session_latest/logs), not the
-    # terminal, unless `verbose`.
-    # Ray's own records go where every library's go (`mlops.runtime`: the log file).
+    # Workers' output stays in Ray's log files (/tmp/ray/session_latest/logs) unless `verbose`;
+    # Ray's own log records go where every library's go (`mlops.runtime`: the log file).
     quiet: dict[str, Any] = {"log_to_driver": settings.verbose, "configure_logging": False}
     if settings.ray_address:
         return {"address": settings.ray_address, **quiet}
@@ -64,7 +63,7 @@ def prefect_api_url() -> str:
 def _route_ray_logs() -> None:
     """Ray gives its loggers handlers of their own that print to the terminal; routed like every
     library's instead (`mlops.runtime`: the log file, the terminal with `verbose`)."""
-    import ray.data
+    import ray.data  # they configure their loggers when imported: import them first
     import ray.train  # noqa: F401
 
     for name in [*logging.root.manager.loggerDict, "ray"]:
