@@ -281,15 +281,16 @@ def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
     use_case.generator.generate(
         stack.home / "landing", start=date(2026, 3, 1), days=1, events_per_day=500
     )
+    # Asked before the run starts: a CLI call between "running" and the kill gave a busy
+    # machine time to finish the run first (it completed instead of crashing, once in CI).
+    _, status, _ = stack.mlops("status")
+    worker_pid = status["services"]["worker"]["pid"]
     deployment = stack.prefect("/deployments/name/ingest/ingest")
     run = stack.prefect(
         f"/deployments/{deployment['id']}/create_flow_run", {"name": f"drill-{uuid4().hex[:6]}"}
     )
     running = _wait_for(stack, run["id"], {"RUNNING"})
     infrastructure_pid = running["infrastructure_pid"]  # the run's process id
-
-    _, status, _ = stack.mlops("status")
-    worker_pid = status["services"]["worker"]["pid"]
     os.killpg(worker_pid, signal.SIGKILL)  # the worker and the run it started, at once
     run_pid = int(infrastructure_pid.rpartition(":")[2])
     with contextlib.suppress(ProcessLookupError):  # in case it ran in a group of its own
