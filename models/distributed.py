@@ -35,7 +35,7 @@ from mlops.settings import Settings
 from mlops.usecase import UseCase, load_use_case
 from models import dataset
 from models.dataset import BATCH_COLUMN, TimeWindows, TrainingSet
-from models.training import MAX_ROUNDS, FittedXGBoost, Trial, search
+from models.training import FittedXGBoost, Trial, boost, search
 
 if TYPE_CHECKING:
     import ray.data
@@ -203,7 +203,7 @@ def _join_view(
     order = np.argsort(batch[ts].to_numpy(), kind="stable")
     left = batch.iloc[order].reset_index(drop=True)
     right = table.rename(columns={join.timestamp: "__feature_time"})
-    right = right.astype({k: left[k].dtype for k in (*join.join_keys, ts) if k in right})
+    right = right.astype({k: left[k].dtype for k in join.join_keys})
     right["__feature_time"] = right["__feature_time"].astype(left[ts].dtype)
     merged = pd.merge_asof(
         left,
@@ -317,14 +317,8 @@ def _search_on_worker(config: dict[str, Any]) -> None:
     train, validation = matrix("train"), matrix("validation")
 
     def fit(params: dict[str, Any]) -> xgb.Booster:
-        return xgb.train(
-            {**params, "nthread": 1},  # one CPU per worker (ScalingConfig)
-            train,
-            num_boost_round=MAX_ROUNDS,
-            evals=[(validation, "validation")],
-            early_stopping_rounds=budget.early_stopping_rounds,
-            verbose_eval=False,
-        )
+        # One thread: one CPU per worker (ScalingConfig).
+        return boost({**params, "nthread": 1}, train, validation, budget.early_stopping_rounds)
 
     def out_of_time(mine: bool) -> bool:
         # Every worker must run the same trials: the first worker's clock decides.

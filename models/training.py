@@ -152,16 +152,29 @@ def fit_xgboost(
     validation = xgb.DMatrix(validation_x, validation_y, enable_categorical=True)
 
     def fit(params: dict[str, Any]) -> xgb.Booster:
-        return xgb.train(
-            {**params, **({"nthread": threads} if threads else {})},
-            train,
-            num_boost_round=MAX_ROUNDS,
-            evals=[(validation, "validation")],
-            early_stopping_rounds=budget.early_stopping_rounds,
-            verbose_eval=False,
-        )
+        threaded = {**params, **({"nthread": threads} if threads else {})}
+        return boost(threaded, train, validation, budget.early_stopping_rounds)
 
     return search(fit, budget, seed)
+
+
+def boost(
+    params: dict[str, Any],
+    train: xgb.DMatrix,
+    validation: xgb.DMatrix,
+    early_stopping_rounds: int,
+) -> xgb.Booster:
+    """One trial: boost until the validation log loss stops improving (both engines)."""
+    import xgboost as xgb
+
+    return xgb.train(
+        params,
+        train,
+        num_boost_round=MAX_ROUNDS,
+        evals=[(validation, "validation")],
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )
 
 
 def search(
