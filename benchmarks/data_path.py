@@ -33,11 +33,11 @@ import pandas as pd
 from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
 from ingestion import steps
 from ingestion.validation import REASON_COLUMN, TableValidation
-from mlops.feature_store import open_store  # Feast itself loads on first use
-from mlops.landing import LandedBatch
-from mlops.offline_store import OfflineStore
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.batches import LandedBatch
+from mlops.contracts.usecase import UseCase, load_use_case
+from mlops.stores.feature_store import open_store  # Feast itself loads on first use
+from mlops.stores.offline_store import OfflineStore
 
 log = logging.getLogger("benchmarks.data_path")
 

@@ -45,8 +45,8 @@ def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from mlops.settings import get_settings
-    from mlops.usecase import active_use_case
+    from mlops.config.settings import get_settings
+    from mlops.contracts.usecase import active_use_case
 
     started = time.perf_counter()
     runs = []
@@ -69,7 +69,7 @@ def one_run(settings: Any, use_case: Any, scenario: str, seed: int, args: Any) -
     from flows.ingest import ingest
     from flows.monitor import monitor
     from flows.train import train
-    from mlops.landing import read_batch, read_manifest
+    from mlops.contracts.batches import read_batch, read_manifest
 
     bootstrap = use_case.card.training.span_days
     drift_day = bootstrap + args.drift_after
@@ -112,9 +112,9 @@ def serve_in_process(settings: Any, use_case: Any, version: str, events: Any) ->
 
     import orjson
 
-    from mlops.feature_store import open_store
-    from mlops.registry import ModelRegistry
-    from serving.prediction_log import PredictionLog, Served, records
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.registry import ModelRegistry
+    from serving.prediction_logger import PredictionLog, Served, records
     from serving.scoring import Scorer, load_registered
     from serving.traffic import requests_for
 

@@ -90,7 +90,7 @@ def run_in_fresh_home(
 ) -> dict[str, Any]:
     """Run a benchmark on a temporary MLOPS_HOME (it touches no one's state), save its report
     to `benchmarks/results/<name>.json` and print it, as text or as one JSON object."""
-    from mlops.settings import get_settings
+    from mlops.config.settings import get_settings
 
     # The benchmark's own progress on stderr; the libraries' INFO chatter (every HTTP call
     # httpx makes to Prefect) is not progress.

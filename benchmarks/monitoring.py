@@ -47,7 +47,7 @@ def synthetic_inputs(use_case: Any, rows: int, rng: np.random.Generator) -> pd.D
 def write_log(settings: Any, use_case: Any, rows: int, rng: np.random.Generator) -> None:
     import orjson
 
-    from mlops.offline_store import OfflineStore
+    from mlops.stores.offline_store import OfflineStore
 
     events = use_case.events
     inputs = synthetic_inputs(use_case, rows, rng)
@@ -83,10 +83,10 @@ def write_log(settings: Any, use_case: Any, rows: int, rng: np.random.Generator)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from mlops.reference import LABEL, SCORE
-    from mlops.settings import get_settings
-    from mlops.usecase import active_use_case
-    from monitoring import report
+    from mlops.config.settings import get_settings
+    from mlops.contracts.usecase import active_use_case
+    from mlops.stores.reference import LABEL, SCORE
+    from monitoring import evidently_reports as report
     from monitoring.window import read_window
 
     settings = get_settings().apply()

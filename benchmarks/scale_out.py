@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks.harness import process_peak_rss_mib, run_in_fresh_home
 from benchmarks.memory import rss_mib
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
 
 log = logging.getLogger("benchmarks.scale_out")
 
@@ -74,9 +74,9 @@ def store_week(home: Path, impressions: int) -> None:
 
 def _store_week(impressions: int) -> None:
     from ingestion import steps
-    from mlops.offline_store import OfflineStore
-    from mlops.runtime import setup
-    from mlops.usecase import active_use_case
+    from mlops.config.runtime import setup
+    from mlops.contracts.usecase import active_use_case
+    from mlops.stores.offline_store import OfflineStore
 
     settings = setup()
     use_case = active_use_case(settings)
@@ -107,11 +107,11 @@ def run_side(home: Path, engine: str) -> dict[str, Any]:
 
 def _train_once() -> None:
     """The train flow's data and model steps, as `flows/train.py` runs them, timed."""
-    from mlops.feature_store import open_store
-    from mlops.offline_store import OfflineStore
-    from mlops.ray_engine import start_ray
-    from mlops.runtime import setup
-    from mlops.usecase import active_use_case
+    from mlops.compute.ray_engine import start_ray
+    from mlops.config.runtime import setup
+    from mlops.contracts.usecase import active_use_case
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.offline_store import OfflineStore
     from models import dataset, distributed, training
     from models.evaluation import evaluate
 
@@ -141,7 +141,7 @@ def _train_once() -> None:
             splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget
         )
     done = time.perf_counter()
-    from mlops.model_inputs import predict
+    from mlops.contracts.model_inputs import predict
 
     nce = evaluate(splits.test_y, predict(model.booster, splits.test_x)).metrics["nce"]
     report = {

@@ -44,7 +44,7 @@ from typing import Any
 
 from benchmarks.harness import run_in_fresh_home
 from benchmarks.loadgen import HELD_P99_MS, RateResult, open_loop
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
 from serving.process import free_port, start_service
 
 log = logging.getLogger("benchmarks.serving")
@@ -98,8 +98,8 @@ def server_profile() -> Iterator[None]:
     and a Redis database of its own, with a throwaway Prefect server for the flows."""
     import redis
 
-    from mlops.databases import drop_databases
-    from mlops.settings import Settings
+    from mlops.config.settings import Settings
+    from mlops.stores.databases import drop_databases
 
     home = Path(os.environ["MLOPS_HOME"])
     os.environ.update(
@@ -138,9 +138,9 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
     settings = get_settings().apply()
     from flows.ingest import ingest
     from flows.train import train
-    from mlops.feature_store import open_store
-    from mlops.registry import ModelRegistry
-    from mlops.usecase import active_use_case
+    from mlops.contracts.usecase import active_use_case
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.registry import ModelRegistry
     from serving.scoring import Scorer, load_registered, prepare
 
     use_case = active_use_case(settings)
@@ -239,7 +239,7 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
 
 def _requests(settings: Any, use_case: Any) -> list[dict[str, Any]]:
     """Distinct requests from the newest ingested events: known entities, real context."""
-    from mlops.offline_store import OfflineStore
+    from mlops.stores.offline_store import OfflineStore
 
     events = use_case.events
     columns = [*use_case.entity_keys, *use_case.request_columns]

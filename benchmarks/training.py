@@ -34,7 +34,7 @@ from uuid import UUID
 
 from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
 from benchmarks.memory import PeakRss
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
 
 log = logging.getLogger("benchmarks.training")
 
@@ -71,12 +71,12 @@ def run(events: int) -> dict[str, Any]:
 
     from flows.ingest import ingest
     from flows.train import train
-    from mlops.feature_store import open_store
-    from mlops.offline_store import OfflineStore
-    from mlops.reference import holdout_reference
-    from mlops.registry import ModelRegistry
-    from mlops.usecase import active_use_case
-    from models import dataset, promotion, tracking, training
+    from mlops.contracts.usecase import active_use_case
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.offline_store import OfflineStore
+    from mlops.stores.reference import holdout_reference
+    from mlops.stores.registry import ModelRegistry
+    from models import dataset, mlflow_logging, promotion, training
 
     use_case = active_use_case(settings)
     card = use_case.card
@@ -89,7 +89,7 @@ def run(events: int) -> dict[str, Any]:
     with setup.stage("ingest (starts the Prefect server)"):
         ingest(batches)  # a rejected batch raises
     with setup.stage("create the MLflow store"):
-        tracking.experiment_id(settings, use_case)
+        mlflow_logging.experiment_id(settings, use_case)
 
     stages = Stopwatch()
     offline = OfflineStore(settings.offline_dir)
@@ -109,7 +109,7 @@ def run(events: int) -> dict[str, Any]:
     with stages.stage("score on test"):
         scores = training.score_on_test(splits, use_case, fitted.booster, baselines)
     with stages.stage("log MLflow run (plots, model)"):
-        logged = tracking.log_training_run(
+        logged = mlflow_logging.log_training_run(
             settings,
             use_case,
             run_name="benchmark",

@@ -4,9 +4,9 @@ The definitions themselves live with the use case (usecases/<name>/features.py);
 applies them in code, so `feast apply` is only needed when you drive Feast by hand.
 """
 
-from mlops.feature_store import feast_objects
-from mlops.settings import get_settings
-from mlops.usecase import active_use_case
+from mlops.config.settings import get_settings
+from mlops.contracts.usecase import active_use_case
+from mlops.stores.feature_store import feast_objects
 
 _settings = get_settings()
 # Feast's CLI collects module-level objects.

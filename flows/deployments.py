@@ -13,8 +13,8 @@ from uuid import UUID
 
 import yaml
 
-from mlops.errors import UserError
-from mlops.settings import DATA_ROOT, PROJECT_ROOT, Settings
+from mlops.config.errors import UserError
+from mlops.config.settings import DATA_ROOT, PROJECT_ROOT, Settings
 
 PREFECT_FILE = DATA_ROOT / "prefect.yaml"
 

@@ -19,13 +19,13 @@ from prefect.cache_policies import NO_CACHE
 from flows.artifacts import artifact_key
 from ingestion import steps
 from ingestion.validation import TableValidation, build_data_docs, data_docs_index
-from mlops.feature_store import open_store
-from mlops.landing import BatchUnreadable, LandedBatch
-from mlops.offline_store import OfflineStore
-from mlops.ray_engine import start_ray
-from mlops.runtime import setup
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, active_use_case
+from mlops.compute.ray_engine import start_ray
+from mlops.config.runtime import setup
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.batches import BatchUnreadable, LandedBatch
+from mlops.contracts.usecase import UseCase, active_use_case
+from mlops.stores.feature_store import open_store
+from mlops.stores.offline_store import OfflineStore
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -21,15 +21,15 @@ from prefect.states import Completed
 
 from flows.artifacts import artifact_key
 from flows.train import name_flow_run
-from mlops.errors import UserError
-from mlops.offline_store import OfflineStore
-from mlops.reference import load_reference
-from mlops.registry import ModelRegistry
-from mlops.runtime import setup
-from mlops.settings import Settings
-from mlops.tracking import day_name
-from mlops.usecase import active_use_case
-from models.report import TrainReport
+from mlops.config.errors import UserError
+from mlops.config.runtime import setup
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import active_use_case
+from mlops.stores.mlflow_runs import day_name
+from mlops.stores.offline_store import OfflineStore
+from mlops.stores.reference import load_reference
+from mlops.stores.registry import ModelRegistry
+from models.train_report import TrainReport
 from monitoring.gate import Signals, decide
 from monitoring.history import History
 from monitoring.record import (
@@ -142,7 +142,7 @@ def announce(model_name: str, judged: MonitorReport) -> None:
 def _retrain(settings: Settings, end: datetime, result: MonitorResult) -> None:
     """Locally a subflow; on a Prefect server, a run of the train deployment (a worker runs
     it; `run_deployment` links it to this run)."""
-    from flows.deployed import run_flow
+    from flows.dispatch import run_flow
     from flows.train import train
 
     try:

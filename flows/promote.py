@@ -14,9 +14,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import artifact_key
-from mlops.registry import PREVIOUS, ModelRegistry
-from mlops.runtime import setup
-from mlops.usecase import active_use_case
+from mlops.config.runtime import setup
+from mlops.contracts.usecase import active_use_case
+from mlops.stores.registry import PREVIOUS, ModelRegistry
 
 
 @dataclass(frozen=True)

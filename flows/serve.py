@@ -7,7 +7,7 @@ way). Needs a Prefect server: PREFECT_API_URL, or MLOPS_PREFECT_API_URL with the
 
 from __future__ import annotations
 
-from mlops.runtime import setup
+from mlops.config.runtime import setup
 
 
 def main() -> None:

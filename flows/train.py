@@ -15,16 +15,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
-from mlops.feature_store import open_store
-from mlops.offline_store import OfflineStore
-from mlops.ray_engine import start_ray
-from mlops.registry import CHAMPION, ModelRegistry
-from mlops.runtime import setup
-from mlops.settings import Settings
-from mlops.tracking import LoggedRun, day_name, run_url, server_unreachable, tag_run
-from mlops.usecase import UseCase, active_use_case
-from models import dataset, distributed, promotion, tracking, training
-from models.report import TrainReport
+from mlops.compute.ray_engine import start_ray
+from mlops.config.runtime import setup
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import UseCase, active_use_case
+from mlops.stores.feature_store import open_store
+from mlops.stores.mlflow_runs import LoggedRun, day_name, run_url, server_unreachable, tag_run
+from mlops.stores.offline_store import OfflineStore
+from mlops.stores.registry import CHAMPION, ModelRegistry
+from models import dataset, distributed, mlflow_logging, promotion, training
+from models.train_report import TrainReport
 from serving.infra_check import InfraCheck
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def log_run(settings: Settings, use_case: UseCase, **logged: Any) -> LoggedRun:
     """A retry marks the run the failed attempt left unfinished FAILED, then logs a new one."""
     from prefect.runtime import flow_run
 
-    return tracking.log_training_run(settings, use_case, logged_by=flow_run.id, **logged)
+    return mlflow_logging.log_training_run(settings, use_case, logged_by=flow_run.id, **logged)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register", **MLFLOW_RETRIES)

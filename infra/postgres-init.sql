@@ -1,6 +1,6 @@
 -- Run once by the postgres image on an empty data volume (/docker-entrypoint-initdb.d), as the
 -- superuser. The platform's databases for MLOPS_DATABASE_PREFIX=mlops (compose.yaml); the
--- platform would also create them itself on first use (mlops/databases.py), but the Prefect
+-- platform would also create them itself on first use (mlops/stores/databases.py), but the Prefect
 -- server and MLflow start before any platform process does.
 CREATE DATABASE mlops_prefect;
 CREATE DATABASE mlops_mlflow;

@@ -32,19 +32,19 @@ import pandas as pd
 
 from ingestion import validation
 from ingestion.validation import REASON_COLUMN, GateDecision, TableValidation
-from mlops import landing
-from mlops.errors import Rejected
-from mlops.feature_store import materialize, open_store
-from mlops.landing import (
+from mlops.config.errors import Rejected
+from mlops.config.settings import Settings
+from mlops.contracts import batches
+from mlops.contracts.batches import (
     BatchUnreadable,
     LandedBatch,
     expand_batch_paths,
     read_batch,
     write_parquet,
 )
-from mlops.offline_store import OfflineStore, quoted
-from mlops.settings import Settings
-from mlops.usecase import FeatureInputs, UseCase
+from mlops.contracts.usecase import FeatureInputs, UseCase
+from mlops.stores.feature_store import materialize, open_store
+from mlops.stores.offline_store import OfflineStore, quoted
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -159,7 +159,7 @@ def land(batch_dir: Path, use_case: UseCase) -> LandedBatch:
 
 
 def batch_id_of(batch_dir: Path) -> str:
-    return landing.batch_id_of(batch_dir)
+    return batches.batch_id_of(batch_dir)
 
 
 def validate(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops.offline_store import exclusive
+from mlops.stores.offline_store import exclusive
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext

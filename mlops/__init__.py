@@ -1,1 +1,7 @@
-"""The platform: settings, CLI and the lifecycle stages that flows orchestrate."""
+"""The core every stage shares, in three layers (each imports only those below it):
+
+config/     settings, errors, logging and process set-up
+contracts/  what a use case is (card, tables, model inputs, batches) and the metrics it names
+stores/     the offline and online stores, the MLflow registry and runs, the prediction log
+compute/    the Ray engine (beside the stores)
+"""

@@ -10,3 +10,8 @@ report.py      what `mlops train --json` prints and the Prefect artifact shows
 
 `flows/train.py` runs them in order; each is a plain function a test can call without Prefect.
 """
+
+from models.dataset import training_end
+from models.train_report import TrainReport
+
+__all__ = ["TrainReport", "training_end"]

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import RequirementsCard, TrainingBudget
-from mlops.errors import UserError
-from mlops.offline_store import OfflineStore, quoted
-from mlops.usecase import UseCase
+from mlops.config.errors import UserError
+from mlops.contracts.card import RequirementsCard, TrainingBudget
+from mlops.contracts.usecase import UseCase
+from mlops.stores.offline_store import OfflineStore, quoted
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -116,7 +116,7 @@ def labelled_events(offline: OfflineStore, use_case: UseCase, windows: TimeWindo
     columns = event_columns(use_case)
     if not offline.count_rows(events.name):
         raise nothing_ingested(use_case)
-    con = offline.connect([events.name])  # committed batches only: see mlops.offline_store
+    con = offline.connect([events.name])  # committed batches only: see mlops.stores.offline_store
     ts, label = quoted(events.timestamp_column), quoted(use_case.label)
     try:
         # DuckDB reads a hive partition value that looks like a date as a DATE.

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import TrainingBudget
-from mlops.errors import UserError
-from mlops.offline_store import OfflineStore
-from mlops.settings import Settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings
+from mlops.contracts.card import TrainingBudget
+from mlops.contracts.usecase import UseCase, load_use_case
+from mlops.stores.offline_store import OfflineStore
 from models import dataset
 from models.dataset import BATCH_COLUMN, TimeWindows, TrainingSet
 from models.training import FittedXGBoost, Trial, boost, search

@@ -1,5 +1,5 @@
 """Offline evaluation of a model on one window, overall and per slice; the metrics themselves
-are in `mlops.metrics`, shared with monitoring."""
+are in `mlops.contracts.metrics`, shared with monitoring."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlops.metrics import score
+from mlops.contracts.metrics import score
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ A floor the challenger's metric could cross on another test window of the same s
 noise, not on the model. The promotion gate still applies such a floor, and warns
 (`models.promotion`).
 
-Each resample draws the window's rows with replacement and is scored as `mlops.metrics.score`
-scores every evaluation (`resampled_scores`: the same metrics, without sorting or taking logs
-per resample).
+Each resample draws the window's rows with replacement and is scored as
+`mlops.contracts.metrics.score` scores every evaluation (`resampled_scores`: the same metrics,
+without sorting or taking logs per resample).
 
 The interval is the resamples' percentile interval, moved by their mean's distance from the
 metric on the window itself (the bootstrap's estimate of the metric's bias), so it says where the
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlops.card import PromotionGate
-from mlops.metrics import resampled_scores, score
+from mlops.contracts.card import PromotionGate
+from mlops.contracts.metrics import resampled_scores, score
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlops.card import Floor, PromotionGate
-from mlops.metrics import Metric, improvement
+from mlops.contracts.card import Floor, PromotionGate
+from mlops.contracts.metrics import Metric, improvement
 from models.evaluation import Evaluation
 from models.noise import Bootstrap
 

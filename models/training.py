@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import MonitoringGate, PromotionGate, TrainingBudget
-from mlops.errors import UserError
-from mlops.model_inputs import predict
-from mlops.reference import build_reference
-from mlops.usecase import UseCase
+from mlops.config.errors import UserError
+from mlops.contracts.card import MonitoringGate, PromotionGate, TrainingBudget
+from mlops.contracts.model_inputs import predict
+from mlops.contracts.usecase import UseCase
+from mlops.stores.reference import build_reference
 from models.dataset import TrainingSet
 from models.evaluation import Evaluation, evaluate
 from models.noise import Bootstrap, floor_intervals

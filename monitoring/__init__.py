@@ -6,3 +6,7 @@ report.py     Evidently: drift, data summary, classification; HTML and workspace
 gate.py       none | retrain | alert, with the reason, from the card's thresholds
 history.py    past windows' verdicts, for "drift in k of the last n windows"
 """
+
+from monitoring.window import window_bounds
+
+__all__ = ["window_bounds"]

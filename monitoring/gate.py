@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
-from mlops.card import MonitoringGate
+from mlops.contracts.card import MonitoringGate
 
 if TYPE_CHECKING:
-    from monitoring.report import DriftResult
+    from monitoring.evidently_reports import DriftResult
     from monitoring.window import Window
 
 Decision = Literal["none", "retrain", "alert"]

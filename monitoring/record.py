@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import MonitoringGate
-from mlops.metrics import nce
-from mlops.reference import LABEL, SCORE
-from mlops.registry import ModelRegistry
-from mlops.settings import Settings
-from mlops.tracking import LoggedRun, dataset, describe_run, experiment_id, run_url
-from mlops.usecase import UseCase
-from monitoring import report
+from mlops.config.settings import Settings
+from mlops.contracts.card import MonitoringGate
+from mlops.contracts.metrics import nce
+from mlops.contracts.usecase import UseCase
+from mlops.stores.mlflow_runs import LoggedRun, dataset, describe_run, experiment_id, run_url
+from mlops.stores.reference import LABEL, SCORE
+from mlops.stores.registry import ModelRegistry
+from monitoring import evidently_reports as evidently
 from monitoring.gate import Signals, Verdict
 from monitoring.history import History
 from monitoring.window import Window
@@ -102,12 +102,12 @@ def evidently_reports(
     use_case: UseCase,
     gate: MonitoringGate,
     context: dict[str, Any],
-) -> tuple[dict[str, Any], report.DriftResult | None]:
+) -> tuple[dict[str, Any], evidently.DriftResult | None]:
     """The drift report when the window has rows; the performance report once enough labels
     have arrived. Keyed by kind: `drift`, `performance`."""
     if not window.rows:
         return {}, None
-    snapshot, drift = report.drift_report(
+    snapshot, drift = evidently.drift_report(
         reference,
         window.sample,
         set(use_case.categories),
@@ -117,7 +117,7 @@ def evidently_reports(
     )
     snapshots = {"drift": snapshot}
     if window.sample[LABEL].notna().sum() >= gate.min_labelled_rows:
-        snapshots["performance"] = report.performance_report(reference, window.sample, **context)
+        snapshots["performance"] = evidently.performance_report(reference, window.sample, **context)
     return snapshots, drift
 
 
@@ -145,7 +145,7 @@ def record_verdict(
     }
     every = {
         **snapshots,
-        "gate": report.gate_report(
+        "gate": evidently.gate_report(
             signals, gate, timestamp=context["timestamp"], tags=context["tags"], metadata={}
         ),
     }
@@ -154,16 +154,16 @@ def record_verdict(
         stale.unlink()
     reports = []
     for kind, snapshot in every.items():
-        report.annotate(
+        evidently.annotate(
             snapshot,
-            name=report.report_name(kind, day, champion, verdict.decision),
+            name=evidently.report_name(kind, day, champion, verdict.decision),
             summary=_summary(kind, window, verdict, model_uri),
             counters=_counters(kind, day, champion, verdict, signals, gate),
             metadata=metadata,
             tags=[f"decision:{verdict.decision}"],
         )
-        reports.append(report.save_html(snapshot, folder / f"{kind}.html"))
-    report.add_to_workspace(
+        reports.append(evidently.save_html(snapshot, folder / f"{kind}.html"))
+    evidently.add_to_workspace(
         settings.monitoring_dir / "workspace",
         use_case.name,
         window.end.isoformat(),

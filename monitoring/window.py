@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.card import MonitoringGate
-from mlops.errors import UserError
-from mlops.metrics import score as performance
-from mlops.offline_store import OfflineStore, quoted
-from mlops.prediction_log import log_files
-from mlops.reference import LABEL, SCORE
-from mlops.settings import Settings
-from mlops.tracking import day_name, day_start
-from mlops.usecase import UseCase
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings
+from mlops.contracts.card import MonitoringGate
+from mlops.contracts.metrics import score as performance
+from mlops.contracts.usecase import UseCase
+from mlops.stores.mlflow_runs import day_name, day_start
+from mlops.stores.offline_store import OfflineStore, quoted
+from mlops.stores.prediction_log import log_files
+from mlops.stores.reference import LABEL, SCORE
 
 
 @dataclass(frozen=True)

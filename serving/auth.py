@@ -12,8 +12,8 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from mlops.errors import UserError
-from mlops.settings import Settings, is_loopback
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings, is_loopback
 from serving.http_limits import Receive, Scope, Send, json_error
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})

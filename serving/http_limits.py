@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, create_model, field_validator
 
 if TYPE_CHECKING:
-    from mlops.usecase import UseCase
+    from mlops.contracts.usecase import UseCase
 
 Scope = dict[str, Any]
 Receive = Any

@@ -37,9 +37,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from mlops.offline_store import OfflineStore
-from mlops.settings import Settings
-from mlops.usecase import UseCase
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import UseCase
+from mlops.stores.offline_store import OfflineStore
 from serving.process import ServiceFailed, ServiceProcess, free_port, start_service
 
 GOLDEN_REQUESTS = 20
@@ -316,8 +316,8 @@ def _in_process_scores(
 ) -> np.ndarray:
     """The golden requests scored in this process, the way the service scores them: parsed by
     the same request model, the same online store, the registry's booster, the same Scorer."""
-    from mlops.feature_store import open_store
-    from mlops.registry import ModelRegistry
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.registry import ModelRegistry
     from serving.scoring import Scorer, load_registered
 
     scorer = Scorer(open_store(settings, use_case), use_case)

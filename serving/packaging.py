@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from mlops.registry import ModelRegistry
-from mlops.settings import PROJECT_ROOT, Settings
-from mlops.usecase import UseCase
+from mlops.config.settings import PROJECT_ROOT, Settings
+from mlops.contracts.usecase import UseCase
+from mlops.stores.registry import ModelRegistry
 from serving.scoring import ServedModel, load_model_dir
 
 BENTOFILE = PROJECT_ROOT / "serving" / "bentofile.yaml"

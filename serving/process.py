@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlops.errors import UserError
-from mlops.settings import PROJECT_ROOT, Settings, client_host
+from mlops.config.errors import UserError
+from mlops.config.settings import PROJECT_ROOT, Settings, client_host
 from serving.auth import auth_headers, require_api_key_beyond_loopback
 
 SERVICE = "serving.service:PredictionService"

@@ -28,8 +28,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from mlops.model_inputs import as_frame
-from mlops.usecase import UseCase
+from mlops.contracts.model_inputs import as_frame
+from mlops.contracts.usecase import UseCase
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.repo_config import RepoConfig
 
-    from mlops.registry import ModelRegistry
+    from mlops.stores.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -653,8 +653,8 @@ class Scorer:
         features: dict[str, list[Any]],
     ) -> tuple[dict[str, np.ndarray], list[list[str]]]:
         """Raw columns as training's (event columns and feature values; see
-        mlops/model_inputs.py), with training's defaults where a value is missing; and, per
-        request, the names of the values that were missing."""
+        mlops/contracts/model_inputs.py), with training's defaults where a value is missing;
+        and, per request, the names of the values that were missing."""
         timestamp = self.use_case.events.timestamp_column
         now = datetime.now(UTC)
         stamps = [_utc(r.get(timestamp)) or now for r in requests]
@@ -685,7 +685,7 @@ def prepare(model: ServedModel, scorer: Scorer) -> ServedModel:
     """Warm a freshly loaded model up; raise unless the serving path (category codes) scores
     like the training path (pandas categoricals). No online lookup, so it can run beside live
     traffic."""
-    from mlops.model_inputs import predict
+    from mlops.contracts.model_inputs import predict
 
     # An unknown entity, twice: scored on training defaults, then with every value missing.
     requests = [{k: 0 for k in scorer.use_case.entity_keys} for _ in range(2)]

@@ -63,13 +63,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mlops.errors import UserError
-from mlops.runtime import setup
-from mlops.usecase import active_use_case
+from mlops.config.errors import UserError
+from mlops.config.runtime import setup
+from mlops.contracts.usecase import active_use_case
 from serving.auth import ApiKey, require_api_key_beyond_loopback
 from serving.batching import MicroBatcher
 from serving.http_limits import JSON, RequestLimits, earliest_event, json_error, with_time_bounds
-from serving.prediction_log import PredictionLog, Served, records
+from serving.prediction_logger import PredictionLog, Served, records
 from serving.scoring import ErrorLog, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ routes = PredictionRoutes(
 @bentoml.asgi_app(routes, path="/")
 class PredictionService:
     def __init__(self) -> None:
-        from mlops.registry import CHAMPION, ModelRegistry
+        from mlops.stores.registry import CHAMPION, ModelRegistry
         from serving import packaging
         from serving.champion import Champion
         from serving.scoring import READ_TIMEOUT_SECONDS, Scorer, StoreHealth, load_registered
@@ -421,7 +421,7 @@ class PredictionService:
         reads again. Scoring needs only the store's configuration (see Scorer)."""
         from feast import FeatureStore
 
-        from mlops.feature_store import open_store, repo_config
+        from mlops.stores.feature_store import open_store, repo_config
 
         try:
             return open_store(settings, use_case, registry_cache_mode="thread")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlops.usecase import UseCase
+from mlops.contracts.usecase import UseCase
 from serving.process import ServiceProcess
 
 BATCH_SIZE = 256

@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import pytest
 
-from mlops.runtime import skip_feast_runtime_type_checks
-from mlops.settings import Settings, get_settings
+from mlops.config.runtime import skip_feast_runtime_type_checks
+from mlops.config.settings import Settings, get_settings
 
 START = date(2026, 1, 1)
 # The card's windows: 5 training days, 1 validation day, 1 test day.
@@ -98,7 +98,7 @@ SERVICE_WORKERS = "1"
 def pytest_configure(config: pytest.Config) -> None:
     """The suite pins its use case; the xdist controller starts the session's Prefect server
     for its workers."""
-    skip_feast_runtime_type_checks()  # as every entry point does (mlops.runtime.setup)
+    skip_feast_runtime_type_checks()  # as every entry point does (mlops.config.runtime.setup)
     os.environ["MLOPS_USE_CASE"] = PINNED_USE_CASE
     os.environ["MLOPS_SERVING__WORKERS"] = SERVICE_WORKERS
     os.environ.pop("MLOPS_USE_CASES_ROOT", None)
@@ -164,7 +164,7 @@ def ingested_week(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 
     def build(directory: Path) -> None:
         from flows.ingest import ingest
-        from mlops.usecase import load_use_case
+        from mlops.contracts.usecase import load_use_case
 
         generator = load_use_case(PINNED_USE_CASE).generator
         assert generator is not None
@@ -197,6 +197,6 @@ def week_settings(
 
 @pytest.fixture
 def use_case():
-    from mlops.usecase import load_use_case
+    from mlops.contracts.usecase import load_use_case
 
     return load_use_case(PINNED_USE_CASE)

@@ -1,1 +1,2 @@
-"""Use cases: each package here is one ML problem the platform runs (see mlops/usecase.py)."""
+"""Use cases: each package here is one ML problem the platform runs
+(its interface: mlops/contracts/usecase.py)."""

@@ -154,8 +154,8 @@ def _redis_keys(db: int) -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from mlops.databases import drop_databases
-    from mlops.settings import Settings
+    from mlops.config.settings import Settings
+    from mlops.stores.databases import drop_databases
 
     prefect, mlflow, serving = _free_ports(3)
     prefix = f"t{secrets.token_hex(4)}"
@@ -209,7 +209,7 @@ def test_the_lifecycle_runs_through_the_worker_and_reports_to_the_servers(
     # MLflow: the runs and the model version live in the server's PostgreSQL store.
     import psycopg
 
-    from mlops.settings import Settings
+    from mlops.config.settings import Settings
 
     url = Settings(database_prefix=stack.prefix).database_url("mlflow", "psycopg")
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as db:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.settings import Settings, get_settings
-from models.report import TrainReport
+from mlops.config.settings import Settings, get_settings
+from models.train_report import TrainReport
 from tests.conftest import _settings_at, built_once
 from tests.integration.helpers import Served, copy_home, serving, serving_environment
 

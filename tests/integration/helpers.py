@@ -21,15 +21,15 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops.landing import land_files, read_manifest, write_parquet
-from mlops.prediction_log import read_prediction_log
-from mlops.settings import Settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.settings import Settings
+from mlops.contracts.batches import land_files, read_manifest, write_parquet
+from mlops.contracts.usecase import UseCase, load_use_case
+from mlops.stores.prediction_log import read_prediction_log
 from tests.conftest import PINNED_USE_CASE, SERVICE_WORKERS, START
 
 if TYPE_CHECKING:
-    from mlops.registry import ModelRegistry
-    from models.report import TrainReport
+    from mlops.stores.registry import ModelRegistry
+    from models.train_report import TrainReport
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 # Per request, for the client and the service (MLOPS_SERVING__TIMEOUT_SECONDS, 2 s by default,
@@ -155,7 +155,7 @@ def quarantine_snapshot(quarantine_dir: Path) -> dict[str, pd.DataFrame]:
 
 def ledger_snapshot(offline_dir: Path) -> dict[str, dict]:
     """What the ledger says of each batch, without wall-clock times and landing paths."""
-    from mlops.offline_store import OfflineStore
+    from mlops.stores.offline_store import OfflineStore
 
     return {
         r["batch_id"]: {k: r.get(k) for k in LEDGER_FIELDS}
@@ -165,7 +165,7 @@ def ledger_snapshot(offline_dir: Path) -> dict[str, dict]:
 
 def online_snapshot(settings, use_case) -> dict[str, list]:
     """The online values of every user and ad the offline store knows (what serving reads)."""
-    from mlops.feature_store import open_store
+    from mlops.stores.feature_store import open_store
 
     offline = settings.offline_dir / "tables"
     users = sorted(set(_partitions(offline / "users")["user_id"]))
@@ -218,7 +218,7 @@ class Served:
 
     @property
     def registry(self) -> ModelRegistry:
-        from mlops.registry import ModelRegistry
+        from mlops.stores.registry import ModelRegistry
 
         return ModelRegistry(self.settings.tracking_uri, self.env["MLOPS_USE_CASE"])
 

@@ -19,9 +19,9 @@ import pytest
 
 from ingestion import steps
 from ingestion.validation import REASON_COLUMN
-from mlops.offline_store import OfflineStore, quoted
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.usecase import UseCase, load_use_case
+from mlops.stores.offline_store import OfflineStore, quoted
 from tests.conftest import _settings_at, built_once
 from tests.integration.conftest import TrainedWeek
 from tests.integration.helpers import (
@@ -140,7 +140,7 @@ def test_a_bad_request_gets_a_4xx_naming_the_field(served) -> None:
 def test_served_features_equal_the_training_pipelines(served) -> None:
     """Training/serving skew: the same entities at the same time get the same model inputs
     from the online path (prediction log) as from the point-in-time join training uses."""
-    from mlops.feature_store import open_store
+    from mlops.stores.feature_store import open_store
     from models.training import predict
 
     use_case, service = served

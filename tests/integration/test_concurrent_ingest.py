@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ingestion.validation import REASON_COLUMN
-from mlops.offline_store import OfflineStore
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
+from mlops.stores.offline_store import OfflineStore
 from tests.conftest import _settings_at
 from tests.integration.helpers import (
     assert_same_stores,

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from ingestion.validation import ALREADY_INGESTED, REASON_COLUMN
-from mlops.errors import EXIT_BAD_INPUT, UserError
-from mlops.landing import MANIFEST
-from mlops.offline_store import OfflineStore
-from mlops.settings import get_settings
+from mlops.config.errors import EXIT_BAD_INPUT, UserError
+from mlops.config.settings import get_settings
+from mlops.contracts.batches import MANIFEST
+from mlops.stores.offline_store import OfflineStore
 from tests.conftest import _settings_at
 from tests.integration.helpers import (
     assert_same_stores,
@@ -42,7 +42,7 @@ def _land(settings) -> list[Path]:
 def in_order(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> dict:
     """Every store after a clean, in-order ingest of the drills' days: where each drill must end."""
     from flows.ingest import ingest
-    from mlops.usecase import load_use_case
+    from mlops.contracts.usecase import load_use_case
 
     home = tmp_path_factory.mktemp("in-order") / "mlops-home"
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -65,7 +65,7 @@ def test_unsafe_batch_ids_are_refused_before_anything_is_written(
 ) -> None:
     from typer.testing import CliRunner
 
-    from mlops.cli import app
+    from entrypoints.cli import app
 
     (day,) = land_days(settings.landing_dir, days=1, events_per_day=EVENTS_PER_DAY)
     outside = tmp_path / "outside" / "x"
@@ -141,7 +141,7 @@ def test_a_late_batch_leaves_the_stores_an_in_order_ingest_leaves(
 
 KILLED_INGEST = """
 import os, signal
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
 get_settings().apply()
 
 def die(*args, **kwargs):
@@ -206,7 +206,7 @@ def test_an_ingest_that_dies_mid_commit_is_finished_by_the_next_run(
     """Past the commit point (staging/<id>/_commit.json), partitions published, the ledger
     record not written. The same state a SIGKILL leaves, raised in-process (a third child
     process would cost ~20 s of imports)."""
-    from mlops import offline_store
+    from mlops.stores import offline_store
 
     first, second = _land(settings)
     ingest([first])
@@ -258,7 +258,7 @@ def _materializing_views(settings, use_case) -> list[str]:
     from feast import FeatureStore
     from feast.feature_view import FeatureViewState
 
-    from mlops.feature_store import repo_config
+    from mlops.stores.feature_store import repo_config
 
     store = FeatureStore(config=repo_config(settings, use_case))
     return [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.settings import PROJECT_ROOT
+from mlops.config.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 

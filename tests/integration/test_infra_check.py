@@ -20,8 +20,8 @@ from typing import cast
 
 import pytest
 
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, active_use_case
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.usecase import UseCase, active_use_case
 from serving.infra_check import InfraCheck, check_service, start_candidate
 from serving.process import ServiceProcess
 from tests.integration.conftest import TrainedWeek

@@ -401,7 +401,7 @@ def _example_secret() -> dict[str, Any]:
 def test_the_settings_example_names_real_settings_and_every_server_one() -> None:
     from pydantic import BaseModel
 
-    from mlops.settings import AuthSettings, Settings
+    from mlops.config.settings import AuthSettings, Settings
 
     names = _env_file_names(REPO / ".env.example")
     unknown = []

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ingestion.validation import REASON_COLUMN
-from mlops.feature_store import online_features, open_store
+from mlops.stores.feature_store import online_features, open_store
 from tests.integration.helpers import inject_bad_rows, land_days, offline_impressions
 
 pytestmark = pytest.mark.integration

@@ -29,9 +29,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from mlops.registry import CHAMPION, ModelRegistry
-from mlops.settings import MLFLOW_SERVER_JOBS_OFF, TELEMETRY_OFF, Settings
-from mlops.tracking import LOGGED_BY, RUN_NOTE
+from mlops.config.settings import MLFLOW_SERVER_JOBS_OFF, TELEMETRY_OFF, Settings
+from mlops.stores.mlflow_runs import LOGGED_BY, RUN_NOTE
+from mlops.stores.registry import CHAMPION, ModelRegistry
 from serving.process import free_port
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ class ServerHome:
 def server_home(week_settings: Settings, prefect_api_url: str) -> Iterator[ServerHome]:
     """The ingested week in the server profile, its databases under a prefix of its own, and
     an MLflow server on them; all dropped at the end."""
-    from mlops.databases import drop_databases, ensure_databases
+    from mlops.stores.databases import drop_databases, ensure_databases
 
     port = free_port()
     settings = Settings(

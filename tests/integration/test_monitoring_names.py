@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from mlops.tracking import CLASSIC_ML, EXPERIMENT_KIND, RUN_NOTE, day_name, experiment_id
+from mlops.stores.mlflow_runs import CLASSIC_ML, EXPERIMENT_KIND, RUN_NOTE, day_name, experiment_id
 from tests.integration.helpers import offline_impressions
 
 pytestmark = pytest.mark.integration

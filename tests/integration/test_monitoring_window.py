@@ -10,9 +10,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from mlops.offline_store import OfflineStore
-from mlops.reference import LABEL, SCORE
-from mlops.settings import Settings
+from mlops.config.settings import Settings
+from mlops.stores.offline_store import OfflineStore
+from mlops.stores.reference import LABEL, SCORE
 from monitoring.window import read_window
 from tests.conftest import PINNED_USE_CASE
 

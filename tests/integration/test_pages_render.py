@@ -2,8 +2,8 @@
 with the network off, scripts run. Each check is on what the browser rendered (the DOM after
 scripts ran), not on the file; each page is also saved as a screenshot to look at.
 
-    lifecycle page      mlops/lifecycle_page.py: the inline SVG plots and the days table
-    Evidently report    monitoring/report.py: the plotly charts and tables its scripts draw
+    lifecycle page      entrypoints/lifecycle_page.py: the inline SVG plots and the days table
+    Evidently report    monitoring/evidently_reports.py: the plotly charts and tables it draws
     GX data docs        after one ingested batch: the index rows and a validation page, with
                         no stylesheet or script from the internet
 
@@ -28,7 +28,7 @@ from tests.conftest import START
 from tests.integration.helpers import land_days
 
 if TYPE_CHECKING:
-    from mlops.lifecycle import Lifecycle
+    from entrypoints.lifecycle import Lifecycle
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def remote_assets(dom: str) -> list[str]:
 
 def lifecycle(days: int = 8) -> tuple[Lifecycle, date]:
     """A small lifecycle, built by hand: drift from day 4, an alert on day 5, a retrain."""
-    from mlops.lifecycle import Day, Lifecycle, Scenario
+    from entrypoints.lifecycle import Day, Lifecycle, Scenario
 
     start = date(2026, 1, 1)
     monitored = []
@@ -133,7 +133,7 @@ def lifecycle(days: int = 8) -> tuple[Lifecycle, date]:
 
 def evidently_report(path: Path) -> Path:
     """A drift report of two small synthetic windows, the second one shifted."""
-    from monitoring.report import drift_report, save_html
+    from monitoring.evidently_reports import drift_report, save_html
 
     rng = np.random.default_rng(0)
 
@@ -161,7 +161,7 @@ def evidently_report(path: Path) -> Path:
 
 
 def test_the_lifecycle_page_shows_its_plots_and_days(settings, use_case, tmp_path) -> None:
-    from mlops.lifecycle_page import write_page
+    from entrypoints.lifecycle_page import write_page
 
     result, start = lifecycle()
     page = write_page(settings, use_case, result, start)

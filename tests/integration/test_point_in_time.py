@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.feature_store import open_store
+from mlops.stores.feature_store import open_store
 from tests.integration.helpers import land_days, offline_impressions
 
 pytestmark = pytest.mark.integration

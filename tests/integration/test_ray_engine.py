@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops.settings import Settings, get_settings
+from mlops.config.settings import Settings, get_settings
 from tests.conftest import PINNED_USE_CASE, START, _settings_at
 from tests.integration.helpers import copy_home
 
@@ -25,7 +25,7 @@ def ray_session(prefect_api_url: str) -> Iterator[None]:
     """One local Ray for the module (~6 s to start), shut down after it."""
     import ray
 
-    from mlops.ray_engine import start_ray
+    from mlops.compute.ray_engine import start_ray
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         for name, value in RAY_CAPS.items():
@@ -44,10 +44,10 @@ def test_ingest_on_ray_gives_the_same_offline_store_quarantine_and_online_store(
     tmp_path, ray_session, monkeypatch
 ):
     from flows.ingest import ingest
-    from mlops.usecase import load_use_case
+    from mlops.contracts.usecase import load_use_case
 
     # Days long past, as `mlops run` replays them: Feast's own Ray engine would materialize
-    # only rows within each view's TTL of the wall clock (see mlops.feast_ray).
+    # only rows within each view's TTL of the wall clock (see mlops.compute.feast_ray).
     generator = load_use_case(PINNED_USE_CASE).generator
     assert generator is not None
     landed = generator.generate(
@@ -76,8 +76,8 @@ def test_ingest_on_ray_gives_the_same_offline_store_quarantine_and_online_store(
 
 
 def test_point_in_time_join_on_ray_matches_feasts_row_for_row(week_settings, use_case, ray_session):
-    from mlops.feature_store import open_store
-    from mlops.offline_store import OfflineStore
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.offline_store import OfflineStore
     from models import dataset, distributed
 
     offline = OfflineStore(week_settings.offline_dir)

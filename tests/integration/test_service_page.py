@@ -16,7 +16,7 @@ import bentoml
 import httpx
 import pytest
 
-from mlops.settings import Settings
+from mlops.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from mlops.prediction_log import read_prediction_log
-from mlops.registry import ModelRegistry
-from mlops.settings import Settings
+from mlops.config.settings import Settings
+from mlops.stores.prediction_log import read_prediction_log
+from mlops.stores.registry import ModelRegistry
 from tests.integration.conftest import TrainedWeek
 from tests.integration.helpers import (
     MAX_BATCH,

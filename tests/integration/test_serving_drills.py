@@ -39,8 +39,8 @@ import hypothesis
 import pytest
 import schemathesis
 
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.usecase import UseCase, load_use_case
 from serving.process import ServiceProcess, free_port, start_service
 from tests.conftest import PINNED_USE_CASE, START, WEEK_DAYS
 from tests.integration.conftest import TrainedWeek
@@ -192,7 +192,7 @@ def registry_states(settings: Settings, use_case: UseCase) -> dict[str, str]:
     that meets a write is retried."""
     from feast import FeatureStore
 
-    from mlops.feature_store import repo_config
+    from mlops.stores.feature_store import repo_config
 
     for _ in range(50):
         try:
@@ -263,7 +263,7 @@ def test_requests_never_fail_while_a_day_is_ingested(drilled, ingest):
 KILLED_INGEST = """
 import os, signal
 from pathlib import Path
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
 get_settings().apply()
 from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
@@ -420,7 +420,7 @@ def test_the_read_path_reads_what_feast_reads_without_the_registry(drilled, tmp_
     from feast import FeatureStore
     from feast.feature_view import FeatureViewState
 
-    from mlops.feature_store import repo_config
+    from mlops.stores.feature_store import repo_config
     from serving.scoring import Scorer
 
     home = tmp_path / "mlops-home"

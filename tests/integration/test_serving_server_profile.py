@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from mlops.settings import Settings, get_settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.usecase import UseCase, load_use_case
 from serving.process import ServiceProcess, free_port, start_service
 from tests.conftest import PINNED_USE_CASE, START
 
@@ -147,7 +147,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> Iter
     """A server-profile home with a week ingested into PostgreSQL + Redis and a champion."""
     from flows.ingest import ingest
     from flows.train import train
-    from mlops.databases import drop_databases
+    from mlops.stores.databases import drop_databases
 
     use_case = load_use_case(PINNED_USE_CASE)
     root = tmp_path_factory.mktemp("server-profile")
@@ -236,8 +236,8 @@ def test_ingest_materialized_the_features_into_redis(home):
 
 
 def test_predictions_from_redis_equal_scoring_on_the_feast_sdk_values(served):
-    from mlops.feature_store import open_store
-    from mlops.registry import ModelRegistry
+    from mlops.stores.feature_store import open_store
+    from mlops.stores.registry import ModelRegistry
     from serving.scoring import Scorer, load_registered
 
     served.wait_ready()
@@ -370,7 +370,7 @@ def test_the_platforms_clients_send_the_key(served):
 
 
 def test_beyond_loopback_without_a_key_the_service_refuses_to_start(home):
-    from mlops.errors import UserError
+    from mlops.config.errors import UserError
 
     settings = home.settings.model_copy(
         update={"serving": home.settings.serving.model_copy(update={"host": "0.0.0.0"})}
@@ -412,7 +412,7 @@ def test_beyond_loopback_without_a_key_the_service_refuses_to_start(home):
 def test_redis_reads_fail_at_once_and_reconnect(home, tmp_path):
     """Against a port nothing listens on: StoreUnavailable, not redis-py's retries with backoff
     (seconds) nor a hang; the client is bounded by the read timeout."""
-    from mlops.feature_store import repo_config
+    from mlops.stores.feature_store import repo_config
     from serving.scoring import OnlineFeatures, StoreUnavailable
 
     use_case = home.use_case

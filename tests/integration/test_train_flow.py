@@ -11,9 +11,9 @@ import textwrap
 
 import pytest
 
-from mlops.errors import UserError
-from mlops.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
-from models.report import TrainReport
+from mlops.config.errors import UserError
+from mlops.stores.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
+from models.train_report import TrainReport
 from tests.conftest import WEEK_DAYS, WEEK_EVENTS_PER_DAY
 
 pytestmark = pytest.mark.integration
@@ -175,9 +175,9 @@ def test_promote_and_rollback_by_hand_are_recorded(train, registry):
 
 KILLED_TRAIN = """
 import os, signal
-from mlops.settings import get_settings
+from mlops.config.settings import get_settings
 get_settings().apply()
-from mlops.registry import ModelRegistry
+from mlops.stores.registry import ModelRegistry
 
 original = ModelRegistry.{method}
 

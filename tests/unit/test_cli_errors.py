@@ -8,8 +8,8 @@ import json
 import pytest
 import typer
 
-from mlops.cli import _run
-from mlops.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REJECTED, Rejected, UserError
+from entrypoints.cli import _run
+from mlops.config.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REJECTED, Rejected, UserError
 
 
 def _exit_code(work, capsys, as_json: bool = False) -> tuple[int, str, str]:
@@ -58,7 +58,7 @@ def _cli(*args: str) -> tuple[int, str, str]:
     """`mlops ARGS` in this process: exit code, stdout, stderr."""
     from typer.testing import CliRunner
 
-    from mlops.cli import app
+    from entrypoints.cli import app
 
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
@@ -85,7 +85,7 @@ def test_land_refuses_a_missing_file_and_an_unknown_batching(settings, tmp_path)
 
 @pytest.mark.parametrize("command", ["generate", "run"])
 def test_an_unknown_scenario_is_refused_listing_the_simulators(settings, command) -> None:
-    from mlops.usecase import load_use_case
+    from mlops.contracts.usecase import load_use_case
 
     scenarios = load_use_case("adclick").generator.scenarios
     code, _, err = _cli(command, "--scenario", "heatwave")

@@ -1,8 +1,8 @@
 import pytest
 
-from mlops.cli import _entity_row
-from mlops.errors import UserError
-from mlops.usecase import load_use_case
+from entrypoints.cli import _entity_row
+from mlops.config.errors import UserError
+from mlops.contracts.usecase import load_use_case
 
 
 def test_entity_options_map_to_join_keys(use_case) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.metrics import (
+from mlops.contracts.metrics import (
     expected_calibration_error,
     improvement,
     log_loss,

@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from mlops.settings import PROJECT_ROOT
+from mlops.config.settings import PROJECT_ROOT
 
 MAKEFILE = (PROJECT_ROOT / "Makefile").read_text()
 UI_TARGETS = ("feast-ui", "mlflow-ui", "evidently-ui", "prefect-ui")

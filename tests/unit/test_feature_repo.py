@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.feature_store import repo_config
-from mlops.settings import PROJECT_ROOT, Settings
+from mlops.config.settings import PROJECT_ROOT, Settings
+from mlops.stores.feature_store import repo_config
 
 
 def test_feature_store_yaml_matches_the_settings(

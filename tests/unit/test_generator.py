@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.errors import UserError
+from mlops.config.errors import UserError
 from tests.conftest import START
 from usecases.adclick.generator import INCIDENT_DEVICE, generate
 

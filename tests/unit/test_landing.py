@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops.errors import EXIT_BAD_INPUT, UserError
-from mlops.landing import (
+from mlops.config.errors import EXIT_BAD_INPUT, UserError
+from mlops.contracts.batches import (
     BatchUnreadable,
     InvalidBatchId,
     expand_batch_paths,
@@ -17,7 +17,7 @@ from mlops.landing import (
     validate_batch_id,
     write_batch,
 )
-from mlops.usecase import load_use_case
+from mlops.contracts.usecase import load_use_case
 from tests.conftest import PINNED_USE_CASE
 
 TABLES = load_use_case(PINNED_USE_CASE).tables

@@ -11,9 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops.errors import UserError
-from mlops.landing import read_batch, write_batch
-from mlops.lifecycle import (
+from entrypoints.lifecycle import (
     Scenario,
     check_scenario,
     land,
@@ -23,8 +21,10 @@ from mlops.lifecycle import (
     simulator,
     story_days,
 )
-from mlops.settings import Settings
-from mlops.usecase import UseCase, load_use_case
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings
+from mlops.contracts.batches import read_batch, write_batch
+from mlops.contracts.usecase import UseCase, load_use_case
 from tests.conftest import PINNED_USE_CASE
 
 USE_CASE = load_use_case(PINNED_USE_CASE)

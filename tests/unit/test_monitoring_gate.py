@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from mlops.card import MonitoringGate
-from mlops.usecase import load_use_case
+from mlops.contracts.card import MonitoringGate
+from mlops.contracts.usecase import load_use_case
 from monitoring.gate import Signals, decide
 from monitoring.history import History
 from tests.conftest import PINNED_USE_CASE

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mlops.card import Floor, PromotionGate
-from mlops.metrics import score
+from mlops.contracts.card import Floor, PromotionGate
+from mlops.contracts.metrics import score
 from models.noise import Interval, bootstrap_intervals, floor_intervals
 
 FLOOR_METRICS = ("nce", "roc_auc", "ece")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops.settings import PROJECT_ROOT
-from mlops.usecase import load_use_case
+from mlops.config.settings import PROJECT_ROOT
+from mlops.contracts.usecase import load_use_case
 
-PLATFORM = ("mlops", "flows", "ingestion", "models", "serving", "monitoring", "feature_repo")
+PLATFORM = ("entrypoints", "mlops", "flows", "ingestion", "models", "serving", "monitoring", "feature_repo")
 SOURCES = ("*.py", "*.yaml", "*.yml", "*.html")
 CONCEPTS = {"click", "clicks", "clicked", "impression", "impressions", "ctr", "advertiser"}
 # Contract names that are also everyday words ("users" of the platform): names only as a string

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mlops.card import Floor, PromotionGate, RequirementsCard
+from mlops.contracts.card import Floor, PromotionGate, RequirementsCard
 from models.evaluation import Evaluation
 from models.noise import Bootstrap, Interval
 from models.promotion import decide, with_infra_check

@@ -1,5 +1,5 @@
 """`mlops init-use-case`: what it infers from a sample, what it refuses (naming the column), and
-that the files it writes are what mlops.tabular, GX and the card's schema accept."""
+that the files it writes are what mlops.contracts.tabular, GX and the card's schema accept."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops.card import RequirementsCard
-from mlops.errors import UserError
-from mlops.scaffold import Roles, check_name, entity_name, safe_identifier, write_use_case
+from entrypoints.scaffold import Roles, check_name, entity_name, safe_identifier, write_use_case
+from mlops.config.errors import UserError
+from mlops.contracts.card import RequirementsCard
 
 ROLES = Roles(entity="customer_id", timestamp="signup_at", label="Churn")
 
@@ -62,7 +62,7 @@ def contract_of(tmp_path: Path, name: str = "churn") -> dict:
 
 
 def test_files_land_under_the_root_and_mlops_tabular_loads_them(tmp_path: Path) -> None:
-    from mlops.tabular import tabular_use_case
+    from mlops.contracts.tabular import tabular_use_case
 
     done = scaffold(tmp_path, customers())
     root = tmp_path / "root"
@@ -262,8 +262,8 @@ def test_the_sample_lands_clean_and_a_broken_batch_does_not(tmp_path: Path) -> N
     """The suite, run by the platform's own validation on the rows `mlops land` writes: every
     sample row passes; a batch with an unknown category in a fifth of its rows does not."""
     from ingestion.validation import validate_table
-    from mlops.landing import land_files, read_batch
-    from mlops.tabular import tabular_use_case
+    from mlops.contracts.batches import land_files, read_batch
+    from mlops.contracts.tabular import tabular_use_case
 
     frame = customers(rows=200, days=2)
     done = scaffold(tmp_path, frame)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mlops.errors import UserError
-from mlops.settings import Settings
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings
 from serving.auth import ApiKey, auth_headers, bearer_token, require_api_key_beyond_loopback
 
 KEY = "s3cret-key"

@@ -14,11 +14,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from mlops.prediction_log import read_prediction_log
+from mlops.stores.prediction_log import read_prediction_log
 from models.dataset import TimeWindows, TrainingSet, serving_defaults
 from models.promotion import Check, PromotionDecision, with_infra_check
 from serving.infra_check import Latency
-from serving.prediction_log import PredictionLog, Served
+from serving.prediction_logger import PredictionLog, Served
 
 
 def test_defaults_fill_only_what_training_never_missed(use_case):

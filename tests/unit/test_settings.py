@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mlops.settings import PROJECT_ROOT, Settings
+from mlops.config.settings import PROJECT_ROOT, Settings
 
 
 def test_defaults_keep_all_state_under_one_home(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,7 +47,7 @@ def test_a_dsn_that_is_not_a_url_is_named(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_redis_urls_become_feasts_connection_string() -> None:
-    from mlops.databases import feast_redis_connection
+    from mlops.stores.databases import feast_redis_connection
 
     assert feast_redis_connection("rediss://:pw@cache:6380/3") == (
         "cache:6380,db=3,password=pw,ssl=true"
@@ -74,8 +74,8 @@ def test_secrets_are_masked_wherever_settings_are_printed(
 ) -> None:
     from typer.testing import CliRunner
 
-    from mlops.cli import app
-    from mlops.settings import get_settings
+    from entrypoints.cli import app
+    from mlops.config.settings import get_settings
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
     monkeypatch.setenv("MLOPS_POSTGRES_DSN", "postgresql://app:hunter2@127.0.0.1:5432/feast")
@@ -96,7 +96,7 @@ def test_secrets_are_masked_wherever_settings_are_printed(
 
 
 def test_the_engine_is_local_unless_ray_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops.ray_engine import ray_init_options
+    from mlops.compute.ray_engine import ray_init_options
 
     assert Settings().engine == "local"
     monkeypatch.setenv("MLOPS_ENGINE", "ray")

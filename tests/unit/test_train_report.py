@@ -2,12 +2,12 @@
 
 import json
 
-from mlops.card import Floor, PromotionGate
-from mlops.cli import _train_summary
+from entrypoints.cli import _train_summary
+from mlops.contracts.card import Floor, PromotionGate
 from models.evaluation import Evaluation
 from models.noise import Bootstrap, Interval
 from models.promotion import decide
-from models.report import TrainReport
+from models.train_report import TrainReport
 
 GATE = PromotionGate(
     min_improvement=0.002,

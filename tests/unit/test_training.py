@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.card import TrainingBudget
+from mlops.contracts.card import TrainingBudget
 from models.dataset import TimeWindows, frame_hash
 from models.training import candidate_params, fit_logistic, fit_xgboost, predict, predict_logistic
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mlops.card import RequirementsCard
-from mlops.usecase import UseCase, load_use_case
+from mlops.contracts.card import RequirementsCard
+from mlops.contracts.usecase import UseCase, load_use_case
 
 BUNDLED = ("adclick", "diagnosis")
 
@@ -24,7 +24,7 @@ def _kwargs(use_case: UseCase, table: str, expectation: str) -> list[dict]:
 
 
 def test_the_bundled_use_cases_are_what_the_platform_offers() -> None:
-    from mlops.usecase import available_use_cases
+    from mlops.contracts.usecase import available_use_cases
 
     assert set(BUNDLED) <= set(available_use_cases())
 
@@ -73,8 +73,8 @@ def test_the_suite_allows_exactly_the_categories_the_model_knows(bundled: UseCas
 
 
 def test_label_and_oracle_are_never_features(bundled: UseCase) -> None:
-    from mlops.feature_store import feast_objects
-    from mlops.settings import Settings
+    from mlops.config.settings import Settings
+    from mlops.stores.feature_store import feast_objects
 
     objects = feast_objects(Settings(), bundled)
     features = {

@@ -8,7 +8,7 @@ expectations/adclick/*.json  the reviewed validation suites
 
 from pathlib import Path
 
-from mlops.usecase import Generator, UseCase
+from mlops.contracts.usecase import Generator, UseCase
 from usecases.adclick import contract
 from usecases.adclick.features import FEATURE_SERVICE, build_features, feast_definitions
 from usecases.adclick.generator import SCENARIOS, generate

@@ -4,7 +4,7 @@ The reviewed GX suites in expectations/adclick/ state the same facts as rules; a
 the two in agreement.
 """
 
-from mlops.usecase import TableSpec
+from mlops.contracts.usecase import TableSpec
 
 IMPRESSIONS = TableSpec(
     "impressions", id_column="impression_id", timestamp_column="event_timestamp"

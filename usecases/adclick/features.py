@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from mlops.offline_store import quoted
-from mlops.usecase import FeatureInputs
+from mlops.contracts.usecase import FeatureInputs
+from mlops.stores.offline_store import quoted
 from usecases.adclick.contract import ADS, IMPRESSIONS, LABEL, USERS
 
 FEATURE_SERVICE = "click_model"

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops.errors import UserError
-from mlops.landing import write_batch
+from mlops.config.errors import UserError
+from mlops.contracts.batches import write_batch
 from usecases.adclick.contract import (
     AD_CATEGORIES,
     AD_POSITIONS,

@@ -1,9 +1,9 @@
 """What the click model sees: its input matrix, and the slices its evaluation reports.
 
 `model_inputs` is the one place raw values become model inputs, for training and for serving
-(the contract is in mlops/model_inputs.py). Categoricals get the contract's fixed categories, so
-a value outside them reads as missing rather than as a new code; XGBoost also stores the
-categories inside the saved model.
+(the contract is in mlops/contracts/model_inputs.py). Categoricals get the contract's fixed
+categories, so a value outside them reads as missing rather than as a new code; XGBoost also
+stores the categories inside the saved model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from mlops.model_inputs import Columns, as_float, category_codes, hour_of_day
+from mlops.contracts.model_inputs import Columns, as_float, category_codes, hour_of_day
 from usecases.adclick.contract import (
     AD_CATEGORIES,
     AD_POSITIONS,

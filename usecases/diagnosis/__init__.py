@@ -9,6 +9,6 @@ Written by `mlops init-use-case` from data/examinations.csv, then reviewed (docs
 
 from pathlib import Path
 
-from mlops.tabular import tabular_use_case
+from mlops.contracts.tabular import tabular_use_case
 
 USE_CASE = tabular_use_case(Path(__file__).parent)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mlops.errors import UserError
+from mlops.config.errors import UserError
 
 if TYPE_CHECKING:
-    from mlops.registry import ModelRegistry
+    from mlops.stores.registry import ModelRegistry
 
 SCORE = "score"
 LABEL = "label"

@@ -24,16 +24,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.errors import UserError
-from mlops.lifecycle_page import write_page
-from mlops.settings import Settings
-from mlops.usecase import Generator, UseCase
+from entrypoints.lifecycle_page import write_page
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import Generator, UseCase
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from flows.monitor import MonitorResult
-    from ingestion.steps import IngestResult
+    from ingestion import IngestResult
 
 START = date(2026, 1, 1)  # a simulated story's first day
 SIMULATED_DAYS = 14  # a simulated story's length unless told otherwise
@@ -122,9 +122,9 @@ def _tell(
     on_day: Callable[[Day], None],
     on_progress: Callable[[str], None],
 ) -> Lifecycle:
-    from flows.deployed import run_flow
+    from flows.dispatch import run_flow
     from flows.train import train
-    from serving.process import free_port, start_service
+    from serving import free_port, start_service
 
     bootstrap_days = use_case.card.training.span_days
     moved = scenario.source == LANDING_ZONE
@@ -176,9 +176,9 @@ INGEST, TRAIN, MONITOR = "ingest/ingest", "train/train", "monitor/monitor"
 
 def _ingest(settings: Settings, batch_dirs: list[Path]) -> IngestResult:
     """Every batch's report, whether or not a batch was rejected."""
-    from flows.deployed import run_flow
+    from flows.dispatch import run_flow
     from flows.ingest import ingest
-    from ingestion.steps import BatchesRejected
+    from ingestion import BatchesRejected
 
     try:
         return run_flow(settings, ingest, INGEST, batch_dirs=batch_dirs)
@@ -288,7 +288,7 @@ def story_days(
             incident_day=scenario.incident_day,
         )
     elif scenario.source == DATA_FILES:
-        from mlops.landing import land_files
+        from mlops.contracts.batches import land_files
 
         on_progress(f"landing {', '.join(p.name for p in use_case.data_files)}")
         shutil.rmtree(future, ignore_errors=True)  # derived from the files: never stale
@@ -316,7 +316,7 @@ def story_days(
 def put_back(settings: Settings) -> list[Path]:
     """Return the landed days a replay set aside to the landing zone; return those it cannot
     (the landing zone holds the day again, with other content: someone landed it meanwhile)."""
-    from mlops.landing import same_batch
+    from mlops.contracts.batches import same_batch
 
     replay = settings.home / REPLAY
     if not replay.exists():
@@ -337,7 +337,7 @@ def put_back(settings: Settings) -> list[Path]:
 
 
 def _landed(landing_dir: Path) -> list[Path]:
-    from mlops.landing import BatchUnreadable, expand_batch_paths
+    from mlops.contracts.batches import BatchUnreadable, expand_batch_paths
 
     try:
         return expand_batch_paths([landing_dir])
@@ -362,7 +362,7 @@ def _count_days(
 
 
 def _refuse_a_known_future(settings: Settings, last_bootstrap: Path, source: str) -> None:
-    from mlops.offline_store import OfflineStore
+    from mlops.stores.offline_store import OfflineStore
 
     known = OfflineStore(settings.offline_dir).watermark()
     bootstrap_end = _closed_at(last_bootstrap)
@@ -394,10 +394,10 @@ def land(batch: Path, landing_dir: Path, move: bool = False) -> Path:
 def _live_day(
     settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int, move: bool
 ) -> Day:
-    from flows.deployed import run_flow
+    from flows.dispatch import run_flow
     from flows.monitor import monitor
-    from mlops.landing import read_batch
-    from serving.traffic import replay, requests_for
+    from mlops.contracts.batches import read_batch
+    from serving import replay, requests_for
 
     events = read_batch(batch, use_case.tables).tables[use_case.event_table]
     traffic = replay(service, requests_for(events, use_case))
@@ -441,7 +441,7 @@ def _live_day(
 
 
 def _closed_at(batch: Path) -> datetime:
-    from mlops.landing import read_manifest
+    from mlops.contracts.batches import read_manifest
 
     return datetime.fromisoformat(read_manifest(batch)["closed_at"])
 
@@ -450,7 +450,7 @@ def _oracle_nce(events: pd.DataFrame, use_case: UseCase) -> float | None:
     """The best NCE any model could reach on the day (a simulation knows the truth)."""
     if use_case.oracle_column is None:
         return None
-    from mlops.metrics import nce
+    from mlops.contracts.metrics import nce
 
     known = events.dropna(subset=[use_case.label, use_case.oracle_column])
     if known.empty:

@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from mlops.prediction_log import PARTITION
+from mlops.stores.prediction_log import PARTITION
 
 log = logging.getLogger(__name__)
 

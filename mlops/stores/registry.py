@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from mlops.errors import UserError
-from mlops.tracking import RUN_NOTE, TAG_LIMIT
+from mlops.config.errors import UserError
+from mlops.stores.mlflow_runs import RUN_NOTE, TAG_LIMIT
 
 if TYPE_CHECKING:
     import xgboost as xgb

@@ -7,8 +7,8 @@ import logging
 
 from prefect.logging.formatters import PrefectFormatter
 
-from mlops.runtime import WithoutTraceback
-from mlops.settings import get_settings
+from mlops.config.runtime import WithoutTraceback
+from mlops.config.settings import get_settings
 
 
 class OneLineFormatter(WithoutTraceback, PrefectFormatter):

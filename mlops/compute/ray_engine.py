@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any
 
-from mlops.settings import Settings
+from mlops.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def ray_init_options(settings: Settings) -> dict[str, Any]:
     """`ray.init`'s arguments: connect to the configured cluster, or start a capped local one."""
     # Workers' output stays in Ray's log files (/tmp/ray/session_latest/logs) unless `verbose`;
-    # Ray's own log records go where every library's go (`mlops.runtime`: the log file).
+    # Ray's own log records go where every library's go (`mlops.config.runtime`: the log file).
     quiet: dict[str, Any] = {"log_to_driver": settings.verbose, "configure_logging": False}
     if settings.ray_address:
         return {"address": settings.ray_address, **quiet}
@@ -62,7 +62,7 @@ def prefect_api_url() -> str:
 
 def _route_ray_logs() -> None:
     """Ray gives its loggers handlers of their own that print to the terminal; routed like every
-    library's instead (`mlops.runtime`: the log file, the terminal with `verbose`)."""
+    library's instead (`mlops.config.runtime`: the log file, the terminal with `verbose`)."""
     import ray.data  # they configure their loggers when imported: import them first
     import ray.train  # noqa: F401
 

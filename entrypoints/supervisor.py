@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.databases import ensure_databases, postgres_problem, redis_problem
-from mlops.errors import UserError
-from mlops.settings import MLFLOW_SERVER_JOBS_OFF, PROJECT_ROOT, Settings, is_loopback
+from mlops.config.errors import UserError
+from mlops.config.settings import MLFLOW_SERVER_JOBS_OFF, PROJECT_ROOT, Settings, is_loopback
+from mlops.stores.databases import ensure_databases, postgres_problem, redis_problem
 
 BIN = Path(sys.executable).parent
 WORK_POOL = "mlops-process"
@@ -472,7 +472,7 @@ def _probe_status(problem: str | None, url: str) -> ServiceStatus:
 
 
 def _client(host: str) -> str:
-    from mlops.settings import client_host
+    from mlops.config.settings import client_host
 
     return client_host(host)
 

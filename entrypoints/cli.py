@@ -1,7 +1,7 @@
 """`mlops`: the command line. Every command takes `--json` and then prints exactly one JSON
 object on stdout; logs and progress go to stderr.
 
-Exit codes (`mlops.errors`): 0 done, 1 the platform failed (one paragraph, the traceback in
+Exit codes (`mlops.config.errors`): 0 done, 1 the platform failed (one paragraph, the traceback in
 MLOPS_HOME/logs/mlops.log), 2 bad input (arguments, settings, unreadable data, missing state),
 3 data rejected by a gate.
 
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlops.errors import EXIT_FAILURE, EXIT_REJECTED, UserError
+from mlops.config.errors import EXIT_FAILURE, EXIT_REJECTED, UserError
 
 if TYPE_CHECKING:
-    from mlops.settings import Settings
-    from mlops.usecase import UseCase
-    from models.report import TrainReport
+    from mlops.config.settings import Settings
+    from mlops.contracts.usecase import UseCase
+    from models import TrainReport
 
 app = typer.Typer(
     name="mlops",
@@ -37,7 +37,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-log = logging.getLogger("mlops.cli")
+log = logging.getLogger("entrypoints.cli")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 Work = Callable[[], tuple[dict[str, Any], str, int]]
@@ -60,8 +60,8 @@ def main(
 def _start() -> tuple[Settings, UseCase]:
     """The process set up (settings validated and applied, logs routed) and the active use
     case loaded: a wrong setting or use-case name stops here, before any flow."""
-    from mlops.runtime import setup
-    from mlops.usecase import active_use_case
+    from mlops.config.runtime import setup
+    from mlops.contracts.usecase import active_use_case
 
     settings = setup()
     return settings, active_use_case(settings)
@@ -96,14 +96,14 @@ def _fail(as_json: bool, message: str, code: int) -> None:
 def _log_failure(err: Exception) -> str:
     """Write the traceback to the log file; return where it is, for the message."""
     try:
-        from mlops.runtime import log_path
-        from mlops.settings import get_settings
+        from mlops.config.runtime import log_path
+        from mlops.config.settings import get_settings
 
         path = log_path(get_settings())
         handler = logging.FileHandler(path, encoding="utf-8")
     except Exception:  # settings themselves broken: the message alone has to do
         return ""
-    logger = logging.getLogger("mlops.cli.failure")
+    logger = logging.getLogger("entrypoints.cli.failure")
     logger.propagate = False
     logger.addHandler(handler)
     try:
@@ -150,8 +150,8 @@ def generate(
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.landing import batch_rows
-        from mlops.lifecycle import scenario_name, simulator
+        from entrypoints.lifecycle import scenario_name, simulator
+        from mlops.contracts.batches import batch_rows
 
         generator = simulator(use_case)
         chosen = scenario_name(generator, scenario, generator.scenarios[0])
@@ -187,7 +187,7 @@ def generate(
 
 
 class BatchBy(StrEnum):
-    """How `mlops land` splits rows into batches (`mlops.landing.BATCH_BY`)."""
+    """How `mlops land` splits rows into batches (`mlops.contracts.batches.BATCH_BY`)."""
 
     day = "day"
 
@@ -217,7 +217,7 @@ def land(
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.landing import batch_rows, land_files
+        from mlops.contracts.batches import batch_rows, land_files
 
         batches = land_files(use_case, files, out or settings.landing_dir, batch_by.value)
         rows = {b.name: batch_rows(b, use_case.tables) for b in batches}
@@ -237,8 +237,8 @@ def use_cases(as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.lifecycle import story_source
-        from mlops.usecase import available_use_cases
+        from entrypoints.lifecycle import story_source
+        from mlops.contracts.usecase import available_use_cases
 
         names = available_use_cases(settings.use_cases_root)
         source = story_source(use_case)
@@ -295,9 +295,9 @@ def init_use_case(
     validation suite, inferred and explained, ready to review; then `mlops land` it."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        from mlops.runtime import setup  # not _start: the use case does not exist yet
-        from mlops.scaffold import Roles, write_use_case
-        from mlops.settings import DATA_ROOT
+        from entrypoints.scaffold import Roles, write_use_case
+        from mlops.config.runtime import setup  # not _start: the use case does not exist yet
+        from mlops.config.settings import DATA_ROOT
 
         settings = setup()
         root = settings.use_cases_root.resolve()
@@ -356,7 +356,7 @@ def ingest(
 
     def work() -> tuple[dict[str, Any], str, int]:
         _start()
-        from mlops.landing import expand_batch_paths
+        from mlops.contracts.batches import expand_batch_paths
 
         batch_dirs = expand_batch_paths(paths)  # unreadable paths: said before the flow runs
         from flows.ingest import ingest_batches
@@ -386,7 +386,7 @@ def features(ctx: typer.Context, as_json: JsonOption = False) -> None:
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
         row = _entity_row(ctx.args, use_case)
-        from mlops.feature_store import online_features, open_store
+        from mlops.stores.feature_store import online_features, open_store
 
         values = online_features(open_store(settings, use_case), use_case, row)
         text = "\n".join(f"{k}: {v}" for k, v in values.items())
@@ -435,7 +435,7 @@ def run(
     files, or the days `mlops land` put in the landing zone."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        from mlops.lifecycle import (
+        from entrypoints.lifecycle import (
             LANDING_ZONE,
             Scenario,
             check_scenario,
@@ -528,8 +528,8 @@ def train(
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, _ = _start()
-        from mlops.offline_store import OfflineStore
-        from models.dataset import training_end
+        from mlops.stores.offline_store import OfflineStore
+        from models import training_end
 
         end = _timestamp(as_of, "--as-of") if as_of else None
         training_end(OfflineStore(settings.offline_dir), end)  # nothing ingested: said now
@@ -557,9 +557,9 @@ def monitor(
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.offline_store import OfflineStore
-        from mlops.registry import ModelRegistry
-        from monitoring.window import window_bounds
+        from mlops.stores.offline_store import OfflineStore
+        from mlops.stores.registry import ModelRegistry
+        from monitoring import window_bounds
 
         # What can be refused without a flow is refused first: no champion, no data.
         ModelRegistry(settings.tracking_uri, use_case.model_name).champion()
@@ -590,7 +590,7 @@ def promote(
     def work() -> tuple[dict[str, Any], str, int]:
         why = _reason(reason)
         settings, use_case = _start()
-        from mlops.registry import ModelRegistry, human
+        from mlops.stores.registry import ModelRegistry, human
 
         ModelRegistry(settings.tracking_uri, use_case.model_name).version(version)  # exists?
         from flows.promote import promote as promote_flow
@@ -615,7 +615,7 @@ def rollback(
     def work() -> tuple[dict[str, Any], str, int]:
         why = _reason(reason)
         settings, use_case = _start()
-        from mlops.registry import PREVIOUS, ModelRegistry, human
+        from mlops.stores.registry import PREVIOUS, ModelRegistry, human
 
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
         if registry.alias(PREVIOUS) is None:
@@ -638,7 +638,7 @@ def models(as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.registry import DECIDED_BY, REASON, ModelRegistry
+        from mlops.stores.registry import DECIDED_BY, REASON, ModelRegistry
 
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
         versions = [
@@ -674,8 +674,8 @@ def serve(
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.registry import ModelRegistry
-        from serving.process import start_service
+        from mlops.stores.registry import ModelRegistry
+        from serving import start_service
 
         version = settings.serving.model_version
         if version is None:
@@ -722,8 +722,8 @@ def package(
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, use_case = _start()
-        from mlops.registry import CHAMPION, ModelRegistry
-        from serving.packaging import build_bento, import_model
+        from mlops.stores.registry import CHAMPION, ModelRegistry
+        from serving import build_bento, import_model
 
         chosen = version or ModelRegistry(settings.tracking_uri, use_case.model_name).alias(
             CHAMPION
@@ -770,7 +770,7 @@ def up(as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, _ = _start()
-        from mlops.services import up
+        from entrypoints.supervisor import up
 
         found = up(settings, on_progress=lambda line: typer.echo(line, err=True))
         return found, _status_text(settings, found), _status_code(found)
@@ -784,7 +784,7 @@ def down(as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, _ = _start()
-        from mlops.services import down
+        from entrypoints.supervisor import down
 
         found = down(settings, on_progress=lambda line: typer.echo(line, err=True))
         return found, _status_text(settings, found), 0
@@ -798,7 +798,7 @@ def status(as_json: JsonOption = False) -> None:
 
     def work() -> tuple[dict[str, Any], str, int]:
         settings, _ = _start()
-        from mlops.services import status
+        from entrypoints.supervisor import status
 
         found = status(settings)
         return found, _status_text(settings, found), _status_code(found)

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops.card import MonitoringGate
-from mlops.reference import LABEL, SCORE
+from mlops.contracts.card import MonitoringGate
+from mlops.stores.reference import LABEL, SCORE
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot

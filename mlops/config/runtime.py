@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlops.errors import UserError
-from mlops.settings import PLATFORM_LOGGERS, Settings, get_settings
+from mlops.config.errors import UserError
+from mlops.config.settings import PLATFORM_LOGGERS, Settings, get_settings
 
 LOG_FILE = "mlops.log"
 _FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"

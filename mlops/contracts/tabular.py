@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd  # loaded with mlops.model_inputs anyway
+import pandas as pd  # loaded with mlops.contracts.model_inputs anyway
 import yaml
 from pydantic import (
     AwareDatetime,
@@ -30,9 +30,9 @@ from pydantic import (
     model_validator,
 )
 
-from mlops.errors import UserError
-from mlops.model_inputs import Columns, as_float, category_codes
-from mlops.usecase import FeatureInputs, TableSpec, UseCase
+from mlops.config.errors import UserError
+from mlops.contracts.model_inputs import Columns, as_float, category_codes
+from mlops.contracts.usecase import FeatureInputs, TableSpec, UseCase
 
 if TYPE_CHECKING:
     import numpy as np

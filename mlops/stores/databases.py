@@ -10,8 +10,8 @@ import contextlib
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from mlops.errors import UserError
-from mlops.settings import Settings
+from mlops.config.errors import UserError
+from mlops.config.settings import Settings
 
 PURPOSES: tuple[Literal["prefect", "mlflow", "feast"], ...] = ("prefect", "mlflow", "feast")
 # Prefect's server searches with trigram indexes; the extension must exist in its database.

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlops.card import Floor
-from mlops.metrics import METRICS, Metric, finite_or_none
+from mlops.contracts.card import Floor
+from mlops.contracts.metrics import METRICS, Metric, finite_or_none
 from models.evaluation import Evaluation
 from models.noise import Bootstrap
 from models.promotion import verdict

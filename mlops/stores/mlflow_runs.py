@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops.settings import Settings
-from mlops.usecase import UseCase
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import UseCase
 
 if TYPE_CHECKING:
     import pandas as pd

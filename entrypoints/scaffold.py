@@ -1,6 +1,6 @@
 """`mlops init-use-case`: a new tabular use case, drafted from a sample of its table.
 
-    sample.csv -> infer() -> contract (mlops/tabular.py's TabularContract), GX suite, card
+    sample.csv -> infer() -> contract (mlops/contracts/tabular.py's TabularContract), GX suite, card
                -> write_use_case(): ROOT/usecases/NAME/{__init__.py, contract.yaml, card.yaml}
                                     ROOT/expectations/NAME/<table>.json
 
@@ -25,9 +25,9 @@ from typing import Any, Literal
 import pandas as pd
 import yaml
 
-from mlops.errors import UserError
-from mlops.landing import CSV_SUFFIXES, PARQUET_SUFFIXES, read_file, utc_times
-from mlops.tabular import MAX_INT_KEY, TabularContract, label_key
+from mlops.config.errors import UserError
+from mlops.contracts.batches import CSV_SUFFIXES, PARQUET_SUFFIXES, read_file, utc_times
+from mlops.contracts.tabular import MAX_INT_KEY, TabularContract, label_key
 
 MAX_CATEGORIES = 50  # more distinct strings than this: free text or an identifier, not a category
 MAX_SLICES = 3
@@ -579,7 +579,7 @@ def _expect(kind: str, notes: str | None = None, **kwargs: Any) -> dict[str, Any
 
 @dataclass(frozen=True)
 class CardDraft:
-    card: dict[str, Any]  # validated by mlops.card.RequirementsCard
+    card: dict[str, Any]  # validated by mlops.contracts.card.RequirementsCard
     text: str  # card.yaml: the same values, with why beside each number
     warnings: list[str]
 
@@ -587,8 +587,8 @@ class CardDraft:
 def draft_card(inference: Inference, name: str) -> CardDraft:
     """The requirements card: TODO text for what only people know, numbers from the sample's
     volume (rows a day) and label rate, each with its formula in a comment."""
-    from mlops.card import RequirementsCard
-    from mlops.metrics import ECE_BINS
+    from mlops.contracts.card import RequirementsCard
+    from mlops.contracts.metrics import ECE_BINS
 
     p, warnings = inference.profile, []
     label = inference.contract["label"]
@@ -896,7 +896,7 @@ def init_text(name: str, profile: Profile) -> str:
         f"Review contract.yaml, card.yaml and expectations/{name}/ before production "
         '(docs/make-it-yours.md)."""\n\n'
         "from pathlib import Path\n\n"
-        "from mlops.tabular import tabular_use_case\n\n"
+        "from mlops.contracts.tabular import tabular_use_case\n\n"
         "USE_CASE = tabular_use_case(Path(__file__).parent)\n"
     )
 
@@ -948,7 +948,7 @@ class Scaffold:
 def check_name(name: str, root: Path, force: bool) -> Path:
     """The package folder for `name` under `root`; a name that is not an identifier, or is
     taken (unless `force`, and only by a use case under `root`), is a `UserError`."""
-    from mlops.usecase import available_use_cases
+    from mlops.contracts.usecase import available_use_cases
 
     if not name.isidentifier() or keyword.iskeyword(name):
         raise UserError(
@@ -979,7 +979,7 @@ def write_use_case(
     frame = read_sample(source)
     table = table_name(source)
     inference = infer(frame, roles, table, source.name)
-    TabularContract.model_validate(inference.contract)  # what mlops.tabular will load
+    TabularContract.model_validate(inference.contract)  # what mlops.contracts.tabular will load
     contract = contract_text(inference, name)
     suite = draft_suite(inference, name)
     card = draft_card(inference, name)

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops.reference import ARTIFACT_DIR, ARTIFACT_FILE
-from mlops.settings import PROJECT_ROOT, Settings
-from mlops.tracking import (
+from mlops.config.settings import PROJECT_ROOT, Settings
+from mlops.contracts.usecase import UseCase
+from mlops.stores.mlflow_runs import (
     LOGGED_BY,
     LoggedRun,
     dataset,
@@ -34,7 +34,7 @@ from mlops.tracking import (
     experiment_id,
     fail_unfinished_runs,
 )
-from mlops.usecase import UseCase
+from mlops.stores.reference import ARTIFACT_DIR, ARTIFACT_FILE
 from models.evaluation import Evaluation
 
 if TYPE_CHECKING:

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops.errors import UserError
-from mlops.landing import ARROW_STRINGS, validate_batch_id, write_parquet
+from mlops.config.errors import UserError
+from mlops.contracts.batches import ARROW_STRINGS, validate_batch_id, write_parquet
 
 if TYPE_CHECKING:
     import duckdb

@@ -5,8 +5,8 @@ clock (`RayFilterNode`: `datetime.now() - ttl`); the local engine takes the newe
 entity in the window it is given. On live data they agree; on days replayed from the past (the
 simulated story starts on 2026-01-01) the Ray engine left the views with a short TTL empty
 online, and the prediction service refused to start without them. This engine is Feast's, with
-that one filter left out of materialization (`mlops.feature_store.repo_config` names it as the
-`batch_engine`), so both engines leave the same online store.
+that one filter left out of materialization (`mlops.stores.feature_store.repo_config` names
+it as the `batch_engine`), so both engines leave the same online store.
 """
 
 from __future__ import annotations

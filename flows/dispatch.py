@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mlops.settings import Settings
+from mlops.config.settings import Settings
 
 T = TypeVar("T")
 # A run that has not finished by then is reported, not waited for forever.

@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops.errors import UserError
-from mlops.usecase import TableSpec, UseCase
+from mlops.config.errors import UserError
+from mlops.contracts.usecase import TableSpec, UseCase
 
 MANIFEST = "_batch.json"
 # A batch id names folders (quarantine, offline partitions, the ledger) and appears in queries:
@@ -109,7 +109,7 @@ def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
         if is_batch_dir(path):
             found.append(path)
         else:
-            # Hidden folders are batches still being copied in (see mlops.lifecycle.land).
+            # Hidden folders are batches still being copied in (see entrypoints.lifecycle.land).
             children = sorted(
                 p
                 for p in path.iterdir()

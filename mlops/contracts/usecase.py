@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mlops.card import RequirementsCard
-from mlops.errors import UserError
-from mlops.settings import DATA_ROOT, Settings
+from mlops.config.errors import UserError
+from mlops.config.settings import DATA_ROOT, Settings
+from mlops.contracts.card import RequirementsCard
 
 if TYPE_CHECKING:
     import duckdb
@@ -61,7 +61,7 @@ class FeatureInputs:
 # (feature view name -> parquet glob) -> Feast objects (entities, feature views, services)
 FeastDefinitions = Callable[[Callable[[str], str]], Sequence[Any]]
 # Raw columns (events joined with the feature service's values) -> the model's inputs; see
-# mlops/model_inputs.py for the contract.
+# mlops/contracts/model_inputs.py for the contract.
 ModelInputs = Callable[["Mapping[str, np.ndarray]"], "dict[str, np.ndarray]"]
 # The same rows -> slice dimension -> the slice each row belongs to (e.g. country -> "DE").
 Slices = Callable[["pd.DataFrame"], "dict[str, pd.Series]"]
@@ -140,7 +140,7 @@ class UseCase:
 
     def input_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's inputs for joined event rows, as training fits and scores them."""
-        from mlops.model_inputs import as_frame, raw_columns
+        from mlops.contracts.model_inputs import as_frame, raw_columns
 
         return as_frame(self.model_inputs(raw_columns(frame)), self.categories, frame.index)
 

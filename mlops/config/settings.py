@@ -11,11 +11,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Files a checkout keeps at its root and the code reads (GX suites under expectations/,
 # prefect.yaml). A wheel has no root of its own: it ships them under mlops/_project/
 # (pyproject.toml, force-include), so an installed package reads those copies.
-_PACKAGED = Path(__file__).resolve().parent / "_project"
+_PACKAGED = Path(__file__).resolve().parents[1] / "_project"
 DATA_ROOT = _PACKAGED if _PACKAGED.is_dir() else PROJECT_ROOT
 
 # Every library here phones home unless told not to; a template people run locally must not.
@@ -32,8 +32,17 @@ TELEMETRY_OFF = {
 # each server starts half a dozen job-runner processes (~20 s of CPU) it never uses.
 MLFLOW_SERVER_JOBS_OFF = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
-# The platform's own loggers (one per package), routed by `mlops.runtime.setup()`.
-PLATFORM_LOGGERS = ("mlops", "ingestion", "models", "serving", "monitoring", "flows", "usecases")
+# The platform's own loggers (one per package), routed by `mlops.config.runtime.setup()`.
+PLATFORM_LOGGERS = (
+    "entrypoints",
+    "mlops",
+    "ingestion",
+    "models",
+    "serving",
+    "monitoring",
+    "flows",
+    "usecases",
+)
 
 
 class ServingSettings(BaseModel):

@@ -1,5 +1,5 @@
 """Where the prediction log lives and how to read it: the service writes it
-(`serving.prediction_log`), monitoring reads it, so its layout belongs to neither.
+(`serving.prediction_logger`), monitoring reads it, so its layout belongs to neither.
 
 One JSON object per line, in `<log dir>/date=YYYY-MM-DD/<process>.jsonl`.
 """

@@ -9,11 +9,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.settings import Settings
-from mlops.usecase import UseCase
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import UseCase
 
 if TYPE_CHECKING:
-    from mlops.lifecycle import Day, Lifecycle
+    from entrypoints.lifecycle import Day, Lifecycle
 
 TEMPLATE = Path(__file__).with_name("templates") / "lifecycle.html"
 COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "oracle": "#15803d"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlops.metrics import LOWER_IS_BETTER, Metric
+from mlops.contracts.metrics import LOWER_IS_BETTER, Metric
 
 
 class _Strict(BaseModel):

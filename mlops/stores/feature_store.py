@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.offline_store import OfflineStore
-from mlops.settings import Settings
-from mlops.usecase import UseCase
+from mlops.config.settings import Settings
+from mlops.contracts.usecase import UseCase
+from mlops.stores.offline_store import OfflineStore
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -50,7 +50,7 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
     if settings.profile == "server":
         from feast.infra.registry.sql import SqlRegistryConfig
 
-        from mlops.databases import feast_redis_connection
+        from mlops.stores.databases import feast_redis_connection
 
         # `sync`, a long-running reader (`thread`) refreshes every `cache_ttl_seconds` in a
         # background thread; `pool_pre_ping` survives a PostgreSQL restart.
@@ -83,15 +83,16 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
     offline_store: dict[str, Any] = {"type": "duckdb"}
     batch_engine: str | dict[str, Any] = "local"
     if settings.engine == "ray":
-        # Ray joins and materializes on the cluster `mlops.ray_engine.start_ray` connected to
-        # (Feast attaches to it: it starts no Ray of its own once one is running).
+        # Ray joins and materializes on the cluster `mlops.compute.ray_engine.start_ray`
+        # connected to (Feast attaches to it: it starts no Ray of its own once one is running).
         offline_store = {
             "type": "ray",
             "storage_path": str(settings.ray_dir / "feast"),
             "ray_address": settings.ray_address,
         }
         batch_engine = {
-            "type": "mlops.feast_ray.WindowRayComputeEngine",  # Feast's, see mlops.feast_ray
+            # Feast's engine less its wall-clock TTL filter (mlops.compute.feast_ray)
+            "type": "mlops.compute.feast_ray.WindowRayComputeEngine",
             "ray_address": settings.ray_address,
             # SQLite takes one writer at a time; Redis many.
             "write_concurrency": 1 if settings.profile == "local" else settings.ray_num_cpus,
@@ -119,7 +120,7 @@ def open_store(
     from feast import FeatureStore
 
     if settings.profile == "server":
-        from mlops.databases import ensure_databases
+        from mlops.stores.databases import ensure_databases
 
         ensure_databases(settings)
     OfflineStore(settings.offline_dir).recover()

@@ -1,0 +1,1 @@
+"""Compute engines beyond one process: Ray for the join, the fit and materialization."""

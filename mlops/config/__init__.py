@@ -1,0 +1,1 @@
+"""Configuration: the one settings object, the error types, logging and process set-up."""

@@ -1,0 +1,1 @@
+"""Stores: offline and online features, the MLflow registry and runs, the prediction log."""
