@@ -1,8 +1,9 @@
 """Ingest flow: finish what a crash left, then land, validate, quarantine, write offline,
 materialize and publish a summary per batch.
 
-The work lives in `ingestion.steps`; this file only says in which order it runs, what is
-retried, what runs one ingest at a time, and what is reported.
+The work, and the order of one batch's steps (`ingestion.ingest_steps`), live in `ingestion`;
+this file says what runs as a Prefect task and is retried, what runs in parallel, and what is
+reported.
 """
 
 from __future__ import annotations
@@ -10,19 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import artifact_key
-from ingestion import steps
-from ingestion.validation import TableValidation, build_data_docs, data_docs_index
+from flows.prefect_names import artifact_key
+from ingestion import ingest_steps, ledger
+from ingestion.batch_discovery import check_batch_ids, pending_batches
+from ingestion.batch_reports import BatchesRejected, BatchReport, IngestResult, batch_report
+from ingestion.gx_data_docs import build_data_docs, data_docs_index
+from ingestion.gx_validation import validate_batch
+from ingestion.ingest_steps import ingest_validated_batch, reject_unreadable
+from ingestion.table_validation import TableValidation
 from mlops.compute.ray_engine import start_ray
 from mlops.config.runtime import setup
 from mlops.config.settings import Settings, get_settings
-from mlops.contracts.batches import BatchUnreadable, LandedBatch
+from mlops.contracts.batches import BatchUnreadable, LandedBatch, read_batch
 from mlops.contracts.usecase import UseCase, active_use_case
 from mlops.stores.feature_store import open_store
 from mlops.stores.offline_store import OfflineStore
@@ -31,29 +37,50 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 # DataFrames flow between these tasks: hashing them for a cache key would cost more than the work.
-validate = task(cache_policy=NO_CACHE, task_run_name="validate")(steps.validate)
+validate = task(cache_policy=NO_CACHE, task_run_name="validate")(validate_batch)
 exclude_already_ingested = task(cache_policy=NO_CACHE, task_run_name="already-ingested")(
-    steps.exclude_already_ingested
+    ingest_steps.exclude_already_ingested
 )
-quarantine = task(cache_policy=NO_CACHE, retries=2, task_run_name="quarantine")(steps.quarantine)
+quarantine = task(cache_policy=NO_CACHE, retries=2, task_run_name="quarantine")(
+    ingest_steps.quarantine
+)
 write_offline = task(cache_policy=NO_CACHE, retries=2, task_run_name="write-offline")(
-    steps.write_offline
+    ingest_steps.write_offline
 )
 build_features = task(cache_policy=NO_CACHE, retries=2, task_run_name="build-features")(
-    steps.build_features
+    ingest_steps.build_features
 )
-commit = task(cache_policy=NO_CACHE, retries=2, task_run_name="commit")(steps.commit)
+commit = task(cache_policy=NO_CACHE, retries=2, task_run_name="commit")(ingest_steps.commit)
 refresh_features = task(cache_policy=NO_CACHE, retries=2, task_run_name="refresh-features")(
-    steps.refresh_features
+    ledger.refresh_features
 )
 # SQLite can be briefly locked by a reader (the serving process): worth a retry.
 sync_online = task(
     cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="materialize"
-)(steps.sync_online)
+)(ledger.sync_online)
 finish_committed = task(
     cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="finish-committed"
-)(steps.finish_committed)
+)(ledger.finish_committed)
 data_docs = task(cache_policy=NO_CACHE, task_run_name="data-docs")(build_data_docs)
+# The steps `ingest_validated_batch` runs, each as its task above.
+STEP_TASKS: dict[Callable[..., Any], Callable[..., Any]] = {
+    step_task.fn: step_task
+    for step_task in (
+        exclude_already_ingested,
+        quarantine,
+        write_offline,
+        build_features,
+        commit,
+        refresh_features,
+        sync_online,
+    )
+}
+T = TypeVar("T")
+
+
+def as_task(step: Callable[..., T], /, *args: Any) -> T:
+    """Run an ingest step as its Prefect task (a step without one as a plain call)."""
+    return STEP_TASKS.get(step, step)(*args)
 
 
 Validated = tuple[LandedBatch, dict[str, TableValidation]]
@@ -61,8 +88,8 @@ Validated = tuple[LandedBatch, dict[str, TableValidation]]
 
 @task(cache_policy=NO_CACHE, task_run_name="land-and-validate")
 def land_and_validate(batch_dir: Path, use_case: UseCase, settings: Settings) -> Validated:
-    batch = steps.land(batch_dir, use_case)
-    return batch, steps.validate(batch, use_case, settings)
+    batch = read_batch(batch_dir, use_case.tables)
+    return batch, validate_batch(batch, use_case, settings)
 
 
 @flow(name="validate-batches")
@@ -87,7 +114,7 @@ def ingest_batch(
     feature_store: Callable[[], FeatureStore],
     validated: Validated | None = None,
     online_now: bool = True,
-) -> steps.BatchReport:
+) -> BatchReport:
     settings = get_settings()
     offline = OfflineStore(settings.offline_dir)
     if validated is not None:
@@ -96,43 +123,35 @@ def ingest_batch(
         try:
             # A plain call, not a task: an unreadable batch is an expected outcome with a clear
             # message, not a crash whose traceback belongs in the logs.
-            batch = steps.land(batch_dir, use_case)
+            batch = read_batch(batch_dir, use_case.tables)
         except BatchUnreadable as error:
-            return steps.unreadable_report(
-                steps.batch_id_of(batch_dir),
-                error,
-                settings.quarantine_dir,
-                offline.count_rows(use_case.event_table),
+            return reject_unreadable(
+                batch_dir, error, settings.quarantine_dir, offline.count_rows(use_case.event_table)
             )
         results = validate(batch, use_case, settings)  # in parallel with other ingests
-    # Another ingest on this home waits here until this batch is online: the duplicate check
-    # must see every commit before this one, the features every batch committed before them,
-    # and the ledger must not change between reading what to materialize and recording it.
-    with offline.lock():
-        results = exclude_already_ingested(batch, results, use_case, offline)
-        decision = steps.gate(results, use_case)
-        quarantine_path = quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
-        if decision.passed:
-            write_offline(batch, results, offline)
-            earliest = build_features(batch, results, use_case, offline)
-            commit(batch, results, offline)
-            refresh_features(use_case, offline)  # a late batch: the later ones it changes
-            if online_now:
-                sync_online(feature_store(), earliest, offline)
-    docs = data_docs_index(settings.gx_root)  # updated once the run's batches are validated
-    return steps.report(
+    outcome = ingest_validated_batch(
         batch,
         results,
-        decision,
         use_case,
-        quarantine_path,
+        settings,
+        offline,
+        feature_store=feature_store if online_now else None,
+        run=as_task,
+    )
+    docs = data_docs_index(settings.gx_root)  # updated once the run's batches are validated
+    return batch_report(
+        batch,
+        outcome.results,
+        outcome.decision,
+        use_case,
+        outcome.quarantine_path,
         offline.count_rows(use_case.event_table),
         docs,
     )
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
+def ingest(batch_dirs: list[Path] | None = None) -> IngestResult:
     """Ingest landed batches in order (default, as scheduled: every batch in the landing zone
     not yet ingested nor rejected), after finishing what a killed run left half-done. A
     rejected batch fails the run (`BatchesRejected`) after every batch was tried; the exception
@@ -140,17 +159,17 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
     settings = setup()
     use_case = active_use_case(settings)
     offline = OfflineStore(settings.offline_dir)
-    steps.check_batch_ids(batch_dirs or [])
+    check_batch_ids(batch_dirs or [])
     finish_committed(settings, use_case, offline)
     if batch_dirs is None:
-        batch_dirs = steps.pending_batches(settings.landing_dir, settings.quarantine_dir, offline)
+        batch_dirs = pending_batches(settings.landing_dir, settings.quarantine_dir, offline)
     validated: dict[Path, Validated] = {}
     if settings.engine == "ray" and batch_dirs:
         from prefect_ray import RayTaskRunner
 
         start_ray(settings)  # the task runner joins it
         validated = validate_batches.with_options(task_runner=RayTaskRunner())(batch_dirs)
-    result = steps.IngestResult([])
+    result = IngestResult([])
     # Opened (its definitions applied) at the first batch that passes, then kept for the run:
     # ~0.8 s a batch otherwise.
     feature_store = cache(lambda: open_store(settings, use_case))
@@ -173,13 +192,13 @@ def ingest(batch_dirs: list[Path] | None = None) -> steps.IngestResult:
         # Once a run, not once a batch: renders the results not rendered yet, and the index.
         data_docs(settings.gx_root)
     if result.rejected:
-        raise steps.BatchesRejected(result)
+        raise BatchesRejected(result)
     return result
 
 
-def ingest_batches(batch_dirs: list[Path]) -> steps.IngestResult:
+def ingest_batches(batch_dirs: list[Path]) -> IngestResult:
     """Run the ingest flow; every batch's report, whether or not a batch was rejected."""
     try:
         return ingest(batch_dirs)
-    except steps.BatchesRejected as rejected:
+    except BatchesRejected as rejected:
         return rejected.result

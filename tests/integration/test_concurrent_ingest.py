@@ -3,7 +3,7 @@ started together on disjoint batches, lose and duplicate nothing. Every store (o
 partitions, ledger, quarantine, online values) must end as one sequential ingest of the same
 batches leaves it.
 
-What makes it pass: the GX lock (`ingestion.validation.gx_lock`: without it both processes
+What makes it pass: the GX lock (`ingestion.gx_project.gx_lock`: without it both processes
 register the same suite and one fails with "Store already has the following key"), and the
 offline store's writer lock (`OfflineStore.lock`), held from the duplicate check to the
 materialization, so commits, feature rebuilds, the ledger and Feast's registry see one writer."""
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.validation import REASON_COLUMN
+from ingestion.table_validation import REASON_COLUMN
 from mlops.config.settings import get_settings
 from mlops.stores.offline_store import OfflineStore
 from tests.conftest import _settings_at

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ingestion.validation import ALREADY_INGESTED, REASON_COLUMN
+from ingestion.table_validation import ALREADY_INGESTED, REASON_COLUMN
 from mlops.config.errors import EXIT_BAD_INPUT, UserError
 from mlops.config.settings import get_settings
 from mlops.contracts.batches import MANIFEST
@@ -97,7 +97,7 @@ def test_unsafe_batch_ids_are_refused_before_anything_is_written(
 def test_a_relanded_copy_is_quarantined_whole_and_changes_nothing(
     settings, use_case, ingest
 ) -> None:
-    from ingestion.steps import BatchesRejected
+    from ingestion import BatchesRejected
 
     batches = _land(settings)
     ingest()
@@ -155,8 +155,8 @@ ingest()
 KILL_POINTS = {
     # Every partition of the batch written (staged), the commit not started.
     "after-offline-write": """
-        from ingestion import steps
-        steps.commit = die
+        from ingestion import ingest_steps
+        ingest_steps.commit = die
     """,
     # Committed; Feast has flipped the first view to MATERIALIZING and writes online rows.
     "during-materialization": """

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from ingestion.validation import REASON_COLUMN
+from ingestion.table_validation import REASON_COLUMN
 from mlops.stores.feature_store import online_features, open_store
 from tests.integration.helpers import inject_bad_rows, land_days, offline_impressions
 

@@ -3,8 +3,10 @@
 import pandas as pd
 import pytest
 
-from ingestion import steps
-from ingestion.validation import REASON_COLUMN
+from ingestion.data_gate import decide_batch
+from ingestion.gx_validation import validate_batch
+from ingestion.table_validation import REASON_COLUMN
+from mlops.contracts.batches import read_batch
 from tests.integration.helpers import INJECTED, inject_bad_rows, land_days
 
 pytestmark = pytest.mark.integration
@@ -13,9 +15,9 @@ pytestmark = pytest.mark.integration
 def test_injected_bad_rows_are_exactly_the_rows_quarantined(settings, use_case) -> None:
     (batch_dir,) = land_days(settings.landing_dir, days=1)
     expected = inject_bad_rows(batch_dir)
-    batch = steps.land(batch_dir, use_case)
+    batch = read_batch(batch_dir, use_case.tables)
 
-    results = steps.validate(batch, use_case, settings)
+    results = validate_batch(batch, use_case, settings)
 
     impressions = results["impressions"]
     quarantined = impressions.quarantined
@@ -26,7 +28,7 @@ def test_injected_bad_rows_are_exactly_the_rows_quarantined(settings, use_case) 
     assert len(impressions.clean) + len(quarantined) == batch.rows["impressions"]
     assert not set(impressions.clean["impression_id"]) & set(expected)
     assert results["users"].quarantined.empty and results["ads"].quarantined.empty
-    assert steps.gate(results, use_case).passed
+    assert decide_batch(results, use_case).passed
 
 
 def test_a_missing_column_makes_the_table_unusable(settings, use_case) -> None:
@@ -34,8 +36,8 @@ def test_a_missing_column_makes_the_table_unusable(settings, use_case) -> None:
     path = batch_dir / "ads.parquet"
     pd.read_parquet(path).drop(columns=["category"]).to_parquet(path)
 
-    results = steps.validate(steps.land(batch_dir, use_case), use_case, settings)
-    decision = steps.gate(results, use_case)
+    results = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
+    decision = decide_batch(results, use_case)
 
     assert not decision.passed
     assert "ads: missing column(s) category" in decision.reason
@@ -48,8 +50,8 @@ def test_a_wrong_type_makes_the_table_unusable(settings, use_case) -> None:
     users["signup_at"] = users["signup_at"].astype(str)
     users.to_parquet(path)
 
-    decision = steps.gate(
-        steps.validate(steps.land(batch_dir, use_case), use_case, settings), use_case
+    decision = decide_batch(
+        validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings), use_case
     )
 
     assert not decision.passed
@@ -60,8 +62,8 @@ def test_too_many_failing_rows_reject_the_whole_batch(settings, use_case) -> Non
     (batch_dir,) = land_days(
         settings.landing_dir, days=1, scenario="data-incident", drift_day=0, incident_fraction=0.2
     )
-    results = steps.validate(steps.land(batch_dir, use_case), use_case, settings)
-    decision = steps.gate(results, use_case)
+    results = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
+    decision = decide_batch(results, use_case)
 
     assert not decision.passed
     assert "above the card's max_failing_fraction of 5.0%" in decision.reason
@@ -71,10 +73,10 @@ def test_results_are_stored_under_the_batch_id_and_name_their_table(settings, us
     import great_expectations as gx
 
     (batch_dir,) = land_days(settings.landing_dir, days=1)
-    batch = steps.land(batch_dir, use_case)
+    batch = read_batch(batch_dir, use_case.tables)
 
-    steps.validate(batch, use_case, settings)
-    steps.validate(batch, use_case, settings)  # validated again: kept beside the first
+    validate_batch(batch, use_case, settings)
+    validate_batch(batch, use_case, settings)  # validated again: kept beside the first
 
     context = gx.get_context(mode="file", project_root_dir=settings.gx_root)
     keys = context.validation_results_store.list_keys()

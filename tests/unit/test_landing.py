@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ingestion.landing import land_files
 from mlops.config.errors import EXIT_BAD_INPUT, UserError
 from mlops.contracts.batches import (
     BatchUnreadable,
     InvalidBatchId,
     expand_batch_paths,
-    land_files,
     read_batch,
     read_manifest,
     validate_batch_id,
