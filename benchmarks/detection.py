@@ -23,11 +23,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import run_in_fresh_home
+from benchmarks.harness import parse_options, run_in_fresh_home
 
 SCENARIOS = ("covariate-shift", "concept-drift")
 START = date(2026, 1, 1)
 BATCH = 256
+# One seed, both scenarios, a baseline day and the onset day: a champion good enough for the
+# monitor flow to judge, the windows above the gate's `min_rows`.
+SMOKE = {"seeds": 1, "events_per_day": 3_000, "monitored_days": 2, "drift_after": 1}
 
 
 def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
@@ -37,10 +40,9 @@ def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
     parser.add_argument("--events-per-day", type=int, default=5_000)
     parser.add_argument("--monitored-days", type=int, default=4)
     parser.add_argument("--drift-after", type=int, default=2, help="Baseline days monitored.")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    args = parse_options(parser, argv, smoke=SMOKE)
     os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # the gate is measured, not the service
-    run_in_fresh_home("detection", lambda: measure(args), render, args.json)
+    run_in_fresh_home("detection", lambda: measure(args), render, args)
     return 0
 
 
@@ -115,7 +117,8 @@ def serve_in_process(settings: Any, use_case: Any, version: str, events: Any) ->
     from mlops.stores.feature_store import open_store
     from mlops.stores.registry import ModelRegistry
     from serving.prediction_logger import PredictionLog, Served, records
-    from serving.scoring import Scorer, load_registered
+    from serving.model_loading import load_registered
+    from serving.scoring import Scorer
     from serving.traffic import requests_for
 
     scorer = Scorer(open_store(settings, use_case), use_case)

@@ -12,7 +12,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from serving.scoring import ErrorLog, Scorer, ServedModel, prepare
+from serving.model_loading import ServedModel
+from serving.scoring import Scorer, prepare
+from serving.throttled_log import ErrorLog
 
 log = logging.getLogger(__name__)
 # A registry that stays unreachable fails every poll: its traceback once, then a count.

@@ -318,7 +318,8 @@ def _in_process_scores(
     the same request model, the same online store, the registry's booster, the same Scorer."""
     from mlops.stores.feature_store import open_store
     from mlops.stores.registry import ModelRegistry
-    from serving.scoring import Scorer, load_registered
+    from serving.model_loading import load_registered
+    from serving.scoring import Scorer
 
     scorer = Scorer(open_store(settings, use_case), use_case)
     model = load_registered(ModelRegistry(settings.tracking_uri, use_case.model_name), version)

@@ -17,7 +17,7 @@ import yaml
 from mlops.config.settings import PROJECT_ROOT, Settings
 from mlops.contracts.usecase import UseCase
 from mlops.stores.registry import ModelRegistry
-from serving.scoring import ServedModel, load_model_dir
+from serving.model_loading import ServedModel, load_model_dir
 
 BENTOFILE = PROJECT_ROOT / "serving" / "bentofile.yaml"
 MLFLOW_VERSION = "mlflow_version"

@@ -77,7 +77,7 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
     # its validator warns that on a non-SQL registry it "typically has no effect", but the check
     # that honours it (feast/utils.py, _get_feature_views_to_use) reads it off any registry;
     # verified with this file registry in both cache modes. (The service does not depend on it:
-    # it reads the online store without the registry; see serving/scoring.py.)
+    # it reads the online store without the registry; see serving/online_store_reader.py.)
     registry.serve_features_while_materializing = True
     # DuckDB, not Feast's `file` store: that one silently drops rows in point-in-time joins.
     offline_store: dict[str, Any] = {"type": "duckdb"}

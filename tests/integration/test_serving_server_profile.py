@@ -238,7 +238,8 @@ def test_ingest_materialized_the_features_into_redis(home):
 def test_predictions_from_redis_equal_scoring_on_the_feast_sdk_values(served):
     from mlops.stores.feature_store import open_store
     from mlops.stores.registry import ModelRegistry
-    from serving.scoring import Scorer, load_registered
+    from serving.model_loading import load_registered
+    from serving.scoring import Scorer
 
     served.wait_ready()
     home = served.home
@@ -413,7 +414,7 @@ def test_redis_reads_fail_at_once_and_reconnect(home, tmp_path):
     """Against a port nothing listens on: StoreUnavailable, not redis-py's retries with backoff
     (seconds) nor a hang; the client is bounded by the read timeout."""
     from mlops.stores.feature_store import repo_config
-    from serving.scoring import OnlineFeatures, StoreUnavailable
+    from serving.online_store_reader import OnlineFeatures, StoreUnavailable
 
     use_case = home.use_case
     closed = home.settings.model_copy(

@@ -195,7 +195,7 @@ def test_json_media_types_are_case_insensitive(content_type, status):
 
 
 def test_error_log_logs_a_cause_once_with_its_traceback_then_counts(caplog):
-    from serving.scoring import ErrorLog
+    from serving.throttled_log import ErrorLog
 
     logger = logging.getLogger("test-error-log")
     errors = ErrorLog(logger, every=0.2)
@@ -228,7 +228,7 @@ class FakeFeatures:
 
 
 def test_store_health_caches_the_probe_and_reports_a_probe_past_its_deadline():
-    from serving.scoring import StoreHealth
+    from serving.store_health import StoreHealth
 
     features = FakeFeatures()
     health = StoreHealth(features, interval=0.05, deadline=0.5).start()  # type: ignore[arg-type]

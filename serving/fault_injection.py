@@ -1,0 +1,31 @@
+"""The infra check's fault drill (MLOPS_SERVING__FAULT_SCORING_SPIN_MS): scoring made slower,
+as a slower model would be, to prove the check rejects it. The service decides once, when it
+starts, whether to score through `slowed_down`: with the drill off, no request checks for it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def slowed_down(score: Callable[P, R], milliseconds: float) -> Callable[P, R]:
+    """`score`, each call followed by `milliseconds` of the thread's CPU time burnt."""
+
+    def slower(*args: P.args, **kwargs: P.kwargs) -> R:
+        scored = score(*args, **kwargs)
+        spin_cpu(milliseconds)
+        return scored
+
+    return slower
+
+
+def spin_cpu(milliseconds: float) -> None:
+    """Burn this much of the thread's CPU time. CPU time, not wall time: on a busy machine it
+    stretches like real compute does."""
+    until = time.thread_time() + milliseconds / 1000
+    while time.thread_time() < until:
+        pass
