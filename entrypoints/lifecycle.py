@@ -19,12 +19,20 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from entrypoints.lifecycle_page import write_page
+from entrypoints.lifecycle_story import (
+    DATA_FILES,
+    LANDING_ZONE,
+    SIMULATOR,
+    Day,
+    Lifecycle,
+    Scenario,
+)
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import Generator, UseCase
@@ -35,64 +43,14 @@ if TYPE_CHECKING:
     from flows.monitor import MonitorResult
     from ingestion import IngestResult
 
-START = date(2026, 1, 1)  # a simulated story's first day
+SIMULATED_START = date(2026, 1, 1)  # a simulated story's first day
 SIMULATED_DAYS = 14  # a simulated story's length unless told otherwise
-# Where the story's data comes from (`story_source`).
-SIMULATOR, DATA_FILES, LANDING_ZONE = "simulator", "data files", "landing zone"
-REPLAY = "replay"  # MLOPS_HOME/replay/: landed days a replay has not reached yet
+REPLAY_DIR = "replay"  # MLOPS_HOME/replay/: landed days a replay has not reached yet
 
 
 class LifecycleError(RuntimeError):
     """The run cannot go on (a flow failed where the story needs it to succeed): a platform
     failure, not the user's input."""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """The story asked for; `None` is the use case's default (`check_scenario` fills it in):
-    the simulator's story and events per day, 14 simulated days or every landed day. Only a
-    simulated story has a scenario, events per day, a drift day and an incident day."""
-
-    days: int | None = None
-    events_per_day: int | None = None
-    scenario: str | None = None
-    drift_day: int | None = 10
-    incident_day: int | None = 8
-    seed: int = 7
-    source: str = SIMULATOR  # SIMULATOR | DATA_FILES | LANDING_ZONE
-
-
-@dataclass
-class Day:
-    day: str
-    rows: int  # events that happened that day
-    quarantined: int
-    champion_version: str | None  # the version that served the day's traffic
-    metrics: dict[str, float | None]
-    drift_share: float | None
-    score_drift: float | None
-    decision: str  # none | retrain | alert
-    reason: str
-    served: int = 0
-    refused: int = 0
-    retrained: dict[str, Any] | None = None
-    links: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Lifecycle:
-    scenario: Scenario
-    bootstrap: dict[str, Any]
-    days: list[Day]
-    summary_html: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scenario": asdict(self.scenario),
-            "bootstrap": self.bootstrap,
-            "days": [asdict(d) for d in self.days],
-            "summary_html": self.summary_html,
-        }
 
 
 def run_lifecycle(
@@ -108,13 +66,13 @@ def run_lifecycle(
     scenario = replace(scenario, days=len(batches))
     moved = scenario.source == LANDING_ZONE
     try:
-        return _tell(settings, use_case, scenario, batches, on_day, on_progress)
+        return _tell_story(settings, use_case, scenario, batches, on_day, on_progress)
     finally:
         if moved:  # the days the story did not reach go back where `mlops land` put them
-            put_back(settings)
+            return_set_aside_days(settings)
 
 
-def _tell(
+def _tell_story(
     settings: Settings,
     use_case: UseCase,
     scenario: Scenario,
@@ -134,11 +92,11 @@ def _tell(
         else "starts a local Prefect server"
     )
     on_progress(f"ingesting the first {bootstrap_days} days ({where})")
-    ingested = _ingest(
-        settings, [land(b, settings.landing_dir, move=moved) for b in batches[:bootstrap_days]]
-    )
+    first_days = batches[:bootstrap_days]
+    landed = [deliver_to_landing_zone(b, settings.landing_dir, move=moved) for b in first_days]
+    ingested = _ingest_days(settings, landed)
     on_progress("training the first model, then its infra check in a real service")
-    trained = run_flow(settings, train, TRAIN, seed=scenario.seed)
+    trained = run_flow(settings, train, seed=scenario.seed)
     if trained.decision != "promoted":
         raise LifecycleError(f"the first model was not promoted: {trained.reason}")
     bootstrap = {
@@ -159,7 +117,7 @@ def _tell(
     days: list[Day] = []
     try:
         for batch in batches[bootstrap_days:]:
-            day = _live_day(settings, use_case, service, batch, scenario.seed, moved)
+            day = _tell_day(settings, use_case, service, batch, scenario.seed, moved)
             days.append(day)
             on_day(day)
     finally:
@@ -170,18 +128,14 @@ def _tell(
     return result
 
 
-# The deployments (prefect.yaml) the server profile runs the flows through.
-INGEST, TRAIN, MONITOR = "ingest/ingest", "train/train", "monitor/monitor"
-
-
-def _ingest(settings: Settings, batch_dirs: list[Path]) -> IngestResult:
+def _ingest_days(settings: Settings, batch_dirs: list[Path]) -> IngestResult:
     """Every batch's report, whether or not a batch was rejected."""
     from flows.dispatch import run_flow
     from flows.ingest import ingest
     from ingestion import BatchesRejected
 
     try:
-        return run_flow(settings, ingest, INGEST, batch_dirs=batch_dirs)
+        return run_flow(settings, ingest, batch_dirs=batch_dirs)
     except BatchesRejected as rejected:
         return rejected.result
 
@@ -194,7 +148,7 @@ def story_source(use_case: UseCase) -> str:
     return DATA_FILES if use_case.data_files else LANDING_ZONE
 
 
-def simulator(use_case: UseCase) -> Generator:
+def require_simulator(use_case: UseCase) -> Generator:
     """The use case's simulator; a use case without one is a `UserError` saying what to do."""
     if use_case.generator is None:
         raise UserError(
@@ -264,22 +218,23 @@ def story_days(
     - simulator: generated into MLOPS_HOME/simulation/;
     - data files: landed (`mlops land`'s way) into MLOPS_HOME/simulation/;
     - neither: the landing zone's batches (`mlops land`), moved into MLOPS_HOME/replay/; each
-      moves back when the story reaches it, and `put_back` returns the rest when the run ends.
+      moves back when the story reaches it, and `return_set_aside_days` returns the rest when
+      the run ends.
 
     The story starts from a platform that knows none of its future: an offline store holding
     data past the first model's days is a `UserError` (the first model would be trained, and
     requests served, with days the story has not reached); days it already holds up to there
     are ingested again, which replaces them. `scenario.days` of None is every day there is."""
     bootstrap_days = use_case.card.training.span_days
-    future, replay = settings.home / "simulation", settings.home / REPLAY
+    future, replay = settings.home / "simulation", settings.home / REPLAY_DIR
     if scenario.source == SIMULATOR:
-        generator = simulator(use_case)
+        generator = require_simulator(use_case)
         days = scenario.days or SIMULATED_DAYS
         events_per_day = scenario.events_per_day or generator.events_per_day
         on_progress(f"generating {days} days of {events_per_day:,} events")
         batches = generator.generate(
             future,
-            start=START,
+            start=SIMULATED_START,
             days=days,
             events_per_day=events_per_day,
             seed=scenario.seed,
@@ -288,37 +243,40 @@ def story_days(
             incident_day=scenario.incident_day,
         )
     elif scenario.source == DATA_FILES:
-        from mlops.contracts.batches import land_files
+        from ingestion import land_files
 
         on_progress(f"landing {', '.join(p.name for p in use_case.data_files)}")
         shutil.rmtree(future, ignore_errors=True)  # derived from the files: never stale
         landed = land_files(use_case, use_case.data_files, future)
-        batches = _count_days(landed, scenario, bootstrap_days, "the use case's data files hold")
+        batches = _days_to_tell(landed, scenario, bootstrap_days, "the use case's data files hold")
     else:
-        if left := put_back(settings):  # a run that stopped midway left its future aside
+        # A run that stopped midway left its future aside.
+        if left := return_set_aside_days(settings):
             raise UserError(
                 f"{replay} holds days a run set aside that the landing zone now holds with "
                 f"other content ({', '.join(p.name for p in left)}): keep the version you want "
                 "in the landing zone, delete the other, and run again"
             )
         where = f"the landing zone ({settings.landing_dir}) holds"
-        batches = _count_days(_landed(settings.landing_dir), scenario, bootstrap_days, where)
+        landed = _landed_batches(settings.landing_dir)
+        batches = _days_to_tell(landed, scenario, bootstrap_days, where)
     _refuse_a_known_future(settings, batches[bootstrap_days - 1], scenario.source)
     if scenario.source == LANDING_ZONE:
         on_progress(f"replaying {len(batches)} days landed in {settings.landing_dir}")
         replay.mkdir(parents=True, exist_ok=True)
-        for batch in _landed(settings.landing_dir):  # all of them: none may be ingested early
+        # All of them, not only the story's: none may be ingested early.
+        for batch in _landed_batches(settings.landing_dir):
             os.replace(batch, replay / batch.name)
         batches = [replay / b.name for b in batches]
     return batches
 
 
-def put_back(settings: Settings) -> list[Path]:
+def return_set_aside_days(settings: Settings) -> list[Path]:
     """Return the landed days a replay set aside to the landing zone; return those it cannot
     (the landing zone holds the day again, with other content: someone landed it meanwhile)."""
     from mlops.contracts.batches import same_batch
 
-    replay = settings.home / REPLAY
+    replay = settings.home / REPLAY_DIR
     if not replay.exists():
         return []
     settings.landing_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +294,7 @@ def put_back(settings: Settings) -> list[Path]:
     return left
 
 
-def _landed(landing_dir: Path) -> list[Path]:
+def _landed_batches(landing_dir: Path) -> list[Path]:
     from mlops.contracts.batches import BatchUnreadable, expand_batch_paths
 
     try:
@@ -345,7 +303,7 @@ def _landed(landing_dir: Path) -> list[Path]:
         return []
 
 
-def _count_days(
+def _days_to_tell(
     batches: list[Path], scenario: Scenario, bootstrap_days: int, where: str
 ) -> list[Path]:
     """The story's first `scenario.days` batches (all of them by default)."""
@@ -376,7 +334,7 @@ def _refuse_a_known_future(settings: Settings, last_bootstrap: Path, source: str
         )
 
 
-def land(batch: Path, landing_dir: Path, move: bool = False) -> Path:
+def deliver_to_landing_zone(batch: Path, landing_dir: Path, move: bool = False) -> Path:
     """A day's batch arrives in the landing zone whole (copied aside, then renamed; or, with
     `move`, renamed: a replayed day goes back where it came from)."""
     target = landing_dir / batch.name
@@ -391,7 +349,7 @@ def land(batch: Path, landing_dir: Path, move: bool = False) -> Path:
     return target
 
 
-def _live_day(
+def _tell_day(
     settings: Settings, use_case: UseCase, service: Any, batch: Path, seed: int, move: bool
 ) -> Day:
     from flows.dispatch import run_flow
@@ -401,14 +359,14 @@ def _live_day(
 
     events = read_batch(batch, use_case.tables).tables[use_case.event_table]
     traffic = replay(service, requests_for(events, use_case))
-    landed = land(batch, settings.landing_dir, move=move)
-    (report,) = _ingest(settings, [landed]).batches
-    monitored = run_flow(settings, monitor, MONITOR, as_of=_closed_at(landed), seed=seed)
+    landed = deliver_to_landing_zone(batch, settings.landing_dir, move=move)
+    (report,) = _ingest_days(settings, [landed]).batches
+    monitored = run_flow(settings, monitor, as_of=_closed_at(landed), seed=seed)
     judged, retrained = monitored.judged, monitored.retraining
     if retrained and retrained.decision == "promoted":
         _wait_for_version(service, retrained.version)
     performance = judged.window["performance"] or {}
-    labelled = _labelled_rate(events, use_case)
+    positive_rate = _positive_rate(events, use_case)
     return Day(
         day=batch.name,
         rows=len(events),
@@ -421,7 +379,7 @@ def _live_day(
             "roc_auc": performance.get("roc_auc"),
             "reference_nce": judged.signals["reference_nce"],
             "oracle_nce": _oracle_nce(events, use_case),
-            "label_rate": labelled,
+            "label_rate": positive_rate,
             "label_coverage": judged.window["label_coverage"],
         },
         drift_share=judged.signals["drift_share"],
@@ -458,7 +416,8 @@ def _oracle_nce(events: pd.DataFrame, use_case: UseCase) -> float | None:
     return nce(known[use_case.label].to_numpy(float), known[use_case.oracle_column].to_numpy(float))
 
 
-def _labelled_rate(events: pd.DataFrame, use_case: UseCase) -> float | None:
+def _positive_rate(events: pd.DataFrame, use_case: UseCase) -> float | None:
+    """The share of the day's labelled events that are positive (the day's `label_rate`)."""
     labels = events[use_case.label].dropna()
     return float(labels.mean()) if len(labels) else None
 
@@ -501,7 +460,7 @@ def reset_home(settings: Settings, keep_landing: bool = False) -> None:
     if not keep_landing:
         shutil.rmtree(settings.home)
         return
-    put_back(settings)
+    return_set_aside_days(settings)
     for path in settings.home.iterdir():
         if path == settings.landing_dir:
             continue

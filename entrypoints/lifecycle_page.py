@@ -9,11 +9,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from entrypoints.lifecycle_story import SIMULATOR
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase
 
 if TYPE_CHECKING:
-    from entrypoints.lifecycle import Day, Lifecycle
+    from entrypoints.lifecycle_story import Day, Lifecycle
 
 TEMPLATE = Path(__file__).with_name("templates") / "lifecycle.html"
 COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "oracle": "#15803d"}
@@ -35,7 +36,7 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
             use_case.generator.scenarios[0] if use_case.generator else None,
         ),
         bootstrap=result.bootstrap,
-        days=[_row(settings, day) for day in result.days],
+        days=[_day_row(settings, day) for day in result.days],
         has_oracle=use_case.oracle_column is not None,
         plot_svg=plot_svg(result.days),
         ui=settings.ui,
@@ -61,7 +62,7 @@ def scenario_in_words(
     days = s.days or 0
     what = (
         f"{days} simulated days of {s.events_per_day or 0:,} events each (seed {s.seed})"
-        if s.source == "simulator"
+        if s.source == SIMULATOR
         else f"{days} days of real data (from the {s.source})"
     )
     words = [
@@ -122,7 +123,8 @@ def plot_svg(days: list[Day]) -> str:
     return svg[svg.index("<svg") :]  # inline: drop the XML prolog
 
 
-def _row(settings: Settings, day: Day) -> dict[str, Any]:
+def _day_row(settings: Settings, day: Day) -> dict[str, Any]:
+    """A row of the days table: the day, and links to its reports and runs."""
     links = day.links
     run_id = links.get("prefect_flow_run")
     return {

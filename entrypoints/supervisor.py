@@ -72,7 +72,7 @@ def services(settings: Settings) -> list[Service]:
     home = settings.home
     prefect_api = settings.prefect_api_url or f"{settings.ui.prefect_url}/api"
     mlflow_url = settings.mlflow_tracking_uri or settings.ui.mlflow_url
-    serving_url = f"http://{_client(settings.serving.host)}:{settings.serving.port}"
+    serving_url = f"http://{_client_host(settings.serving.host)}:{settings.serving.port}"
     auth = settings.auth
     prefect_auth = auth.prefect_auth_string.get_secret_value() if auth.prefect_auth_string else None
     mlflow_auth = (
@@ -152,7 +152,9 @@ def services(settings: Settings) -> list[Service]:
     ]
 
 
-def up(settings: Settings, on_progress: Callable[[str], None] = lambda line: None) -> dict:
+def start_services(
+    settings: Settings, on_progress: Callable[[str], None] = lambda line: None
+) -> dict:
     """Start what is not running (idempotent) and wait for each to be healthy."""
     _require_server_profile(settings)
     _require_credentials_beyond_loopback(settings)
@@ -183,18 +185,20 @@ def up(settings: Settings, on_progress: Callable[[str], None] = lambda line: Non
         for service, process in launched:
             _wait_healthy(service, process, settings.logs_dir / f"{service.name}.log")
             on_progress(f"{service.name:<8} up at {service.url}")
-    return status(settings)
+    return service_statuses(settings)
 
 
-def down(settings: Settings, on_progress: Callable[[str], None] = lambda line: None) -> dict:
+def stop_services(
+    settings: Settings, on_progress: Callable[[str], None] = lambda line: None
+) -> dict:
     """Stop the started services, last started first (PostgreSQL and Redis stay up)."""
     for service in reversed(services(settings)):
         if _stop(settings, service.name):
             on_progress(f"{service.name:<8} stopped")
-    return status(settings)
+    return service_statuses(settings)
 
 
-def status(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
+def service_statuses(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
     """`{"services": {name: {"healthy", "url", "pid", "detail"}}}` for every service."""
     dsn, redis = settings.postgres_dsn.get_secret_value(), settings.redis_url.get_secret_value()
     found = {
@@ -471,7 +475,7 @@ def _probe_status(problem: str | None, url: str) -> ServiceStatus:
     return ServiceStatus(problem is None, url, None, problem or "")
 
 
-def _client(host: str) -> str:
+def _client_host(host: str) -> str:
     from mlops.config.settings import client_host
 
     return client_host(host)

@@ -28,7 +28,7 @@ from tests.conftest import START
 from tests.integration.helpers import land_days
 
 if TYPE_CHECKING:
-    from entrypoints.lifecycle import Lifecycle
+    from entrypoints.lifecycle_story import Lifecycle
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def remote_assets(dom: str) -> list[str]:
 
 def lifecycle(days: int = 8) -> tuple[Lifecycle, date]:
     """A small lifecycle, built by hand: drift from day 4, an alert on day 5, a retrain."""
-    from entrypoints.lifecycle import Day, Lifecycle, Scenario
+    from entrypoints.lifecycle_story import Day, Lifecycle, Scenario
 
     start = date(2026, 1, 1)
     monitored = []
@@ -195,7 +195,7 @@ def test_an_evidently_report_draws_its_charts_offline(tmp_path) -> None:
 
 def test_gx_data_docs_render_offline(settings, use_case, prefect_api_url, tmp_path) -> None:
     from flows.ingest import ingest
-    from ingestion.validation import OFFLINE_STYLES, data_docs_index
+    from ingestion.gx_data_docs import OFFLINE_STYLES, data_docs_index
 
     (batch,) = land_days(settings.landing_dir, days=1, events_per_day=300)
     report = ingest([batch]).batches[0]

@@ -8,13 +8,13 @@ import json
 import pytest
 import typer
 
-from entrypoints.cli import _run
+from entrypoints.cli.conventions import answer
 from mlops.config.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REJECTED, Rejected, UserError
 
 
 def _exit_code(work, capsys, as_json: bool = False) -> tuple[int, str, str]:
     with pytest.raises(typer.Exit) as exited:
-        _run(as_json, work)
+        answer(as_json, work)
     out, err = capsys.readouterr()
     return exited.value.exit_code, out, err
 

@@ -1,17 +1,18 @@
 import pytest
 
-from entrypoints.cli import _entity_row
+from entrypoints.cli.conventions import parse_entity_row
 from mlops.config.errors import UserError
 from mlops.contracts.usecase import load_use_case
 
 
 def test_entity_options_map_to_join_keys(use_case) -> None:
-    assert _entity_row(["--user-id", "3", "--ad-id", "7"], use_case) == {"user_id": 3, "ad_id": 7}
+    row = parse_entity_row(["--user-id", "3", "--ad-id", "7"], use_case)
+    assert row == {"user_id": 3, "ad_id": 7}
 
 
 def test_a_string_key_of_digits_stays_a_string() -> None:
     diagnosis = load_use_case("diagnosis")
-    assert _entity_row(["--patient-id", "00042"], diagnosis) == {"patient_id": "00042"}
+    assert parse_entity_row(["--patient-id", "00042"], diagnosis) == {"patient_id": "00042"}
 
 
 @pytest.mark.parametrize(
@@ -25,4 +26,4 @@ def test_a_string_key_of_digits_stays_a_string() -> None:
 )
 def test_bad_entity_options_get_a_clear_message(use_case, args: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
-        _entity_row(args, use_case)
+        parse_entity_row(args, use_case)

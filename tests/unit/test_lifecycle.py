@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 
 from entrypoints.lifecycle import (
-    Scenario,
     check_scenario,
-    land,
-    put_back,
+    deliver_to_landing_zone,
+    require_simulator,
     reset_home,
+    return_set_aside_days,
     run_lifecycle,
-    simulator,
     story_days,
 )
+from entrypoints.lifecycle_story import Scenario
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.batches import read_batch, write_batch
@@ -43,10 +43,10 @@ def test_a_batch_lands_whole_and_only_once(tmp_path) -> None:
     (batch / "impressions.parquet").write_bytes(b"x")
     landing = tmp_path / "landing"
     landing.mkdir()
-    landed = land(batch, landing)
+    landed = deliver_to_landing_zone(batch, landing)
     assert landed == landing / "2026-01-08" and (landed / "impressions.parquet").exists()
     (landed / "impressions.parquet").write_bytes(b"already ingested")
-    assert land(batch, landing) == landed
+    assert deliver_to_landing_zone(batch, landing) == landed
     assert (landed / "impressions.parquet").read_bytes() == b"already ingested"
     assert [p.name for p in landing.iterdir()] == ["2026-01-08"]  # no partial copy left
 
@@ -108,8 +108,8 @@ def test_a_replay_takes_the_landed_days_aside_and_puts_back_what_it_did_not_reac
     assert [b.parent.name for b in batches] == ["replay"] * 8
     assert [b.name for b in batches] == [f"2026-01-0{i}" for i in range(1, 9)]
     assert not any(settings.landing_dir.iterdir())  # no scheduled ingest takes the future
-    land(batches[0], settings.landing_dir, move=True)  # the story reaches day 1
-    assert put_back(settings) == []
+    deliver_to_landing_zone(batches[0], settings.landing_dir, move=True)  # the story reaches day 1
+    assert return_set_aside_days(settings) == []
     assert len(list(settings.landing_dir.iterdir())) == 9
     assert not (settings.home / "replay").exists()
 
@@ -173,4 +173,4 @@ def test_the_use_cases_data_files_land_as_the_story_days(tmp_path) -> None:
 
 def test_generating_without_a_simulator_points_to_mlops_land() -> None:
     with pytest.raises(UserError, match=r"has no simulator .*`mlops land FILE\.\.\.` instead"):
-        simulator(_without_simulator())
+        require_simulator(_without_simulator())

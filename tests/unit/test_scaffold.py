@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from entrypoints.scaffold import Roles, check_name, entity_name, safe_identifier, write_use_case
+from entrypoints.scaffold import check_name, write_use_case
+from entrypoints.scaffold_inference import Roles, entity_name, safe_identifier
 from mlops.config.errors import UserError
 from mlops.contracts.card import RequirementsCard
 
@@ -261,8 +262,9 @@ def test_the_suite_is_a_gx_suite_with_the_platforms_checks(tmp_path: Path) -> No
 def test_the_sample_lands_clean_and_a_broken_batch_does_not(tmp_path: Path) -> None:
     """The suite, run by the platform's own validation on the rows `mlops land` writes: every
     sample row passes; a batch with an unknown category in a fifth of its rows does not."""
-    from ingestion.validation import validate_table
-    from mlops.contracts.batches import land_files, read_batch
+    from ingestion.gx_validation import validate_table
+    from ingestion.landing import land_files
+    from mlops.contracts.batches import read_batch
     from mlops.contracts.tabular import tabular_use_case
 
     frame = customers(rows=200, days=2)

@@ -2,7 +2,7 @@
 
 import json
 
-from entrypoints.cli import _train_summary
+from entrypoints.cli.model_commands import train_summary
 from mlops.contracts.card import Floor, PromotionGate
 from models.evaluation import Evaluation
 from models.noise import Bootstrap, Interval
@@ -76,7 +76,7 @@ def test_the_artifact_shows_each_floor_with_its_interval():
 
 
 def test_the_console_prints_the_verdict_then_each_warning_on_its_own_line():
-    lines = _train_summary(report()).splitlines()
+    lines = train_summary(report()).splitlines()
     assert lines[0] == "adclick v3: promoted"
     assert lines[1].startswith("  promoted: first model, meets the floors")
     assert "warning" not in lines[1]
