@@ -29,12 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.deployments import work_pool
 from mlops.config.errors import UserError
 from mlops.config.settings import MLFLOW_SERVER_JOBS_OFF, PROJECT_ROOT, Settings, is_loopback
 from mlops.stores.databases import ensure_databases, postgres_problem, redis_problem
 
 BIN = Path(sys.executable).parent
-WORK_POOL = "mlops-process"
+WORK_POOL = work_pool()
 STOP_SECONDS = 20
 PROBE_SECONDS = 3
 MLFLOW_LOCAL_HOSTS = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"

@@ -19,8 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
-from flows.artifacts import artifact_key
-from flows.train import name_flow_run
+from flows.prefect_names import artifact_key, name_flow_run
 from mlops.config.errors import UserError
 from mlops.config.runtime import setup
 from mlops.config.settings import Settings
@@ -30,7 +29,7 @@ from mlops.stores.offline_store import OfflineStore
 from mlops.stores.reference import load_reference
 from mlops.stores.registry import ModelRegistry
 from models.train_report import TrainReport
-from monitoring.gate import Signals, decide
+from monitoring.gate import decide
 from monitoring.history import History
 from monitoring.record import (
     MonitorReport,
@@ -39,6 +38,7 @@ from monitoring.record import (
     reference_nce,
     report_context,
 )
+from monitoring.signals import Signals
 from monitoring.window import read_window, window_bounds
 
 # Frames flow between these tasks: hashing them for a cache key would cost more than the work.
@@ -46,8 +46,6 @@ read = task(cache_policy=NO_CACHE, task_run_name="read-window")(read_window)
 reference_of = task(cache_policy=NO_CACHE, task_run_name="load-reference")(load_reference)
 reports_of = task(cache_policy=NO_CACHE, task_run_name="evidently-reports")(evidently_reports)
 record = task(cache_policy=NO_CACHE, task_run_name="record-verdict")(record_verdict)
-# Deployment that runs training on a Prefect server (prefect.yaml).
-TRAIN_DEPLOYMENT = "train/train"
 
 
 @dataclass
@@ -146,6 +144,6 @@ def _retrain(settings: Settings, end: datetime, result: MonitorResult) -> None:
     from flows.train import train
 
     try:
-        result.retraining = run_flow(settings, train, TRAIN_DEPLOYMENT, as_of=end, recent=True)
+        result.retraining = run_flow(settings, train, as_of=end, recent=True)
     except UserError as not_trained:  # e.g. too few labelled rows yet: a note, not a failure
         result.retraining_note = f"not trained: {not_trained}"

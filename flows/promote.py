@@ -13,7 +13,7 @@ from typing import Any, Literal
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.artifacts import artifact_key
+from flows.prefect_names import artifact_key
 from mlops.config.runtime import setup
 from mlops.contracts.usecase import active_use_case
 from mlops.stores.registry import PREVIOUS, ModelRegistry

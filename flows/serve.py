@@ -1,7 +1,7 @@
 """The lifecycle flows on schedules without a work pool: `python -m flows.serve`.
 
-`flow.serve` runs the three flows from this one process, on the schedules `prefect.yaml` gives
-its deployments (`mlops deploy` + `prefect worker start --pool mlops-process` is the work-pool
+`flow.serve` runs the deployments of `prefect.yaml` from this one process, on the schedules the
+file gives them (`mlops deploy` + `prefect worker start --pool mlops-process` is the work-pool
 way). Needs a Prefect server: PREFECT_API_URL, or MLOPS_PREFECT_API_URL with the server profile.
 """
 
@@ -14,15 +14,10 @@ def main() -> None:
     setup()  # before Prefect is imported: it reads its settings once, on import
     from prefect import serve
 
-    from flows.ingest import ingest
-    from flows.monitor import monitor
-    from flows.train import train
+    from flows.deployments import deployments
 
-    serve(
-        ingest.to_deployment(name="ingest", cron="15 0 * * *"),  # type: ignore[arg-type]
-        monitor.to_deployment(name="monitor", cron="45 0 * * *"),  # type: ignore[arg-type]
-        train.to_deployment(name="train"),  # type: ignore[arg-type]
-    )
+    served = [d.load_flow().to_deployment(name=d.name, cron=d.cron) for d in deployments()]
+    serve(*served)  # type: ignore[arg-type]  # called from sync code: deployments, not coroutines
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ is reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import artifact_key
-from mlops.compute.ray_engine import start_ray
+from flows.prefect_names import artifact_key, name_flow_run
 from mlops.config.runtime import setup
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase, active_use_case
@@ -23,25 +23,32 @@ from mlops.stores.feature_store import open_store
 from mlops.stores.mlflow_runs import LoggedRun, day_name, run_url, server_unreachable, tag_run
 from mlops.stores.offline_store import OfflineStore
 from mlops.stores.registry import CHAMPION, ModelRegistry
-from models import dataset, distributed, mlflow_logging, promotion, training
+from models import dataset, mlflow_logging, promotion, training, training_engine
 from models.train_report import TrainReport
 from serving.infra_check import InfraCheck
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
+
+def on_engine(local: str, ray: str) -> Callable[..., str]:
+    """A task run's name that says which engine ran it, the one of its `settings` argument
+    (Prefect calls a name function with the run's arguments when it takes `parameters`)."""
+
+    def name(parameters: dict[str, Any]) -> str:
+        return ray if parameters["settings"].engine == "ray" else local
+
+    return name
+
+
 # Frames and models flow between these tasks: hashing them for a cache key would cost more
 # than the work, and a cached model would skip the gate.
-point_in_time_join = task(cache_policy=NO_CACHE, task_run_name="point-in-time-join")(
-    dataset.build_training_set
-)
-fit_xgboost = task(cache_policy=NO_CACHE, task_run_name="fit-xgboost")(training.fit_xgboost)
-point_in_time_join_on_ray = task(cache_policy=NO_CACHE, task_run_name="point-in-time-join-ray")(
-    distributed.build_training_set
-)
-fit_xgboost_on_ray = task(cache_policy=NO_CACHE, task_run_name="fit-xgboost-ray-train")(
-    distributed.fit_xgboost
-)
+point_in_time_join = task(
+    cache_policy=NO_CACHE, task_run_name=on_engine("point-in-time-join", "point-in-time-join-ray")
+)(training_engine.join_training_set)
+fit_xgboost = task(
+    cache_policy=NO_CACHE, task_run_name=on_engine("fit-xgboost", "fit-xgboost-ray-train")
+)(training_engine.fit_model)
 fit_baselines = task(cache_policy=NO_CACHE, task_run_name="fit-baselines")(training.fit_baselines)
 score_on_test = task(cache_policy=NO_CACHE, task_run_name="score-on-test")(training.score_on_test)
 
@@ -147,27 +154,19 @@ def train(
     name_flow_run(run_name)
     budget = dataset.training_budget(card, recent, search_trials)
     windows = dataset.TimeWindows.ending_at(end, budget)
-    if settings.engine == "ray":
-        start_ray(settings)
-        on_ray = point_in_time_join_on_ray(
-            open_store(settings, use_case),
-            offline,
-            use_case,
-            windows,
-            budget.baseline_max_rows,
-            seed,
-        )
-        training_set, lineage = on_ray.held, on_ray.lineage(use_case)
-        splits = training.prepare_splits(training_set, use_case, excluded)
-        model = fit_xgboost_on_ray(settings, use_case, on_ray, budget, seed, excluded)
-    else:
-        events = dataset.labelled_events(offline, use_case, windows)
-        training_set = point_in_time_join(open_store(settings, use_case), events, use_case, windows)
-        lineage = training_set.lineage(use_case)
-        splits = training.prepare_splits(training_set, use_case, excluded)
-        model = fit_xgboost(
-            splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
-        )
+    training_engine.start_engine(settings)
+    training_set = point_in_time_join(
+        settings,
+        open_store(settings, use_case),
+        offline,
+        use_case,
+        windows,
+        budget.baseline_max_rows,
+        seed,
+    )
+    lineage = training_set.lineage(use_case)
+    splits = training.prepare_splits(training_set.held, use_case, excluded)
+    model = fit_xgboost(settings, use_case, training_set, splits, budget, seed, excluded)
     baselines = fit_baselines(splits, budget, seed)
     champion_version, champion = load_champion(registry)
     # With the gate's bootstrap of the challenger's floor metrics: once per run, seeded.
@@ -187,7 +186,7 @@ def train(
         labels=splits.test_y.to_numpy(),
         model=model,
         input_example=splits.test_x.head(5),
-        serving_defaults=dataset.serving_defaults(training_set, use_case),
+        serving_defaults=dataset.serving_defaults(training_set.held, use_case),
         monitoring_reference=training.holdout_reference(
             splits, model.booster, scores.predictions["model"], card.gates.monitoring, seed
         ),
@@ -232,15 +231,3 @@ def train(
         description=f"v{version} {decision.reason}"[:500],
     )
     return report
-
-
-def name_flow_run(name: str) -> None:
-    """Give the running flow run (a subflow too) the name its MLflow run has; outside a flow
-    run (`train.fn(...)`), nothing."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    if flow_run.id is None:
-        return
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run.id, name=name)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import html
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,25 +33,15 @@ import pandas as pd
 
 from mlops.contracts.card import MonitoringGate
 from mlops.stores.reference import LABEL, SCORE
+from monitoring.signals import DriftResult, Signals
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
-
-    from monitoring.gate import Signals
 
 NUMERIC_METHOD = "wasserstein"
 CATEGORY_METHOD = "jensenshannon"
 PROJECT_DESCRIPTION = "Champion vs recent traffic: drift, data quality, performance, decisions."
 GATE_TAG = "gate"  # the gate report's tag: the dashboard's gate series come from it
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    drift_share: float  # share of model inputs that drifted
-    drifted_inputs: list[str]
-    score_drift: float  # the score's normed Wasserstein distance
-    score_drifted: bool
-    column_drift: dict[str, float]  # every input's distance
 
 
 def input_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
@@ -330,7 +319,7 @@ def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[
     def metric(legend: str, name: str, **labels: str) -> PanelMetric:
         return PanelMetric(legend=legend, metric=name, metric_labels=labels)
 
-    def gate(legend: str, series: str) -> PanelMetric:
+    def gate_line(legend: str, series: str) -> PanelMetric:
         return PanelMetric(
             legend=legend, metric="MeanValue", metric_labels={"column": series}, tags=[GATE_TAG]
         )
@@ -340,33 +329,36 @@ def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[
         line_plot_panel(
             title="NCE on every labelled row (retrain above the limit)",
             values=[
-                gate("NCE", "nce"),
-                gate("reference NCE", "reference_nce"),
-                gate("limit", "nce_limit"),
+                gate_line("NCE", "nce"),
+                gate_line("reference NCE", "reference_nce"),
+                gate_line("limit", "nce_limit"),
             ],
             size="half",
         ),
         line_plot_panel(
             title="Events quarantined by the data path (alert above the limit)",
-            values=[gate("share", "quarantined_share"), gate("limit", "quarantined_limit")],
+            values=[
+                gate_line("share", "quarantined_share"),
+                gate_line("limit", "quarantined_limit"),
+            ],
             size="half",
         ),
         line_plot_panel(
             title="Requests without their own context (alert above the limit)",
             values=[
-                *(gate(c, f"null_share_{c}") for c in request_columns),
-                gate("limit", "null_limit"),
+                *(gate_line(c, f"null_share_{c}") for c in request_columns),
+                gate_line("limit", "null_limit"),
             ],
             size="half",
         ),
         line_plot_panel(
             title="Drifted model inputs (a drifted window from the limit)",
-            values=[gate("share", "drift_share"), gate("limit", "drift_share_limit")],
+            values=[gate_line("share", "drift_share"), gate_line("limit", "drift_share_limit")],
             size="half",
         ),
         line_plot_panel(
             title="Score drift (a drifted window from the limit)",
-            values=[gate("score", "score_drift"), gate("limit", "score_drift_limit")],
+            values=[gate_line("score", "score_drift"), gate_line("limit", "score_drift_limit")],
             size="half",
         ),
         line_plot_panel(

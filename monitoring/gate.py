@@ -13,60 +13,9 @@ In this order, first match wins:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
 
 from mlops.contracts.card import MonitoringGate
-
-if TYPE_CHECKING:
-    from monitoring.evidently_reports import DriftResult
-    from monitoring.window import Window
-
-Decision = Literal["none", "retrain", "alert"]
-
-
-@dataclass(frozen=True)
-class Signals:
-    """What one window measured, next to the reference it is judged against."""
-
-    rows: int
-    labelled: int
-    quarantined_fraction: float
-    null_fraction: dict[str, float]
-    nce: float | None  # on labelled rows
-    reference_nce: float
-    drift_share: float
-    drifted_inputs: list[str]
-    score_drifted: bool
-    column_drift: dict[str, float]  # every input's drift distance, for the record
-    score_drift: float
-
-    @classmethod
-    def measured(cls, window: Window, reference_nce: float, drift: DriftResult | None) -> Signals:
-        """A window's signals; `drift` is None when the window was empty (no report ran)."""
-        return cls(
-            rows=window.rows,
-            labelled=window.labelled,
-            quarantined_fraction=window.quarantined_fraction,
-            null_fraction=window.null_fraction,
-            nce=(window.performance or {}).get("nce"),
-            reference_nce=reference_nce,
-            drift_share=drift.drift_share if drift else 0.0,
-            drifted_inputs=drift.drifted_inputs if drift else [],
-            score_drifted=drift.score_drifted if drift else False,
-            column_drift=drift.column_drift if drift else {},
-            score_drift=drift.score_drift if drift else 0.0,
-        )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    decision: Decision
-    reason: str
-    drifted: bool  # this window, for the k-of-n rule of later windows
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+from monitoring.signals import Decision, Signals, Verdict
 
 
 def window_drifted(signals: Signals, gate: MonitoringGate) -> bool:

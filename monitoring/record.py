@@ -30,8 +30,8 @@ from mlops.stores.mlflow_runs import LoggedRun, dataset, describe_run, experimen
 from mlops.stores.reference import LABEL, SCORE
 from mlops.stores.registry import ModelRegistry
 from monitoring import evidently_reports as evidently
-from monitoring.gate import Signals, Verdict
 from monitoring.history import History
+from monitoring.signals import DriftResult, Signals, Verdict
 from monitoring.window import Window
 
 
@@ -102,7 +102,7 @@ def evidently_reports(
     use_case: UseCase,
     gate: MonitoringGate,
     context: dict[str, Any],
-) -> tuple[dict[str, Any], evidently.DriftResult | None]:
+) -> tuple[dict[str, Any], DriftResult | None]:
     """The drift report when the window has rows; the performance report once enough labels
     have arrived. Keyed by kind: `drift`, `performance`."""
     if not window.rows:

@@ -216,7 +216,7 @@ def _has_view(con: Any, name: str) -> bool:
 
 
 # A re-sent event (`already_ingested`) is in the offline store already: not a bad event. (The
-# reason column and its value are written by ingestion.validation.)
+# reason column and its value are written by ingestion.table_validation.)
 _ALL_ROWS = "read_parquet($files, union_by_name = true)"
 _QUARANTINED_EVENTS = (
     f"(SELECT * FROM {_ALL_ROWS} WHERE _reasons IS DISTINCT FROM 'already_ingested')"

@@ -8,8 +8,9 @@ import pytest
 
 from mlops.contracts.card import MonitoringGate
 from mlops.contracts.usecase import load_use_case
-from monitoring.gate import Signals, decide
+from monitoring.gate import decide
 from monitoring.history import History
+from monitoring.signals import Signals
 from tests.conftest import PINNED_USE_CASE
 
 GATE: MonitoringGate = load_use_case(PINNED_USE_CASE).card.gates.monitoring
