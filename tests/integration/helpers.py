@@ -21,8 +21,9 @@ import httpx
 import pandas as pd
 import pytest
 
+from ingestion.landing import land_files
 from mlops.config.settings import Settings
-from mlops.contracts.batches import land_files, read_manifest, write_parquet
+from mlops.contracts.batches import read_manifest, write_parquet
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.prediction_log import read_prediction_log
 from tests.conftest import PINNED_USE_CASE, SERVICE_WORKERS, START

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingestion import steps
-from ingestion.validation import REASON_COLUMN
+from ingestion.gx_validation import validate_batch
+from ingestion.table_validation import REASON_COLUMN
 from mlops.config.settings import Settings, get_settings
+from mlops.contracts.batches import read_batch
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore, quoted
 from tests.conftest import _settings_at, built_once
@@ -85,14 +86,14 @@ def test_a_landed_day_passes_its_suite_and_a_broken_row_is_quarantined(
     use_case = load_use_case(name)
     (batch_dir,) = use_case_days(use_case, settings.landing_dir, days=1, events_per_day=300)
     events = use_case.events
-    clean = steps.validate(steps.land(batch_dir, use_case), use_case, settings)
+    clean = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
     assert all(result.quarantined.empty for result in clean.values())
 
     path = batch_dir / events.file_name
     frame = pd.read_parquet(path)
     frame.loc[0, events.timestamp_column] = pd.Timestamp("1990-01-01", tz="UTC")
     frame.to_parquet(path)
-    results = steps.validate(steps.land(batch_dir, use_case), use_case, settings)
+    results = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
 
     quarantined = results[events.name].quarantined
     assert list(quarantined[events.id_column]) == [frame.loc[0, events.id_column]]

@@ -61,7 +61,7 @@ from mlops.contracts.usecase import active_use_case
 use_case = active_use_case(settings)
 card = use_case.card
 
-from great_expectations.core import ExpectationSuite  # as ingestion.validation reads a suite
+from great_expectations.core import ExpectationSuite  # as ingestion.gx_validation reads one
 
 suites = {}
 for table in use_case.tables:
