@@ -20,7 +20,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export FEAST_USAGE := False
 
-.PHONY: install browser run test bench lint format clean feast-ui mlflow-ui evidently-ui prefect-ui
+.PHONY: install browser run test test-fast bench lint format clean feast-ui mlflow-ui evidently-ui prefect-ui
 
 install: $(VENV)/.installed
 
@@ -42,14 +42,21 @@ run: install  ## the closed loop on embedded defaults, replayed from a clean MLO
 # the suite's time is spent waiting (servers starting, outages, polls); with three workers the
 # two cores were busy 1.45 of 2 on average, with four 1.55 and the run 8% shorter.
 # `pytest tests/...` alone runs in one process.
-test: install browser
+test: install browser  ## the whole suite, what CI runs
 	$(VENV)/bin/pytest -n 4 --dist loadfile --no-loadscope-reorder
+
+# The edit loop: what needs no server process (unit tests, in-process integration against GX,
+# Feast, MLflow's SQLite registry, Evidently, Chromium), on two workers, in about a minute.
+test-fast: install browser  ## the tests that start no server (the `server` marker), for the edit loop
+	$(VENV)/bin/pytest -n 2 -m "not server"
 
 browser:  ## headless Chromium, for the tests that open pages in a browser (Debian's package)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
-bench: install
-	$(VENV)/bin/python -m benchmarks
+# Each at its normal size, one after the other (an hour or more, docs/benchmarks.md). To check in
+# a few minutes that they all still run: `$(VENV)/bin/python -m benchmarks all --smoke`.
+bench: install  ## every benchmark at its normal size
+	$(VENV)/bin/python -m benchmarks all
 
 lint: install  ## style, types, and the import layers (pyproject.toml: [tool.importlinter])
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """Shared fixtures: an isolated MLOPS_HOME per test, one Prefect server per session, and one
 ingested week of data that training tests copy instead of ingesting again.
 
-`make test` runs the suite on three pytest-xdist workers, a module at a time each (`--dist
+`make test` runs the suite on four pytest-xdist workers, a module at a time each (`--dist
 loadfile`): the controller starts the one Prefect server before the workers start, and what is
 built once (`built_once`) is built by the first worker that needs it and read by the others.
 """
@@ -9,23 +9,25 @@ built once (`built_once`) is built by the first worker that needs it and read by
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import date
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from mlops.config.runtime import skip_feast_runtime_type_checks
 from mlops.config.settings import Settings, get_settings
+from tests.support.session import (
+    PINNED_USE_CASE,
+    SERVICE_WORKERS,
+    START,
+    WEEK_DAYS,
+    WEEK_EVENTS_PER_DAY,
+    built_once,
+    settings_at,
+)
 
-START = date(2026, 1, 1)
-# The card's windows: 5 training days, 1 validation day, 1 test day.
-WEEK_DAYS = 7
-WEEK_EVENTS_PER_DAY = 8_000
 # The controller's Prefect server, for its workers (set before they start).
 SHARED_PREFECT_API_URL = "MLOPS_TESTS_PREFECT_API_URL"
 # Modules that take a minute or more, longest first (`--durations`, 2026-12-03): they start
@@ -34,21 +36,22 @@ LONGEST_FIRST = (
     "tests/e2e/test_server_profile.py",
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_onboarding.py",
-    "tests/integration/test_mlflow_outage.py",
-    "tests/integration/test_bundled_use_cases.py",
-    "tests/integration/test_train_flow.py",
-    "tests/integration/test_infra_check.py",
-    "tests/integration/test_data_path_drills.py",
-    "tests/integration/test_serving.py",
-    "tests/integration/test_ray_engine.py",
-    "tests/integration/test_serving_server_profile.py",
-    "tests/integration/test_serving_drills.py",
-    "tests/integration/test_concurrent_ingest.py",
+    "tests/integration/flows/test_mlflow_outage.py",
+    "tests/integration/usecases/test_bundled_use_cases.py",
+    "tests/integration/flows/test_train_flow.py",
+    "tests/integration/serving/test_infra_check.py",
+    "tests/integration/flows/test_data_path_drills.py",
+    "tests/integration/serving/test_serving.py",
+    "tests/integration/models/test_ray_engine.py",
+    "tests/integration/serving/test_serving_server_profile.py",
+    "tests/integration/serving/test_serving_drills.py",
+    "tests/integration/flows/test_concurrent_ingest.py",
     "tests/e2e/test_cli.py",
-    "tests/integration/test_monitoring_names.py",
-    "tests/integration/test_ingest_flow.py",
+    "tests/integration/monitoring/test_monitoring_names.py",
+    "tests/integration/flows/test_ingest_flow.py",
 )
-T = TypeVar("T")
+# Fixtures that start or reach a server process: a test that uses one is in the `server` tier.
+SERVER_FIXTURES = frozenset({"prefect_api_url"})
 
 
 def _module(item: pytest.Item) -> str:
@@ -69,6 +72,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return order.index(module) if module in order else len(order)
 
     items.sort(key=rank)  # stable
+    for item in items:  # `make test-fast` leaves these out
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or "/e2e/" in item.nodeid:
+            item.add_marker(pytest.mark.server)
 
 
 _PREFECT_SERVER = ExitStack()
@@ -84,14 +90,6 @@ def _start_prefect_server(home: Path) -> str:
 
     _PREFECT_SERVER.enter_context(prefect_test_harness(server_startup_timeout=120))
     return PREFECT_API_URL.value()
-
-
-# What the suite runs unless a test says otherwise: not a developer's own MLOPS_USE_CASE.
-PINNED_USE_CASE = "adclick"
-# Every service a test starts runs one worker unless the test says otherwise: a second one
-# doubles a service's start-up (imports, model load), which the suite's time budget cannot pay
-# for every service. tests/integration/test_serving.py runs one service with two.
-SERVICE_WORKERS = "1"
 
 
 @pytest.hookimpl(trylast=True)  # after the tmpdir and xdist plugins have configured
@@ -123,38 +121,10 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield _start_prefect_server(tmp_path_factory.mktemp("prefect-session"))
 
 
-def built_once(
-    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]
-) -> tuple[Path, T]:
-    """`build(directory)` once per run, whichever worker asks first; the others wait for it and
-    get the same directory and (pickled) result. Never change what is in the directory."""
-    from filelock import FileLock
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by the run's workers (and only by them)
-    directory, done = root / f"built-{name}", root / f"built-{name}.pickle"
-    with FileLock(str(root / f"built-{name}.lock")):
-        if not done.exists():
-            if directory.exists():  # a build that failed half-way in another worker
-                shutil.rmtree(directory)
-            done.write_bytes(pickle.dumps(build(directory)))
-    return directory, pickle.loads(done.read_bytes())
-
-
-def _settings_at(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("MLOPS_HOME", str(home))
-    # The infra check starts a real service (~20 s) for every promotion; tests/integration/
-    # test_serving.py runs it, the other flow tests are about the gate and turn it off.
-    monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "false")
-    get_settings.cache_clear()
-    return get_settings().apply()
-
-
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings on a fresh MLOPS_HOME; the cached process-wide settings are reset around it."""
-    yield _settings_at(tmp_path / "mlops-home", monkeypatch)
+    yield settings_at(tmp_path / "mlops-home", monkeypatch)
     get_settings.cache_clear()
 
 
@@ -169,7 +139,7 @@ def ingested_week(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
         generator = load_use_case(PINNED_USE_CASE).generator
         assert generator is not None
         with pytest.MonkeyPatch.context() as monkeypatch:
-            settings = _settings_at(directory / "mlops-home", monkeypatch)
+            settings = settings_at(directory / "mlops-home", monkeypatch)
             batches = generator.generate(
                 settings.landing_dir,
                 start=START,
@@ -191,7 +161,7 @@ def week_settings(
     """Settings on a private copy of the ingested week, with an empty model registry."""
     home = tmp_path / "mlops-home"
     shutil.copytree(ingested_week, home, ignore=shutil.ignore_patterns("mlflow", "prefect"))
-    yield _settings_at(home, monkeypatch)
+    yield settings_at(home, monkeypatch)
     get_settings.cache_clear()
 
 

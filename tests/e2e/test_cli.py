@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import cli_runner
+from tests.support.cli import cli_runner
 
 pytestmark = pytest.mark.e2e
 

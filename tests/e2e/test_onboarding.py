@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.helpers import cli_runner
-from tests.integration.helpers import start_serving, stop_serving
+from tests.support.cli import cli_runner
+from tests.support.service import start_serving, stop_serving
 
 pytestmark = pytest.mark.e2e
 DAYS, ROWS_PER_DAY = 8, 250

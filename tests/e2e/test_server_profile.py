@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SERVICE_WORKERS
+from tests.support.session import SERVICE_WORKERS
 
 pytestmark = pytest.mark.e2e
 MLOPS = str(Path(sys.executable).with_name("mlops"))

@@ -9,25 +9,20 @@ and starts its own service (~17 s) when it promotes, breaks a store or stops the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mlops.config.settings import Settings, get_settings
 from models.train_report import TrainReport
-from tests.conftest import _settings_at, built_once
-from tests.integration.helpers import Served, copy_home, serving, serving_environment
+from tests.support.service import Served, serving, serving_environment
+from tests.support.session import TrainedWeek, built_once, settings_at
+from tests.support.stores import copy_home
 
 # The infra check's SLO in the shared training: the mechanism is under test, not this machine's
-# speed (benchmarks/serving.py is; tests/integration/test_infra_check.py judges the card's SLO).
+# speed (benchmarks/serving.py is; tests/integration/serving/test_infra_check.py judges the
+# card's SLO).
 INFRA_CHECK_P99_MS = "50"
-
-
-@dataclass(frozen=True)
-class TrainedWeek:
-    home: Path  # copy it (`copy_home`) before changing anything
-    report: TrainReport  # v1's training: promoted, the infra check passed
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +37,7 @@ def trained_week(
 
         home = copy_home(ingested_week, directory / "mlops-home")
         with pytest.MonkeyPatch.context() as monkeypatch:
-            _settings_at(home, monkeypatch)
+            settings_at(home, monkeypatch)
             monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK", "true")
             monkeypatch.setenv("MLOPS_SERVING__INFRA_CHECK_P99_MS", INFRA_CHECK_P99_MS)
             get_settings.cache_clear()
@@ -62,7 +57,7 @@ def champion_settings(
 ) -> Iterator[Settings]:
     """Settings on a private copy of the trained week: v1 is @champion in its own registry."""
     home = copy_home(trained_week.home, tmp_path / "mlops-home")
-    yield _settings_at(home, monkeypatch)
+    yield settings_at(home, monkeypatch)
     get_settings.cache_clear()
 
 

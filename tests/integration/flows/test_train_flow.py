@@ -1,0 +1,226 @@
+"""The train flow and the promotion gate as real flow runs over real Feast and a real MLflow
+registry, on a copy of one ingested week of baseline traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mlops.config.errors import UserError
+from mlops.stores.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
+from models.train_report import TrainReport
+from tests.support.session import WEEK_DAYS, WEEK_EVENTS_PER_DAY
+
+pytestmark = pytest.mark.integration
+
+# The features the generator's strongest effect (taste: age bucket x ad category) hides behind.
+STRONGEST = ["user_age_bucket", "ad_category"]
+TRIALS = 1  # the search itself is unit-tested; one trial keeps these runs short
+
+
+@pytest.fixture
+def train(week_settings, prefect_api_url):
+    from flows.train import train as train_flow
+
+    def run(**kwargs) -> TrainReport:
+        return train_flow(search_trials=TRIALS, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def registry(week_settings, use_case) -> ModelRegistry:
+    return ModelRegistry(week_settings.tracking_uri, use_case.model_name)
+
+
+def test_first_model_beats_both_baselines_and_reports_its_gap_to_the_oracle(train, registry):
+    report = train()
+
+    nce = report.metrics["nce"]
+    assert nce < report.baseline_metrics["logistic"]["nce"]
+    assert nce < report.baseline_metrics["prior"]["nce"]
+    assert report.oracle_metrics["nce"] < nce  # the oracle is the limit
+    assert report.decision == "promoted"
+    assert report.reason.startswith("promoted: first model, meets the floors")
+    assert report.champion_metrics is None
+    assert registry.alias(CHAMPION) == report.version
+    assert set(report.metrics) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
+    assert {"device=mobile", "user=new", "user=returning"} <= set(report.slices)
+
+
+def test_too_little_history_fails_the_run_with_a_message(settings, prefect_api_url):
+    from flows.ingest import ingest
+    from flows.train import train as train_flow
+    from tests.support.stores import land_days
+
+    batches = land_days(settings.landing_dir, days=2, events_per_day=500)
+    ingest(batches)
+    with pytest.raises(UserError, match=r"^the train window has 0 labelled rows"):
+        train_flow(search_trials=TRIALS)
+
+
+def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_settings):
+    from mlflow import MlflowClient
+
+    report = train()
+    client = MlflowClient(tracking_uri=week_settings.tracking_uri)
+    run = client.get_run(report.run_id)
+    assert run.data.tags["decision"] == "promoted"
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40
+    assert run.data.tags["frame_sha256"] == report.lineage["frame_sha256"]
+    assert run.data.metrics["nce"] == pytest.approx(report.metrics["nce"], abs=1e-6)
+    assert "logistic.nce" in run.data.metrics and "oracle.nce" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(report.run_id)}
+    assert {"lineage.json", "card.yaml", "plots", "search_trials.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(report.run_id, "plots")}
+    assert plots == {
+        f"plots/{p}.png" for p in ("roc", "precision_recall", "calibration", "feature_importance")
+    }
+    lineage = report.lineage
+    assert lineage["feature_service"] == "click_model"
+    assert len(lineage["batch_ids"]) == 7
+    assert sum(lineage["rows"].values()) == WEEK_DAYS * WEEK_EVENTS_PER_DAY
+
+    model_dir = week_settings.mlflow_dir / "artifacts"
+    assert list(model_dir.rglob("model.ubj")), "the model is stored in XGBoost's UBJ format"
+    assert not list(model_dir.rglob("*.pkl"))
+
+    # Named by the last day of data it saw; the experiment opens on runs in the MLflow UI.
+    assert run.data.tags["mlflow.runName"] == "train-2026-01-07"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # The decision and its reason, in full, as the run's and the version's description.
+    note = run.data.tags["mlflow.note.content"]
+    assert f"v{report.version}" in note and "**promoted** by gate" in note
+    assert report.reason in note
+    version = client.get_model_version(report.model_name, report.version)
+    assert version.description.startswith("**promoted** by gate")
+    assert report.reason in version.description
+    # The three windows are the run's input datasets: every row, named by their days.
+    inputs = {
+        {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation", "test"}
+    assert inputs["training"].name == "train 2026-01-01..2026-01-05"
+    assert inputs["test"].name == "test 2026-01-07"
+    for context, split in (("training", "train"), ("validation", "validation"), ("test", "test")):
+        assert json.loads(inputs[context].profile)["num_rows"] == lineage["rows"][split]
+        columns = {c["name"] for c in json.loads(inputs[context].schema)["mlflow_colspec"]}
+        assert {"clicked", "device", "ad_position"} <= columns
+    assert len({d.digest for d in inputs.values()}) == 3
+
+
+def test_identical_retrain_is_rejected_and_the_champion_stays(train, registry):
+    first = train()
+    second = train()
+
+    assert second.decision == "rejected"
+    assert "< margin 0.002" in second.reason
+    assert second.metrics["nce"] == pytest.approx(second.champion_metrics["nce"])
+    assert registry.alias(CHAMPION) == first.version
+    assert registry.alias(PREVIOUS) is None
+    assert registry.version(first.version).aliases == (CHAMPION,)
+    assert registry.version(second.version).tags[DECISION] == "rejected"
+
+
+def test_weaker_challenger_is_rejected_and_stronger_one_promoted(train, registry):
+    weak = train(exclude_features=STRONGEST)
+    strong = train()
+    weak_again = train(exclude_features=STRONGEST)
+
+    assert weak.decision == "promoted"  # the first model only has to meet the floors
+    assert strong.decision == "promoted", strong.reason
+    assert strong.metrics["nce"] < strong.champion_metrics["nce"] - 0.002
+    assert weak_again.decision == "rejected"
+    assert "worse by" in weak_again.reason  # its slices regress beyond the tolerance
+    assert registry.alias(CHAMPION) == strong.version
+    assert registry.alias(PREVIOUS) == weak.version
+
+
+def test_promote_and_rollback_by_hand_are_recorded(train, registry):
+    from flows.promote import promote, rollback
+
+    first = train()
+    rejected = train(exclude_features=STRONGEST)
+    assert rejected.decision == "rejected"
+
+    promoted = promote(rejected.version, reason="A/B test winner", by="human:test")
+    assert promoted.previous_version == first.version
+    assert registry.alias(CHAMPION) == rejected.version
+    tags = registry.version(rejected.version).tags
+    assert (tags[DECISION], tags["decision.by"]) == ("promoted", "human:test")
+    assert "A/B test winner" in tags["decision.reason"]
+
+    rolled = rollback(reason="CTR dropped online", by="human:test")
+    assert rolled.champion_version == first.version
+    # Each decision on top of the version's description, the earlier ones kept below.
+    history = registry.client.get_model_version(registry.name, rejected.version).description
+    assert history.startswith("**rolled_back** by human:test")
+    assert history.index("CTR dropped online") < history.index("A/B test winner")
+    assert history.index("**promoted** by human:test") < history.index("**rejected** by gate")
+    restored = registry.client.get_model_version(registry.name, first.version).description
+    assert restored.startswith(f"**@champion again** (rollback from v{rejected.version})")
+    assert registry.alias(CHAMPION) == first.version
+    assert registry.alias(PREVIOUS) is None  # nothing older to fall back to
+    assert registry.version(rejected.version).tags[DECISION] == "rolled_back"
+    with pytest.raises(UserError, match="nothing to roll back to"):
+        rollback(reason="again", by="human:test")
+
+
+KILLED_TRAIN = """
+import os, signal
+from mlops.config.settings import get_settings
+get_settings().apply()
+from mlops.stores.registry import ModelRegistry
+
+original = ModelRegistry.{method}
+
+def killed(self, *args, **kwargs):
+    if {condition}:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handler: a crash
+    return original(self, *args, **kwargs)
+
+ModelRegistry.{method} = killed
+from flows.train import train
+train(search_trials={trials})
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "condition", "killed_version_ends"),
+    [
+        # Registered, gate passed, no alias moved yet.
+        ("promote", "True", "abandoned"),
+        # @champion moved, `decision=promoted` not yet written.
+        ("_record", "args[1] == 'promoted'", "promoted"),
+    ],
+    ids=["before-alias-move", "after-alias-move"],
+)
+def test_run_killed_between_registration_and_promotion_leaves_no_half_state(
+    train, registry, prefect_api_url, method, condition, killed_version_ends
+):
+    script = textwrap.dedent(KILLED_TRAIN).format(method=method, condition=condition, trials=TRIALS)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PREFECT_API_URL": prefect_api_url},
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    [killed] = registry.versions()
+    assert killed.decision == "pending"
+
+    rerun = train()  # reconciles first
+
+    versions = {v.version: v for v in registry.versions()}
+    assert versions[killed.version].decision == killed_version_ends
+    assert all(v.decision != "pending" for v in versions.values())
+    champion = versions[registry.alias(CHAMPION)]
+    assert champion.decision == "promoted"
+    assert rerun.decision == ("promoted" if killed_version_ends == "abandoned" else "rejected")

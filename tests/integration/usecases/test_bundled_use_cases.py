@@ -1,0 +1,189 @@
+"""Every bundled use case through the real components: its suite on a landed day (GX), and
+its served model over HTTP (`mlops serve`, Feast's online store, the registry's @champion),
+with the features served equal to the features training joined.
+
+adclick's service is the session's (`shared_service`); diagnosis lands its shipped files,
+ingests and trains once per run (`diagnosis_trained`), then serves a copy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ingestion.gx_validation import validate_batch
+from ingestion.table_validation import REASON_COLUMN
+from mlops.config.settings import Settings, get_settings
+from mlops.contracts.batches import read_batch
+from mlops.contracts.usecase import UseCase, load_use_case
+from mlops.stores.offline_store import OfflineStore, quoted
+from tests.support.service import Served, serving, serving_environment, wait_for_log
+from tests.support.session import TrainedWeek, built_once, settings_at
+from tests.support.stores import copy_home, use_case_days
+
+pytestmark = pytest.mark.integration
+BUNDLED = ("adclick", "diagnosis")
+
+
+@pytest.fixture(scope="session")
+def diagnosis_trained(
+    tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> TrainedWeek:
+    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once.
+    Without the infra check's service (the served tests below start one)."""
+
+    def build(directory: Path):
+        from flows.ingest import ingest
+        from flows.train import train
+
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
+            settings = settings_at(directory / "mlops-home", monkeypatch)
+            use_case = load_use_case("diagnosis")
+            days = use_case.card.training.span_days  # what its first model trains on
+            ingest(use_case_days(use_case, settings.landing_dir, days=days))
+            report = train(search_trials=1)
+        get_settings.cache_clear()
+        assert report.decision == "promoted", report.reason
+        return report
+
+    directory, report = built_once(tmp_path_factory, "trained-diagnosis", build)
+    return TrainedWeek(directory / "mlops-home", report)
+
+
+@pytest.fixture(scope="module", params=BUNDLED)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> Iterator[tuple[UseCase, Served]]:
+    use_case = load_use_case(request.param)
+    if use_case.name == "adclick":
+        yield use_case, request.getfixturevalue("shared_service")
+        return
+    trained: TrainedWeek = request.getfixturevalue("diagnosis_trained")
+    home = copy_home(trained.home, tmp_path_factory.mktemp(use_case.name) / "mlops-home")
+    env = {**serving_environment(home, prefect_api_url), "MLOPS_USE_CASE": use_case.name}
+    with serving(home, trained.report, env) as service:
+        yield use_case, service
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_a_landed_day_passes_its_suite_and_a_broken_row_is_quarantined(
+    name: str, settings: Settings
+) -> None:
+    use_case = load_use_case(name)
+    (batch_dir,) = use_case_days(use_case, settings.landing_dir, days=1, events_per_day=300)
+    events = use_case.events
+    clean = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
+    assert all(result.quarantined.empty for result in clean.values())
+
+    path = batch_dir / events.file_name
+    frame = pd.read_parquet(path)
+    frame.loc[0, events.timestamp_column] = pd.Timestamp("1990-01-01", tz="UTC")
+    frame.to_parquet(path)
+    results = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
+
+    quarantined = results[events.name].quarantined
+    assert list(quarantined[events.id_column]) == [frame.loc[0, events.id_column]]
+    assert f"{events.timestamp_column}:between" in quarantined[REASON_COLUMN].iloc[0]
+
+
+def newest_events(served: Served, use_case: UseCase, rows: int = 40) -> pd.DataFrame:
+    """What requests for the newest ingested events carry: keys and their own context."""
+    offline = OfflineStore(served.settings.offline_dir)
+    events = use_case.events
+    columns = ", ".join(quoted(c) for c in (*use_case.entity_keys, *use_case.request_columns))
+    con = offline.connect([events.name])
+    try:
+        frame = con.execute(
+            f"SELECT {columns} FROM {quoted(events.name)} "
+            f"ORDER BY {quoted(events.timestamp_column)} DESC LIMIT {rows}"
+        ).df()
+    finally:
+        con.close()
+    # After the last materialization: the online store holds the newest values.
+    frame[events.timestamp_column] = pd.Timestamp(offline.watermark()) + timedelta(hours=1)
+    return frame
+
+
+def test_a_known_entity_is_scored_on_the_stores_features(served) -> None:
+    use_case, service = served
+    request = json.loads(newest_events(service, use_case, rows=1).to_json(orient="records"))[0]
+    request.pop(use_case.events.timestamp_column)
+    response = service.post("/predict", request)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0 < body[use_case.score_name] < 1
+    assert not set(body["missing_features"]) - set(use_case.request_columns)
+
+
+def test_a_bad_request_gets_a_4xx_naming_the_field(served) -> None:
+    use_case, service = served
+    key = use_case.entity_keys[0]
+    response = service.post("/predict", {"not_a_field": 1})
+    assert response.status_code == 400 and key in response.text
+    response = service.post("/predict", {key: [1, 2]})
+    assert response.status_code == 400 and key in response.text
+
+
+def test_served_features_equal_the_training_pipelines(served) -> None:
+    """Training/serving skew: the same entities at the same time get the same model inputs
+    from the online path (prediction log) as from the point-in-time join training uses."""
+    from mlops.stores.feature_store import open_store
+    from models.training import predict
+
+    use_case, service = served
+    events = newest_events(service, use_case)
+    requests = json.loads(events.to_json(orient="records", date_format="iso"))
+    response = service.post("/predict_batch", {"requests": requests})
+    assert response.status_code == 200, response.text
+    ids = [p["request_id"] for p in response.json()["predictions"]]
+    (version,) = {p["model_version"] for p in response.json()["predictions"]}
+
+    store = open_store(service.settings, use_case)
+    entity_df = events.rename(columns={use_case.events.timestamp_column: "event_timestamp"})
+    joined = (
+        store.get_historical_features(
+            entity_df=entity_df.assign(row=range(len(events))),
+            features=store.get_feature_service(use_case.feature_service),
+        )
+        .to_df()
+        .sort_values("row", ignore_index=True)
+        .rename(columns={"event_timestamp": use_case.events.timestamp_column})
+    )
+    training_inputs = use_case.input_frame(joined)
+
+    logged = wait_for_log(service, ids)
+    expected = [
+        {
+            name: None
+            if pd.isna(value)
+            else value
+            if isinstance(value, str)
+            else pytest.approx(float(value), rel=1e-6)
+            for name, value in row.items()
+        }
+        for row in training_inputs.astype(object).to_dict("records")
+    ]
+    assert [logged[i]["features"] for i in ids] == expected
+    booster = service.registry.load_booster(version)
+    np.testing.assert_allclose(
+        [logged[i]["score"] for i in ids], predict(booster, training_inputs), atol=1e-6
+    )
+
+
+def test_the_infra_checks_golden_requests_are_valid_requests(served) -> None:
+    """Newest events and unseen entities, whatever the key type (diagnosis: strings)."""
+    from serving.infra_check import golden_requests
+
+    use_case, service = served
+    requests = golden_requests(service.settings, use_case)
+    known = {tuple(r[k] for k in use_case.entity_keys) for r in requests[:-2]}
+    for request in requests:
+        use_case.request_model.model_validate_json(json.dumps(request))
+    assert not {tuple(r[k] for k in use_case.entity_keys) for r in requests[-2:]} & known
