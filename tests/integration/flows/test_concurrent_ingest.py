@@ -1,4 +1,4 @@
-"""Issue 14's fault drill "two ingests at once": two `mlops ingest` processes on one MLOPS_HOME,
+"""The fault drill "two ingests at once": two `mlops ingest` processes on one MLOPS_HOME,
 started together on disjoint batches, lose and duplicate nothing. Every store (offline
 partitions, ledger, quarantine, online values) must end as one sequential ingest of the same
 batches leaves it.

@@ -1,4 +1,4 @@
-"""Issue 12's reliability drills, "nothing lost, nothing let in", as real Prefect flow runs over
+"""The reliability drills "nothing lost, nothing let in", as real Prefect flow runs over
 real GX, DuckDB and Feast stores: unsafe batch ids, a re-landed copy, a late batch, and a
 SIGKILL at chosen points of an ingest. Each drill ends by comparing every store (offline
 partitions, quarantine, ledger, online values) with a clean in-order ingest of the same days."""

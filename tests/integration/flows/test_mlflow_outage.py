@@ -1,4 +1,4 @@
-"""Issue 14's fault drill "the MLflow server goes away mid-training": a real `mlflow server`
+"""The fault drill "the MLflow server goes away mid-training": a real `mlflow server`
 (PostgreSQL backend, proxied artifacts) is killed once the training run has begun logging, kept
 down 20 s and started again on the same port. The train flow's MLflow tasks retry, the flow
 succeeds, and the registry holds one version with one decision; the run the failed attempt left
