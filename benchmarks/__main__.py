@@ -1,6 +1,6 @@
-"""`python -m benchmarks [NAME|all] [options] [--json]` (`make bench`: all; NAME is one of
-data-path, training, serving, monitoring, detection, cli, scale-out; `python -m benchmarks NAME
---help` lists a benchmark's options).
+"""`python -m benchmarks [NAME|all] [options] [--json] [--smoke]` (`make bench`: all; NAME is one
+of data-path, training, serving, monitoring, detection, cli, scale-out; `python -m benchmarks NAME
+--help` lists a benchmark's options; `--smoke`: each at a tiny size, to check that it still runs).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
 """
@@ -9,6 +9,8 @@ import importlib
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 BENCHMARKS = {
     "data-path": "benchmarks.data_path",
@@ -19,22 +21,38 @@ BENCHMARKS = {
     "cli": "benchmarks.cli",
     "scale-out": "benchmarks.scale_out",
 }
+# Much of a smoke run is waiting (servers starting, flows polling) and single-threaded imports:
+# two at a time keep a 2-core machine busy.
+SMOKE_PROCESSES = 2
 
 
 def run() -> int:
     args = sys.argv[1:]
     name = args.pop(0) if args and args[0] in (*BENCHMARKS, "all") else "all"
     if name == "all":
-        codes = [
-            subprocess.call([sys.executable, "-m", "benchmarks", each, *args])
-            for each in BENCHMARKS
-        ]
-        return max(codes)
+        return run_all(args)
     # Imported here, timed, so the cost of loading pandas, pyarrow and the project is reported
     # with the other one-time costs instead of vanishing before the benchmark starts.
     started = time.perf_counter()
     module = importlib.import_module(BENCHMARKS[name])
     return module.main(args, base_import_seconds=time.perf_counter() - started)
+
+
+def run_all(args: list[str]) -> int:
+    """Every benchmark, one after the other; in a smoke run, whose timings mean nothing, side by
+    side, each one's output printed whole, in the same order."""
+    commands = [[sys.executable, "-m", "benchmarks", each, *args] for each in BENCHMARKS]
+    if "--smoke" not in args:
+        return max(subprocess.call(command) for command in commands)
+    run_captured = partial(subprocess.run, capture_output=True, text=True, check=False)
+    codes = []
+    with ThreadPoolExecutor(max_workers=SMOKE_PROCESSES) as pool:
+        for done in pool.map(run_captured, commands):
+            sys.stderr.write(done.stderr)
+            sys.stdout.write(done.stdout)
+            sys.stdout.flush()
+            codes.append(done.returncode)
+    return max(codes)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import run_in_fresh_home
+from benchmarks.harness import parse_options, run_in_fresh_home
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 COMMANDS = {
@@ -35,9 +35,8 @@ ENV = {"mlops settings (unknown use case)": {"MLOPS_USE_CASE": "no-such-case"}}
 def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks cli")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    run_in_fresh_home("cli", lambda: measure(args.rounds), render, args.json)
+    args = parse_options(parser, argv, smoke={"rounds": 1})
+    run_in_fresh_home("cli", lambda: measure(args.rounds), render, args)
     return 0
 
 

@@ -5,8 +5,8 @@
                      -> features -> materialize
     baseline         the same suites as plain pandas on the same frames: the GX / pandas ratio
 
-The stages call the functions `flows/ingest.py` runs as Prefect tasks, without Prefect, so the
-figures are the work itself. Targets (2 cores): the timed stages take <= 20 s for 1M
+The stages run the ingest steps as `flows/ingest.py` does (`ingest_validated_batch`), without
+Prefect, so the figures are the work itself. Targets (2 cores): the timed stages take <= 20 s for 1M
 impressions, and GX validation costs <= 3x the plain pandas rules.
 """
 
@@ -25,16 +25,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
-from ingestion import steps
-from ingestion.validation import REASON_COLUMN, TableValidation
+from benchmarks.harness import (
+    Stopwatch,
+    parse_options,
+    process_peak_rss_mib,
+    run_in_fresh_home,
+    stage_table,
+)
+from ingestion import ingest_steps, ledger
+from ingestion.gx_validation import validate_batch
+from ingestion.ingest_steps import ingest_validated_batch
+from ingestion.table_validation import REASON_COLUMN, TableValidation
 from mlops.config.settings import Settings, get_settings
-from mlops.contracts.batches import LandedBatch
+from mlops.contracts.batches import LandedBatch, read_batch
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.feature_store import open_store  # Feast itself loads on first use
 from mlops.stores.offline_store import OfflineStore
@@ -43,6 +51,7 @@ log = logging.getLogger("benchmarks.data_path")
 
 USE_CASE = "adclick"
 DEFAULT_EVENTS = 1_000_000
+SMOKE_EVENTS = 2_000
 WARM_UP_EVENTS = 1_000
 START = date(2026, 1, 1)
 SEED = 7
@@ -79,15 +88,14 @@ def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = 
         report["one_time_setup"]["base_imports_seconds"] = base_import_seconds
         return report
 
-    run_in_fresh_home("data-path", measured, render, args.json)
+    run_in_fresh_home("data-path", measured, render, args)
     return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks data-path", description=__doc__)
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="impressions")
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    return parser.parse_args(argv)
+    return parse_options(parser, argv, smoke={"events": SMOKE_EVENTS})
 
 
 def run(events: int) -> dict[str, Any]:
@@ -105,33 +113,63 @@ def run(events: int) -> dict[str, Any]:
     with stages.stage("generate"):
         [batch_dir] = generate(use_case, settings.landing_dir, events)
     with stages.stage("read"):
-        batch = steps.land(batch_dir, use_case)
+        batch = read_batch(batch_dir, use_case.tables)
     with stages.stage(GX_STAGE):
-        results = steps.validate(batch, use_case, settings)
-        decision = steps.gate(results, use_case)
+        results = validate_batch(batch, use_case, settings)
     with stages.stage(BASELINE_STAGE):
         plain = validate_plain(batch, use_case)
     assert_same_split(results, plain)
     gx_runs = [stages.seconds(GX_STAGE)]
     pandas_runs = [stages.seconds(BASELINE_STAGE)]
     for _ in range(RATIO_RUNS - 1):
-        gx_runs.append(seconds_of(lambda: steps.validate(batch, use_case, settings)))
+        gx_runs.append(seconds_of(lambda: validate_batch(batch, use_case, settings)))
         pandas_runs.append(seconds_of(lambda: validate_plain(batch, use_case)))
-    if not decision.passed:
-        raise RuntimeError(f"the benchmark batch was rejected: {decision.reason}")
 
     offline = OfflineStore(settings.offline_dir)
-    with stages.stage("quarantine"):
-        steps.quarantine(batch.batch_id, results, decision, settings.quarantine_dir)
-    with stages.stage("write offline"):
-        steps.write_offline(batch, results, offline)
-    with stages.stage("features"):
-        earliest = steps.build_features(batch, results, use_case, offline)
-        steps.commit(batch, results, offline)
+    with TimedSteps(stages) as timed:
+        outcome = ingest_validated_batch(batch, results, use_case, settings, offline, run=timed)
+    if not outcome.decision.passed:
+        raise RuntimeError(f"the benchmark batch was rejected: {outcome.decision.reason}")
     with stages.stage("materialize"):
-        steps.sync_online(open_store(settings, use_case), earliest, offline)
+        ledger.sync_online(open_store(settings, use_case), outcome.earliest_feature, offline)
 
-    return summarize(events, setup, stages, gx_runs, pandas_runs, results, use_case)
+    return summarize(events, setup, stages, gx_runs, pandas_runs, outcome.results, use_case)
+
+
+# The stage each ingest step's time counts in.
+STAGE_OF_STEP: dict[Callable[..., Any], str] = {
+    ingest_steps.exclude_already_ingested: "quarantine",
+    ingest_steps.quarantine: "quarantine",
+    ingest_steps.write_offline: "write offline",
+    ingest_steps.build_features: "features",
+    ingest_steps.commit: "features",
+    ledger.refresh_features: "features",
+}
+T = TypeVar("T")
+
+
+class TimedSteps:
+    """Runs each ingest step in its stage (`STAGE_OF_STEP`), consecutive steps of one stage
+    timed together; leaving the `with` block ends the last stage."""
+
+    def __init__(self, stages: Stopwatch) -> None:
+        self.stages = stages
+        self.current: str | None = None
+        self.open_stage = contextlib.ExitStack()
+
+    def __call__(self, step: Callable[..., T], /, *args: Any) -> T:
+        stage = STAGE_OF_STEP[step]
+        if stage != self.current:
+            self.open_stage.close()
+            self.open_stage.enter_context(self.stages.stage(stage))
+            self.current = stage
+        return step(*args)
+
+    def __enter__(self) -> TimedSteps:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.open_stage.close()
 
 
 def seconds_of(work: Callable[[], object]) -> float:
@@ -142,6 +180,7 @@ def seconds_of(work: Callable[[], object]) -> float:
 
 def generate(use_case: UseCase, landing_dir: Path, events: int) -> list[Path]:
     """One day of the data-incident scenario, broken from its first (only) day on."""
+    assert use_case.generator is not None, f"{use_case.name} has no traffic generator"
     return use_case.generator.generate(
         landing_dir,
         start=START,
@@ -161,8 +200,8 @@ def warm_up(settings: Settings, use_case: UseCase) -> None:
     have their own (smaller) first-use costs. It also checks both sides agree before the big run.
     """
     [batch_dir] = generate(use_case, settings.home / "warm-up" / "landing", WARM_UP_EVENTS)
-    batch = steps.land(batch_dir, use_case)
-    gx = steps.validate(batch, use_case, settings)
+    batch = read_batch(batch_dir, use_case.tables)
+    gx = validate_batch(batch, use_case, settings)
     assert_same_split(gx, validate_plain(batch, use_case))
 
 
@@ -170,7 +209,7 @@ def warm_up(settings: Settings, use_case: UseCase) -> None:
 
 
 def validate_plain(batch: LandedBatch, use_case: UseCase) -> dict[str, TableValidation]:
-    # The same scope as ingestion.validation: "StringDtype" means the arrow-backed strings read.
+    # The same scope as ingestion.gx_validation: "StringDtype" means the arrow-backed strings.
     with pd.option_context("mode.string_storage", "pyarrow"):
         return {
             name: validate_table_plain(
@@ -185,7 +224,7 @@ def validate_plain(batch: LandedBatch, use_case: UseCase) -> dict[str, TableVali
 def validate_table_plain(
     frame: pd.DataFrame, suite: dict[str, Any], closed_at: datetime
 ) -> TableValidation:
-    """Split a table the way `ingestion.validation.validate_table` does, without GX."""
+    """Split a table the way `ingestion.gx_validation.validate_table` does, without GX."""
     frame = frame.reset_index(drop=True)  # GX reports row positions; so do we
     failed_any = np.zeros(len(frame), dtype=bool)
     failures: list[tuple[str, np.ndarray]] = []  # (reason, mask of failing rows)

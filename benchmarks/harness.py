@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -10,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,14 +83,33 @@ def stage_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def parse_options(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, smoke: Mapping[str, Any]
+) -> argparse.Namespace:
+    """A benchmark's options, `--json` and `--smoke` added. With `--smoke`, the values in `smoke`
+    replace the defaults (options given on the command line still win): the same code path at a
+    tiny size, to check quickly that the benchmark still runs."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny size, the same code path: checks that it runs; its figures mean nothing "
+        "and are not saved",
+    )
+    if parser.parse_known_args(argv)[0].smoke:
+        parser.set_defaults(**smoke)
+    return parser.parse_args(argv)
+
+
 def run_in_fresh_home(
     name: str,
     run: Callable[[], dict[str, Any]],
     render: Callable[[dict[str, Any]], str],
-    as_json: bool,
+    options: argparse.Namespace,
 ) -> dict[str, Any]:
     """Run a benchmark on a temporary MLOPS_HOME (it touches no one's state), save its report
-    to `benchmarks/results/<name>.json` and print it, as text or as one JSON object."""
+    to `benchmarks/results/<name>.json` (not a smoke run's) and print it, as text or as one JSON
+    object."""
     from mlops.config.settings import get_settings
 
     # The benchmark's own progress on stderr; the libraries' INFO chatter (every HTTP call
@@ -106,8 +126,9 @@ def run_in_fresh_home(
             report = run()
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    results = Path(__file__).parent / "results" / f"{name.replace('-', '_')}.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report) if as_json else render(report))
+    if not options.smoke:  # a smoke run's figures would overwrite a real run's
+        results = Path(__file__).parent / "results" / f"{name.replace('-', '_')}.json"
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report) if options.json else render(report))
     return report

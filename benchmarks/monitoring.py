@@ -4,7 +4,7 @@ ours:      DuckDB reads the log, joins labels, counts on every row, and Evidentl
            a fixed-size seeded sample (the card's `sample_rows`)
 baseline:  the plain way: pandas reads the whole log, and Evidently compares every row
 
-python -m benchmarks monitoring [--rows 1000000] [--json]
+python -m benchmarks monitoring [--rows 1000000] [--skip-baseline] [--json] [--smoke]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.harness import Stopwatch, run_in_fresh_home, stage_table
+from benchmarks.harness import Stopwatch, parse_options, run_in_fresh_home, stage_table
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -25,9 +25,8 @@ def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks monitoring")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    run_in_fresh_home("monitoring", lambda: measure(args), render, args.json)
+    args = parse_options(parser, argv, smoke={"rows": 5_000})
+    run_in_fresh_home("monitoring", lambda: measure(args), render, args)
     return 0
 
 
@@ -103,7 +102,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         import evidently.presets  # noqa: F401
 
     categorical = set(use_case.categories)
-    context = {"timestamp": START, "tags": [], "metadata": {}}
+    context: dict[str, Any] = {"timestamp": START, "tags": [], "metadata": {}}
     end = START + timedelta(days=1)
     ours = Stopwatch()
     with ours.stage("read window (DuckDB, every row)"):

@@ -28,13 +28,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import process_peak_rss_mib, run_in_fresh_home
+from benchmarks.harness import parse_options, process_peak_rss_mib, run_in_fresh_home
 from benchmarks.memory import rss_mib
 from mlops.config.settings import get_settings
 
 log = logging.getLogger("benchmarks.scale_out")
 
 DEFAULT_SIZES = (1_000_000, 2_000_000, 4_000_000)
+SMOKE_SIZES = [21_000]  # one week of 3,000 a day: every window has both classes
 START = date(2026, 1, 1)
 SEED = 7
 ENGINES = ("local", "ray")
@@ -43,9 +44,8 @@ ENGINES = ("local", "ray")
 def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks scale-out", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    args = parser.parse_args(argv)
-    run_in_fresh_home("scale-out", lambda: measure(args.sizes), render, args.json)
+    args = parse_options(parser, argv, smoke={"sizes": SMOKE_SIZES})
+    run_in_fresh_home("scale-out", lambda: measure(args.sizes), render, args)
     return 0
 
 
@@ -73,8 +73,10 @@ def store_week(home: Path, impressions: int) -> None:
 
 
 def _store_week(impressions: int) -> None:
-    from ingestion import steps
+    from ingestion.gx_validation import validate_batch
+    from ingestion.ingest_steps import ingest_validated_batch
     from mlops.config.runtime import setup
+    from mlops.contracts.batches import read_batch
     from mlops.contracts.usecase import active_use_case
     from mlops.stores.offline_store import OfflineStore
 
@@ -87,12 +89,10 @@ def _store_week(impressions: int) -> None:
         settings.landing_dir, start=START, days=days, events_per_day=impressions // days, seed=SEED
     )
     for batch_dir in batches:
-        batch = steps.land(batch_dir, use_case)
-        results = steps.validate(batch, use_case, settings)
-        assert steps.gate(results, use_case).passed, batch_dir
-        steps.write_offline(batch, results, offline)
-        steps.build_features(batch, results, use_case, offline)
-        steps.commit(batch, results, offline)
+        batch = read_batch(batch_dir, use_case.tables)
+        results = validate_batch(batch, use_case, settings)
+        outcome = ingest_validated_batch(batch, results, use_case, settings, offline)
+        assert outcome.decision.passed, batch_dir
 
 
 def run_side(home: Path, engine: str) -> dict[str, Any]:
@@ -107,12 +107,11 @@ def run_side(home: Path, engine: str) -> dict[str, Any]:
 
 def _train_once() -> None:
     """The train flow's data and model steps, as `flows/train.py` runs them, timed."""
-    from mlops.compute.ray_engine import start_ray
     from mlops.config.runtime import setup
     from mlops.contracts.usecase import active_use_case
     from mlops.stores.feature_store import open_store
     from mlops.stores.offline_store import OfflineStore
-    from models import dataset, distributed, training
+    from models import dataset, training, training_engine
     from models.evaluation import evaluate
 
     settings = setup()
@@ -121,25 +120,15 @@ def _train_once() -> None:
     offline = OfflineStore(settings.offline_dir)
     windows = dataset.TimeWindows.ending_at(dataset.training_end(offline, None), budget)
     store = open_store(settings, use_case)
-    if settings.engine == "ray":
-        start_ray(settings)  # before the clock: a cluster is already running
+    training_engine.start_engine(settings)  # before the clock: a cluster is already running
     ready_mib = rss_mib()
     started = time.perf_counter()
-    if settings.engine == "ray":
-        on_ray = distributed.build_training_set(
-            store, offline, use_case, windows, budget.baseline_max_rows
-        )
-        joined = time.perf_counter()
-        splits = training.prepare_splits(on_ray.held, use_case)
-        model = distributed.fit_xgboost(settings, use_case, on_ray, budget)
-    else:
-        events = dataset.labelled_events(offline, use_case, windows)
-        training_set = dataset.build_training_set(store, events, use_case, windows)
-        joined = time.perf_counter()
-        splits = training.prepare_splits(training_set, use_case)
-        model = training.fit_xgboost(
-            splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget
-        )
+    training_set = training_engine.join_training_set(
+        settings, store, offline, use_case, windows, budget.baseline_max_rows
+    )
+    joined = time.perf_counter()
+    splits = training.prepare_splits(training_set.held, use_case)
+    model = training_engine.fit_model(settings, use_case, training_set, splits, budget)
     done = time.perf_counter()
     from mlops.contracts.model_inputs import predict
 

@@ -42,7 +42,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import run_in_fresh_home
+from benchmarks.harness import parse_options, run_in_fresh_home
 from benchmarks.loadgen import HELD_P99_MS, RateResult, open_loop
 from mlops.config.settings import get_settings
 from serving.process import free_port, start_service
@@ -51,6 +51,8 @@ log = logging.getLogger("benchmarks.serving")
 
 RATES = (50, 100, 200, 400, 600, 800, 1000, 1200, 1600, 2000, 2400, 3200)
 EVENTS_PER_DAY = 20_000
+# One short rate on a smaller week: every server started, trained for and loaded as in a real run.
+SMOKE = {"rates": [50.0], "seconds": 1.0, "warm_up": 0.5, "events_per_day": 3_000}
 DISTINCT_REQUESTS = 2_000
 START = date(2026, 1, 1)
 SEED = 7
@@ -63,9 +65,9 @@ def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = 
     name = "serving" if args.profile == "local" else f"serving-{args.profile}"
     run_in_fresh_home(
         name,
-        lambda: run(args.seconds, args.warm_up, args.rates, args.profile),
+        lambda: run(args.seconds, args.warm_up, args.rates, args.profile, args.events_per_day),
         render,
-        args.json,
+        args,
     )
     return 0
 
@@ -76,20 +78,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warm-up", type=float, default=5, help="seconds, per rate")
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     parser.add_argument(
+        "--events-per-day", type=int, default=EVENTS_PER_DAY, help="the week trained on"
+    )
+    parser.add_argument(
         "--profile",
         choices=("local", "server"),
         default="local",
         help="server: Feast's registry in PostgreSQL, its online store in Redis",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    return parser.parse_args(argv)
+    return parse_options(parser, argv, smoke=SMOKE)
 
 
-def run(seconds: float, warm_up: float, rates: Sequence[float], profile: str) -> dict[str, Any]:
+def run(
+    seconds: float, warm_up: float, rates: Sequence[float], profile: str, events_per_day: int
+) -> dict[str, Any]:
     os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # this benchmark measures the service
     os.environ["MLOPS_PROFILE"] = "local"  # whatever the caller's environment says
     with server_profile() if profile == "server" else contextlib.nullcontext():
-        return _run(seconds, warm_up, rates)
+        return _run(seconds, warm_up, rates, events_per_day)
 
 
 @contextlib.contextmanager
@@ -133,7 +139,9 @@ def server_profile() -> Iterator[None]:
         get_settings.cache_clear()
 
 
-def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, Any]:
+def _run(
+    seconds: float, warm_up: float, rates: Sequence[float], events_per_day: int
+) -> dict[str, Any]:
     get_settings.cache_clear()
     settings = get_settings().apply()
     from flows.ingest import ingest
@@ -141,13 +149,15 @@ def _run(seconds: float, warm_up: float, rates: Sequence[float]) -> dict[str, An
     from mlops.contracts.usecase import active_use_case
     from mlops.stores.feature_store import open_store
     from mlops.stores.registry import ModelRegistry
-    from serving.scoring import Scorer, load_registered, prepare
+    from serving.model_loading import load_registered
+    from serving.scoring import Scorer, prepare
 
     use_case = active_use_case(settings)
     card = use_case.card
     days = card.training.span_days
+    assert use_case.generator is not None, f"{use_case.name} has no traffic generator"
     batches = use_case.generator.generate(
-        settings.landing_dir, start=START, days=days, events_per_day=EVENTS_PER_DAY, seed=SEED
+        settings.landing_dir, start=START, days=days, events_per_day=events_per_day, seed=SEED
     )
     ingest(batches)  # a rejected batch raises
     version = train(search_trials=1).version

@@ -32,13 +32,20 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from benchmarks.harness import Stopwatch, process_peak_rss_mib, run_in_fresh_home, stage_table
+from benchmarks.harness import (
+    Stopwatch,
+    parse_options,
+    process_peak_rss_mib,
+    run_in_fresh_home,
+    stage_table,
+)
 from benchmarks.memory import PeakRss
 from mlops.config.settings import get_settings
 
 log = logging.getLogger("benchmarks.training")
 
 DEFAULT_EVENTS = 1_000_000
+SMOKE_EVENTS = 21_000  # 3,000 a day: every window has both classes
 START = date(2026, 1, 1)
 SEED = 7
 TARGET_OVERHEAD = 1.15
@@ -51,15 +58,14 @@ def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = 
     def measured() -> dict[str, Any]:
         return {**run(args.events), "base_imports_seconds": base_import_seconds}
 
-    run_in_fresh_home("training", measured, render, args.json)
+    run_in_fresh_home("training", measured, render, args)
     return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks training", description=__doc__)
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="impressions in all")
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    return parser.parse_args(argv)
+    return parse_options(parser, argv, smoke={"events": SMOKE_EVENTS})
 
 
 def run(events: int) -> dict[str, Any]:
@@ -74,7 +80,6 @@ def run(events: int) -> dict[str, Any]:
     from mlops.contracts.usecase import active_use_case
     from mlops.stores.feature_store import open_store
     from mlops.stores.offline_store import OfflineStore
-    from mlops.stores.reference import holdout_reference
     from mlops.stores.registry import ModelRegistry
     from models import dataset, mlflow_logging, promotion, training
 
@@ -82,6 +87,7 @@ def run(events: int) -> dict[str, Any]:
     card = use_case.card
     days = card.training.span_days
     budget = card.training.model_copy(update={"search_trials": 1})
+    assert use_case.generator is not None, f"{use_case.name} has no traffic generator"
     with setup.stage(f"generate {days} days"):
         batches = use_case.generator.generate(
             settings.landing_dir, start=START, days=days, events_per_day=events // days, seed=SEED
@@ -93,7 +99,7 @@ def run(events: int) -> dict[str, Any]:
 
     stages = Stopwatch()
     offline = OfflineStore(settings.offline_dir)
-    windows = dataset.TimeWindows.ending_at(offline.watermark(), card.training)
+    windows = dataset.TimeWindows.ending_at(dataset.training_end(offline, None), card.training)
     store = open_store(settings, use_case)
     with stages.stage("point-in-time join"):
         events = dataset.labelled_events(offline, use_case, windows)
@@ -121,7 +127,7 @@ def run(events: int) -> dict[str, Any]:
             model=fitted,
             input_example=splits.test_x.head(5),
             serving_defaults=dataset.serving_defaults(training_set, use_case),
-            monitoring_reference=holdout_reference(
+            monitoring_reference=training.holdout_reference(
                 splits, fitted.booster, scores.predictions["model"], card.gates.monitoring
             ),
         )

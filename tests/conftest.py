@@ -36,6 +36,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_server_profile.py",
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_onboarding.py",
+    "tests/benchmarks/test_smoke.py",
     "tests/integration/flows/test_mlflow_outage.py",
     "tests/integration/usecases/test_bundled_use_cases.py",
     "tests/integration/flows/test_train_flow.py",
