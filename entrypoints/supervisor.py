@@ -31,8 +31,10 @@ from typing import Any
 
 from flows.deployments import work_pool
 from mlops.config.errors import UserError
+from mlops.config.runtime import open_private
 from mlops.config.settings import MLFLOW_SERVER_JOBS_OFF, PROJECT_ROOT, Settings, is_loopback
 from mlops.stores.databases import ensure_databases, postgres_problem, redis_problem
+from mlops.stores.services import require
 
 BIN = Path(sys.executable).parent
 WORK_POOL = work_pool()
@@ -91,11 +93,16 @@ def services(settings: Settings) -> list[Service]:
     mlflow_command = [
         str(BIN / "mlflow"), "server",
         "--host", settings.ui.host, "--port", str(settings.ui.mlflow_port),
-        "--backend-store-uri", settings.database_url("mlflow", "psycopg2"),
         "--artifacts-destination", str(home / "mlflow" / "artifacts"),
         "--serve-artifacts", "--workers", "1",
     ]  # fmt: skip
-    mlflow_env = {**env, **MLFLOW_SERVER_JOBS_OFF}
+    # The backend URI carries the database password: in the environment (readable by this
+    # user only, /proc/<pid>/environ), never on the command line every local user can read.
+    mlflow_env = {
+        **env,
+        **MLFLOW_SERVER_JOBS_OFF,
+        "MLFLOW_BACKEND_STORE_URI": settings.database_url("mlflow", "psycopg2"),
+    }
     if mlflow_auth:
         mlflow_command += ["--app-name", "basic-auth"]
         mlflow_env.update(_mlflow_auth_env(settings))
@@ -159,10 +166,8 @@ def start_services(
     """Start what is not running (idempotent) and wait for each to be healthy."""
     _require_server_profile(settings)
     _require_credentials_beyond_loopback(settings)
-    for name, problem in (("postgres", postgres_problem), ("redis", redis_problem)):
-        found = problem(settings)
-        if found:
-            raise UserError(f"{name} is not reachable: {found} (start it; see docs/server.md)")
+    # Never started here (see docs/server.md): not answering, they fail `up` within seconds.
+    require(settings, ("postgres", "redis"))
     created = ensure_databases(settings)
     if created:
         on_progress(f"created databases {', '.join(created)}")
@@ -270,7 +275,7 @@ def _register_deployments(settings: Settings, on_progress: Callable[[str], None]
 def _launch(settings: Settings, service: Service) -> subprocess.Popen[bytes]:
     log_path = settings.logs_dir / f"{service.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    with open_private(log_path) as log:
         process = subprocess.Popen(
             service.command,
             cwd=PROJECT_ROOT,
@@ -281,7 +286,8 @@ def _launch(settings: Settings, service: Service) -> subprocess.Popen[bytes]:
             start_new_session=True,  # outlives `mlops up`; `down` stops its whole group
         )
     record = {"pid": process.pid, "command": service.command, "log": str(log_path)}
-    _pid_file(settings, service.name).write_text(json.dumps(record))
+    with open_private(_pid_file(settings, service.name), "w") as pid_file:
+        pid_file.write(json.dumps(record))
     return process
 
 
@@ -414,14 +420,15 @@ def _mlflow_auth_env(settings: Settings) -> dict[str, str]:
     folder = settings.home / "services"
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "mlflow-auth.ini"
-    config.write_text(
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = sqlite:///{folder / 'mlflow-auth.db'}\n"
-        f"admin_username = {auth.mlflow_admin_user}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        "grant_default_workspace_access = false\n"
-    )
+    with open_private(config, "w") as ini:
+        ini.write(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{folder / 'mlflow-auth.db'}\n"
+            f"admin_username = {auth.mlflow_admin_user}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "grant_default_workspace_access = false\n"
+        )
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_USERNAME": auth.mlflow_admin_user,
@@ -442,8 +449,8 @@ def _generated_secret(path: Path) -> str:
     import secrets
 
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
+        with open_private(path, "w") as secret:
+            secret.write(secrets.token_hex(32))
     return path.read_text().strip()
 
 

@@ -10,6 +10,7 @@ from mlops.config.settings import Settings
 
 if TYPE_CHECKING:
     from prefect import Flow
+    from prefect.states import State
 
 T = TypeVar("T")
 # A run that has not finished by then is reported, not waited for forever.
@@ -28,18 +29,39 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
     from prefect.deployments import run_deployment
 
     from flows.deployments import deployment_of
+    from flows.results import read_exception, read_result
+    from mlops.stores.services import require
+
+    # Asked first: a Prefect API that went away between two runs (`mlops run`'s days, a
+    # monitor's retrain) is said in seconds, not after the client's retries of each call.
+    require(settings, ("prefect",))
 
     deployment = deployment_of(flow)
     run = run_deployment(deployment, parameters=parameters, timeout=DEPLOYED_RUN_TIMEOUT_SECONDS)
     assert isinstance(run, FlowRun)  # called from sync code: not a coroutine
     state = run.state
     if state is not None and state.is_completed():
-        return state.result()
-    outcome = state.result(raise_on_failure=False) if state is not None else None
-    if isinstance(outcome, BaseException):
-        raise outcome  # the flow's own exception, as a local run raises it
+        return read_result(_stored(settings, state), flow.fn)
+    if state is not None and state.is_failed() and _stored_key(state) is not None:
+        raise read_exception(_stored(settings, state), flow.fn)  # as a local run raises it
     where = f"{deployment} run {run.name} ({run.id})"
     raise DeployedRunFailed(
         f"{where} ended {state.name if state else 'without a state'}: "
         f"{state.message if state else ''}"
     )
+
+
+def _stored_key(state: State[Any]) -> str | None:
+    """Where the run's result (or exception) was stored; None if it was not."""
+    return getattr(state.data, "storage_key", None)
+
+
+def _stored(settings: Settings, state: State[Any]) -> bytes:
+    """The bytes of a run's stored result, read as a file: never through Prefect's reader,
+    which deserializes with whatever the stored record names (pickle included)."""
+    from flows.results import stored_bytes
+
+    key = _stored_key(state)
+    if key is None:
+        raise DeployedRunFailed(f"the run stored no result ({state.name}): {state.message}")
+    return stored_bytes(key, settings.prefect_home / "storage")

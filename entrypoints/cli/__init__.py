@@ -3,7 +3,7 @@ object on stdout; logs and progress go to stderr.
 
 Exit codes (`mlops.config.errors`): 0 done, 1 the platform failed (one paragraph, the traceback in
 MLOPS_HOME/logs/mlops.log), 2 bad input (arguments, settings, unreadable data, missing state),
-3 data rejected by a gate.
+3 data rejected by a gate, 130 interrupted (Ctrl-C or SIGTERM; `mlops serve` exits 0 on SIGTERM).
 
 Heavy libraries are imported inside the commands that use them: `mlops --help` and argument
 errors answer without importing pandas, Prefect or MLflow.

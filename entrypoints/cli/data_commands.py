@@ -127,12 +127,14 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Validate batches, quarantine bad rows, store features offline and online."""
+    asked: list[Any] = []  # the settings and batches, once known: for an interruption
 
     def work() -> tuple[dict[str, Any], str, int]:
-        start()
+        settings, _ = start(needs=("prefect", "postgres", "redis"))
         from mlops.contracts.batches import expand_batch_paths
 
         batch_dirs = expand_batch_paths(paths)  # unreadable paths: said before the flow runs
+        asked.extend([settings, batch_dirs])
         from flows.ingest import ingest_batches
 
         ingested = ingest_batches(batch_dirs)
@@ -147,7 +149,19 @@ def ingest(
         )
         return result, text, EXIT_REJECTED if ingested.rejected else 0
 
-    answer(as_json, work)
+    def done_so_far() -> str:
+        """The batches committed (a commit is whole or rolled forward by the next run)."""
+        if not asked:
+            return "no batch was ingested; run it again"
+        from mlops.contracts.batches import batch_id_of
+        from mlops.stores.offline_store import OfflineStore
+
+        settings, batch_dirs = asked
+        committed = {r["batch_id"] for r in OfflineStore(settings.offline_dir).committed_batches()}
+        done = sum(batch_id_of(b) in committed for b in batch_dirs)
+        return f"{done} of {len(batch_dirs)} batches committed; a rerun ingests the rest"
+
+    answer(as_json, work, done_so_far=done_so_far)
 
 
 # `mlops features` takes the use case's entity keys as options of their own names.
@@ -161,7 +175,7 @@ def features(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, use_case = start()
+        settings, use_case = start(needs=("postgres", "redis"))
         row = parse_entity_row(ctx.args, use_case)
         from mlops.stores.feature_store import online_features, open_store
 

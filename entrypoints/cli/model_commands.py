@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from entrypoints.cli.conventions import JsonOption, answer, parse_reason, parse_time, start
+from entrypoints.cli.conventions import (
+    ALL_SERVICES,
+    JsonOption,
+    answer,
+    parse_reason,
+    parse_time,
+    start,
+)
 from mlops.config.errors import UserError
 
 if TYPE_CHECKING:
@@ -33,7 +40,7 @@ def train(
     only if it passes the gate. A rejection is a normal outcome: exit 0 either way."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, _ = start()
+        settings, _ = start(needs=ALL_SERVICES)
         from mlops.stores.offline_store import OfflineStore
         from models import training_end
 
@@ -61,7 +68,7 @@ def monitor(
     performance on the labels that arrived): none, retrain, or alert, with the reason."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, use_case = start()
+        settings, use_case = start(needs=ALL_SERVICES)  # a retrain needs them all
         from mlops.stores.offline_store import OfflineStore
         from mlops.stores.registry import ModelRegistry
         from monitoring import window_bounds
@@ -93,7 +100,7 @@ def promote(
 
     def work() -> tuple[dict[str, Any], str, int]:
         why = parse_reason(reason)
-        settings, use_case = start()
+        settings, use_case = start(needs=("mlflow", "prefect"))
         from mlops.stores.registry import ModelRegistry, human
 
         ModelRegistry(settings.tracking_uri, use_case.model_name).version(version)  # exists?
@@ -117,7 +124,7 @@ def rollback(
 
     def work() -> tuple[dict[str, Any], str, int]:
         why = parse_reason(reason)
-        settings, use_case = start()
+        settings, use_case = start(needs=("mlflow", "prefect"))
         from mlops.stores.registry import PREVIOUS, ModelRegistry, human
 
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
@@ -139,7 +146,7 @@ def models(as_json: JsonOption = False) -> None:
     """The registered versions: aliases, decisions and reasons, newest first."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, use_case = start()
+        settings, use_case = start(needs=("mlflow",))
         from mlops.stores.registry import DECIDED_BY, REASON, ModelRegistry
 
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)

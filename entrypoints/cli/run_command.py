@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entrypoints.cli.conventions import JsonOption, answer, start
+from entrypoints.cli.conventions import ALL_SERVICES, JsonOption, answer, start
 
 
 def run(
@@ -45,10 +45,13 @@ def run(
     send traffic through the real service, ingest the day, monitor, and retrain and promote
     when the gate says so. A simulated story has by default a data incident on day 8 and the
     simulator's story scenario from day 10; a use case without a simulator replays its data
-    files, or the days `mlops land` put in the landing zone."""
+    files, or the days `mlops land` put in the landing zone. Stopped midway (Ctrl-C, SIGTERM,
+    a crash), the next run of the same story continues it."""
+    progress: list[Any] = []  # how far the story got, once it started: for an interruption
 
     def work() -> tuple[dict[str, Any], str, int]:
         from entrypoints.lifecycle import (
+            Progress,
             check_scenario,
             closing_summary,
             reset_home,
@@ -58,7 +61,7 @@ def run(
         )
         from entrypoints.lifecycle_story import LANDING_ZONE, Scenario
 
-        settings, use_case = start()
+        settings, use_case = start(needs=ALL_SERVICES)
         chosen = Scenario(
             days=days,
             events_per_day=events_per_day,
@@ -76,12 +79,20 @@ def run(
             if not as_json:
                 typer.echo(story_line(day))
 
-        def progress(step: str) -> None:
+        def step(text: str) -> None:
             if not as_json:
-                typer.echo(f"{step} ...")
+                typer.echo(f"{text} ...")
 
-        result = run_lifecycle(settings, use_case, chosen, on_day=tell, on_progress=progress)
+        progress.append(Progress())
+        result = run_lifecycle(
+            settings, use_case, chosen, on_day=tell, on_progress=step, progress=progress[0]
+        )
         logs = sorted(str(p) for p in settings.logs_dir.glob("*.log"))
         return result.to_dict(), closing_summary(settings, result, logs), 0
 
-    answer(as_json, work)
+    def done_so_far() -> str:
+        if not progress:  # stopped before the story started: nothing to continue
+            return "nothing was told yet; run it again"
+        return str(progress[0].rerun_note())
+
+    answer(as_json, work, done_so_far=done_so_far)

@@ -10,18 +10,21 @@ import typer
 from entrypoints.cli.conventions import JsonOption, answer, start
 from mlops.config.errors import UserError
 
+# `bentoml serve` gets this long to stop cleanly after SIGTERM, then is killed: a stop must
+# leave time within the 10 s a stop signal is promised to take.
+SERVICE_STOP_SECONDS = 5.0
+
 
 def serve(
     port: Annotated[int | None, typer.Option(help="Default: MLOPS_SERVING__PORT (3000).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Serve the @champion over HTTP (BentoML) until Ctrl+C; follows new champions."""
-    import signal
-
     started: list[Any] = []
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, use_case = start()
+        # The champion is read from MLflow, features from the online store.
+        settings, use_case = start(needs=("mlflow", "redis"))
         from mlops.stores.registry import ModelRegistry
         from serving import start_service
 
@@ -51,14 +54,35 @@ def serve(
         return info, text, 0
 
     answer(as_json, work, exit_when_done=False)
-    service = started[0]
-    # SIGTERM stops it as cleanly as Ctrl+C: the service flushes its prediction log.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        code = service.process.wait()
-    except KeyboardInterrupt:
-        code = service.stop()
-    raise typer.Exit(0 if code in (0, -signal.SIGTERM) else 1)
+    raise typer.Exit(_serve_until_stopped(started[0]))
+
+
+def _serve_until_stopped(service: Any) -> int:
+    """Wait while the service serves. SIGINT or SIGTERM to this process (not only to its
+    process group) stops the service cleanly (SIGTERM to `bentoml serve`: it flushes its
+    prediction log), killed if it hangs, with anything else this process started. The exit
+    code: 0 for SIGTERM (how a supervisor stops a service), 130 for Ctrl-C (interrupted), 1 if
+    the service died by itself."""
+    import signal
+
+    from mlops.config.interrupts import (
+        EXIT_INTERRUPTED,
+        Interrupted,
+        interruptible,
+        mark_told,
+        stop_children,
+    )
+
+    with interruptible(lambda signum: None):
+        try:
+            code = service.process.wait()
+        except Interrupted as stop:
+            mark_told()
+            service.stop(timeout=SERVICE_STOP_SECONDS)
+            stop_children()
+            typer.echo(f"stopped ({signal.Signals(stop.signum).name})", err=True)
+            return 0 if stop.signum == signal.SIGTERM else EXIT_INTERRUPTED
+    return 0 if code in (0, -signal.SIGTERM) else 1
 
 
 def package(
@@ -68,7 +92,7 @@ def package(
     """Import a model version into BentoML's model store and build a bento with it."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, use_case = start()
+        settings, use_case = start(needs=("mlflow",))
         from mlops.stores.registry import CHAMPION, ModelRegistry
         from serving import build_bento, import_model
 

@@ -21,7 +21,7 @@ def deploy(as_json: JsonOption = False) -> None:
     `prefect worker start --pool mlops-process`."""
 
     def work() -> tuple[dict[str, Any], str, int]:
-        settings, _ = start()
+        settings, _ = start(needs=("prefect",))
         from flows.deployments import register
 
         deployed = register(settings)

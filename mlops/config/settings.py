@@ -171,6 +171,20 @@ class AuthSettings(BaseModel):
     serving_api_key: SecretStr | None = None
 
 
+# The Prefect client, against a Prefect API at a URL: its own retries of one request and how
+# long a try waits for an answer (seconds). Prefect's defaults (5 retries with doubling waits
+# once the server was reached, 60 s a try) kept a flow run going for minutes after the server
+# died; with these a call gives up within seconds when refused (about a minute when hung), the
+# run fails and the CLI names the Prefect API and its URL.
+PREFECT_CLIENT_BOUNDS = {"PREFECT_CLIENT_MAX_RETRIES": "2", "PREFECT_API_REQUEST_TIMEOUT": "20"}
+# One MLflow HTTP request: how often it is retried, how long it waits for a byte (seconds).
+MLFLOW_HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
 class Settings(BaseSettings):
     """Where state lives and which services to use. Validated once, at start."""
 
@@ -233,6 +247,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Ray Train's data-parallel XGBoost workers, a CPU each; Ray Data needs a "
         "CPU left to feed them (on 2 cores: 1).",
+    )
+
+    # How far past this machine's clock a batch's manifest may say it closed (producers'
+    # clocks drift); a later close is refused: it would let future events in and move the
+    # offline store's watermark, the default end of the next training window.
+    max_close_ahead_minutes: float = Field(
+        default=60, ge=0, description="A batch closing later than now plus this is refused."
     )
 
     prefect_startup_timeout_seconds: int = 90
@@ -365,19 +386,17 @@ class Settings(BaseSettings):
             env["TQDM_DISABLE"] = "1"  # Feast's materialization progress bars
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
+            env.update(PREFECT_CLIENT_BOUNDS)
         if self.auth.prefect_auth_string:
             env["PREFECT_API_AUTH_STRING"] = self.auth.prefect_auth_string.get_secret_value()
         if self.auth.mlflow_admin_password and self.mlflow_tracking_uri:
             env["MLFLOW_TRACKING_USERNAME"] = self.auth.mlflow_admin_user
             env["MLFLOW_TRACKING_PASSWORD"] = self.auth.mlflow_admin_password.get_secret_value()
-        if self.profile == "server":
-            # Flow runs on a worker hand their results (IngestResult, TrainReport, ...) back
-            # to whoever started them through result storage, under PREFECT_HOME.
-            env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
-            # A task that talks to a server retries (Prefect retries the task); MLflow's own
-            # retries would otherwise hide an outage for minutes inside one attempt.
-            env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
-            env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+        # MLflow's HTTP client alone retries 7 times with a 120 s timeout (a refused connection
+        # surfaced after 4 min): one call gives up fast here; the platform asks again a few
+        # times (mlflow_runs.MLFLOW_RETRIES, Prefect's task retries) and then says who did not
+        # answer. 20 s without a byte is a hung server, not a long upload.
+        env.update(MLFLOW_HTTP_BOUNDS)
         return env
 
     def environment(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ import contextlib
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from mlops.config.errors import UserError
+from mlops.config.errors import ServiceUnreachable, UserError
 from mlops.config.settings import Settings
 
 PURPOSES: tuple[Literal["prefect", "mlflow", "feast"], ...] = ("prefect", "mlflow", "feast")
@@ -20,7 +20,8 @@ CONNECT_TIMEOUT_SECONDS = 5
 
 
 class StoreUnreachable(UserError):
-    """PostgreSQL or Redis does not answer at the configured address."""
+    """PostgreSQL answered but refused the connection (no such database or role, a wrong
+    password): the user's to fix. A PostgreSQL that does not answer is `ServiceUnreachable`."""
 
 
 def ensure_databases(settings: Settings) -> list[str]:
@@ -69,8 +70,48 @@ def postgres_problem(settings: Settings) -> str | None:
     try:
         with _connect(settings.postgres_dsn.get_secret_value()) as connection:
             connection.execute("SELECT 1")
+    except ServiceUnreachable as err:
+        return err.cause
     except StoreUnreachable as err:
         return str(err)
+    return None
+
+
+def postgres_answer(dsn: str) -> str | None:
+    """None if the PostgreSQL server at `dsn` answers (a refused role or database is an
+    answer), else why not in a few words: a probe."""
+    import psycopg
+
+    try:
+        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except psycopg.OperationalError as err:
+        return None if postgres_answered(str(err)) else _postgres_cause(str(err))
+    return None
+
+
+def redis_answer(redis_url: str) -> str | None:
+    """None if the Redis server at `redis_url` answers PING (refused credentials are an
+    answer), else why not in a few words: a probe, one try (the caller retries)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=CONNECT_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        client.ping()
+    except (redis.AuthenticationError, redis.ResponseError):
+        return None
+    except redis.TimeoutError:
+        return f"no answer in time ({CONNECT_TIMEOUT_SECONDS} s)"
+    except redis.ConnectionError as err:
+        return "connection refused" if "refused" in str(err).lower() else str(err)
+    finally:
+        client.close()
     return None
 
 
@@ -78,6 +119,8 @@ def redis_problem(settings: Settings) -> str | None:
     """None if Redis answers PING, else why not."""
     import redis
 
+    if (cause := redis_answer(settings.redis_url.get_secret_value())) is not None:
+        return cause  # no answer: said in a few words, not in the client's
     try:
         client = redis.Redis.from_url(
             settings.redis_url.get_secret_value(), socket_connect_timeout=CONNECT_TIMEOUT_SECONDS
@@ -111,11 +154,30 @@ def _connect(dsn: str) -> Any:
     try:
         return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     except psycopg.OperationalError as err:
+        if not postgres_answered(str(err)):
+            where = f"{urlsplit(dsn).scheme}://{_where(dsn)}"
+            raise ServiceUnreachable("PostgreSQL", where, _postgres_cause(str(err))) from err
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StoreUnreachable(f"PostgreSQL at {_where(dsn)}: {first_line}") from err
+
+
+def postgres_answered(message: str) -> bool:
+    """Whether a failed connection got as far as the server, which then refused a database,
+    a role or a password (libpq quotes the server's FATAL, or asks for a password)."""
+    return "FATAL" in message or "password" in message.lower()
+
+
+def _postgres_cause(message: str) -> str:
+    if "refused" in message.lower():
+        return "connection refused"
+    if "timeout" in message.lower():
+        return f"no answer in time ({CONNECT_TIMEOUT_SECONDS} s)"
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "the connection failed"
 
 
 def _where(url: str) -> str:
     """host:port/database of a URL, without its credentials."""
     parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname}{port}{parts.path}"

@@ -9,7 +9,15 @@ import pytest
 import typer
 
 from entrypoints.cli.conventions import answer
-from mlops.config.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_REJECTED, Rejected, UserError
+from mlops.config.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_REJECTED,
+    Rejected,
+    ServiceUnreachable,
+    UserError,
+)
+from mlops.config.settings import get_settings
 
 
 def _exit_code(work, capsys, as_json: bool = False) -> tuple[int, str, str]:
@@ -52,6 +60,61 @@ def test_a_value_error_is_not_taken_for_bad_input(settings, capsys) -> None:
         raise ValueError("a bug, not the user's input")
 
     assert _exit_code(bug, capsys)[0] == EXIT_FAILURE
+
+
+def _refused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_service_that_did_not_answer_is_named_not_the_library_error(
+    settings, capsys, monkeypatch
+) -> None:
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    mlflow_url = f"http://127.0.0.1:{_refused_port()}"
+    monkeypatch.setenv("MLOPS_MLFLOW_TRACKING_URI", mlflow_url)
+    get_settings.cache_clear()
+
+    def models() -> tuple[dict, str, int]:
+        url = f"{mlflow_url}/api/2.0/mlflow/registered-models/search"
+        try:  # MLflow's REST client raises its own exception inside requests' handler
+            requests.get(url, timeout=5)
+        except requests.ConnectionError as err:
+            raise MlflowException(f"API request to {url} failed with exception {err}") from None
+        raise AssertionError("nothing listens there")
+
+    code, _, err = _exit_code(models, capsys)
+
+    assert code == EXIT_FAILURE and err.count("\n") == 1
+    assert err.startswith(
+        f"error: the platform failed: MLflow at {mlflow_url} does not answer (connection "
+        "refused): is it up? `mlops status` (full log: "
+    )
+    for library_words in ("MlflowException", "HTTPConnectionPool", "Max retries", "Errno"):
+        assert library_words not in err
+    assert "MlflowException" in (settings.logs_dir / "mlops.log").read_text()  # kept there
+
+
+def test_an_outage_inside_a_flow_failure_is_that_outage(settings, capsys) -> None:
+    def flow_run() -> tuple[dict, str, int]:
+        try:
+            raise ServiceUnreachable("the Prefect API", "http://prefect:4200/api", "no answer")
+        except ServiceUnreachable as err:
+            raise RuntimeError("Flow run 'train' failed") from err
+
+    code, _, err = _exit_code(flow_run, capsys, as_json=True)
+
+    assert code == EXIT_FAILURE
+    assert err.startswith(
+        "error: the platform failed: the Prefect API at http://prefect:4200/api does not "
+        "answer (no answer): is it up? `mlops status`"
+    )
+    assert "Flow run 'train' failed" not in err
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
