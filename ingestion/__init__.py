@@ -6,6 +6,8 @@ offline store and sync the online store.
     gx_project         the shared GX project: its data context and lock
     gx_validation      GX suites over a batch's tables: clean and quarantined rows
     table_validation   what validating a table yields (TableValidation, quarantine reasons)
+    row_rules          the platform's own rules beside every suite: ±inf, id range, naive
+                       timestamps, duplicates' copies, events older than the card allows
     data_gate          whether a validated batch goes on (GateDecision)
     ingest_steps       the steps of one batch, and `ingest_validated_batch`, their order
     ledger             the committed batches' ledger: stale features, materialization, recovery

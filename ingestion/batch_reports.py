@@ -93,16 +93,27 @@ def batch_report(
     results: dict[str, TableValidation],
     decision: GateDecision,
     use_case: UseCase,
-    quarantine_path: Path,
+    quarantine_path: Path | None,
     offline_rows: int,
     data_docs: Path | None,
 ) -> BatchReport:
-    """The report of a batch that was read and validated, passed or refused by the gate."""
+    """The report of a batch that was read and validated, passed or refused by the gate; no
+    `quarantine_path`: refused before anything was written, nothing quarantined."""
     events = results[use_case.event_table]
     reasons: dict[str, int] = {}
     for result in results.values():
         for reason, count in result.reason_counts().items():
             reasons[f"{result.table}.{reason}"] = count
+    if quarantine_path is None:
+        return BatchReport(
+            batch_id=batch.batch_id,
+            status="rejected",
+            reason=decision.reason,
+            rows=events.rows,
+            offline_rows=offline_rows,
+            tables={n: {"rows": r.rows, "valid": 0, "quarantined": 0} for n, r in results.items()},
+            data_docs=str(data_docs) if data_docs else None,
+        )
     quarantined_events = events.rows if not decision.passed else len(events.quarantined)
     return BatchReport(
         batch_id=batch.batch_id,

@@ -6,12 +6,15 @@ run through the table's checkpoint in the shared GX project (`ingestion.gx_proje
 Row-level expectations (nulls, ranges, sets, uniqueness) mark rows: a failing row goes to
 quarantine with every rule it broke. Table-level expectations (columns, types, row counts) and
 expectations that could not run make the whole table unusable (`TableValidation.problems`).
+The platform's own rules (`ingestion.row_rules`: ±inf, id ranges, naive timestamps) apply to
+every use case beside its suite, and of a duplicated id only the copies are quarantined.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -20,6 +23,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ingestion.gx_project import gx_context, gx_lock
+from ingestion.row_rules import (
+    copies_of_duplicates,
+    naive_timestamp_columns,
+    naive_timestamps_problem,
+    row_reasons,
+)
 from ingestion.table_validation import REASON_COLUMN, TableValidation
 from mlops.config.settings import Settings
 from mlops.contracts.batches import LandedBatch
@@ -42,7 +51,9 @@ RESULT_FORMAT = {
 def validate_batch(
     batch: LandedBatch, use_case: UseCase, settings: Settings
 ) -> dict[str, TableValidation]:
-    """Every table of the batch through its reviewed suite."""
+    """Every table of the batch through its reviewed suite and the platform's rules."""
+    # Ids the service takes as keys, wherever a table carries them.
+    keys = {*use_case.entity_keys, *(t.id_column for t in use_case.tables)}
     return {
         name: validate_table(
             frame,
@@ -50,16 +61,24 @@ def validate_batch(
             settings.gx_root,
             batch.closed_at,
             batch.batch_id,
+            key_columns=keys,
         )
         for name, frame in batch.tables.items()
     }
 
 
 def validate_table(
-    frame: pd.DataFrame, suite_path: Path, gx_root: Path, closed_at: datetime, batch_id: str
+    frame: pd.DataFrame,
+    suite_path: Path,
+    gx_root: Path,
+    closed_at: datetime,
+    batch_id: str,
+    key_columns: Collection[str] = (),
 ) -> TableValidation:
-    """Run one reviewed suite over one table through its GX checkpoint; the result is stored
-    under the run name `batch_id`. Nothing is dropped, every row lands on one side."""
+    """Run one reviewed suite over one table through its GX checkpoint, and the platform's rules
+    (`ingestion.row_rules`; `key_columns`: integer ids checked against the service's range); the
+    result is stored under the run name `batch_id`. Nothing is dropped, every row lands on one
+    side."""
     from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
 
     table = suite_path.stem
@@ -78,24 +97,32 @@ def validate_table(
             _checkpoint.cache_clear()
             checkpoint = _checkpoint(context, table, suite_path)
             result = _run(context, checkpoint, frame, closed_at, batch_id)
-    row_reasons: dict[int, list[str]] = {}
-    problems: list[tuple[str | None, str]] = []  # (column, message)
+    reasons = row_reasons(frame, key_columns)
+    naive = naive_timestamp_columns(frame)
+    # (column, message); a naive timestamp column is its rules' root cause: said once, how to fix.
+    problems: list[tuple[str | None, str]] = [(c, naive_timestamps_problem(c)) for c in naive]
     for outcome in result.results:
         if outcome.success:
             continue
         config = outcome.expectation_config
         failed_rows = outcome.result.get("unexpected_index_list")
         raised = (outcome.exception_info or {}).get("raised_exception")
-        if raised or failed_rows is None:
-            problems.append((config.kwargs.get("column"), _describe_table_failure(config, outcome)))
+        column = config.kwargs.get("column")
+        if column in naive:
             continue
+        if raised or failed_rows is None:
+            problems.append((column, _describe_table_failure(config, outcome)))
+            continue
+        rows = [int(row) for row in failed_rows]
+        if config.type == "expect_column_values_to_be_unique":
+            rows = copies_of_duplicates(frame, column, rows)
         reason = _rule_name(config.type, config.kwargs)
-        for row in failed_rows:
-            row_reasons.setdefault(int(row), []).append(reason)
+        for row in rows:
+            reasons.setdefault(row, []).append(reason)
 
-    failed = pd.Index(sorted(row_reasons), dtype="int64")
+    failed = pd.Index(sorted(reasons), dtype="int64")
     quarantined = frame.loc[failed].copy()
-    quarantined[REASON_COLUMN] = ["; ".join(row_reasons[i]) for i in failed]
+    quarantined[REASON_COLUMN] = ["; ".join(reasons[i]) for i in failed]
     clean = frame.drop(index=failed)
     log.info("%s: %d clean, %d quarantined", table, len(clean), len(quarantined))
     return TableValidation(table, clean, quarantined, _root_causes(problems, frame.columns))

@@ -3,7 +3,9 @@
     finish_committed (ingestion.ledger: what a crash left half-done)      first, once a run
     read_batch (mlops.contracts.batches) -> validate_batch (ingestion.gx_validation)
     -> ingest_validated_batch:
-         exclude_already_ingested -> decide_batch (ingestion.data_gate) -> quarantine
+         exclude_already_ingested -> exclude_older_than_allowed
+         -> refuse_reused_id (another batch's id: refused, nothing written anywhere)
+         -> check_close (a close past the clock) | decide_batch (ingestion.data_gate) -> quarantine
          -> write_offline -> build_features (staged) -> commit
          -> refresh_features (later batches a late one changes) -> sync_online
     -> batch_report (ingestion.batch_reports)
@@ -12,7 +14,9 @@ Each step is a plain function; `flows/ingest.py` runs them as Prefect tasks and 
 time them, all through `ingest_validated_batch`. Nothing is dropped: every landed row ends in the
 offline store or in `quarantine/<batch_id>/` with its reasons, and a batch that cannot be used
 at all is recorded there too (the landing zone is never touched). Nothing is let in twice: an
-event an earlier batch stored is quarantined as `already_ingested`. What a committed batch
+event an earlier batch stored is quarantined as `already_ingested`. A batch is who its content
+says it is: an id committed with other content is refused, and a manifest's `closed_at` is
+checked against the clock and the rows. What a committed batch
 still needs (`refresh_features`, `sync_online`) is read from the ledger (`ingestion.ledger`).
 """
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -29,8 +33,21 @@ import pandas as pd
 
 from ingestion.batch_reports import BatchReport
 from ingestion.data_gate import GateDecision, decide_batch
-from ingestion.ledger import feature_rows, refresh_features, stage_features, sync_online
-from ingestion.table_validation import REASON_COLUMN, TableValidation, mark_already_ingested
+from ingestion.ledger import (
+    content_hash,
+    feature_rows,
+    refresh_features,
+    stage_features,
+    stored_form,
+    sync_online,
+)
+from ingestion.row_rules import WITHIN_MAX_EVENT_AGE, older_than_allowed
+from ingestion.table_validation import (
+    REASON_COLUMN,
+    TableValidation,
+    mark_already_ingested,
+    move_to_quarantine,
+)
 from mlops.config.settings import Settings
 from mlops.contracts.batches import BatchUnreadable, LandedBatch, batch_id_of, write_parquet
 from mlops.contracts.usecase import UseCase
@@ -60,7 +77,7 @@ def plain_call(step: Callable[..., T], /, *args: Any) -> T:
 class BatchOutcome:
     results: dict[str, TableValidation]  # already-ingested event rows moved to quarantine
     decision: GateDecision
-    quarantine_path: Path
+    quarantine_path: Path | None  # None: refused before anything was written (a reused id)
     earliest_feature: datetime | None  # where materializing starts; None for a refused batch
 
 
@@ -83,7 +100,14 @@ def ingest_validated_batch(
     # reading what to materialize and recording it.
     with offline.lock():
         results = run(exclude_already_ingested, batch, results, use_case, offline)
-        decision = decide_batch(results, use_case)
+        results = run(exclude_older_than_allowed, batch, results, use_case)
+        if offline.record(batch.batch_id) is not None:
+            refused = refuse_reused_id(batch, results, offline) or check_close(batch, settings)
+            if refused is not None:
+                # Nothing written, not even to quarantine: `quarantine/<id>/` is the committed
+                # batch's, and the schedule never takes a landed batch whose id is committed.
+                return BatchOutcome(results, refused, None, None)
+        decision = check_close(batch, settings) or decide_batch(results, use_case)
         quarantine_path = run(
             quarantine, batch.batch_id, results, decision, settings.quarantine_dir
         )
@@ -127,6 +151,73 @@ def exclude_already_ingested(
     finally:
         con.close()
     return {**results, events.name: mark_already_ingested(result, events.id_column, seen)}
+
+
+def exclude_older_than_allowed(
+    batch: LandedBatch, results: dict[str, TableValidation], use_case: UseCase
+) -> dict[str, TableValidation]:
+    """Quarantine clean event rows older than the card's `max_event_age_days` before the
+    batch's close: a resent or misdated row is not the day's data. Rows after the close are the
+    suites' rule (`closed_at` is their parameter). Entity tables are snapshots: not checked."""
+    events = use_case.events
+    result = results[events.name]
+    max_age = timedelta(days=use_case.card.gates.validation.max_event_age_days)
+    old = older_than_allowed(result.clean[events.timestamp_column], batch.closed_at, max_age)
+    if not old.any():
+        return results
+    reason = f"{events.timestamp_column}:{WITHIN_MAX_EVENT_AGE}"
+    return {**results, events.name: move_to_quarantine(result, old, reason)}
+
+
+def refuse_reused_id(
+    batch: LandedBatch, results: dict[str, TableValidation], store: OfflineStore
+) -> GateDecision | None:
+    """A refusal when the batch's id is committed, from another folder, with other content.
+    None for a new id, the same content again (re-ingesting it replaces it with the same rows: a
+    no-op), or other content in the committed batch's own folder (a corrected day, landed again
+    where it was: it replaces what the batch stored, as documented for backfills).
+
+    The ledger records a hash of the tables as landed (`landed`); a record from before it has
+    only the hash of the clean tables as stored (`content`), compared the same way."""
+    record = store.record(batch.batch_id)
+    if record is None or _same_folder(record.get("source"), batch.path):
+        return None
+    if "landed" in record:
+        same = record["landed"] == content_hash(batch.tables)
+    else:
+        clean = {name: stored_form(r.clean) for name, r in results.items()}
+        same = record.get("content") == content_hash(clean)
+    if same:
+        return None
+    return GateDecision(
+        False,
+        f"batch id {batch.batch_id} is already committed, from {record.get('source')}, with "
+        f"other content than {batch.path} holds: refused, nothing was written. Give the new "
+        "batch its own id (its folder name, or 'batch_id' in its manifest); to replace the "
+        f"committed batch, put the corrected files in {record.get('source')} and ingest that.",
+    )
+
+
+def _same_folder(source: str | None, path: Path) -> bool:
+    return source is not None and Path(source).resolve() == path.resolve()
+
+
+def check_close(batch: LandedBatch, settings: Settings) -> GateDecision | None:
+    """A refusal when the manifest says the batch closed later than now plus the settings'
+    `max_close_ahead_minutes`: its future rows would pass the suites, and its close would move
+    the offline store's watermark past anything validated."""
+    latest = datetime.now(UTC) + timedelta(minutes=settings.max_close_ahead_minutes)
+    if batch.closed_at <= latest:
+        return None
+    return GateDecision(
+        False,
+        f"the manifest says the batch closed at {batch.closed_at.isoformat()}, later than now "
+        f"plus {settings.max_close_ahead_minutes:g} minutes (MLOPS_MAX_CLOSE_AHEAD_MINUTES): "
+        "a close in the future is refused; the whole batch is quarantined, nothing is stored. "
+        "Fix 'closed_at' in its _batch.json (ISO 8601 with an offset, e.g. "
+        "2026-01-02T00:00:00+00:00).",
+        row_reason="closed_at:not_in_future",
+    )
 
 
 def quarantine(
@@ -218,6 +309,7 @@ def commit(batch: LandedBatch, results: dict[str, TableValidation], store: Offli
         {
             "closed_at": batch.closed_at.isoformat(),
             "source": str(batch.path),
+            "landed": content_hash(batch.tables),  # who the batch is: see `refuse_reused_id`
             "rows": {name: len(r.clean) for name, r in results.items()},
             "committed_at": datetime.now(UTC).isoformat(),
             **sidecar,

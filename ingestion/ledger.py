@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mlops.config.settings import Settings
+from mlops.contracts.batches import ARROW_STRINGS
 from mlops.contracts.usecase import FeatureInputs, UseCase
 from mlops.stores.feature_store import materialize, open_store
 from mlops.stores.offline_store import OfflineStore
@@ -186,6 +187,21 @@ def content_hash(tables: Mapping[str, pd.DataFrame]) -> str:
         digest.update(f"{name}:{','.join(map(str, frame.columns))};".encode())
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def stored_form(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table as the offline store gives it back (`OfflineStore.read` of what `write_parquet`
+    wrote), without writing it: what a ledger record's `content` hashes."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, buffer, coerce_timestamps="us", allow_truncated_timestamps=True)
+    buffer.seek(0)
+    return pq.read_table(buffer).to_pandas(types_mapper=ARROW_STRINGS.get)
 
 
 def _closed(record: Mapping[str, Any]) -> datetime:

@@ -67,3 +67,17 @@ def mark_already_ingested(
         result.problems,
         tuple(sorted(set(map(str, seen["batch_id"])))),
     )
+
+
+def move_to_quarantine(result: TableValidation, rows: pd.Series, reason: str) -> TableValidation:
+    """Move the clean rows `rows` (a boolean mask over `result.clean`) to quarantine, with
+    `reason`."""
+    moved = result.clean[rows].assign(**{REASON_COLUMN: reason})
+    log.info("%s: %d rows quarantined as %s", result.table, len(moved), reason)
+    return TableValidation(
+        result.table,
+        result.clean[~rows],
+        pd.concat([result.quarantined, moved]).sort_index(),
+        result.problems,
+        result.already_in,
+    )

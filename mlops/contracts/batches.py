@@ -45,6 +45,16 @@ class InvalidBatchId(UserError):
     """A batch id that could escape its folder or break a query: refused before anything runs."""
 
 
+class OutsideLandingZone(UserError):
+    """A symlink in the landing zone to a directory elsewhere: refused before anything runs
+    (whoever can write the landing zone would otherwise have the platform read any folder)."""
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its symlinks followed, stays below `root` (followed too)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
 def validate_batch_id(batch_id: object, source: Path | str) -> str:
     """The id itself when it is safe as a path component and a partition value; otherwise an
     `InvalidBatchId` naming the id and where it came from (`source`)."""
@@ -116,6 +126,13 @@ def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
                 for p in path.iterdir()
                 if p.is_dir() and not p.name.startswith(".") and is_batch_dir(p)
             )
+            for child in children:
+                if not _inside(child, path):
+                    raise OutsideLandingZone(
+                        f"{child} is a symlink to {child.resolve()}, outside the landing zone "
+                        f"{path}: refused, nothing was ingested. Copy the batch into the "
+                        "landing zone, or remove the link."
+                    )
             if not children:
                 raise BatchUnreadable(f"{path}: holds no batch (no {MANIFEST}, no parquet).")
             found.extend(children)
@@ -136,6 +153,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     """The batch's manifest (`batch_id` validated, `closed_at` checked as ISO); a directory
     without one is its own name, closed now."""
     manifest_path = directory / MANIFEST
+    _refuse_link_out(manifest_path, directory)
     if not manifest_path.exists():
         batch_id = validate_batch_id(directory.name, directory)
         return {"batch_id": batch_id, "closed_at": datetime.now(UTC).isoformat()}
@@ -161,8 +179,19 @@ def read_batch(directory: Path, specs: Iterable[TableSpec]) -> LandedBatch:
         closed_at = closed_at.replace(tzinfo=UTC)
     tables = {}
     for spec in specs:
+        _refuse_link_out(directory / spec.file_name, directory)
         tables[spec.name] = _read_table(directory / spec.file_name)
     return LandedBatch(manifest["batch_id"], directory, closed_at, tables)
+
+
+def _refuse_link_out(path: Path, directory: Path) -> None:
+    """A batch's file that is a symlink leaving its batch directory is unreadable: the batch is
+    refused rather than the platform reading a file from elsewhere."""
+    if path.is_symlink() and not _inside(path, directory):
+        raise BatchUnreadable(
+            f"{path} is a symlink to {path.resolve()}, outside its batch directory: refused. "
+            "Copy the file into the batch."
+        )
 
 
 def _read_table(path: Path) -> pd.DataFrame:

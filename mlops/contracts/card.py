@@ -42,6 +42,11 @@ class ServingSLO(_Strict):
 
 class ValidationGate(_Strict):
     max_failing_fraction: float = Field(ge=0, le=1, description="Above it, reject the batch.")
+    max_event_age_days: float = Field(
+        default=30,
+        gt=0,
+        description="An event row older than this before its batch's close is quarantined.",
+    )
 
 
 class Floor(_Strict):

@@ -32,11 +32,10 @@ from pydantic import (
 
 from mlops.config.errors import UserError
 from mlops.contracts.model_inputs import Columns, as_float, category_codes
-from mlops.contracts.usecase import FeatureInputs, TableSpec, UseCase
+from mlops.contracts.usecase import MAX_INT_KEY, FeatureInputs, TableSpec, UseCase
 
 if TYPE_CHECKING:
     import numpy as np
-MAX_INT_KEY = 2**53  # integer keys stay exact in every JSON client
 MAX_STRING_KEY = 256
 FEATURE_TTL = timedelta(days=3650)  # an entity's last known values stay its values
 MAX_EXAMPLES = 5

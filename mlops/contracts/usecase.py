@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 
+# The range of an integer id (an entity key, an event id): exact in every JSON client. The
+# service accepts ids in it, and ingestion quarantines rows whose id is outside it.
+MAX_INT_KEY = 2**53
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """One landed table: its file, row id and the time each row became known."""

@@ -291,7 +291,10 @@ class OfflineStore:
                 )
 
     def watermark(self) -> datetime | None:
-        """The latest close time of any committed batch: what the online store is current to."""
+        """The latest close time of any committed batch: what the online store is current to,
+        and the default end of a training window. Only validated closes get here: ingestion
+        refuses a batch whose manifest closes later than now plus the allowed clock skew
+        (`max_close_ahead_minutes`), and quarantines its event rows that fall outside it."""
         return max(self._closes(), default=None)
 
     def first_close(self) -> datetime | None:

@@ -23,8 +23,7 @@ INJECTED = {
     2: "event_timestamp:between",
     3: "ad_id:between",
     4: "device:in_set",
-    5: "impression_id:unique",
-    6: "impression_id:unique",
+    6: "impression_id:unique",  # a copy of row 5's id; row 5, the first, is kept
 }
 
 
@@ -86,7 +85,7 @@ def inject_bad_rows(batch_dir: Path) -> dict[int, str]:
     frame.loc[6, "impression_id"] = frame.loc[5, "impression_id"]
     write_parquet(frame, path)
     ids = frame["impression_id"]
-    # Rows 5 and 6 share an id now: both are quarantined, keyed by that one id.
+    # Rows 5 and 6 share an id now: the copy (6) is quarantined, keyed by that id; 5 is kept.
     return {int(ids[i]): reason for i, reason in INJECTED.items()}
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from mlops.contracts.model_inputs import Columns, as_float, category_codes, hour_of_day
+from mlops.contracts.usecase import MAX_INT_KEY
 from usecases.adclick.contract import (
     AD_CATEGORIES,
     AD_POSITIONS,
@@ -38,7 +39,7 @@ ACTIVITY = tuple(
 FEATURES = (*CATEGORIES, "ad_position", "hour_of_day", *ACTIVITY)
 
 
-MAX_ID = 2**53  # ids stay exact in every JSON client
+MAX_ID = MAX_INT_KEY  # ids stay exact in every JSON client (ingestion checks the same)
 
 
 class ClickRequest(BaseModel):

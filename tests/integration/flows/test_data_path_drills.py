@@ -1,7 +1,8 @@
 """The reliability drills "nothing lost, nothing let in", as real Prefect flow runs over
-real GX, DuckDB and Feast stores: unsafe batch ids, a re-landed copy, a late batch, and a
-SIGKILL at chosen points of an ingest. Each drill ends by comparing every store (offline
-partitions, quarantine, ledger, online values) with a clean in-order ingest of the same days."""
+real GX, DuckDB and Feast stores: unsafe batch ids, a re-landed copy, a reused batch id, a
+batch closing in the future, a late batch, and a SIGKILL at chosen points of an ingest. Each
+drill ends by comparing every store (offline partitions, quarantine, ledger, online values)
+with a clean in-order ingest of the same days, or with the stores before the drill."""
 
 from __future__ import annotations
 
@@ -114,6 +115,76 @@ def test_a_relanded_copy_is_quarantined_whole_and_changes_nothing(
         assert len(quarantined) == len(pd.read_parquet(batches[0] / f"{table}.parquet"))
         assert set(quarantined[REASON_COLUMN]) == {ALREADY_INGESTED}, table
     assert_same_stores(store_snapshot(settings, use_case), before)
+    assert ingest().batches == []  # recorded: the schedule does not try it again
+
+
+def test_a_reused_batch_id_over_other_rows_is_refused_and_changes_nothing(
+    settings, use_case, ingest, tmp_path
+) -> None:
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import app
+    from ingestion import BatchesRejected
+    from mlops.config.errors import EXIT_REJECTED
+
+    first, second = _land(settings)
+    ingest([first])
+    offline = OfflineStore(settings.offline_dir)
+    source = offline.record(first.name)["source"]
+    before = store_snapshot(settings, use_case)
+    # The next day's rows under the committed day's id.
+    reused = shutil.copytree(second, tmp_path / "reused")
+    manifest = json.loads((reused / MANIFEST).read_text())
+    (reused / MANIFEST).write_text(json.dumps({**manifest, "batch_id": first.name}))
+
+    cli = CliRunner().invoke(app, ["ingest", str(reused)])
+    assert cli.exit_code == EXIT_REJECTED, cli.output
+    assert "already committed" in cli.output
+    with pytest.raises(BatchesRejected) as rejected:
+        ingest([reused])
+
+    [report] = rejected.value.result.batches
+    assert report.status == "rejected" and report.quarantined == 0
+    assert f"already committed, from {source}" in report.reason
+    assert str(reused) in report.reason
+    everything = ("offline", "quarantine", "ledger", "online")
+    assert_same_stores(store_snapshot(settings, use_case), before, parts=everything)
+    assert offline.record(first.name)["source"] == source
+    assert ingest([first]).batches[0].status == "ingested"  # the same content: a no-op
+
+
+def test_a_batch_closing_in_the_future_is_refused_and_moves_no_watermark(
+    settings, use_case, ingest
+) -> None:
+    from ingestion import BatchesRejected
+
+    _, second = _land(settings)
+    ingest()
+    offline = OfflineStore(settings.offline_dir)
+    watermark = offline.watermark()
+    before = store_snapshot(settings, use_case)
+    # Events from 2030 in a batch that says it closes in 2999: the suites' "not after the
+    # close" would let them in.
+    future = shutil.copytree(second, settings.landing_dir / "far-future")
+    manifest = json.loads((future / MANIFEST).read_text())
+    closes = "2999-01-01T00:00:00+00:00"
+    (future / MANIFEST).write_text(
+        json.dumps({**manifest, "batch_id": "far-future", "closed_at": closes})
+    )
+    events = pd.read_parquet(future / "impressions.parquet")
+    events["event_timestamp"] = pd.Timestamp("2030-01-01", tz="UTC")
+    events.to_parquet(future / "impressions.parquet")
+
+    with pytest.raises(BatchesRejected) as rejected:
+        ingest()
+
+    [report] = rejected.value.result.batches
+    assert report.batch_id == "far-future" and report.status == "rejected"
+    assert closes in report.reason and "MLOPS_MAX_CLOSE_AHEAD_MINUTES" in report.reason
+    assert report.quarantined == report.rows == len(events)
+    assert offline.watermark() == watermark
+    assert_same_stores(store_snapshot(settings, use_case), before)  # offline, ledger, online
+    assert (settings.quarantine_dir / "far-future" / "rejection.json").exists()
     assert ingest().batches == []  # recorded: the schedule does not try it again
 
 

@@ -26,7 +26,10 @@ def test_injected_bad_rows_are_exactly_the_rows_quarantined(settings, use_case) 
     for _, row in quarantined.iterrows():
         assert expected[row["impression_id"]] in row[REASON_COLUMN].split("; ")
     assert len(impressions.clean) + len(quarantined) == batch.rows["impressions"]
-    assert not set(impressions.clean["impression_id"]) & set(expected)
+    # Of the duplicated id, the first row is kept (once) and the copy quarantined.
+    duplicated = {i for i, reason in expected.items() if reason == "impression_id:unique"}
+    assert set(impressions.clean["impression_id"]) & set(expected) == duplicated
+    assert impressions.clean["impression_id"].is_unique
     assert results["users"].quarantined.empty and results["ads"].quarantined.empty
     assert decide_batch(results, use_case).passed
 
@@ -88,3 +91,37 @@ def test_results_are_stored_under_the_batch_id_and_name_their_table(settings, us
         table = key.expectation_suite_identifier.name.split(".")[-1]
         assert result.meta["checkpoint_id"], "not validated through a checkpoint"
         assert result.asset_name == result.meta["batch_spec"]["data_asset_name"] == table
+
+
+def test_the_platform_rules_apply_beside_the_suite(settings, use_case) -> None:
+    """±inf in a numeric column and an id beyond what the service accepts are quarantined with
+    their reason; naive timestamps make their table unusable, with what to fix."""
+    import numpy as np
+
+    from mlops.contracts.usecase import MAX_INT_KEY
+
+    (batch_dir,) = land_days(settings.landing_dir, days=1, events_per_day=200)
+    path = batch_dir / "impressions.parquet"
+    impressions = pd.read_parquet(path)
+    impressions.loc[0, "click_probability"] = np.inf
+    impressions.loc[1, "click_probability"] = -np.inf
+    impressions.loc[2, "user_id"] = MAX_INT_KEY + 1
+    impressions.to_parquet(path)
+    users_path = batch_dir / "users.parquet"
+    users = pd.read_parquet(users_path)
+    users["signup_at"] = users["signup_at"].dt.tz_localize(None)
+    users.to_parquet(users_path)
+
+    results = validate_batch(read_batch(batch_dir, use_case.tables), use_case, settings)
+
+    reasons = results["impressions"].quarantined[REASON_COLUMN].to_dict()
+    assert reasons == {
+        0: "click_probability:finite",
+        1: "click_probability:finite",
+        2: "user_id:in_key_range",
+    }
+    assert results["users"].problems == [
+        "column signup_at has timestamps without a time zone: write them as UTC, e.g. "
+        "2026-01-01T00:00:00Z (parquet: a timestamp type with tz='UTC')."
+    ]
+    assert not decide_batch(results, use_case).passed

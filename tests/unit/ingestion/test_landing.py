@@ -272,3 +272,25 @@ def test_bad_files_are_refused_naming_the_file(use_case, tmp_path: Path, change,
     change(directory, files)
     with pytest.raises(UserError, match=re.escape(message)):
         land_files(use_case, sorted(directory.iterdir()), tmp_path / "landing")
+
+
+def test_symlinks_leaving_the_landing_zone_are_refused(tmp_path: Path) -> None:
+    from mlops.contracts.batches import OutsideLandingZone
+
+    landing = tmp_path / "landing"
+    _land(landing / "2026-01-01")
+    elsewhere = _land(tmp_path / "elsewhere" / "secret")
+    (landing / "linked").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutsideLandingZone, match="outside the landing zone") as refused:
+        expand_batch_paths([landing])
+    assert refused.value.exit_code == EXIT_BAD_INPUT
+    (landing / "linked").unlink()
+
+    inside = landing / "2026-01-01"
+    (inside / "ads.parquet").unlink()
+    (inside / "ads.parquet").symlink_to(elsewhere / "ads.parquet")
+    with pytest.raises(BatchUnreadable, match="outside its batch directory"):
+        read_batch(inside, TABLES)
+    (inside / "ads.parquet").unlink()
+    (inside / "ads.parquet").symlink_to(inside / "users.parquet")  # staying inside: fine
+    assert read_batch(inside, TABLES).rows["ads"] == 2
