@@ -16,11 +16,19 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.prefect_names import artifact_key, name_flow_run
+from flows.results import RESULT_SERIALIZER
 from mlops.config.runtime import setup
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase, active_use_case
 from mlops.stores.feature_store import open_store
-from mlops.stores.mlflow_runs import LoggedRun, day_name, run_url, server_unreachable, tag_run
+from mlops.stores.mlflow_runs import (
+    LoggedRun,
+    day_name,
+    naming_outage,
+    run_url,
+    server_unreachable,
+    tag_run,
+)
 from mlops.stores.offline_store import OfflineStore
 from mlops.stores.registry import CHAMPION, ModelRegistry
 from models import dataset, mlflow_logging, promotion, training, training_engine
@@ -80,6 +88,9 @@ def reconcile(registry: ModelRegistry) -> None:
 
 @task(cache_policy=NO_CACHE, task_run_name="load-champion", **MLFLOW_RETRIES)
 def load_champion(registry: ModelRegistry) -> tuple[str | None, xgb.Booster | None]:
+    """None only when MLflow answered that there is no champion: an MLflow that does not
+    answer fails the task (`ServiceUnreachable`), and the gate never judges a challenger
+    alone ("first model") for want of an answer."""
     version = registry.alias(CHAMPION)
     return version, registry.load_booster(version) if version else None
 
@@ -89,7 +100,8 @@ def log_run(settings: Settings, use_case: UseCase, **logged: Any) -> LoggedRun:
     """A retry marks the run the failed attempt left unfinished FAILED, then logs a new one."""
     from prefect.runtime import flow_run
 
-    return mlflow_logging.log_training_run(settings, use_case, logged_by=flow_run.id, **logged)
+    with naming_outage(settings.tracking_uri):
+        return mlflow_logging.log_training_run(settings, use_case, logged_by=flow_run.id, **logged)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register", **MLFLOW_RETRIES)
@@ -128,7 +140,7 @@ def check_infra(settings: Settings, use_case: UseCase, version: str) -> InfraChe
     return infra_check(settings, use_case, version)
 
 
-@flow(name="train")
+@flow(name="train", persist_result=True, result_serializer=RESULT_SERIALIZER)
 def train(
     as_of: datetime | None = None,
     exclude_features: list[str] | None = None,

@@ -26,7 +26,14 @@ from mlops.config.settings import Settings
 from mlops.contracts.card import MonitoringGate
 from mlops.contracts.metrics import nce
 from mlops.contracts.usecase import UseCase
-from mlops.stores.mlflow_runs import LoggedRun, dataset, describe_run, experiment_id, run_url
+from mlops.stores.mlflow_runs import (
+    LoggedRun,
+    dataset,
+    describe_run,
+    experiment_id,
+    naming_outage,
+    run_url,
+)
 from mlops.stores.reference import LABEL, SCORE
 from mlops.stores.registry import ModelRegistry
 from monitoring import evidently_reports as evidently
@@ -181,25 +188,28 @@ def record_verdict(
         **({"nce": signals.nce} if signals.nce is not None else {}),
         **{f"null_fraction.{c}": f for c, f in signals.null_fraction.items()},
     }
-    logged = log_monitoring_run(
-        settings,
-        use_case,
-        run_name=f"monitor-{day}",
-        metrics=metrics,
-        tags={
-            "day": day,
-            "decision": verdict.decision,
-            "reason": verdict.reason,
-            "model_version": champion,
-            "model_uri": model_uri,
-            "model_run_id": judged.run_id or "",
-            "window.start": window.start.isoformat(),
-            "window.end": window.end.isoformat(),
-        },
-        description=_run_description(day, window, verdict, champion, model_uri, judged.run_id),
-        artifacts=reports,
-        sample=window.sample if window.rows else None,
-    )
+    # MLflow before the history: a window MLflow could not record is not judged yet, and a
+    # rerun of the day replaces whatever part of the run was logged.
+    with naming_outage(settings.tracking_uri):
+        logged = log_monitoring_run(
+            settings,
+            use_case,
+            run_name=f"monitor-{day}",
+            metrics=metrics,
+            tags={
+                "day": day,
+                "decision": verdict.decision,
+                "reason": verdict.reason,
+                "model_version": champion,
+                "model_uri": model_uri,
+                "model_run_id": judged.run_id or "",
+                "window.start": window.start.isoformat(),
+                "window.end": window.end.isoformat(),
+            },
+            description=_run_description(day, window, verdict, champion, model_uri, judged.run_id),
+            artifacts=reports,
+            sample=window.sample if window.rows else None,
+        )
     History(settings.monitoring_dir / "history.json").record(
         {
             "window_end": window.end.isoformat(),

@@ -1,5 +1,6 @@
 """Which model the service scores with: by default the registry's `@champion`, followed by
-polling.
+polling. A registry that does not answer changes nothing: the model serving keeps serving, and
+the next poll asks again.
 
 A new model is loaded and warmed up beside the one serving, then swapped in with a single
 reference assignment. A request reads `current` once and scores with that model from start to
@@ -41,9 +42,13 @@ class Champion:
 
     def refresh(self) -> bool:
         """Load the wanted version if it is not the one serving; True if it swapped."""
-        version = None
         try:
             version = self.wanted_version()
+        except Exception as err:  # could not ask (MLflow down): what serves keeps serving
+            self.last_error = f"cannot ask which version to serve: {err}"
+            self._errors.error("cannot ask which version to serve", err)
+            return False
+        try:
             if version is None or (self.current is not None and self.current.version == version):
                 return False
             model = prepare(self.load(version), self.scorer)

@@ -12,12 +12,19 @@ The window that ends at 2026-01-12T00:00 judges 2026-01-11: its MLflow run is
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+import time as clock
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+from mlops.config.errors import ServiceUnreachable
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase
 
@@ -42,6 +49,29 @@ TAG_LIMIT = 5000  # MLflow caps tag values (and descriptions) at 5000 characters
 # the run an earlier attempt of it left RUNNING by this tag (`fail_unfinished_runs`).
 LOGGED_BY = "mlops.flow_run_id"
 SCHEMA_ROWS = 1000  # rows a dataset's schema is inferred from (all of them: ~3 s per 100k)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How long a question to MLflow is asked again before the platform gives up: `attempts`
+    in all, waiting `delays_seconds` between them (the last one repeats), and no new attempt
+    once `budget_seconds` have passed since the first. Each attempt is one MLflow call, with
+    MLflow's own HTTP retries and timeout inside it (Settings.library_environment)."""
+
+    attempts: int = 3
+    delays_seconds: tuple[float, ...] = (1.0, 3.0)
+    budget_seconds: float = 40.0
+
+    def delay(self, attempt: int) -> float:
+        return self.delays_seconds[min(attempt, len(self.delays_seconds)) - 1]
+
+
+# The one place that says how hard a decision path insists before failing closed: a refused
+# connection fails in ~10 s, a server that accepts and never answers in about the budget.
+MLFLOW_RETRIES = Retries()
 
 
 @dataclass(frozen=True)
@@ -100,7 +130,14 @@ def server_unreachable(error: BaseException) -> bool:
     """Whether `error` is, or was caused by, the tracking server not answering: refused or
     dropped connections, timeouts, 5xx answers until MLflow's own retries ran out. A retry may
     succeed once it is back; any other error would only happen again."""
+    return outage_cause(error) is not None
+
+
+def outage_cause(error: BaseException) -> str | None:
+    """What kept the tracking server from answering, in a few words ("connection refused",
+    "timed out", "HTTP 503"), or None when `error` is an answer (absent, invalid, a bug)."""
     import requests
+    from mlflow.exceptions import MlflowException
 
     transient = (
         requests.exceptions.ConnectionError,
@@ -110,13 +147,113 @@ def server_unreachable(error: BaseException) -> bool:
         ConnectionError,
         TimeoutError,
     )
+    causes: list[BaseException] = []
     seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, transient):
-            return True
+    while seen is not None and len(causes) < 20:
+        causes.append(seen)
         # MLflow raises its own exception from inside the handler of requests' one.
         seen = seen.__cause__ or seen.__context__
-    return False
+    for cause in causes:
+        if isinstance(cause, ServiceUnreachable):
+            return cause.cause
+        if isinstance(cause, MlflowException) and _server_error(cause):
+            status = re.search(r"failed with error code (5\d\d)", str(cause))
+            return f"HTTP {status.group(1) if status else cause.get_http_status_code()}"
+    # MLflow's artifact downloads collect each file's failure as text: "API request to ...
+    # failed with exception HTTPConnectionPool(...): Max retries exceeded ...".
+    said_by_mlflow = any(
+        isinstance(cause, MlflowException) and "failed with exception HTTP" in str(cause)
+        for cause in causes
+    )
+    if not said_by_mlflow and not any(isinstance(cause, transient) for cause in causes):
+        return None
+    text = " ".join(str(cause) for cause in causes)
+    for words, said in (
+        ("refused", "connection refused"),
+        ("Read timed out", "timed out"),
+        ("timed out", "timed out"),
+        ("reset", "connection reset"),
+        ("too many 5", "HTTP 5xx"),
+        ("RemoteDisconnected", "connection closed without an answer"),
+        ("Connection aborted", "connection closed without an answer"),
+    ):
+        if words in text:
+            return said
+    return type(causes[-1]).__name__
+
+
+def _server_error(error: BaseException) -> bool:
+    """A 5xx answer without MLflow's own error body (a proxy, a dying server), or MLflow
+    saying it is unavailable: the question was not answered."""
+    code = getattr(error, "error_code", "")
+    if code in ("TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return True
+    return str(error).startswith("API request to endpoint") and " failed with error code 5" in (
+        str(error)
+    )
+
+
+def without_credentials(url: str) -> str:
+    """`url` as it may be printed: no user or password in it."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextmanager
+def naming_outage(tracking_uri: str) -> Iterator[None]:
+    """Inside, MLflow not answering (after MLflow's own HTTP retries) comes out as
+    `ServiceUnreachable`, which names MLflow and where it was asked, never as a library's
+    exception text. For calls that are not safe to repeat here (a whole run's logging): the
+    caller's retries (Prefect's) start them again."""
+    try:
+        yield
+    except ServiceUnreachable:
+        raise
+    except Exception as err:
+        cause = outage_cause(err)
+        if cause is None:
+            raise
+        raise ServiceUnreachable("MLflow", without_credentials(tracking_uri), cause) from err
+
+
+def ask_mlflow(
+    tracking_uri: str, what: str, call: Callable[[], T], retries: Retries = MLFLOW_RETRIES
+) -> T:
+    """`call()`'s answer; asked again while the tracking server does not answer, then
+    `ServiceUnreachable`. An answer (an error included: absent, invalid) is returned or raised
+    at once. `call` must be safe to repeat: it may have reached the server before its answer
+    was lost."""
+    started = clock.monotonic()
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except ServiceUnreachable:
+            raise  # asked and retried already, one level down
+        except Exception as err:
+            cause = outage_cause(err)
+            if cause is None:
+                raise
+            delay = retries.delay(attempt)
+            spent = clock.monotonic() - started
+            if attempt >= retries.attempts or spent + delay > retries.budget_seconds:
+                raise ServiceUnreachable(
+                    "MLflow", without_credentials(tracking_uri), cause
+                ) from err
+            log.warning(
+                "MLflow did not answer (%s) to %s: attempt %d of %d, again in %.0f s",
+                cause,
+                what,
+                attempt,
+                retries.attempts,
+                delay,
+            )
+            clock.sleep(delay)
+            attempt += 1
 
 
 def fail_unfinished_runs(settings: Settings, experiment: str, logged_by: str) -> list[str]:
@@ -152,7 +289,11 @@ def tag_run(settings: Settings, run_id: str, tags: Mapping[str, str]) -> None:
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     for key, value in tags.items():
-        client.set_tag(run_id, key, value[:TAG_LIMIT])
+        ask_mlflow(
+            settings.tracking_uri,
+            f"tagging run {run_id}",
+            partial(client.set_tag, run_id, key, value[:TAG_LIMIT]),
+        )
 
 
 def describe_run(settings: Settings, run_id: str, markdown: str) -> None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mlops.config.errors import UserError
+from mlops.config.errors import ServiceUnreachable, UserError
+from mlops.stores.mlflow_runs import ask_mlflow
 
 if TYPE_CHECKING:
     from mlops.stores.registry import ModelRegistry
@@ -56,12 +57,30 @@ def load_reference(registry: ModelRegistry, version: str) -> pd.DataFrame:
         raise UserError(f"model version {version} has no training run to read a reference from")
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = registry.client.download_artifacts(
-                run_id, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}", folder
+            path = ask_mlflow(
+                registry.tracking_uri,
+                f"v{version}'s monitoring reference",
+                lambda: _download(registry, run_id, folder),
+                registry.retries,
             )
+        except ServiceUnreachable:
+            raise  # could not ask: not "no reference"
         except Exception as err:  # MLflow raises several types for a missing artifact
             raise UserError(
                 f"model version {version} has no monitoring reference (run {run_id}); "
                 "retrain it with this version of the platform"
             ) from err
         return pd.read_parquet(Path(path))
+
+
+def _download(registry: ModelRegistry, run_id: str, folder: str) -> str:
+    """The reference file of `run_id`, from the run's own artifact store. Not through
+    `MlflowClient.download_artifacts`: its runs repository reads every failure, an outage
+    included, as "no such artifact"."""
+    import mlflow.artifacts
+
+    run = registry.client.get_run(run_id)
+    uri = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_DIR}/{ARTIFACT_FILE}"
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=folder, tracking_uri=registry.tracking_uri
+    )

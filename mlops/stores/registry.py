@@ -12,25 +12,40 @@ dies in between leaves a `pending` version; the next run reconciles it: promoted
 holds `@champion`, abandoned otherwise. Every write can be retried (the tracking server went away
 mid-way): registering once per run, a promotion resumed where it stopped, a decision described
 once.
+
+Nothing is decided on missing information: every call tells "absent" (no such alias, model or
+version: an answer) from "could not ask" (refused, reset, timed out, 5xx). Could not ask is
+asked again a few times (`mlflow_runs.MLFLOW_RETRIES`), then `ServiceUnreachable`: never read
+as "no champion".
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from mlops.config.errors import UserError
-from mlops.stores.mlflow_runs import RUN_NOTE, TAG_LIMIT
+from mlops.stores.mlflow_runs import (
+    MLFLOW_RETRIES,
+    RUN_NOTE,
+    TAG_LIMIT,
+    Retries,
+    ask_mlflow,
+    server_unreachable,
+)
 
 if TYPE_CHECKING:
     import xgboost as xgb
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -39,6 +54,12 @@ REASON = "decision.reason"
 DECIDED_BY = "decision.by"
 DECIDED_AT = "decision.at"
 PROMOTED_AT = "promoted_at"  # kept after a rollback: the champion history, for the next one
+# The @champion a promotion replaces, written before any alias moves: a promotion cut short
+# after @champion moved is finished from it (@previous), by a retry or by `reconcile`.
+PROMOTED_FROM = "promoted_from"
+NO_VERSION = "none"
+# Where a rollback gives @champion, written on the rolled-back version before any alias moves.
+ROLLED_BACK_TO = "rolled_back_to"
 ENTRY_SEPARATOR = "\n\n---\n\n"  # between the decisions of a version's description
 
 Decision = Literal["pending", "promoted", "rejected", "abandoned", "rolled_back"]
@@ -60,10 +81,26 @@ def human() -> str:
     return f"human:{getpass.getuser()}"
 
 
+def absent(error: BaseException) -> bool:
+    """Whether MLflow answered "no such thing" (model, version or alias): the registry's
+    answer, not a failure to ask. MLflow 3 says a missing alias with INVALID_PARAMETER_VALUE
+    ("Registered model alias champion not found"), a missing model or version with
+    RESOURCE_DOES_NOT_EXIST."""
+    if server_unreachable(error):
+        return False
+    code = getattr(error, "error_code", None)
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    message = str(error)
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
+
+
 class ModelRegistry:
     """One registered model in MLflow's registry."""
 
-    def __init__(self, tracking_uri: str, model_name: str) -> None:
+    def __init__(
+        self, tracking_uri: str, model_name: str, retries: Retries = MLFLOW_RETRIES
+    ) -> None:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
@@ -71,15 +108,25 @@ class ModelRegistry:
             tracking_uri=tracking_uri, registry_uri=tracking_uri
         )
         self.name = model_name
+        self.retries = retries
+
+    def _ask(self, what: str, call: Callable[[], T]) -> T:
+        """`call()` asked until MLflow answers, or `ServiceUnreachable` (see the module)."""
+        return ask_mlflow(self.tracking_uri, f"{what} of model '{self.name}'", call, self.retries)
 
     # Reading
     def alias(self, alias: str) -> str | None:
-        from mlflow.exceptions import MlflowException
+        """The version holding `alias`; None only when MLflow answered that none does."""
 
-        try:
-            return str(self.client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:  # no such alias, or no such model yet
-            return None
+        def read() -> str | None:
+            try:
+                return str(self.client.get_model_version_by_alias(self.name, alias).version)
+            except Exception as err:
+                if absent(err):  # no such alias, or no such model yet
+                    return None
+                raise
+
+        return self._ask(f"@{alias}", read)
 
     def champion(self) -> str:
         """The @champion's version; none yet is the user's to fix (train a first model)."""
@@ -90,6 +137,9 @@ class ModelRegistry:
 
     def versions(self) -> list[VersionInfo]:
         """All versions, newest first."""
+        return self._ask("versions", self._versions)
+
+    def _versions(self) -> list[VersionInfo]:
         found = self.client.search_model_versions(f"name = '{self.name}'")
         if not found:
             return []
@@ -122,7 +172,9 @@ class ModelRegistry:
         import mlflow.xgboost
 
         self._use_globally()
-        return mlflow.xgboost.load_model(self.uri(version))
+        return self._ask(
+            f"v{version}'s model", lambda: mlflow.xgboost.load_model(self.uri(version))
+        )
 
     def download(self, version: str, destination: Path) -> Path:
         """The version's logged model directory (booster, MLmodel metadata), copied locally."""
@@ -130,7 +182,12 @@ class ModelRegistry:
 
         self._use_globally()
         return Path(
-            mlflow.artifacts.download_artifacts(self.uri(version), dst_path=str(destination))
+            self._ask(
+                f"v{version}'s model",
+                lambda: mlflow.artifacts.download_artifacts(
+                    self.uri(version), dst_path=str(destination)
+                ),
+            )
         )
 
     def uri(self, version: str) -> str:
@@ -147,7 +204,10 @@ class ModelRegistry:
     def register(self, model_uri: str, run_id: str) -> str:
         """A new version, `pending` until the gate's decision is applied. Once per run: the
         version an earlier attempt registered for `run_id` (its answer lost with the server)
-        is returned instead of a second one."""
+        is returned instead of a second one (asked again, it looks again first)."""
+        return self._ask(f"registering run {run_id}", lambda: self._register(model_uri, run_id))
+
+    def _register(self, model_uri: str, run_id: str) -> str:
         from mlflow.exceptions import MlflowException
 
         registered = self.client.search_model_versions(
@@ -177,46 +237,84 @@ class ModelRegistry:
         """Make `version` the champion and the former one `@previous`; return the former.
 
         A `pending` version that holds `@champion` already is a promotion an earlier attempt
-        began (the server went away before the record was written): it is finished, the
-        aliases left where they are."""
-        former = self.alias(CHAMPION)
-        resumed = former == str(version) and self.version(version).decision == "pending"
-        if former == str(version) and not resumed:
+        began (the server went away before the record was written): it is finished from the
+        former champion it wrote down first. `@champion` moves before `@previous`: cut short
+        before, nothing moved; after, the promotion is decided and finishing it is all that
+        is left."""
+        version = str(version)
+        current = self.alias(CHAMPION)
+        target = self.version(version)
+        resumed = current == version and target.decision == "pending"
+        if current == version and not resumed:
             raise UserError(f"version {version} is already @{CHAMPION}")
-        self._tag(version, {REASON: reason, DECIDED_BY: by})
         if resumed:
-            former = self.alias(PREVIOUS)
+            former = _version_or_none(target.tags.get(PROMOTED_FROM)) or self.alias(PREVIOUS)
         else:
-            if former is not None:
-                self.client.set_registered_model_alias(self.name, PREVIOUS, former)
-            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+            former = current
+            self._tag(
+                version,
+                {
+                    REASON: reason,
+                    DECIDED_BY: by,
+                    PROMOTED_FROM: former or NO_VERSION,
+                    ROLLED_BACK_TO: NO_VERSION,  # a rollback of an earlier term is over
+                },
+            )
+            self._set_alias(CHAMPION, version)
+        if former is not None and former != version:
+            self._set_alias(PREVIOUS, former)
         self._record(version, "promoted", reason, by, **{PROMOTED_AT: _now()})
         log.info("%s v%s is @%s (was %s): %s", self.name, version, CHAMPION, former, reason)
         return former
 
     def rollback(self, reason: str, by: str) -> tuple[str, str]:
-        """Give `@champion` back to `@previous`; return (from, to)."""
-        current, previous = self.alias(CHAMPION), self.alias(PREVIOUS)
-        if current is None or previous is None:
+        """Give `@champion` back to `@previous`; return (from, to). Everything is read before
+        anything is written, so an outage while reading changes nothing. The rolled-back
+        version is told where `@champion` goes (a tag) before an alias moves: a rollback cut
+        short after `@champion` moved (both aliases on one version) is finished by the next."""
+        champion, previous = self.alias(CHAMPION), self.alias(PREVIOUS)
+        versions = self.versions()
+        begun = [
+            v
+            for v in versions
+            if champion is not None
+            and v.version != champion
+            and v.tags.get(ROLLED_BACK_TO) == champion
+            and v.decision == "promoted"
+        ]
+        if begun and champion is not None:  # cut short after @champion moved: finish it
+            current, restored = begun[0].version, champion
+        elif champion is None or previous is None or champion == previous:
             raise UserError(f"nothing to roll back to: model '{self.name}' has no @{PREVIOUS}")
-        self.client.set_registered_model_alias(self.name, CHAMPION, previous)
-        self._record(current, "rolled_back", reason, by)
-        self._tag(previous, {REASON: f"restored by rollback: {reason}", DECIDED_BY: by})
-        self._describe(previous, f"**@{CHAMPION} again** (rollback from v{current})", reason, by)
-        # The new @previous is the champion before `previous`, so rollbacks can chain.
+        else:
+            current, restored = champion, previous
+        restored_at = next(
+            (v.tags.get(PROMOTED_AT, "") for v in versions if v.version == restored), ""
+        )
+        # The new @previous is the champion before `restored`, so rollbacks can chain.
         earlier = [
             v
-            for v in self.versions()
+            for v in versions
             if v.tags.get(DECISION) == "promoted"
-            and v.version not in (current, previous)
-            and v.tags.get(PROMOTED_AT, "") < self.version(previous).tags.get(PROMOTED_AT, "")
+            and v.version not in (current, restored)
+            and v.tags.get(PROMOTED_AT, "") < restored_at
         ]
+        self._tag(current, {ROLLED_BACK_TO: restored})
+        self._set_alias(CHAMPION, restored)
         if earlier:
             latest = max(earlier, key=lambda v: v.tags[PROMOTED_AT])
-            self.client.set_registered_model_alias(self.name, PREVIOUS, latest.version)
+            self._set_alias(PREVIOUS, latest.version)
         else:
-            self.client.delete_registered_model_alias(self.name, PREVIOUS)
-        return current, previous
+            self._ask(
+                f"removing @{PREVIOUS}",
+                lambda: self._ignore_absent(
+                    lambda: self.client.delete_registered_model_alias(self.name, PREVIOUS)
+                ),
+            )
+        self._record(current, "rolled_back", reason, by)
+        self._tag(restored, {REASON: f"restored by rollback: {reason}", DECIDED_BY: by})
+        self._describe(restored, f"**@{CHAMPION} again** (rollback from v{current})", reason, by)
+        return current, restored
 
     def reconcile(self) -> list[str]:
         """Finish the record of versions a dead run left `pending`; return what was fixed."""
@@ -226,6 +324,10 @@ class ModelRegistry:
             if v.decision != "pending":
                 continue
             if v.version == champion:
+                # A promotion cut short after @champion moved: @previous too, then the record.
+                former = _version_or_none(v.tags.get(PROMOTED_FROM))
+                if former is not None and former != v.version and self.alias(PREVIOUS) != former:
+                    self._set_alias(PREVIOUS, former)
                 reason = v.tags.get(REASON, "passed the gate")
                 self._record(v.version, "promoted", reason, v.tags.get(DECIDED_BY, "gate"))
             else:
@@ -246,11 +348,28 @@ class ModelRegistry:
         self._describe(version, f"**{decision}**", reason, by)
         self._tag(version, {DECISION: decision})
 
+    def _set_alias(self, alias: str, version: str) -> None:
+        self._ask(
+            f"moving @{alias} to v{version}",
+            lambda: self.client.set_registered_model_alias(self.name, alias, version),
+        )
+
+    @staticmethod
+    def _ignore_absent(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except Exception as err:
+            if not absent(err):
+                raise
+
     def _describe(self, version: str, what: str, reason: str, by: str) -> None:
         """Put a decision on top of the version's description and its training run's: what,
         who and when, then the reason in full (tags cut it, the UI shortens tag values). The
         same decision already on top (an attempt retried after the server went away) is not
         written twice."""
+        self._ask(f"describing v{version}", lambda: self._describe_once(version, what, reason, by))
+
+    def _describe_once(self, version: str, what: str, reason: str, by: str) -> None:
         from mlflow.exceptions import MlflowException
 
         entry = f"{what} by {by}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{reason}"
@@ -266,13 +385,22 @@ class ModelRegistry:
             note = f"Registered as **{self.name} v{version}**; its decisions, newest first:\n\n"
             try:
                 self.client.set_tag(found.run_id, RUN_NOTE, (note + text)[:TAG_LIMIT])
-            except MlflowException:  # the run was deleted: the version still says it
+            except MlflowException as err:  # the run was deleted: the version still says it
+                if server_unreachable(err):
+                    raise
                 log.warning("could not describe run %s of v%s", found.run_id, version)
 
     def _tag(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_model_version_tag(self.name, str(version), key, value[:TAG_LIMIT])
+            self._ask(f"tagging v{version}", partial(self._set_tag, version, key, value))
+
+    def _set_tag(self, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.name, str(version), key, value[:TAG_LIMIT])
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _version_or_none(tag: str | None) -> str | None:
+    return None if tag in (None, "", NO_VERSION) else tag

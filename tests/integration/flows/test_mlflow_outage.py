@@ -12,11 +12,9 @@ prefix (training reads the offline store's files; nothing is written to Redis DB
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -24,14 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
-from mlops.config.settings import MLFLOW_SERVER_JOBS_OFF, TELEMETRY_OFF, Settings
+from mlops.config.settings import Settings
 from mlops.stores.mlflow_runs import LOGGED_BY, RUN_NOTE
 from mlops.stores.registry import CHAMPION, ModelRegistry
 from serving.process import free_port
+from tests.support.mlflow_server import MlflowServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -40,60 +38,6 @@ BIN = Path(sys.executable).parent
 OUTAGE_SECONDS = 20
 WAIT_SECONDS = 300  # for a state to be reached (a busy machine); the flow's retries span ~2 min
 REDIS_URL = "redis://127.0.0.1:6379/14"
-
-
-@dataclass
-class MlflowServer:
-    """`mlflow server` in a process group of its own (it starts workers), so it can be killed
-    whole, as in a crash, and started again on the same port and stores."""
-
-    port: int
-    backend_uri: str
-    artifacts: Path
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    *(str(BIN / "mlflow"), "server", "--host", "127.0.0.1"),
-                    *("--port", str(self.port), "--workers", "1"),
-                    *("--backend-store-uri", self.backend_uri),
-                    *("--artifacts-destination", str(self.artifacts), "--serve-artifacts"),
-                ],
-                env={**os.environ, **TELEMETRY_OFF, **MLFLOW_SERVER_JOBS_OFF},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(
-            self._answers,
-            f"mlflow server on port {self.port} to answer",
-            timeout=WAIT_SECONDS,
-            poll_seconds=0.5,
-        )
-
-    def kill(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.process = None
-
-    def _answers(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"mlflow server exited with {self.process.returncode}: {self.log}")
-        try:
-            return httpx.get(f"{self.url}/health", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
 
 
 @dataclass
