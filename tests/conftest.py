@@ -37,6 +37,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_onboarding.py",
     "tests/benchmarks/test_smoke.py",
+    "tests/integration/flows/test_mlflow_drills.py",
     "tests/integration/flows/test_mlflow_outage.py",
     "tests/integration/usecases/test_bundled_use_cases.py",
     "tests/integration/flows/test_train_flow.py",
@@ -48,6 +49,7 @@ LONGEST_FIRST = (
     "tests/integration/serving/test_serving_drills.py",
     "tests/integration/flows/test_concurrent_ingest.py",
     "tests/e2e/test_cli.py",
+    "tests/e2e/test_unreachable_services.py",
     "tests/integration/monitoring/test_monitoring_names.py",
     "tests/integration/flows/test_ingest_flow.py",
 )
