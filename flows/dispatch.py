@@ -52,8 +52,15 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
 
 
 def _stored_key(state: State[Any]) -> str | None:
-    """Where the run's result (or exception) was stored; None if it was not."""
-    return getattr(state.data, "storage_key", None)
+    """Where the run's result (or exception) was stored; None if it was not. A state read from
+    the API holds the record's metadata; one from this process, the record itself."""
+    data = state.data
+    if isinstance(data, dict):
+        return data.get("storage_key")
+    found = getattr(data, "storage_key", None) or getattr(
+        getattr(data, "metadata", None), "storage_key", None
+    )
+    return found if isinstance(found, str) else None
 
 
 def _stored(settings: Settings, state: State[Any]) -> bytes:

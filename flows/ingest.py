@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.prefect_names import artifact_key
+from flows.results import RESULT_SERIALIZER
 from ingestion import ingest_steps, ledger
 from ingestion.batch_discovery import check_batch_ids, pending_batches
 from ingestion.batch_reports import BatchesRejected, BatchReport, IngestResult, batch_report
@@ -150,7 +151,7 @@ def ingest_batch(
     )
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, persist_result=True, result_serializer=RESULT_SERIALIZER)
 def ingest(batch_dirs: list[Path] | None = None) -> IngestResult:
     """Ingest landed batches in order (default, as scheduled: every batch in the landing zone
     not yet ingested nor rejected), after finishing what a killed run left half-done. A

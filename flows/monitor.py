@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from flows.prefect_names import artifact_key, name_flow_run
+from flows.results import RESULT_SERIALIZER
 from mlops.config.errors import UserError
 from mlops.config.runtime import setup
 from mlops.config.settings import Settings
@@ -66,7 +67,7 @@ class MonitorResult:
         }
 
 
-@flow(name="monitor")
+@flow(name="monitor", persist_result=True, result_serializer=RESULT_SERIALIZER)
 def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) -> MonitorResult:
     """Judge the window ending at `as_of` (default: the newest ingested batch's close) against
     the champion; retrain on a recent window when the gate says so and `retrain` is on."""

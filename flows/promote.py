@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.prefect_names import artifact_key
+from flows.results import RESULT_SERIALIZER
 from mlops.config.runtime import setup
 from mlops.contracts.usecase import active_use_case
 from mlops.stores.registry import PREVIOUS, ModelRegistry
@@ -48,7 +49,7 @@ def _record(override: Override, title: str) -> None:
     )
 
 
-@flow(name="promote")
+@flow(name="promote", persist_result=True, result_serializer=RESULT_SERIALIZER)
 def promote(version: str, reason: str, by: str) -> Override:
     """Make `version` the champion, whatever the gate said; the former one becomes @previous."""
     models = registry()
@@ -60,7 +61,7 @@ def promote(version: str, reason: str, by: str) -> Override:
     return done
 
 
-@flow(name="rollback")
+@flow(name="rollback", persist_result=True, result_serializer=RESULT_SERIALIZER)
 def rollback(reason: str, by: str) -> Override:
     """Give @champion back to @previous."""
     models = registry()

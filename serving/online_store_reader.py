@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from serving.throttled_log import describe_error
+from serving.throttled_log import ErrorLog, describe_error
 
 if TYPE_CHECKING:
     from feast import FeatureView
@@ -109,6 +111,12 @@ class OnlineFeatures:
                 )
             )
         self.columns = tuple(name for v in self.views for name in v.features)
+        self._view_of = {name: v.view.name for v in self.views for name in v.features}
+        # Stored values that do not decode, or decode to another type than their feature's,
+        # read as missing: (view, cause) -> how many. `on_unreadable` is told of each (a
+        # metric); the log hears of each cause once per `UNREADABLE_LOG_SECONDS`.
+        self.unreadable: Counter[tuple[str, str]] = Counter()
+        self.on_unreadable: Callable[[str, str], None] | None = None
         # Views keyed by the same entity (same join keys and types), by position: Feast's Redis
         # store keeps their values in the same hash.
         by_entity: dict[tuple[Any, ...], list[int]] = {}
@@ -121,6 +129,7 @@ class OnlineFeatures:
         self._held: dict[str, EntityKey] = {}  # view -> a key the probe found it holds (Redis)
         self._project = config.project.encode()  # Feast's Redis keys end with it
         self._decoded_values: dict[tuple[Any, bytes], Any] = {}
+        self._unreadable_values: dict[tuple[Any, bytes], _Unreadable] = {}
 
     @property
     def path(self) -> Path | None:
@@ -162,7 +171,7 @@ class OnlineFeatures:
             return self._read(self.online(), rows)
         except Exception as err:
             self.reconnect()
-            raise StoreUnavailable(f"cannot read the online store: {describe_error(err)}") from err
+            raise StoreUnavailable(f"cannot read the online store: {in_words(err)}") from err
 
     def _read(self, online: OnlineStore, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         keys = [[tuple(row[k] for k in v.join_keys) for row in rows] for v in self.views]
@@ -217,15 +226,29 @@ class OnlineFeatures:
                 fields = [f for i in views for f in self.views[i].redis_fields]
                 for key in keys[views[0]]:
                     pipe.hmget(key + self._project, fields)
-            replies = iter(pipe.execute())
+            # A key that is not a hash fails its own reply only: that entity reads as missing.
+            replies = iter(pipe.execute(raise_on_error=False))
         stored: list[list[Mapping[str, bytes | None] | None]] = [[] for _ in self.views]
         for views in self._by_entity:
             for _ in keys[views[0]]:
-                values = iter(next(replies))
+                reply = next(replies)
+                if isinstance(reply, Exception):
+                    if not _wrong_kind_of_key(reply):
+                        raise reply
+                    for i in views:
+                        self._unreadable_entity(self.views[i])
+                        stored[i].append(None)
+                    continue
+                values = iter(reply)
                 for i in views:
                     v = self.views[i]
                     stored[i].append({name: next(values) for name in v.features})
         return stored
+
+    def _unreadable_entity(self, v: _View) -> None:
+        """An entity whose Redis key holds something else than Feast's hash."""
+        cause = _Unreadable("a key that is not a hash of values")
+        self._unreadable_value(v.features[0], cause)
 
     def _serialized(self, v: _View, key: tuple[Any, ...]) -> bytes:
         """The entity key as Feast stores it (cached: the same entities come back)."""
@@ -253,17 +276,46 @@ class OnlineFeatures:
         cached = self._decoded_values.get((value_type, raw), _MISSING)
         if cached is not _MISSING:
             return cached
+        # Not among the good values: a bad one seen before costs one more lookup (a good one,
+        # the hot path, costs nothing more than before).
+        bad = self._unreadable_values.get((value_type, raw))
+        if bad is not None:
+            return self._unreadable_value(name, bad)
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type
 
+        # Checked here, where the bytes are decoded anyway (once per distinct value).
         proto = Value()
-        proto.ParseFromString(raw)
-        value = feast_value_type_to_python_type(proto, value_type)
+        try:
+            proto.ParseFromString(raw)
+        except Exception:  # DecodeError: not a Value at all
+            value: Any = _Unreadable("values that do not decode")
+        else:
+            value = _unreadable_kind(proto, value_type)
+            if value is None:
+                value = feast_value_type_to_python_type(proto, value_type)
+        if isinstance(value, _Unreadable):
+            if len(self._unreadable_values) >= CACHED_VALUES:
+                self._unreadable_values.clear()
+            self._unreadable_values[(value_type, raw)] = value
+            return self._unreadable_value(name, value)
         if isinstance(value, IMMUTABLE):  # a list would be shared between answers
             if len(self._decoded_values) >= CACHED_VALUES:
                 self._decoded_values.clear()
             self._decoded_values[(value_type, raw)] = value
         return value
+
+    def _unreadable_value(self, name: str, unreadable: _Unreadable) -> None:
+        """A stored value that is not its feature's: read as missing, counted and logged."""
+        view = self._view_of[name]
+        self.unreadable[(view, unreadable.cause)] += 1
+        if self.on_unreadable is not None:
+            self.on_unreadable(view, unreadable.cause)
+        _unreadable_log.error(
+            f"the online store returned {unreadable.cause} for view {view}; read as missing",
+            ValueError(f"feature {name}"),
+        )
+        return None
 
     def probe(self) -> str | None:
         """None if the online store answers real lookups, else what is wrong: each view answers
@@ -300,43 +352,49 @@ class OnlineFeatures:
                     continue
                 if path is None:
                     continue
-                key = self._held_key(v)
-                if key is None:
+                keys = self._held_keys(v)
+                if not keys:
                     return (
                         f"the online store has no values for {v.view.name}: nothing "
                         "materialized yet, or the store was recreated empty"
                     )
-                [(_, found)] = _online_read(online, self.config, v, [key])
-                if not _holds(found):
+                unreadable = False  # a key read, with values the read path cannot use
+                for key in keys:  # the first usually holds: one lookup, as for Redis
+                    values = _read_or_none(online, self.config, v, key)
+                    if _holds(values, v):
+                        break
+                    unreadable = unreadable or values is _NOT_READ or bool(values)
+                else:
+                    if unreadable:
+                        return _only_unreadable(v)
                     return f"the online store did not find a key of {v.view.name} it holds"
         except Exception as err:
             self.reconnect()
-            return f"cannot read the online store: {describe_error(err)}"
+            return f"cannot read the online store: {in_words(err)}"
         return None
 
-    def _held_key(self, v: _View) -> EntityKey | None:
-        """A key the view's table holds, read on a connection of its own (read-only)."""
+    def _held_keys(self, v: _View) -> list[EntityKey]:
+        """A few keys the view's table holds (one entity's unreadable values must not make
+        the store look broken), read on a connection of its own (read-only)."""
         from feast.infra.key_encoding_utils import deserialize_entity_key
 
         uri = f"file:{quote(str(self.path))}?mode=ro"
         connection = sqlite3.connect(uri, uri=True, timeout=PROBE_LOCK_SECONDS)
         try:
-            statement = f"SELECT entity_key FROM {v.sqlite_table} LIMIT 1"
-            row = connection.execute(statement).fetchone()
+            statement = f"SELECT DISTINCT entity_key FROM {v.sqlite_table} LIMIT {HELD_SQLITE_KEYS}"
+            rows = connection.execute(statement).fetchall()
         finally:
             connection.close()
-        if row is None:
-            return None
-        return deserialize_entity_key(
-            row[0], entity_key_serialization_version=self.config.entity_key_serialization_version
-        )
+        version = self.config.entity_key_serialization_version
+        return [
+            deserialize_entity_key(row[0], entity_key_serialization_version=version) for row in rows
+        ]
 
     def _redis_holds(self, online: OnlineStore, v: _View) -> str | None:
         """None if Redis holds values of the view (or the bounded scan could not tell)."""
         held = self._held.get(v.view.name)
         if held is not None:
-            [(_, found)] = _online_read(online, self.config, v, [held])
-            if _holds(found):
+            if _holds(_read_or_none(online, self.config, v, held), v):
                 return None
             del self._held[v.view.name]
         client = self._redis_client(online)
@@ -344,6 +402,7 @@ class OnlineFeatures:
         # Feast's key for an entity: its serialized entity key, then the project's name.
         match = b"*" + b"".join(b"\\" + bytes([c]) for c in project)
         cursor = 0
+        unreadable = False  # keys of the view found, with values it cannot read
         for _ in range(HELD_SCAN_CALLS):
             cursor, names = client.scan(cursor, match=match, count=HELD_SCAN_COUNT)
             keys = [
@@ -351,13 +410,15 @@ class OnlineFeatures:
                 for k in map(self._entity_key, names)
                 if k is not None and list(k.join_keys) == v.join_keys
             ]
-            if keys:
-                read = _online_read(online, self.config, v, keys)
-                for key, (_, found) in zip(keys, read, strict=True):
-                    if _holds(found):
-                        self._held[v.view.name] = key
-                        return None
+            for key in keys:
+                found = _read_or_none(online, self.config, v, key)
+                if _holds(found, v):
+                    self._held[v.view.name] = key
+                    return None
+                unreadable = unreadable or found is _NOT_READ or bool(found)
             if cursor == 0:
+                if unreadable:
+                    return _only_unreadable(v)
                 return (
                     f"the online store has no values for {v.view.name}: nothing materialized "
                     "yet, or Redis was emptied (restarted without persistence?)"
@@ -384,11 +445,55 @@ CACHED_VALUES = 1 << 16
 # Decoded values that may be shared between answers.
 IMMUTABLE = (int, float, str, bool, bytes, datetime)
 _MISSING = object()
+# Unreadable values are logged at most once per cause in this many seconds.
+UNREADABLE_LOG_SECONDS = 60.0
+_unreadable_log = ErrorLog(log, every=UNREADABLE_LOG_SECONDS)
+# Value fields that hold numbers, and the Python numbers they decode to.
+NUMERIC_KINDS = frozenset({"int32_val", "int64_val", "float_val", "double_val"})
+_VALUE_KINDS: dict[Any, str | None] = {}  # feast ValueType -> its Value field (None: unchecked)
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A stored value that is not its feature's type, and why (in words, never its bytes)."""
+
+    cause: str
+
+
+def _unreadable_kind(proto: Any, value_type: Any) -> _Unreadable | None:
+    """None if the decoded `Value` holds what its feature's type stores (or nothing: missing);
+    else why not. A number where a number of another width is expected passes (Feast converts
+    it), anything else (a string where a number should be) does not."""
+    kind = proto.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    expected = _value_kind(value_type)
+    if expected is None or kind == expected:
+        return None
+    if kind in NUMERIC_KINDS and expected in NUMERIC_KINDS:
+        return None
+    return _Unreadable("values of the wrong type")
+
+
+def _value_kind(value_type: Any) -> str | None:
+    """The `Value` field a feature of `value_type` is stored in (`FLOAT` -> `float_val`); None
+    for a type without one field of its own, which is not checked."""
+    if value_type not in _VALUE_KINDS:
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        kind = f"{value_type.name.lower()}_val"
+        fields = {f.name for f in Value.DESCRIPTOR.oneofs_by_name["val"].fields}
+        _VALUE_KINDS[value_type] = kind if kind in fields else None
+    return _VALUE_KINDS[value_type]
+
+
 # How long the probe waits for a lock a writer (an ingest's commit) holds.
 PROBE_LOCK_SECONDS = 5
 # The probe's search for a key of each view: at most this many SCAN pages of this many keys.
 HELD_SCAN_CALLS = 10
 HELD_SCAN_COUNT = 1000
+# The SQLite probe reads this many of a view's keys; one readable is enough.
+HELD_SQLITE_KEYS = 20
 
 
 def _bound_redis(client: Any, timeout: float) -> None:
@@ -414,10 +519,66 @@ def _online_read(
     return online.online_read(config, v.view, keys, list(v.features))
 
 
-def _holds(found: dict[str, Any] | None) -> bool:
-    """Whether a looked-up key had values: SQLite answers None for a key it does not hold,
-    Redis a dict of empty values."""
-    return found is not None and any(v.WhichOneof("val") is not None for v in found.values())
+def _holds(found: dict[str, Any] | object | None, v: _View) -> bool:
+    """Whether a looked-up key had values the read path can use (of its features' types):
+    SQLite answers None for a key it does not hold, Redis a dict of empty values."""
+    if not isinstance(found, dict):
+        return False
+    return any(
+        value.WhichOneof("val") not in (None, "null_val")
+        and _unreadable_kind(value, found_type) is None
+        for name, found_type in zip(v.features, v.feature_types, strict=True)
+        if (value := found.get(name)) is not None
+    )
+
+
+# A key whose values could not be read at all (they do not decode, or it is not a hash).
+_NOT_READ = object()
+
+
+def _read_or_none(
+    online: OnlineStore, config: RepoConfig, v: _View, key: EntityKey
+) -> dict[str, Any] | object | None:
+    """One key's values as Feast's `online_read` returns them; `_NOT_READ` when the values
+    are unreadable (the store answered, with something else than Feast's values)."""
+    try:
+        [(_, found)] = _online_read(online, config, v, [key])
+    except Exception as err:
+        if not _unreadable_error(err):
+            raise
+        return _NOT_READ
+    return found
+
+
+def _only_unreadable(v: _View) -> str:
+    return (
+        f"the online store returned values of the wrong type for view {v.view.name}: none of "
+        "the keys read holds values of its features' types"
+    )
+
+
+def _unreadable_error(err: BaseException) -> bool:
+    """An error about what the store holds (rather than about reaching it)."""
+    from google.protobuf.message import DecodeError
+
+    return isinstance(err, DecodeError | UnicodeDecodeError) or _wrong_kind_of_key(err)
+
+
+def _wrong_kind_of_key(err: BaseException) -> bool:
+    """Redis's answer for a key of another type than the command's (a string, not a hash)."""
+    return "WRONGTYPE" in str(err)
+
+
+def in_words(err: BaseException) -> str:
+    """An error as the store's problem in words, for /readyz and 503s: what the store holds
+    is described, never echoed (no bytes, no key names)."""
+    if _unreadable_error(err):
+        return "it holds values that are not Feast's (they do not decode, or a key is not a hash)"
+    return _BYTES_LITERAL.sub("<bytes>", describe_error(err))
+
+
+# A bytes literal in an error's text (b'...' or b"..."): a key or a value from the store.
+_BYTES_LITERAL = re.compile(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\"")
 
 
 def _identity(path: Path | None) -> tuple[int, int] | None:

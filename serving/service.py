@@ -108,6 +108,12 @@ missing_total = bentoml.metrics.Counter(
     documentation="Raw values filled with a default or left missing, per column.",
     labelnames=["column"],
 )
+unreadable_total = bentoml.metrics.Counter(
+    name="mlops_online_values_unreadable",
+    documentation="Stored online values read as missing: they do not decode as their "
+    "feature's type (a string where a number is stored, bytes that are not a value).",
+    labelnames=["view", "cause"],
+)
 swaps_total = bentoml.metrics.Counter(
     name="mlops_model_swaps", documentation="Models loaded and swapped in.", labelnames=[]
 )
@@ -157,6 +163,9 @@ class PredictionService:
         # A store read that hangs fails (503) before the request times out (504).
         read_timeout = min(READ_TIMEOUT_SECONDS, limits.timeout_seconds / 2)
         self.scorer = Scorer(self._open_store(), use_case, read_timeout)
+        self.scorer.online.on_unreadable = lambda view, cause: unreadable_total.labels(
+            view=view, cause=cause
+        ).inc()
         # The fault drill, if on, is chosen here once: off, scoring does not check for it.
         self.score_requests = (
             slowed_down(self.scorer.score, limits.fault_scoring_spin_ms)

@@ -35,6 +35,9 @@ REDIS_CLAIM = "mlops-tests:claimed"
 PREFECT_AUTH = "mlops:" + secrets.token_hex(8)
 MLFLOW_PASSWORD = secrets.token_hex(12)
 API_KEY = secrets.token_hex(16)
+# PostgreSQL here trusts local connections: any password works, and this one must show
+# nowhere another local user can read it.
+DATABASE_PASSWORD = secrets.token_hex(12)
 
 
 class Stack:
@@ -57,6 +60,7 @@ class Stack:
             "MLOPS_PROFILE": "server",
             "MLOPS_HOME": str(home),
             "MLOPS_DATABASE_PREFIX": prefix,
+            "MLOPS_POSTGRES_DSN": f"postgresql://postgres:{DATABASE_PASSWORD}@127.0.0.1:5432/postgres",
             "MLOPS_REDIS_URL": self.redis_url,
             "MLOPS_UI__HOST": "0.0.0.0",
             "MLOPS_UI__PREFECT_PORT": str(ports["prefect"]),
@@ -319,3 +323,39 @@ def _wait_for(stack: Stack, run_id: str, types: set[str], timeout: float = 600) 
             return run
         time.sleep(0.5)
     raise AssertionError(f"flow run {run_id} not in {types} within {timeout} s: {run['state']}")
+
+
+def test_no_secret_on_a_command_line_or_in_a_file_other_users_can_read(
+    stack: Stack, lifecycle: dict
+) -> None:
+    """After `mlops up` and a lifecycle run: `ps` (what every local user sees) shows no
+    password, and no file under MLOPS_HOME that others may read holds one; the services'
+    records and logs are the owner's alone."""
+    secret_values = [DATABASE_PASSWORD, MLFLOW_PASSWORD, PREFECT_AUTH.split(":", 1)[1], API_KEY]
+    processes = subprocess.run(
+        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
+    assert stack.home.as_posix() in processes or "mlflow" in processes  # the stack is up
+    assert not [s for s in secret_values if s in processes]
+
+    exposed = []
+    for path in stack.home.rglob("*"):
+        if path.is_symlink() or not path.is_file() or not path.stat().st_mode & 0o044:
+            continue
+        content = path.read_bytes()
+        exposed += [
+            f"{path}: secret {i}" for i, s in enumerate(secret_values) if s.encode() in content
+        ]
+    assert not exposed
+
+    private = [*(stack.home / "services").glob("*.json"), *(stack.home / "logs").glob("*.log")]
+    assert private
+    assert not [p for p in private if p.stat().st_mode & 0o077], "readable by others"
+    records = [json.loads(p.read_text()) for p in (stack.home / "services").glob("*.json")]
+    assert all("--backend-store-uri" not in r["command"] for r in records)
+
+    # The workers hand their flow results back as JSON (nothing is unpickled).
+    stored = list((stack.home / "prefect" / "storage").glob("*"))
+    assert stored
+    for path in stored:
+        json.loads(path.read_bytes())

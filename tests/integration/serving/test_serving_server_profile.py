@@ -432,3 +432,68 @@ def test_redis_reads_fail_at_once_and_reconnect(home, tmp_path):
         features.read([{"user_id": 1, "ad_id": 1}])
     assert "cannot read the online store" in (features.probe() or "")
     assert features._online is None  # dropped: the next read connects afresh
+
+
+def test_a_stored_value_of_the_wrong_type_or_shape_is_a_missing_value_never_a_500(served):
+    """One entity's feature holds a string where a number is stored, another entity's key is
+    not a hash at all: their requests are answered with the model's defaults for what could not
+    be read (and say so in `missing_features`), a batch holding them is answered whole, the
+    values are counted, and readiness is unchanged and never echoes the store's bytes."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from mlops.stores.feature_store import repo_config
+    from serving.online_store_reader import OnlineFeatures
+
+    served.wait_ready()
+    home = served.home
+    features = OnlineFeatures(
+        repo_config(home.settings, home.use_case, "thread"),
+        home.use_case.feast_definitions(lambda view: view),
+        home.use_case.feature_service,
+    )
+    numeric_types = ("FLOAT", "DOUBLE", "INT64")
+    view = next(v for v in features.views if any(t.name in numeric_types for t in v.feature_types))
+    project = home.use_case.name.encode()
+    # Three requests for three different entities of the view.
+    by_entity = {
+        tuple(r[k] for k in view.join_keys): r
+        for r in newest_requests(home.settings, home.use_case, 200)
+    }
+    wrong, not_a_hash, good = list(by_entity.values())[:3]
+
+    def redis_key(request: dict[str, Any]) -> bytes:
+        return features._serialized(view, tuple(request[k] for k in view.join_keys)) + project
+
+    numeric = next(i for i, t in enumerate(view.feature_types) if t.name in numeric_types)
+    field, feature = view.redis_fields[numeric], view.features[numeric]
+    client = home.redis.client()
+    kept_value = client.hget(redis_key(wrong), field)
+    kept_hash = client.dump(redis_key(not_a_hash))
+    assert kept_value and kept_hash
+    try:
+        client.hset(redis_key(wrong), field, Value(string_val="ten").SerializeToString())
+        client.delete(redis_key(not_a_hash))
+        client.set(redis_key(not_a_hash), b"\x00\xffnot a hash")
+
+        answer = served.client.post("/predict", json=wrong)
+        assert answer.status_code == 200, answer.text
+        assert feature in answer.json()["missing_features"]
+        batch = served.client.post("/predict_batch", json={"requests": [wrong, not_a_hash, good]})
+        assert batch.status_code == 200, batch.text
+        first, second, third = batch.json()["predictions"]
+        assert feature in first["missing_features"]
+        assert set(view.features) <= set(second["missing_features"])
+        assert not set(view.features) & set(third["missing_features"])
+        metrics = served.client.get("/metrics").text
+        assert "mlops_online_values_unreadable" in metrics
+        ready = served.ready()
+        assert ready.status_code == 200, ready.text
+        assert "\\x" not in ready.text and "not a hash" not in ready.text
+    finally:
+        client.delete(redis_key(not_a_hash))
+        client.restore(redis_key(not_a_hash), 0, kept_hash)
+        client.hset(redis_key(wrong), field, kept_value)
+        client.close()
+    served.wait_ready()
+    answer = served.client.post("/predict", json=wrong)
+    assert answer.status_code == 200 and feature not in answer.json()["missing_features"]
