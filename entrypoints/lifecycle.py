@@ -15,11 +15,12 @@ at the previous day's close, exactly what training's point-in-time join gives th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from entrypoints.lifecycle_story import (
     Scenario,
 )
 from mlops.config.errors import UserError
+from mlops.config.interrupts import received_signal
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import Generator, UseCase
 
@@ -46,11 +48,64 @@ if TYPE_CHECKING:
 SIMULATED_START = date(2026, 1, 1)  # a simulated story's first day
 SIMULATED_DAYS = 14  # a simulated story's length unless told otherwise
 REPLAY_DIR = "replay"  # MLOPS_HOME/replay/: landed days a replay has not reached yet
+# MLOPS_HOME/<this>: what a run that has not finished told so far, for a rerun to continue from.
+PROGRESS_FILE = "run-progress.json"
+SERVICE_STOP_SECONDS = 3.0  # for `bentoml serve` to stop when the run is interrupted
 
 
 class LifecycleError(RuntimeError):
     """The run cannot go on (a flow failed where the story needs it to succeed): a platform
     failure, not the user's input."""
+
+
+@dataclass
+class Progress:
+    """How far a run got, saved in MLOPS_HOME after the first model and after each day: a run
+    stopped midway (Ctrl-C, a crash) is continued by the next `mlops run` of the same story,
+    from the day it had not finished (that day is told again: its traffic counts once, its
+    batch is ingested once). A finished story leaves none."""
+
+    scenario: dict[str, Any] = field(default_factory=dict)  # the story asked for
+    story_days: list[str] = field(default_factory=list)  # its days' batches, in order
+    bootstrap_days: int = 0
+    bootstrap: dict[str, Any] | None = None  # None until the first model is @champion
+    days: list[Day] = field(default_factory=list)  # the monitored days told
+
+    def rerun_note(self) -> str:
+        """What was told and what a rerun does: what an interrupted `mlops run` says."""
+        rerun = "a rerun (`mlops run` with the same options, without --reset)"
+        if self.bootstrap is None:
+            return (
+                f"the first model is not @champion yet; {rerun} starts the story again "
+                "(the days already ingested stay)"
+            )
+        monitored = self.story_days[self.bootstrap_days :]
+        told = (
+            f"the first model (v{self.bootstrap['model_version']}) and {len(self.days)} of "
+            f"{len(monitored)} monitored days told"
+        )
+        if len(self.days) >= len(monitored):
+            return f"{told}; {rerun} writes the story's page"
+        return f"{told}; {rerun} continues from day {monitored[len(self.days)]}"
+
+    def save(self, settings: Settings) -> None:
+        path = settings.home / PROGRESS_FILE
+        partial = path.with_name(f".{path.name}.partial")
+        saved = {**asdict(self), "days": [asdict(d) for d in self.days]}
+        partial.write_text(json.dumps(saved, default=str, indent=1), encoding="utf-8")
+        os.replace(partial, path)  # whole or not at all: a kill mid-write keeps the last one
+
+
+def saved_progress(settings: Settings, scenario: Scenario) -> Progress | None:
+    """What a run of the same story (`scenario`, as `check_scenario` returns it) that did not
+    finish told; None if there is none, or it told another story."""
+    try:
+        saved = json.loads((settings.home / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("scenario") != json.loads(json.dumps(asdict(scenario))):
+        return None
+    return Progress(**{**saved, "days": [Day(**d) for d in saved["days"]]})
 
 
 def run_lifecycle(
@@ -59,14 +114,24 @@ def run_lifecycle(
     scenario: Scenario,
     on_day: Callable[[Day], None] = lambda day: None,
     on_progress: Callable[[str], None] = lambda step: None,
+    progress: Progress | None = None,
 ) -> Lifecycle:
-    """Tell the story (module docstring); `on_day` gets each monitored day as it ends."""
+    """Tell the story (module docstring); `on_day` gets each monitored day as it ends, and
+    `progress` (filled in as the story goes) says how far it got. A run of the same story that
+    did not finish is continued (`Progress`)."""
     scenario = check_scenario(use_case, scenario)
-    batches = story_days(settings, use_case, scenario, on_progress)
+    progress = progress or Progress()
+    saved = saved_progress(settings, scenario)
+    batches = story_days(settings, use_case, scenario, on_progress, continuing=saved is not None)
+    progress.scenario = asdict(scenario)
+    progress.story_days = [b.name for b in batches]
+    progress.bootstrap_days = use_case.card.training.span_days
+    if saved is not None and saved.story_days == progress.story_days:
+        progress.bootstrap, progress.days = saved.bootstrap, saved.days
     scenario = replace(scenario, days=len(batches))
     moved = scenario.source == LANDING_ZONE
     try:
-        return _tell_story(settings, use_case, scenario, batches, on_day, on_progress)
+        return _tell_story(settings, use_case, scenario, batches, on_day, on_progress, progress)
     finally:
         if moved:  # the days the story did not reach go back where `mlops land` put them
             return_set_aside_days(settings)
@@ -79,34 +144,25 @@ def _tell_story(
     batches: list[Path],
     on_day: Callable[[Day], None],
     on_progress: Callable[[str], None],
+    progress: Progress,
 ) -> Lifecycle:
-    from flows.dispatch import run_flow
-    from flows.train import train
     from serving import free_port, start_service
 
     bootstrap_days = use_case.card.training.span_days
     moved = scenario.source == LANDING_ZONE
-    where = (
-        "on the worker, through the deployments"
-        if settings.profile == "server"
-        else "starts a local Prefect server"
-    )
-    on_progress(f"ingesting the first {bootstrap_days} days ({where})")
-    first_days = batches[:bootstrap_days]
-    landed = [deliver_to_landing_zone(b, settings.landing_dir, move=moved) for b in first_days]
-    ingested = _ingest_days(settings, landed)
-    on_progress("training the first model, then its infra check in a real service")
-    trained = run_flow(settings, train, seed=scenario.seed)
-    if trained.decision != "promoted":
-        raise LifecycleError(f"the first model was not promoted: {trained.reason}")
-    bootstrap = {
-        "days": [r.batch_id for r in ingested.batches],
-        "quarantined": sum(r.quarantined for r in ingested.batches),
-        "model_version": trained.version,
-        "metrics": trained.metrics,
-        "run_url": trained.run_url,
-    }
-    on_progress(f"v{trained.version} is @champion; starting the prediction service")
+    if progress.bootstrap is None:
+        bootstrap = _bootstrap(settings, scenario, batches[:bootstrap_days], on_progress)
+        progress.bootstrap = bootstrap
+        progress.save(settings)
+        on_progress(f"v{bootstrap['model_version']} is @champion; starting the prediction service")
+    else:
+        bootstrap = progress.bootstrap
+        on_progress(
+            f"continuing the run that stopped: the first model (v{bootstrap['model_version']}) "
+            f"and {len(progress.days)} monitored days were told; starting the prediction service"
+        )
+        for day in progress.days:
+            on_day(day)
     # The service polls for a new champion every second: the next day is served by it. The
     # replay sends one batch at a time: one worker serves it, and swaps models for all of it.
     service = start_service(
@@ -114,18 +170,54 @@ def _tell_story(
         port=free_port(),
         overrides={"MLOPS_SERVING__POLL_SECONDS": "1", "MLOPS_SERVING__WORKERS": "1"},
     )
-    days: list[Day] = []
+    days = progress.days
     try:
-        for batch in batches[bootstrap_days:]:
+        for batch in batches[bootstrap_days + len(days) :]:
+            on_progress(f"{batch.name}: serving its traffic, ingesting its batch, monitoring")
             day = _tell_day(settings, use_case, service, batch, scenario.seed, moved)
             days.append(day)
+            progress.save(settings)
             on_day(day)
     finally:
-        service.stop()
+        # Interrupted, the service has seconds to stop (the rest of the way out needs some).
+        service.stop(timeout=SERVICE_STOP_SECONDS if received_signal() else 30)
     result = Lifecycle(scenario, bootstrap, days, "")
     first_day = _closed_at(settings.landing_dir / batches[0].name).date() - timedelta(days=1)
     result.summary_html = str(write_page(settings, use_case, result, first_day))
+    (settings.home / PROGRESS_FILE).unlink(missing_ok=True)  # told: nothing to continue
     return result
+
+
+def _bootstrap(
+    settings: Settings,
+    scenario: Scenario,
+    first_days: list[Path],
+    on_progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Ingest the first days and train the first champion on them."""
+    from flows.dispatch import run_flow
+    from flows.train import train
+
+    where = (
+        "on the worker, through the deployments"
+        if settings.profile == "server"
+        else "starts a local Prefect server"
+    )
+    on_progress(f"ingesting the first {len(first_days)} days ({where})")
+    moved = scenario.source == LANDING_ZONE
+    landed = [deliver_to_landing_zone(b, settings.landing_dir, move=moved) for b in first_days]
+    ingested = _ingest_days(settings, landed)
+    on_progress("training the first model, then its infra check in a real service")
+    trained = run_flow(settings, train, seed=scenario.seed)
+    if trained.decision != "promoted":
+        raise LifecycleError(f"the first model was not promoted: {trained.reason}")
+    return {
+        "days": [r.batch_id for r in ingested.batches],
+        "quarantined": sum(r.quarantined for r in ingested.batches),
+        "model_version": trained.version,
+        "metrics": trained.metrics,
+        "run_url": trained.run_url,
+    }
 
 
 def _ingest_days(settings: Settings, batch_dirs: list[Path]) -> IngestResult:
@@ -211,6 +303,7 @@ def story_days(
     use_case: UseCase,
     scenario: Scenario,
     on_progress: Callable[[str], None] = lambda step: None,
+    continuing: bool = False,
 ) -> list[Path]:
     """The story's day batches, in order, waiting out of the landing zone for their turn (a
     scheduled ingest never takes a day the story has not reached).
@@ -224,7 +317,9 @@ def story_days(
     The story starts from a platform that knows none of its future: an offline store holding
     data past the first model's days is a `UserError` (the first model would be trained, and
     requests served, with days the story has not reached); days it already holds up to there
-    are ingested again, which replaces them. `scenario.days` of None is every day there is."""
+    are ingested again, which replaces them; `continuing` a run of the same story that stopped
+    midway, the days it told are known and welcome. `scenario.days` of None is every day
+    there is."""
     bootstrap_days = use_case.card.training.span_days
     future, replay = settings.home / "simulation", settings.home / REPLAY_DIR
     if scenario.source == SIMULATOR:
@@ -260,7 +355,8 @@ def story_days(
         where = f"the landing zone ({settings.landing_dir}) holds"
         landed = _landed_batches(settings.landing_dir)
         batches = _days_to_tell(landed, scenario, bootstrap_days, where)
-    _refuse_a_known_future(settings, batches[bootstrap_days - 1], scenario.source)
+    if not continuing:
+        _refuse_a_known_future(settings, batches[bootstrap_days - 1], scenario.source)
     if scenario.source == LANDING_ZONE:
         on_progress(f"replaying {len(batches)} days landed in {settings.landing_dir}")
         replay.mkdir(parents=True, exist_ok=True)

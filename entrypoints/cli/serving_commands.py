@@ -53,8 +53,16 @@ def serve(
         )
         return info, text, 0
 
-    answer(as_json, work, exit_when_done=False)
-    raise typer.Exit(_serve_until_stopped(started[0]))
+    from mlops.config.interrupts import Interrupted, interruptible
+
+    # One watch from start to stop: no moment between "ready" and serving a signal misses.
+    with interruptible(lambda signum: None):
+        try:
+            answer(as_json, work, exit_when_done=False)  # interrupted while starting: exits 130
+        except Interrupted:  # while the answer was printed
+            if not started:
+                raise
+        raise typer.Exit(_serve_until_stopped(started[0]))
 
 
 def _serve_until_stopped(service: Any) -> int:
@@ -68,21 +76,24 @@ def _serve_until_stopped(service: Any) -> int:
     from mlops.config.interrupts import (
         EXIT_INTERRUPTED,
         Interrupted,
-        interruptible,
         mark_told,
+        received_signal,
         stop_children,
     )
 
-    with interruptible(lambda signum: None):
-        try:
-            code = service.process.wait()
-        except Interrupted as stop:
-            mark_told()
-            service.stop(timeout=SERVICE_STOP_SECONDS)
-            stop_children()
-            typer.echo(f"stopped ({signal.Signals(stop.signum).name})", err=True)
-            return 0 if stop.signum == signal.SIGTERM else EXIT_INTERRUPTED
-    return 0 if code in (0, -signal.SIGTERM) else 1
+    try:
+        # A signal that came while the answer was printed is served here, at once.
+        code = None if received_signal() else service.process.wait()
+    except Interrupted:
+        code = None
+    if code is not None:
+        return 0 if code in (0, -signal.SIGTERM) else 1
+    mark_told()
+    service.stop(timeout=SERVICE_STOP_SECONDS)
+    stop_children()
+    stopped_by = received_signal() or signal.SIGINT
+    typer.echo(f"stopped ({signal.Signals(stopped_by).name})", err=True)
+    return 0 if stopped_by == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 def package(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -64,8 +65,11 @@ def children_die_with_this_process() -> None:
     """Every child process started from now on (the ephemeral Prefect server, `bentoml serve`)
     gets SIGTERM when this process ends, even killed with SIGKILL, so no orphan keeps serving
     or holding a port. Linux only (`prctl(PR_SET_PDEATHSIG)`); elsewhere children are stopped
-    on a clean exit only. A child started in a session of its own (`start_new_session=True`:
-    `mlops up`'s services) is meant to outlive this process and is left alone."""
+    on a clean exit only. Each is also put in a process group of its own: a terminal's Ctrl-C
+    reaches this process alone, which stops them in order (the flow reports its end to the
+    Prefect server before that server stops: `mlops.config.interrupts`). A child started in a
+    session of its own (`start_new_session=True`: `mlops up`'s services) is meant to outlive
+    this process and is left alone."""
     if sys.platform == "linux":
         subprocess.Popen = _DyingWithParent  # type: ignore[misc]
 
@@ -82,6 +86,11 @@ class _DyingWithParent(subprocess.Popen):
         if kw.get("start_new_session"):
             super().__init__(*args, preexec_fn=preexec_fn, **kw)  # type: ignore[call-overload]
             return
+        if preexec_fn is None and kw.get("process_group") is None:
+            # Its own group, in this session. Not when the caller has its own `preexec_fn`: it
+            # may start a session (circus does, for `bentoml serve`'s workers), which a group
+            # leader cannot.
+            kw["process_group"] = 0
 
         def before_exec() -> None:
             _die_with_parent()
@@ -95,11 +104,27 @@ def log_path(settings: Settings) -> str:
     return str(settings.logs_dir / LOG_FILE)
 
 
+def open_private(path: str | os.PathLike[str], mode: str = "ab") -> IO[Any]:
+    """`open(path, mode)` for a file only its owner may read (0600, an existing file too): logs
+    and service records may hold what a library printed about its connection."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, mode, encoding=None if "b" in mode else "utf-8")
+
+
+class PrivateFileHandler(logging.FileHandler):
+    """A `logging.FileHandler` whose file only its owner may read (see `open_private`)."""
+
+    def _open(self) -> Any:
+        return open_private(self.baseFilename, "a")
+
+
 def _route_logs(settings: Settings) -> None:
     """Everything to the log file; to the terminal, the platform's warnings (its info too, and
     every library's, with `verbose`). Python warnings become log records: dependencies'
     deprecation chatter says nothing a user can act on, so it stays in the file."""
-    to_file = logging.FileHandler(log_path(settings), encoding="utf-8")
+    to_file = PrivateFileHandler(log_path(settings), encoding="utf-8")
     to_file.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
     to_stderr = logging.StreamHandler(sys.stderr)
     to_stderr.setFormatter(WithoutTraceback(_FORMAT, "%H:%M:%S"))

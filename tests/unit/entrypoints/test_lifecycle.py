@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,15 +12,17 @@ import pandas as pd
 import pytest
 
 from entrypoints.lifecycle import (
+    Progress,
     check_scenario,
     deliver_to_landing_zone,
     require_simulator,
     reset_home,
     return_set_aside_days,
     run_lifecycle,
+    saved_progress,
     story_days,
 )
-from entrypoints.lifecycle_story import Scenario
+from entrypoints.lifecycle_story import Day, Scenario
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.batches import read_batch, write_batch
@@ -174,3 +176,55 @@ def test_the_use_cases_data_files_land_as_the_story_days(tmp_path) -> None:
 def test_generating_without_a_simulator_points_to_mlops_land() -> None:
     with pytest.raises(UserError, match=r"has no simulator .*`mlops land FILE\.\.\.` instead"):
         require_simulator(_without_simulator())
+
+
+def _told_day(name: str) -> Day:
+    return Day(
+        day=name, rows=10, quarantined=0, champion_version="1",
+        metrics={"nce": 0.9, "reference_nce": 0.91}, drift_share=0.0, score_drift=None,
+        decision="none", reason="healthy", links={"evidently_reports": ["a.html"]},
+    )  # fmt: skip
+
+
+def test_a_run_that_stopped_is_continued_only_by_the_same_story(tmp_path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    settings.home.mkdir()
+    asked = check_scenario(USE_CASE, Scenario(days=10, events_per_day=200))
+    progress = Progress(
+        scenario=asdict(asked),
+        story_days=[f"2026-01-{d:02d}" for d in range(1, 11)],
+        bootstrap_days=7,
+        bootstrap={"model_version": "1", "days": ["2026-01-01"]},
+        days=[_told_day("2026-01-08")],
+    )
+    progress.save(settings)
+
+    assert saved_progress(settings, asked) == progress
+    assert saved_progress(settings, replace(asked, seed=8)) is None  # another story
+    assert saved_progress(Settings(home=tmp_path / "other"), asked) is None
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "told", "note"),
+    [
+        (None, 0, "the first model is not @champion yet; a rerun (`mlops run` with the same "
+         "options, without --reset) starts the story again (the days already ingested stay)"),
+        ({"model_version": "1"}, 0, "the first model (v1) and 0 of 3 monitored days told; a "
+         "rerun (`mlops run` with the same options, without --reset) continues from day "
+         "2026-01-08"),
+        ({"model_version": "2"}, 2, "and 2 of 3 monitored days told; a rerun (`mlops run` with "
+         "the same options, without --reset) continues from day 2026-01-10"),
+        ({"model_version": "2"}, 3, "3 of 3 monitored days told; a rerun (`mlops run` with the "
+         "same options, without --reset) writes the story's page"),
+    ],
+)  # fmt: skip
+def test_an_interrupted_run_says_what_was_told_and_where_a_rerun_goes_on(
+    bootstrap, told, note
+) -> None:
+    progress = Progress(
+        story_days=[f"2026-01-{d:02d}" for d in range(1, 11)],
+        bootstrap_days=7,
+        bootstrap=bootstrap,
+        days=[_told_day(f"2026-01-{8 + i:02d}") for i in range(told)],
+    )
+    assert note in progress.rerun_note()
