@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlops.config.errors import UserError
+from mlops.config.runtime import open_private
 from mlops.config.settings import PROJECT_ROOT, Settings, client_host
 from serving.auth import auth_headers, require_api_key_beyond_loopback
 
@@ -113,7 +114,7 @@ def start_service(
         **(overrides or {}),
     }
     bentoml = Path(sys.executable).parent / "bentoml"
-    log: IO[bytes] = log_path.open("ab")
+    log: IO[bytes] = open_private(log_path)
     process = subprocess.Popen(
         [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)],
         cwd=PROJECT_ROOT,
