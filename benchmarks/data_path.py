@@ -139,6 +139,7 @@ def run(events: int) -> dict[str, Any]:
 # The stage each ingest step's time counts in.
 STAGE_OF_STEP: dict[Callable[..., Any], str] = {
     ingest_steps.exclude_already_ingested: "quarantine",
+    ingest_steps.exclude_older_than_allowed: "quarantine",
     ingest_steps.quarantine: "quarantine",
     ingest_steps.write_offline: "write offline",
     ingest_steps.build_features: "features",

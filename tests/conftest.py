@@ -37,6 +37,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_onboarding.py",
     "tests/benchmarks/test_smoke.py",
+    "tests/e2e/test_interruption.py",
     "tests/integration/flows/test_mlflow_drills.py",
     "tests/integration/flows/test_mlflow_outage.py",
     "tests/integration/usecases/test_bundled_use_cases.py",

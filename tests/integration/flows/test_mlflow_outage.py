@@ -145,7 +145,11 @@ def test_a_20_s_mlflow_outage_mid_training_is_retried_and_decided_once(
     flow_run_id = done[0].data.tags[LOGGED_BY]
     assert {r.data.tags[LOGGED_BY] for r in runs} == {flow_run_id}
     retried = _retried_tasks(flow_run_id)
-    assert retried, "no task was retried: the outage did not hit the run"
+    # The outage reaches the run as a retried task, or, when it struck a registry call, as
+    # the registry asking again within its own bounds (a busy machine decides which).
+    log = settings.home / "logs" / "mlops.log"
+    asked_again = log.exists() and "MLflow did not answer" in log.read_text()
+    assert retried or asked_again, "nothing was retried: the outage did not hit the run"
     # The run the failed attempt began (the one seen before the kill) is closed, not left
     # RUNNING, and so is any model it had begun to log.
     failed = [r for r in runs if r.info.status == "FAILED"]

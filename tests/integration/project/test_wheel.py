@@ -45,6 +45,8 @@ MODULES = [
     "flows.deployments",
     "flows.serve",
     "serving.service",
+    "entrypoints.cli",
+    "entrypoints.lifecycle",
 ]
 
 # Runs in the installed environment: settings, use case, card, suites, prefect.yaml, then every
