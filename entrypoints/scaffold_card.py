@@ -236,6 +236,9 @@ gates:
   validation:
     # Above this share of failing rows in any table, the whole batch is quarantined.
     max_failing_fraction: 0.05
+    # An event row older than this before its batch closed is quarantined (a resent or
+    # misdated row), not stored as the day's data.
+    max_event_age_days: 30
   promotion:
     # The challenger must beat the champion on the primary metric (offline_metrics.primary) by at
     # least this, in that metric's better direction: here, NCE at least 0.002 lower.
