@@ -343,10 +343,17 @@ def _running_pid(settings: Settings, name: str) -> int | None:
     return int(record["pid"])
 
 
-def _pid_file(settings: Settings, name: str) -> Path:
+def _services_folder(settings: Settings) -> Path:
+    """Where the services' records and state live: owner-only as a whole, since MLflow creates
+    its auth database there with the default mode (it holds password hashes)."""
     folder = settings.home / "services"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{name}.json"
+    folder.chmod(0o700)
+    return folder
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return _services_folder(settings) / f"{name}.json"
 
 
 def _alive(pid: int) -> bool:
@@ -417,8 +424,7 @@ def _mlflow_auth_env(settings: Settings) -> dict[str, str]:
     """MLflow's basic-auth app: its user store beside the other state, the admin account it
     creates on first start, and the session key."""
     auth = settings.auth
-    folder = settings.home / "services"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _services_folder(settings)
     config = folder / "mlflow-auth.ini"
     with open_private(config, "w") as ini:
         ini.write(
