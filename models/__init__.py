@@ -8,6 +8,7 @@ evaluation.py       metrics overall and per slice
 noise.py            seeded bootstrap intervals: how noisy a metric is on one window
 promotion.py        the gate: floors, margin over the champion, slice tolerance
 mlflow_logging.py   the MLflow run: params, metrics, plots, lineage, git commit, card, model
+booster_pyfunc.py   the logged model's pyfunc: raw model inputs in, the service's scores out
 train_report.py     what `mlops train --json` prints and the Prefect artifact shows
 
 `flows/train.py` runs them in order; each is a plain function a test can call without Prefect.

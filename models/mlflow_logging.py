@@ -3,8 +3,9 @@
 A run holds the parameters, every metric (model, baselines, oracle, champion, slices, the floor
 metrics' bootstrap intervals), four plots, the data lineage, the train, validation and test sets
 as inputs (schema, rows, digest), the git commit, the requirements card, monitoring's reference
-sample, and the model in XGBoost's native UBJ format with its signature and an input example;
-the gate's noise warnings are its tag `promotion.warnings`. It is named by the last day of data
+sample, and the model: XGBoost's native UBJ format, as a pyfunc that scores raw model inputs as
+the service does (`models/booster_pyfunc.py`), with its signature and an input example; the
+gate's noise warnings are its tag `promotion.warnings`. It is named by the last day of data
 it saw (`train-2026-01-07`: trained on data through the end of 2026-01-07); its description,
 written when the registry records the gate's decision, says what became of its model and why.
 """
@@ -35,6 +36,7 @@ from mlops.stores.mlflow_runs import (
     fail_unfinished_runs,
 )
 from mlops.stores.reference import ARTIFACT_DIR, ARTIFACT_FILE
+from models import booster_pyfunc
 from models.evaluation import Evaluation
 
 if TYPE_CHECKING:
@@ -73,9 +75,7 @@ def log_training_run(
     `logged_by`: the flow run logging it; a run an earlier attempt of it left unfinished is
     marked FAILED first (a retry after the tracking server went away), then logged anew."""
     import mlflow
-    import mlflow.xgboost
     import xgboost as xgb
-    from mlflow.models import infer_signature
 
     experiment = experiment_id(settings, use_case)
     if logged_by:
@@ -110,17 +110,17 @@ def log_training_run(
 
         _log_frame(monitoring_reference, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}")
 
-        raw_example = _raw(input_example)
-        # MLflow checks the input example through its generic pyfunc wrapper, which cannot feed
-        # pandas categoricals to a native Booster and warns; serving loads the Booster itself.
-        # It also warns that pip is missing from the venv (uv does not install it): harmless.
-        with _quiet("mlflow.models.model", "mlflow.utils.environment"):
-            info = mlflow.xgboost.log_model(
+        # Native XGBoost (what the service, the gate and monitoring load) plus a pyfunc that
+        # scores raw model inputs like the service (models/booster_pyfunc.py). MLflow scores the
+        # input example through that pyfunc as it logs; it warns that pip is missing from the
+        # venv (uv does not install it): harmless.
+        with _quiet("mlflow.utils.environment"):
+            info = booster_pyfunc.log_model(
                 model.booster,
-                name=MODEL_ARTIFACT,
-                model_format="ubj",
-                signature=infer_signature(raw_example, predictions["model"][: len(raw_example)]),
-                input_example=raw_example,
+                MODEL_ARTIFACT,
+                categories=use_case.categories,
+                score_name=use_case.score_name,
+                input_example=_raw(input_example),
                 # Travels with the model (registry, BentoML store, bento): serving needs it.
                 metadata={"serving_defaults": dict(serving_defaults)},
                 # Listing them saves ~8 s of dependency inference per run.

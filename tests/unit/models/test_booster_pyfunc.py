@@ -1,0 +1,153 @@
+"""The logged model's pyfunc (models/booster_pyfunc.py) on a small booster saved to a folder:
+raw model inputs in (categories as strings), the service's probabilities out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.contracts.model_inputs import as_float, as_frame, category_codes, predict
+from models import booster_pyfunc
+
+CATEGORIES = {"device": ("mobile", "desktop", "tablet"), "country": ("DE", "FR", "US", "BR")}
+SCORE = "click_probability"
+
+
+@pytest.fixture(scope="module")
+def booster():
+    """Trained on categorical inputs as training fits them (pandas categoricals), early
+    stopped, so that the trees after its best round exist but must not count."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    inputs = {
+        "device": rng.integers(0, 3, n).astype(np.float32),
+        "country": rng.integers(0, 4, n).astype(np.float32),
+        "position": rng.integers(1, 6, n).astype(np.float32),
+        "ctr": rng.normal(size=n).astype(np.float32),
+    }
+    inputs["ctr"][::20] = np.nan
+    inputs["device"][::37] = np.nan
+    frame = as_frame(inputs, CATEGORIES)
+    logit = -1 + (inputs["device"] == 1) - 0.3 * inputs["position"] + np.nan_to_num(inputs["ctr"])
+    labels = rng.random(n) < 1 / (1 + np.exp(-logit))
+    train = xgb.DMatrix(frame[:3000], labels[:3000], enable_categorical=True)
+    validation = xgb.DMatrix(frame[3000:], labels[3000:], enable_categorical=True)
+    params = {"objective": "binary:logistic", "tree_method": "hist", "eta": 0.3, "seed": 0}
+    params |= {"max_cat_to_onehot": 8}
+    booster = xgb.train(
+        params, train, 200, evals=[(validation, "v")], early_stopping_rounds=3, verbose_eval=False
+    )
+    assert booster.best_iteration + 1 < booster.num_boosted_rounds()
+    return booster
+
+
+@pytest.fixture(scope="module")
+def raw_rows() -> pd.DataFrame:
+    """Model inputs as the prediction log records them: categories as strings, None missing."""
+    return pd.DataFrame(
+        {
+            "device": ["mobile", "desktop", "tablet", None, "desktop", "phone"],
+            "country": ["DE", "US", "BR", "FR", None, "DE"],
+            "position": [1.0, 3.0, 5.0, 2.0, 4.0, 1.0],
+            "ctr": [0.5, None, -1.2, 0.0, 2.0, 0.1],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def saved(booster, raw_rows, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pyfunc") / "model"
+    booster_pyfunc.save_model(
+        booster,
+        str(path),
+        categories={**CATEGORIES, "not_an_input": ("a",)},
+        score_name=SCORE,
+        input_example=raw_rows.head(3),
+        metadata={"serving_defaults": {"device": "mobile"}},
+        pip_requirements=["xgboost", "pandas"],
+    )
+    return path
+
+
+def served_scores(booster, rows: pd.DataFrame) -> np.ndarray:
+    """As the service scores: category codes and floats stacked into one float32 matrix."""
+    columns = [
+        category_codes(rows[name].to_numpy(object), CATEGORIES[name])
+        if name in CATEGORIES
+        else as_float(rows[name].to_numpy(np.float64, na_value=np.nan))
+        for name in booster.feature_names
+    ]
+    best = booster.best_iteration + 1
+    return booster.inplace_predict(np.column_stack(columns), iteration_range=(0, best))
+
+
+def test_the_pyfunc_scores_raw_inputs_as_the_service_and_training_do(booster, raw_rows, saved):
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(str(saved))
+    scores = model.predict(raw_rows)
+    assert list(scores.columns) == [SCORE]
+    np.testing.assert_allclose(scores[SCORE], served_scores(booster, raw_rows), rtol=0, atol=1e-6)
+    codes = {
+        name: category_codes(raw_rows[name].to_numpy(object), CATEGORIES[name])
+        if name in CATEGORIES
+        else as_float(raw_rows[name].to_numpy(np.float64, na_value=np.nan))
+        for name in booster.feature_names
+    }
+    trained_way = predict(booster, as_frame(codes, CATEGORIES))
+    np.testing.assert_allclose(scores[SCORE], trained_way, rtol=0, atol=1e-6)
+    # Its own input example, as MLflow gives it back.
+    example = model.input_example
+    np.testing.assert_allclose(
+        model.predict(example)[SCORE], served_scores(booster, example), rtol=0, atol=1e-6
+    )
+
+
+def test_unknown_and_missing_values_and_left_out_columns_read_as_missing(raw_rows, saved):
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(str(saved))
+    unknown = raw_rows.assign(device="phone")
+    missing = raw_rows.assign(device=None)
+    left_out = raw_rows.drop(columns=["device"])
+    expected = model.predict(missing)[SCORE]
+    for rows in (unknown, left_out):
+        np.testing.assert_allclose(model.predict(rows)[SCORE], expected, rtol=0, atol=1e-6)
+    # float32 numbers (training's model inputs) score as float64 ones (a JSON client's).
+    narrow = raw_rows.assign(ctr=raw_rows["ctr"].astype(np.float32))
+    np.testing.assert_allclose(
+        model.predict(narrow)[SCORE], model.predict(raw_rows)[SCORE], rtol=0, atol=1e-6
+    )
+
+
+def test_the_model_keeps_its_native_flavor_and_says_what_a_caller_sends(booster, saved):
+    import mlflow.xgboost
+    from mlflow.models import Model
+
+    mlmodel = Model.load(str(saved / "MLmodel"))
+    pyfunc = mlmodel.flavors["python_function"]
+    assert pyfunc["loader_module"] == "booster_pyfunc"
+    assert (saved / pyfunc["code"] / "booster_pyfunc.py").is_file()
+    assert pyfunc["config"] == {
+        "categories": {name: list(values) for name, values in CATEGORIES.items()},
+        "score_name": SCORE,
+    }
+    assert mlmodel.flavors["xgboost"]["model_format"] == "ubj"
+    assert mlmodel.metadata == {"serving_defaults": {"device": "mobile"}}
+    native = mlflow.xgboost.load_model(str(saved))
+    assert native.save_raw("ubj") == booster.save_raw("ubj")
+
+    signature = mlmodel.signature
+    assert signature is not None
+    assert {c.name: (c.type.name, c.required) for c in signature.inputs.inputs} == {
+        "device": ("string", False),
+        "country": ("string", False),
+        "position": ("double", False),
+        "ctr": ("double", False),
+    }
+    assert [(c.name, c.type.name) for c in signature.outputs.inputs] == [(SCORE, "double")]
