@@ -1,5 +1,6 @@
 """Expensive setup the integration modules share, made once per session: a week with a first
-@champion trained on it (through the infra check), and one running service on a copy of it.
+@champion trained on it (through the infra check), one running service on a copy of it, and
+the diagnosis use case's first champion.
 
 Nothing here is changed by a test: a test that needs a registry, a store or a service of its
 own copies the trained week (`copy_home`, under a second) instead of training again (~10 s),
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from mlops.config.settings import Settings, get_settings
+from mlops.contracts.usecase import load_use_case
 from models.train_report import TrainReport
 from tests.support.service import Served, serving, serving_environment
 from tests.support.session import TrainedWeek, built_once, settings_at
-from tests.support.stores import copy_home
+from tests.support.stores import copy_home, use_case_days
 
 # The infra check's SLO in the shared training: the mechanism is under test, not this machine's
 # speed (benchmarks/serving.py is; tests/integration/serving/test_infra_check.py judges the
@@ -70,3 +72,29 @@ def shared_service(
     home = copy_home(trained_week.home, tmp_path_factory.mktemp("shared-service") / "mlops-home")
     with serving(home, trained_week.report, serving_environment(home, prefect_api_url)) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def diagnosis_trained(
+    tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> TrainedWeek:
+    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once.
+    Without the infra check's service (the served tests below start one)."""
+
+    def build(directory: Path):
+        from flows.ingest import ingest
+        from flows.train import train
+
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
+            settings = settings_at(directory / "mlops-home", monkeypatch)
+            use_case = load_use_case("diagnosis")
+            days = use_case.card.training.span_days  # what its first model trains on
+            ingest(use_case_days(use_case, settings.landing_dir, days=days))
+            report = train(search_trials=1)
+        get_settings.cache_clear()
+        assert report.decision == "promoted", report.reason
+        return report
+
+    directory, report = built_once(tmp_path_factory, "trained-diagnosis", build)
+    return TrainedWeek(directory / "mlops-home", report)

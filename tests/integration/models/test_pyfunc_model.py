@@ -4,7 +4,7 @@ model inputs the prediction log records, and `mlflow.models.predict` scores the 
 with the service's scores.
 
 adclick's champion is the session's `trained_week`; diagnosis's is the one
-tests/integration/usecases/ trains (`diagnosis_trained`, built once per run).
+tests/integration/conftest.py trains (`diagnosis_trained`, built once per run).
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from mlops.config.settings import Settings, get_settings
 from mlops.contracts.model_inputs import as_float, category_codes
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.registry import CHAMPION, ModelRegistry
-from tests.integration.usecases.test_bundled_use_cases import (  # the session's, built once
-    BUNDLED,
-    diagnosis_trained,  # noqa: F401
-)
+from tests.integration.usecases.test_bundled_use_cases import BUNDLED
 from tests.support.session import TrainedWeek, settings_at
 from tests.support.stores import copy_home
 

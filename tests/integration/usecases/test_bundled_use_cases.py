@@ -3,7 +3,8 @@ its served model over HTTP (`mlops serve`, Feast's online store, the registry's 
 with the features served equal to the features training joined.
 
 adclick's service is the session's (`shared_service`); diagnosis lands its shipped files,
-ingests and trains once per run (`diagnosis_trained`), then serves a copy.
+ingests and trains once per run (`diagnosis_trained`, tests/integration/conftest.py), then
+serves a copy.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,42 +19,16 @@ import pytest
 
 from ingestion.gx_validation import validate_batch
 from ingestion.table_validation import REASON_COLUMN
-from mlops.config.settings import Settings, get_settings
+from mlops.config.settings import Settings
 from mlops.contracts.batches import read_batch
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore, quoted
 from tests.support.service import Served, serving, serving_environment, wait_for_log
-from tests.support.session import TrainedWeek, built_once, settings_at
+from tests.support.session import TrainedWeek
 from tests.support.stores import copy_home, use_case_days
 
 pytestmark = pytest.mark.integration
 BUNDLED = ("adclick", "diagnosis")
-
-
-@pytest.fixture(scope="session")
-def diagnosis_trained(
-    tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
-) -> TrainedWeek:
-    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once.
-    Without the infra check's service (the served tests below start one)."""
-
-    def build(directory: Path):
-        from flows.ingest import ingest
-        from flows.train import train
-
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
-            settings = settings_at(directory / "mlops-home", monkeypatch)
-            use_case = load_use_case("diagnosis")
-            days = use_case.card.training.span_days  # what its first model trains on
-            ingest(use_case_days(use_case, settings.landing_dir, days=days))
-            report = train(search_trials=1)
-        get_settings.cache_clear()
-        assert report.decision == "promoted", report.reason
-        return report
-
-    directory, report = built_once(tmp_path_factory, "trained-diagnosis", build)
-    return TrainedWeek(directory / "mlops-home", report)
 
 
 @pytest.fixture(scope="module", params=BUNDLED)
