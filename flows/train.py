@@ -157,6 +157,9 @@ def train(
     card = use_case.card
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
     reconcile(registry)
+    # Asked before the training it is compared with: an MLflow that cannot be asked fails the
+    # run in seconds, not after the fit.
+    champion_version, champion = load_champion(registry)
     excluded = tuple(exclude_features or ())
 
     offline = OfflineStore(settings.offline_dir)
@@ -180,7 +183,6 @@ def train(
     splits = training.prepare_splits(training_set.held, use_case, excluded)
     model = fit_xgboost(settings, use_case, training_set, splits, budget, seed, excluded)
     baselines = fit_baselines(splits, budget, seed)
-    champion_version, champion = load_champion(registry)
     # With the gate's bootstrap of the challenger's floor metrics: once per run, seeded.
     scores = score_on_test(
         splits, use_case, model.booster, baselines, champion, card.gates.promotion, seed
