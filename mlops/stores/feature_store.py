@@ -14,30 +14,111 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.config.settings import Settings
+from mlops.config.settings import PROJECT_ROOT, Settings
 from mlops.contracts.usecase import UseCase
 from mlops.stores.offline_store import OfflineStore
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from feast.infra.registry.base_registry import BaseRegistry
 
 log = logging.getLogger(__name__)
 
 # Held (flock) by whoever materializes; the kernel drops it when that process dies, so a free
 # lock with a view still MATERIALIZING means the process that set it is gone.
 MATERIALIZE_LOCK = "materialize.lock"
+# Feast's own CLI over the platform's stores (a checkout's, not an installed wheel's).
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+# What definitions.py and the feature_store*.yaml files read of the settings, in each profile.
+_CLI_SETTINGS = {
+    "local": frozenset(
+        {"MLOPS_HOME", "MLOPS_USE_CASE", "MLOPS_USE_CASES_ROOT", "MLOPS_PROFILE", "MLOPS_ENGINE"}
+    ),
+}
+_CLI_SETTINGS["server"] = _CLI_SETTINGS["local"] | {
+    "MLOPS_POSTGRES_DSN",
+    "MLOPS_DATABASE_PREFIX",
+    "MLOPS_REDIS_URL",
+}
+_SERVER_CLI_VARIABLES = frozenset(
+    {"FEAST_FS_YAML_FILE_PATH", "FEAST_SQL_REGISTRY_URL", "FEAST_REDIS_CONNECTION_STRING"}
+)
 
 
-def feast_objects(settings: Settings, use_case: UseCase) -> list[Any]:
+def feast_objects(
+    settings: Settings, use_case: UseCase, registry: BaseRegistry | None = None
+) -> list[Any]:
+    """The use case's Feast objects, as the platform applies them and as Feast's CLI loads them
+    (feature_repo/definitions.py): the same objects, so `feast plan` finds nothing to change.
+
+    Each feature view reads its folder of published partitions (`offline/features/<view>/`,
+    hive-partitioned by `batch_id`): DuckDB and Ray both read a parquet folder, and Feast's
+    `FileSource` validation finds it (a `batch_id=*` glob does not exist as a path). Staged
+    partitions live outside it (offline_store.py). Given the `registry`, a source Feast finds
+    unchanged keeps the timestamps recorded there (see `_keep_recorded_timestamps`)."""
+    from feast import FileSource, Project
+    from feast.data_format import ParquetFormat
+
     offline = OfflineStore(settings.offline_dir)
+    objects: list[Any] = [
+        Project(name=use_case.name, description=f"the {use_case.name} use case's features"),
+        *use_case.feast_definitions(lambda view: str(offline.feature_dir(view))),
+    ]
+    for obj in objects:
+        source = getattr(obj, "batch_source", None)
+        if isinstance(source, FileSource):
+            # A folder, not a `.parquet` path: Feast's DuckDB store needs the format said.
+            source.file_options.file_format = ParquetFormat()
+    if registry is not None:
+        _keep_recorded_timestamps(objects, registry, use_case.name)
+    return objects
 
-    def source_path(view: str) -> str:
-        # DuckDB reads a glob of the published partitions; Ray reads the view's folder (no
-        # globs), whose partitions are the published ones too (staging is elsewhere).
-        folder = offline.feature_dir(view)
-        return str(folder) if settings.engine == "ray" else offline.glob(folder)
 
-    return list(use_case.feast_definitions(source_path))
+def _keep_recorded_timestamps(objects: list[Any], registry: BaseRegistry, project: str) -> None:
+    """Give each feature view's source the created/updated timestamps the registry recorded
+    for it, when Feast finds the two sources equal (Feast's own `DataSource.__eq__`, which leaves
+    timestamps out). A Feast `DataSource` is stamped with the time it was constructed, and a
+    feature view carries its source, stamp included, in its spec; a materialized view never
+    equals a fresh definition (its materialization intervals), so `feast plan` then compares
+    the specs field by field and reports every view "Updated" on the stamps alone (Feast issue
+    5573). Feast's registry keeps a source's `created_timestamp` the same way when it is
+    applied again unchanged. A changed source keeps its new stamps and shows as changed."""
+    from feast import FeatureView
+    from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
+
+    for view in objects:
+        if not isinstance(view, FeatureView) or view.batch_source is None:
+            continue
+        try:
+            recorded = registry.get_feature_view(view.name, project).batch_source
+        except (FeastObjectNotFoundException, ProjectNotFoundException):  # not applied yet
+            continue
+        if recorded is not None and recorded == view.batch_source:
+            view.batch_source.created_timestamp = recorded.created_timestamp
+            view.batch_source.last_updated_timestamp = recorded.last_updated_timestamp
+
+
+def record_infra(store: FeatureStore, objects: list[Any]) -> None:
+    """Record in the registry the online-store tables the definitions need, as `feast apply`
+    does. `FeatureStore.apply` creates them but records nothing; without the record `feast plan`
+    reports each table as one it would create."""
+    from feast import Entity, FeatureService, FeatureView, Project
+    from feast.repo_contents import RepoContents
+
+    views = [o for o in objects if isinstance(o, FeatureView)]
+    contents = RepoContents(
+        projects=[o for o in objects if isinstance(o, Project)],
+        data_sources=[v.batch_source for v in views if v.batch_source is not None],
+        feature_views=views,
+        on_demand_feature_views=[],
+        stream_feature_views=[],
+        label_views=[],
+        entities=[o for o in objects if isinstance(o, Entity)],
+        feature_services=[o for o in objects if isinstance(o, FeatureService)],
+        permissions=[],
+    )
+    infra = store.provider.plan_infra(store.config, contents.to_registry_proto())
+    store.registry.update_infra(infra, store.project, commit=True)
 
 
 def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync") -> Any:
@@ -109,6 +190,23 @@ def repo_config(settings: Settings, use_case: UseCase, registry_cache_mode: str 
     )
 
 
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """The environment in which Feast's CLI (`feast -c feature_repo ...`) opens the stores and
+    loads the definitions these settings give the platform: the settings definitions.py reads,
+    and in the server profile the yaml file Feast reads and the URLs that file takes."""
+    from mlops.stores.databases import feast_redis_connection
+
+    wanted = _CLI_SETTINGS[settings.profile]
+    env = {key: value for key, value in settings.environment().items() if key in wanted}
+    if settings.profile == "server":  # the keys of _SERVER_CLI_VARIABLES
+        env["FEAST_FS_YAML_FILE_PATH"] = str(FEATURE_REPO / "feature_store.server.yaml")
+        env["FEAST_SQL_REGISTRY_URL"] = settings.database_url("feast", "psycopg")
+        env["FEAST_REDIS_CONNECTION_STRING"] = feast_redis_connection(
+            settings.redis_url.get_secret_value()
+        )
+    return env
+
+
 def open_store(
     settings: Settings, use_case: UseCase, registry_cache_mode: str = "sync"
 ) -> FeatureStore:
@@ -125,7 +223,9 @@ def open_store(
         ensure_databases(settings)
     OfflineStore(settings.offline_dir).recover()
     store = FeatureStore(config=repo_config(settings, use_case, registry_cache_mode))
-    store.apply(feast_objects(settings, use_case))
+    objects = feast_objects(settings, use_case, store.registry)
+    store.apply(objects)
+    record_infra(store, objects)
     reset_stuck_materializing(store)
     return store
 
@@ -198,3 +298,17 @@ def online_features(
     service = store.get_feature_service(use_case.feature_service)
     values = store.get_online_features(features=service, entity_rows=[entity_row]).to_dict()
     return {name: column[0] for name, column in values.items()}
+
+
+if __name__ == "__main__":
+    # `eval "$(python -m mlops.stores.feature_store)"`: a shell in which Feast's CLI sees the
+    # stores of the active settings (profile included); see feature_repo/feature_store.yaml.
+    import shlex
+
+    from mlops.config.settings import get_settings
+
+    environment = cli_environment(get_settings())
+    for key, value in environment.items():
+        print(f"export {key}={shlex.quote(value)}")
+    for key in sorted(_SERVER_CLI_VARIABLES - environment.keys()):  # a server shell's, gone
+        print(f"unset {key}")

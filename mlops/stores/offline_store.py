@@ -7,7 +7,7 @@
 
 A batch's partitions become visible together, through a small commit protocol:
 
-    1. stage    every partition is written under staging/<id>/ (no reader, no Feast glob sees it)
+    1. stage    every partition is written under staging/<id>/ (no reader, Feast included, sees it)
     2. commit   staging/<id>/_commit.json, renamed into place: the commit point
     3. publish  each staged file is renamed over its partition
     4. record   offline/batches/<id>.json, then staging/<id>/ is removed
@@ -123,11 +123,6 @@ class OfflineStore:
 
     def feature_dir(self, view: str) -> Path:
         return self.root / "features" / identifier(view)
-
-    @staticmethod
-    def glob(directory: Path) -> str:
-        """The published partitions of a table or view: what Feast reads."""
-        return str(directory / "batch_id=*" / PARTITION_FILE)
 
     def partition(self, directory: Path, batch_id: str) -> Path:
         return (

@@ -230,6 +230,13 @@ def test_ingest_materialized_the_features_into_redis(home):
     assert sample.endswith(home.use_case.name.encode())  # Feast's key: entity key + project
 
 
+def test_feast_plan_on_the_sql_registry_and_redis_reports_no_change(home):
+    """Feast's own CLI, in the environment the platform gives it (feature_store.server.yaml)."""
+    from tests.support.feast_cli import assert_plans_no_change
+
+    assert_plans_no_change(home.settings)
+
+
 def test_predictions_from_redis_equal_scoring_on_the_feast_sdk_values(served):
     from mlops.stores.feature_store import open_store
     from mlops.stores.registry import ModelRegistry
