@@ -33,6 +33,7 @@ from entrypoints.lifecycle_story import (
     Day,
     Lifecycle,
     Scenario,
+    what_happened,
 )
 from mlops.config.errors import UserError
 from mlops.config.interrupts import received_signal
@@ -567,20 +568,10 @@ def reset_home(settings: Settings, keep_landing: bool = False) -> None:
 
 
 def closing_summary(settings: Settings, result: Lifecycle, log_files: list[str]) -> str:
-    """What happened, what serves now, and where to look next."""
-    alerts = [d for d in result.days if d.decision == "alert"]
-    retrains = [
-        (d.day, d.retrained) for d in result.days if d.retrained and "version" in d.retrained
-    ]
-    promoted = [r["version"] for _, r in retrains if r["decision"] == "promoted"]
-    serving = promoted[-1] if promoted else result.bootstrap["model_version"]
-    lines = ["", f"summary of {len(result.days)} monitored days:"]
-    lines += [f"  alert     {d.day}: {d.reason}" for d in alerts] or ["  no alerts"]
-    lines += [f"  retrained {day}: v{r['version']} {r['decision']}" for day, r in retrains] or [
-        "  no retraining"
-    ]
+    """What happened (the page's sentences, from the run's records), and where to look next."""
+    lines = ["", f"what happened over {len(result.days)} monitored days:"]
+    lines += [f"  {sentence}" for sentence in what_happened(result)]
     lines += [
-        f"  serving   v{serving} (first champion v{result.bootstrap['model_version']})",
         "",
         f"the story, day by day: {result.summary_html}",
         "the UIs: make mlflow-ui, make prefect-ui, make evidently-ui (README, 'Opening the UIs')",

@@ -9,12 +9,15 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from entrypoints.lifecycle_story import SIMULATOR
+from entrypoints.lifecycle_story import SIMULATOR, day_label, what_happened
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from entrypoints.lifecycle_story import Day, Lifecycle
+    from mlops.contracts.card import MonitoringGate
 
 TEMPLATE = Path(__file__).with_name("templates") / "lifecycle.html"
 COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "oracle": "#15803d"}
@@ -35,10 +38,11 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
             use_case.card.training.span_days,
             use_case.generator.scenarios[0] if use_case.generator else None,
         ),
+        happened=what_happened(result),
         bootstrap=result.bootstrap,
-        days=[_day_row(settings, day) for day in result.days],
+        days=[_day_row(settings, day, i) for i, day in enumerate(result.days, start=1)],
         has_oracle=use_case.oracle_column is not None,
-        plot_svg=plot_svg(result.days),
+        plot_svg=plot_svg(result.days, use_case.card.gates.monitoring),
         ui=settings.ui,
         home=settings.home,
         workspace=settings.monitoring_dir / "workspace",
@@ -55,9 +59,12 @@ def scenario_in_words(
 ) -> str:
     """The story in a few sentences; `plain_world` is the simulator's scenario without drift."""
     s = result.scenario
+    monitored = [d.day for d in result.days]
 
     def day(index: int) -> str:
-        return f"{start + timedelta(days=index):%Y-%m-%d} (day {index})"
+        """A day the simulator was asked for (an index from the first day, as the options
+        take it), named the way the rest of the page names days."""
+        return day_label(f"{start + timedelta(days=index):%Y-%m-%d}", monitored)
 
     days = s.days or 0
     what = (
@@ -71,15 +78,29 @@ def scenario_in_words(
     ]
     if s.incident_day is not None:
         words.append(
-            f"A data incident (bad rows, requests missing context) on {day(s.incident_day)}."
+            f"The simulator injects a data incident (bad rows, requests missing context) on "
+            f"{day(s.incident_day)}."
         )
     if s.scenario not in (None, plain_world) and s.drift_day is not None:
-        words.append(f"Scenario {s.scenario.replace('-', ' ')} from {day(s.drift_day)} on.")
+        words.append(
+            f"Its {s.scenario.replace('-', ' ')} scenario changes the world from "
+            f"{day(s.drift_day)} on."
+        )
     return " ".join(words)
 
 
-def plot_svg(days: list[Day]) -> str:
-    """Four panels over the monitored days, with markers where something was decided."""
+def plot_svg(days: list[Day], gate: MonitoringGate | None = None) -> str:
+    """The plots as inline SVG."""
+    buffer = io.StringIO()
+    plot_figure(days, gate).savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :]  # inline: drop the XML prolog
+
+
+def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
+    """Four panels over the monitored days, with markers where something was decided and, given
+    the monitoring `gate`, the limits it judged them by; every legend sits right of its panel,
+    where it covers no data."""
     from matplotlib.figure import Figure
 
     labels = [d.day[5:] for d in days]
@@ -92,18 +113,32 @@ def plot_svg(days: list[Day]) -> str:
         if any(v is not None for v in values):
             nce.plot(x, [float("nan") if v is None else v for v in values], "o-",
                      color=COLORS[name], label=name, lw=1.5, ms=4)  # fmt: skip
+    if gate is not None:
+        limits = [
+            float("nan") if (ref := d.metrics.get("reference_nce")) is None
+            else ref + gate.max_nce_degradation
+            for d in days
+        ]  # fmt: skip
+        nce.step(x, limits, where="mid", color=COLORS["reference"], ls="--", lw=1,
+                 label="limit (retrain above)")  # fmt: skip
     nce.set(ylabel="NCE (lower is better)", title="Model quality on each day's labelled traffic")
     traffic.bar(x, [d.served for d in days], color="#93c5fd", label="served")
     traffic.bar(x, [d.refused for d in days], bottom=[d.served for d in days], color="#f87171",
                 label="refused (400)")  # fmt: skip
     traffic.set(ylabel="requests")
-    quarantine.bar(x, [100 * d.quarantined / max(d.rows, 1) for d in days], color="#fb923c")
+    quarantine.bar(x, [100 * d.quarantined / max(d.rows, 1) for d in days], color="#fb923c",
+                   label="events quarantined")  # fmt: skip
     quarantine.set(ylabel="quarantined %", ylim=(0, None))
     drift.plot(x, [100 * (d.drift_share or 0) for d in days], "o-", color="#7c3aed",
                label="inputs drifted %", ms=4)  # fmt: skip
     drift.plot(x, [100 * (d.score_drift or 0) for d in days], "s--", color="#0f766e",
                label="score drift x100", ms=4)  # fmt: skip
-    drift.set(ylabel="drift", xticks=list(x), xticklabels=labels)
+    if gate is not None:  # a window drifted from either limit (the gate's k of n decides)
+        drift.axhline(100 * gate.drift_share, color="#7c3aed", ls=":", lw=1,
+                      label="inputs limit")  # fmt: skip
+        drift.axhline(100 * gate.score_drift_threshold, color="#0f766e", ls=":", lw=1,
+                      label="score limit x100")  # fmt: skip
+    drift.set(ylabel="drift", xticks=list(x), xticklabels=labels, xlabel=_year_of(days))
 
     for i, day in enumerate(days):
         outcome = (day.retrained or {}).get("decision")
@@ -114,21 +149,25 @@ def plot_svg(days: list[Day]) -> str:
                 axes.axvline(i + 0.5, color=MARKERS[outcome], ls=":", lw=1.5)
     nce.plot([], [], color=MARKERS["alert"], lw=8, alpha=0.25, label="alert")
     nce.plot([], [], color=MARKERS["rejected"], ls=":", label="retrain rejected")
-    nce.plot([], [], color=MARKERS["promoted"], ls=":", label="retrain promoted (serves next day)")
-    for axes in (nce, traffic, drift):
-        axes.legend(loc="upper left", fontsize=8, ncols=3)
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg") :]  # inline: drop the XML prolog
+    nce.plot([], [], color=MARKERS["promoted"], ls=":", label="retrain promoted\n(serves next day)")
+    for axes in (nce, traffic, quarantine, drift):
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, borderaxespad=0)
+    return figure
 
 
-def _day_row(settings: Settings, day: Day) -> dict[str, Any]:
-    """A row of the days table: the day, and links to its reports and runs."""
+def _year_of(days: list[Day]) -> str:
+    years = sorted({d.day[:4] for d in days})
+    return f"day ({', '.join(years)})"
+
+
+def _day_row(settings: Settings, day: Day, number: int) -> dict[str, Any]:
+    """A row of the days table: the day, its place among the monitored days, and links to its
+    reports and runs."""
     links = day.links
     run_id = links.get("prefect_flow_run")
     return {
         "day": day,
+        "number": number,
         "reports": [(Path(p).stem, _file_url(p)) for p in links.get("evidently_reports", [])],
         "mlflow": links.get("monitoring_run"),
         "prefect": f"{settings.ui.prefect_url}/runs/flow-run/{run_id}" if run_id else None,

@@ -60,17 +60,33 @@ def decide(signals: Signals, earlier_drifted: Sequence[bool], gate: MonitoringGa
         return verdict(
             "retrain",
             f"drift in {sum(recent)} of the last {len(recent)} windows (k={gate.windows_k}, "
-            f"n={gate.windows_n}); now: {_drift_text(signals)}",
+            f"n={gate.windows_n}); now: {_drift_text(signals, gate)}",
         )
     performance = (
-        f"NCE {signals.nce:.4f} vs reference {signals.reference_nce:.4f}"
+        f"NCE {signals.nce:.4f} vs reference {signals.reference_nce:.4f} (within "
+        f"+{gate.max_nce_degradation:g})"
         if signals.nce is not None and signals.labelled >= gate.min_labelled_rows
         else f"{signals.labelled} labelled rows, fewer than {gate.min_labelled_rows}"
     )
-    return verdict("none", f"healthy: {performance}; {_drift_text(signals)}")
+    # A drifted window alone is no retrain signal: say so, or "drifted" reads as a contradiction.
+    drift = (
+        f"drifted windows: {sum(recent)} of the last {len(recent)}, fewer than the "
+        f"{gate.windows_k} that retrain (k={gate.windows_k}, n={gate.windows_n}); now: "
+        if any(recent)
+        else ""
+    )
+    return verdict("none", f"healthy: {performance}; {drift}{_drift_text(signals, gate)}")
 
 
-def _drift_text(signals: Signals) -> str:
+def _drift_text(signals: Signals, gate: MonitoringGate) -> str:
+    """The window's drift beside the limits that make it a drifted window."""
     inputs = ", ".join(signals.drifted_inputs) or "none"
-    score = "drifted" if signals.score_drifted else "stable"
-    return f"{signals.drift_share:.0%} of inputs drifted ({inputs}), score {score}"
+    score = (
+        f"score drifted (distance {signals.score_drift:.3f} >= {gate.score_drift_threshold:g})"
+        if signals.score_drifted
+        else f"score stable (distance {signals.score_drift:.3f} < {gate.score_drift_threshold:g})"
+    )
+    return (
+        f"{signals.drift_share:.0%} of inputs drifted ({inputs}; a drifted window from "
+        f"{gate.drift_share:.0%}), {score}"
+    )

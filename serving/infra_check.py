@@ -129,13 +129,29 @@ class Latency:
     def summary(self) -> str:
         verdict = "<=" if self.passed else ">"
         pairs = len(self.predict_ms) // len(self._golden)
+        raw = f"raw /predict p99 {self.p99_ms:.2f} ms, /floor p99 {self.floor_p99_ms:.2f} ms"
+        # A raw p99 over the SLO beside "passed" reads as a contradiction: say why both hold.
+        if self.p99_ms <= self.slo_ms:
+            why = "they move with the machine's load"
+        elif self.floor_p99_ms > self.slo_ms:
+            why = (
+                "the raw p99 is over the SLO because /floor, the same request without the "
+                "model, was over it too in the same run: that is the machine's load, which the "
+                "judged figure leaves out"
+            )
+        elif self.passed:
+            why = (
+                "the raw p99 is over the SLO where the machine's load stretched the model's "
+                "own work; the judged figure takes its undisturbed cost"
+            )
+        else:
+            why = "the raw p99 is over the SLO and /floor's is not: the time is the model's own"
         return (
             f"the model adds {self.adjusted_ms:.2f} ms {verdict} budget {self.budget_ms:.2f} ms "
             f"(SLO {self.slo_ms:g} ms - /floor undisturbed {self.floor_fastest_ms:.2f} ms; added: "
             "the slowest golden request's fastest /predict - fastest /floor over "
-            f"~{pairs} interleaved pairs); "
-            f"raw /predict p99 {self.p99_ms:.2f} ms, /floor p99 {self.floor_p99_ms:.2f} ms "
-            "(recorded, not judged: they move with the machine's load)"
+            f"~{pairs} interleaved pairs, both measured in this run); "
+            f"{raw} (recorded, not judged: {why})"
         )
 
     def figures(self) -> dict[str, float]:

@@ -26,10 +26,20 @@ def run(
         typer.Option(help="Simulated only: one of the simulator's (`mlops use-cases`)."),
     ] = None,
     drift_day: Annotated[
-        int, typer.Option(min=0, help="Simulated only: day index the scenario starts.")
+        int,
+        typer.Option(
+            min=0,
+            help="Simulated only: the day the scenario starts, counted from the first day as 0 "
+            "(10: 2026-01-11).",
+        ),
     ] = 10,
     incident_day: Annotated[
-        int, typer.Option(min=-1, help="Simulated only: day index of a data incident (-1: none).")
+        int,
+        typer.Option(
+            min=-1,
+            help="Simulated only: the day of a data incident, counted from the first day as 0 "
+            "(8: 2026-01-09; -1: none).",
+        ),
     ] = 8,
     seed: int = 7,
     reset: Annotated[
@@ -43,10 +53,11 @@ def run(
 ) -> None:
     """The main job, the closed loop: bootstrap a champion on the first week, then each day
     send traffic through the real service, ingest the day, monitor, and retrain and promote
-    when the gate says so. A simulated story has by default a data incident on day 8 and the
-    simulator's story scenario from day 10; a use case without a simulator replays its data
-    files, or the days `mlops land` put in the landing zone. Stopped midway (Ctrl-C, SIGTERM,
-    a crash), the next run of the same story continues it."""
+    when the gate says so. A simulated story starts on 2026-01-01 and has by default a data
+    incident on 2026-01-09 and the simulator's story scenario from 2026-01-11 on; a use case
+    without a simulator replays its data files, or the days `mlops land` put in the landing
+    zone. Stopped midway (Ctrl-C, SIGTERM, a crash), the next run of the same story continues
+    it."""
     progress: list[Any] = []  # how far the story got, once it started: for an interruption
 
     def work() -> tuple[dict[str, Any], str, int]:

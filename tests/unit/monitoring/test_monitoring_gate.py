@@ -61,6 +61,16 @@ def test_drift_needs_k_of_the_last_n_windows(earlier: list[bool], decision: str)
     assert verdict.decision == decision and verdict.drifted
 
 
+def test_a_drifted_window_that_does_not_retrain_says_why_both_hold() -> None:
+    score_moved = replace(DRIFTED, score_drift=GATE.score_drift_threshold + 0.05)
+    verdict = decide(score_moved, [False], GATE)
+    assert verdict.decision == "none" and verdict.drifted
+    assert verdict.reason.startswith("healthy: ")
+    assert "drifted windows: 1 of the last 2, fewer than the 2 that retrain" in verdict.reason
+    limit = f"{GATE.score_drift_threshold:g}"
+    assert f"score drifted (distance {score_moved.score_drift:.3f} >= {limit})" in verdict.reason
+
+
 def test_old_drift_falls_out_of_the_last_n_windows() -> None:
     assert decide(DRIFTED, [True, False, False], GATE).decision == "none"
 

@@ -80,6 +80,15 @@ def test_infra_check_judges_what_the_model_adds_not_the_machine_load():
     assert "> budget" in slow.summary() and "raw /predict p99" in slow.summary()
 
 
+def test_infra_check_says_why_a_raw_p99_over_the_slo_passes():
+    busy = busy_timings(model_ms=1.1)
+    assert busy.passed and busy.p99_ms > busy.slo_ms and busy.floor_p99_ms > busy.slo_ms
+    assert "the raw p99 is over the SLO because /floor, the same request without the model, " \
+        "was over it too in the same run" in busy.summary()  # fmt: skip
+    quiet = busy_timings(model_ms=1.1, busy_share=0.0)
+    assert quiet.p99_ms <= quiet.slo_ms and "over the SLO" not in quiet.summary()
+
+
 def test_infra_check_budget_does_not_shrink_with_the_machine_load():
     quiet = busy_timings(model_ms=1.1, busy_share=0.0)
     busy = busy_timings(model_ms=1.1, busy_share=0.85, mean_wait_ms=8.0)
