@@ -1,17 +1,20 @@
 """The service's API documents: the prediction routes' OpenAPI document (GET /openapi.json),
 generated from the pydantic models that validate them; BentoML's document with those routes added
-(GET /docs.json); and the page at / that renders it with Swagger UI."""
+(GET /docs.json); the page at / (and /docs) that renders it with Swagger UI; and BentoML's
+service schema (GET /schema.json) with the routes as its endpoints, which BentoML's clients
+discover them from (`ServiceSchema`)."""
 
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 from pydantic import BaseModel
 
 from mlops.contracts.usecase import UseCase
-from serving.http_limits import JSON
-from serving.request_models import ErrorAnswer, ModelInfo, RequestModels
+from serving.http_limits import JSON, Receive, Scope, Send
+from serving.request_models import ErrorAnswer, ModelInfo, ModelRequest, RequestModels
 
 # BentoML's tag for a service's own endpoints: its page at / lists the routes under it.
 APP_TAG = "Service APIs"
@@ -91,6 +94,99 @@ def prediction_openapi(use_case: UseCase, models: RequestModels) -> dict[str, An
         },
         "components": {"schemas": schemas},
     }
+
+
+def client_endpoints(models: RequestModels) -> list[dict[str, Any]]:
+    """The prediction routes as BentoML's /schema.json lists an `@bentoml.api` method: name,
+    route, and input and output JSON schemas with their references inlined (as BentoML inlines
+    them). Its client calls an endpoint by POSTing the keyword arguments as one flat JSON object
+    (`client.predict(**fields)`: the request's fields, what /predict takes), and
+    `client.model()` POSTs `{}` to /model."""
+
+    def endpoint(
+        name: str, doc: str, body: type[BaseModel], answer: type[BaseModel]
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "route": f"/{name}",
+            "description": doc,
+            "doc": doc,  # what the client reads for the method's docstring
+            "batchable": False,
+            "input": _inlined(body.model_json_schema()),
+            "output": _inlined(answer.model_json_schema()),
+            "is_task": False,
+        }
+
+    return [
+        endpoint("predict", "Score one request.", models.predict_request, models.prediction),
+        endpoint(
+            "predict_batch",
+            "Score many requests at once: requests=[...].",
+            models.batch_request,
+            models.batch_prediction,
+        ),
+        endpoint("model", "The model version being served.", ModelRequest, ModelInfo),
+    ]
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with every `$ref` to its `$defs` replaced by the definition."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                name = node["$ref"].rsplit("/", 1)[1]
+                siblings = {k: v for k, v in node.items() if k != "$ref"}
+                return resolve({**defs[name], **siblings})
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+SCHEMA_PATH = "/schema.json"
+
+
+class ServiceSchema:
+    """Answers GET /schema.json: BentoML's own schema of the service (`Service.schema()`: its
+    name, description and paths) with `endpoints` as its routes. BentoML lists `@bentoml.api`
+    methods only, so the prediction routes, which are bare ASGI for speed (serving/routes.py),
+    would be invisible to its clients. An ASGI middleware, because BentoML routes /schema.json
+    before the mounted app; it runs after the API key check, so the schema needs the key as the
+    routes do. The document is built once, on the first request for it."""
+
+    def __init__(self, app: Any, service: Any, endpoints: list[dict[str, Any]]) -> None:
+        self.app = app
+        self.service = service
+        self.endpoints = endpoints
+        self.body: bytes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != SCHEMA_PATH
+            or scope["method"] not in ("GET", "HEAD")
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.body is None:
+            self.body = json.dumps({**self.service.schema(), "routes": self.endpoints}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", JSON.encode()),
+                    (b"content-length", str(len(self.body)).encode()),
+                ],
+            }
+        )
+        body = b"" if scope["method"] == "HEAD" else self.body
+        await send({"type": "http.response.body", "body": body})
 
 
 def with_prediction_routes(spec: dict[str, Any], openapi: dict[str, Any]) -> dict[str, Any]:

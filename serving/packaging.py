@@ -2,8 +2,10 @@
 
 The bento carries the service code, the use case and the model (the MLflow model directory,
 booster and serving defaults); `bentoml containerize <tag>` turns it into an OCI image where a
-container engine runs. A bento serves the model it was built with (MLOPS_SERVING__MODEL_SOURCE
-=bento) instead of following the registry.
+container engine runs. A bento serves the model it was built with instead of following the
+registry: in its container (MLOPS_SERVING__MODEL_SOURCE=bento, from the bento's envs) and with
+`bentoml serve` in its directory or of its tag (BentoML then loads the service from the bento,
+whose envs it does not apply; the service sees the bento it was loaded from).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -18,6 +21,10 @@ from mlops.config.settings import PROJECT_ROOT, Settings
 from mlops.contracts.usecase import UseCase
 from mlops.stores.registry import ModelRegistry
 from serving.model_loading import ServedModel, load_model_dir
+
+if TYPE_CHECKING:
+    import bentoml
+    from bentoml import Bento
 
 BENTOFILE = PROJECT_ROOT / "serving" / "bentofile.yaml"
 MLFLOW_VERSION = "mlflow_version"
@@ -53,14 +60,20 @@ def build_bento(model_tag: str) -> str:
     return str(bento.tag)
 
 
-def packaged_version(use_case: UseCase) -> str:
+def packaged_model(use_case: UseCase, bento: Bento | None) -> bentoml.Model:
+    """The model `bento` was built with; without a bento (MLOPS_SERVING__MODEL_SOURCE=bento set
+    by hand, or a bento's container, whose store holds its model alone), the newest imported."""
     import bentoml
 
-    return str(bentoml.models.get(f"{use_case.model_name}:latest").info.labels[MLFLOW_VERSION])
+    tags = (
+        [m.tag for m in bento.info.all_models if m.tag.name == use_case.model_name] if bento else []
+    )
+    return bentoml.models.get(tags[0] if tags else f"{use_case.model_name}:latest")
 
 
-def load_packaged(use_case: UseCase, version: str) -> ServedModel:
-    import bentoml
+def packaged_version(model: bentoml.Model) -> str:
+    return str(model.info.labels[MLFLOW_VERSION])
 
-    model = bentoml.models.get(f"{use_case.model_name}:latest")
+
+def load_packaged(model: bentoml.Model, use_case: UseCase, version: str) -> ServedModel:
     return load_model_dir(Path(model.path), use_case.model_name, version)

@@ -29,6 +29,13 @@ class ErrorAnswer(BaseModel):
     error: str
 
 
+class ModelRequest(BaseModel):
+    """POST /model's body: nothing (`{}`, what BentoML's client sends for an API without
+    parameters)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """POST /predict's body and answer, and POST /predict_batch's."""

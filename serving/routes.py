@@ -4,7 +4,9 @@ The prediction routes (POST /predict, /predict_batch, /floor) are bare ASGI (`Pr
 BentoML's API layer, and even Starlette's routing and request objects, cost more per request than
 scoring does (see docs/serving.md). A prediction route reads the body, validates it with the
 use case's request model, hands it to the service's micro-batcher and sends the orjson answer.
-GET /model, /openapi.json, / and /docs.json stay on Starlette.
+/model (GET, or POST `{}` as BentoML's client calls it), /openapi.json, / and /docs (the page)
+and /docs.json stay on Starlette. BentoML's clients find the routes in /schema.json
+(serving/openapi_schema.py: `ServiceSchema`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from serving.http_limits import JSON, json_error
 from serving.online_store_reader import StoreUnavailable
 from serving.openapi_schema import with_prediction_routes
-from serving.request_models import RequestModels
+from serving.request_models import ModelRequest, RequestModels
 from serving.throttled_log import ErrorLog
 
 log = logging.getLogger("serving")
@@ -97,8 +99,9 @@ def service_app(
     page: str,
     service: bentoml.Service[Any],
 ) -> PredictionRoutes:
-    """The prediction routes, and on Starlette: GET /model (the service's `describe()`),
-    /openapi.json (`openapi`), / (`page`) and /docs.json (the service's BentoML document with
+    """The prediction routes, and on Starlette: GET /model (the service's `describe()`; POST
+    too, with an empty object, as BentoML's client calls every endpoint), /openapi.json
+    (`openapi`), / and /docs (`page`) and /docs.json (the service's BentoML document with
     `openapi`'s routes).
 
     The page at /, and the spec it renders at /docs.json, replace BentoML's: these routes are
@@ -106,6 +109,11 @@ def service_app(
     app, and its page loads from the internet (see serving/openapi_schema.py)."""
 
     async def model(request: Request) -> Response:
+        if request.method == "POST":
+            parsed = _parse(await request.body(), ModelRequest)
+            if not isinstance(parsed, BaseModel):
+                status, answer = parsed
+                return Response(answer, status_code=status, media_type=JSON)
         return Response(orjson.dumps(bentoml.get_current_service().describe()), media_type=JSON)
 
     async def openapi_document(request: Request) -> Response:
@@ -120,9 +128,10 @@ def service_app(
     return PredictionRoutes(
         handlers,
         [
-            Route("/model", model, methods=["GET"]),
+            Route("/model", model, methods=["GET", "POST"]),
             Route("/openapi.json", openapi_document, methods=["GET"]),
             Route("/", page_html, methods=["GET"]),
+            Route("/docs", page_html, methods=["GET"]),  # where FastAPI users look
             Route("/docs.json", docs_spec, methods=["GET"]),
         ],
     )

@@ -3,11 +3,13 @@
 
     POST /predict          one request: the use case's entity ids and optional context
     POST /predict_batch    {"requests": [...]}, up to MLOPS_SERVING__MAX_BATCH
-    GET  /model            the model version being served
+    GET  /model            the model version being served (POST `{}` too: BentoML's client)
     GET  /openapi.json     the schema of the three routes above
-    GET  /  /docs.json     the service's page: Swagger UI (BentoML's static files, so offline)
-                           over /docs.json, BentoML's spec (/livez, /readyz, /metrics) plus
-                           /openapi.json's routes
+    GET  /schema.json      BentoML's service schema, the three routes listed as its endpoints:
+                           `bentoml.SyncHTTPClient(url).predict(**request_fields)` works
+    GET  / /docs /docs.json   the service's page: Swagger UI (BentoML's static files, so
+                           offline) over /docs.json, BentoML's spec (/livez, /readyz, /metrics)
+                           plus /openapi.json's routes
     GET  /livez /readyz /metrics     BentoML: alive; ready (model loaded and warm, and the
                            online store answers a lookup; else 503 with the cause); Prometheus
     POST /floor            diagnostics, not in /openapi.json: /predict without the scoring (see
@@ -29,7 +31,10 @@ counted (`ErrorLog`), never a traceback per request.
 The prediction routes are bare ASGI (serving/routes.py) mounted in the BentoML service rather
 than `@bentoml.api` methods: BentoML's API layer, and even Starlette's routing and request objects,
 cost more per request than scoring does (see docs/serving.md). BentoML still runs the workers, the
-traffic limits, health and metrics. Validated requests are scored by a micro-batcher
+traffic limits, health and metrics. Its clients still see the routes as its endpoints:
+/schema.json, which they discover endpoints from, lists them with their request models'
+schemas (`ServiceSchema`), and each route takes the body the client sends (the keyword
+arguments as one JSON object). Validated requests are scored by a micro-batcher
 (serving/batching.py): those in flight together share one store read per view and one model call.
 
 `/floor` takes the same body as `/predict` and goes the same way (validation, the champion
@@ -67,7 +72,12 @@ from mlops.contracts.usecase import active_use_case
 from serving.auth import ApiKey, require_api_key_beyond_loopback
 from serving.batching import MicroBatcher
 from serving.http_limits import RequestLimits
-from serving.openapi_schema import prediction_openapi, service_page
+from serving.openapi_schema import (
+    ServiceSchema,
+    client_endpoints,
+    prediction_openapi,
+    service_page,
+)
 from serving.prediction_logger import PredictionLog, Served, records
 from serving.request_models import ModelInfo, request_models
 from serving.routes import floor_answers, prediction_handlers, service_app
@@ -174,11 +184,16 @@ class PredictionService:
         )
         self.health = StoreHealth(self.scorer.online, PROBE_SECONDS, PROBE_DEADLINE_SECONDS)
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+        # A bento serves its own model: in its container (MODEL_SOURCE=bento, the bento's envs)
+        # and with `bentoml serve` in its directory or of its tag (no envs applied, but BentoML
+        # loaded the service from the bento).
+        self.packaged = limits.model_source == "bento" or _service.bento is not None
         wanted: Callable[[], str | None]
         load: Callable[[str], ServedModel]
-        if limits.model_source == "bento":
-            version = packaging.packaged_version(use_case)
-            wanted, load = (lambda: version), partial(packaging.load_packaged, use_case)
+        if self.packaged:
+            packaged = packaging.packaged_model(use_case, _service.bento)
+            version = packaging.packaged_version(packaged)
+            wanted, load = (lambda: version), partial(packaging.load_packaged, packaged, use_case)
         elif limits.model_version is not None:
             wanted, load = (lambda: limits.model_version), partial(load_registered, registry)
         else:
@@ -221,7 +236,7 @@ class PredictionService:
 
     @property
     def pinned(self) -> bool:
-        return limits.model_source == "bento" or limits.model_version is not None
+        return self.packaged or limits.model_version is not None
 
     def unavailable(self) -> str | None:
         """Why requests cannot be scored now (None: they can); /readyz and 503s say it."""
@@ -314,3 +329,7 @@ _service.mount_asgi_app(
 if settings.auth.serving_api_key:
     _service.add_asgi_middleware(ApiKey, api_key=settings.auth.serving_api_key.get_secret_value())
 _service.add_asgi_middleware(RequestLimits, max_body_bytes=limits.max_body_bytes)
+# BentoML's clients discover endpoints in /schema.json, which lists `@bentoml.api` methods only:
+# the routes are listed there instead of being made such methods, which measured 1-4.5 ms slower
+# at the median for /predict alone (docs/serving.md); this costs one comparison per request.
+_service.add_asgi_middleware(ServiceSchema, service=_service, endpoints=client_endpoints(models))

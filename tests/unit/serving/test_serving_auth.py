@@ -54,7 +54,9 @@ def header(sent: list[dict[str, Any]], name: bytes) -> bytes | None:
     return dict(sent[0]["headers"]).get(name)
 
 
-@pytest.mark.parametrize("path", ["/predict", "/predict_batch", "/model", "/", "/docs.json"])
+@pytest.mark.parametrize(
+    "path", ["/predict", "/predict_batch", "/model", "/", "/docs", "/docs.json", "/schema.json"]
+)
 def test_a_request_without_the_key_is_refused_with_a_bearer_challenge(path):
     sent, reached = call(path)
     assert reached == []
