@@ -27,7 +27,9 @@ from tests.integration.usecases.test_bundled_use_cases import BUNDLED
 from tests.support.session import TrainedWeek, settings_at
 from tests.support.stores import copy_home
 
-pytestmark = pytest.mark.integration
+# The champions are the session's trained fixtures (asked for by name, so the `server` tier
+# is not derived from them): trained on the session's Prefect server.
+pytestmark = [pytest.mark.integration, pytest.mark.server]
 
 
 @dataclass(frozen=True)
