@@ -5,8 +5,9 @@ VENV := .venv
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # The UIs listen on loopback unless you say otherwise (e.g. `make mlflow-ui UI_HOST=0.0.0.0`,
-# only behind authentication); each port is a variable too.
-# The same MLOPS_UI__* variables tell the platform where to link to.
+# only behind authentication); each port is a variable too. The MLOPS_UI__* variables, exported,
+# set both these defaults and where the platform's links point (mlops/config/settings.py,
+# UiSettings): `export MLOPS_UI__PREFECT_PORT=4300` moves the UI and its links together.
 UI_HOST ?= $(or $(MLOPS_UI__HOST),127.0.0.1)
 PREFECT_UI_PORT ?= $(or $(MLOPS_UI__PREFECT_PORT),4200)
 MLFLOW_UI_PORT ?= $(or $(MLOPS_UI__MLFLOW_PORT),5000)
@@ -53,6 +54,12 @@ test-fast: install browser  ## the tests that start no server (the `server` mark
 browser:  ## headless Chromium, for the tests that open pages in a browser (Debian's package)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
+# The README's pictures (docs/images/), from a real run of `make run`'s story in a temporary
+# home: the lifecycle page, the Evidently dashboard, a drift report (a few minutes).
+.PHONY: screenshots
+screenshots: install browser  ## regenerate the README's pictures from a real run
+	$(VENV)/bin/python -m entrypoints.lifecycle_screenshots --out docs/images
+
 # Each at its normal size, one after the other (an hour or more, docs/benchmarks.md). To check in
 # a few minutes that they all still run: `$(VENV)/bin/python -m benchmarks all --smoke`.
 bench: install  ## every benchmark at its normal size
@@ -71,17 +78,32 @@ format: install
 clean:  ## forget all platform state (MLOPS_HOME defaults to .mlops/)
 	rm -rf .mlops
 
-feast-ui: install  ## Feast's UI over the local stores (run `make run` first)
-	MLOPS_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops} MLOPS_USE_CASE=$${MLOPS_USE_CASE:-adclick} \
+# The stores of the active profile, as the platform's settings name them (MLOPS_* variables and
+# .env): the local registry and SQLite, or the server profile's SQL registry and Redis.
+feast-ui: install  ## Feast's UI over the platform's feature stores (run `make run` first)
+	eval "$$($(VENV)/bin/python -m mlops.stores.feature_store)" && \
 		$(VENV)/bin/feast -c feature_repo ui --host $(UI_HOST) --port $(FEAST_UI_PORT)
 
 evidently-ui: install  ## Evidently's dashboard over the monitoring workspace
 	$(VENV)/bin/evidently ui --host $(UI_HOST) --port $(EVIDENTLY_UI_PORT) --workspace $${MLOPS_HOME:-$(CURDIR)/.mlops}/monitoring/workspace
 
+# The UI asks its server's /ui-settings where the API is; unset, Prefect answers port 4200
+# whatever --port says. A relative /api is the server the page came from, whichever host and
+# port the browser used (set PREFECT_UI_API_URL yourself behind a proxy with a path).
+prefect-ui: export PREFECT_UI_API_URL ?= /api
 prefect-ui: install  ## Prefect's UI over the runs `make run` recorded
+	mkdir -p $${MLOPS_HOME:-$(CURDIR)/.mlops}/prefect
 	PREFECT_HOME=$${MLOPS_HOME:-$(CURDIR)/.mlops}/prefect \
 		$(VENV)/bin/prefect server start --host $(UI_HOST) --port $(PREFECT_UI_PORT)
 
+# As everywhere in the platform (mlops/config/settings.py, MLFLOW_SERVER_JOBS_OFF): no MLflow
+# server jobs (GenAI scoring) are queued here, so none of its job-runner processes is started;
+# and one web worker, as `mlops up` runs it (MLflow's default is four). Host headers other than
+# localhost and private addresses (a public name behind a proxy): MLOPS_UI__MLFLOW_ALLOWED_HOSTS,
+# with this machine's names kept, since the list replaces MLflow's defaults.
+MLFLOW_LOCAL_HOSTS := localhost,localhost:*,127.0.0.1,127.0.0.1:*
+mlflow-ui: export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 mlflow-ui: install  ## MLflow's UI over the local tracking store and registry
-	$(VENV)/bin/mlflow ui --host $(UI_HOST) --port $(MLFLOW_UI_PORT) \
+	$(VENV)/bin/mlflow ui --host $(UI_HOST) --port $(MLFLOW_UI_PORT) --workers 1 \
+		$(if $(MLOPS_UI__MLFLOW_ALLOWED_HOSTS),--allowed-hosts '$(MLOPS_UI__MLFLOW_ALLOWED_HOSTS)$(MLFLOW_LOCAL_HOSTS:%=,%)') \
 		--backend-store-uri sqlite:///$${MLOPS_HOME:-$(CURDIR)/.mlops}/mlflow/mlflow.db

@@ -17,7 +17,13 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.prefect_names import artifact_key
+from flows.prefect_names import (
+    artifact_key,
+    batch_dirs_run_name,
+    batches_run_name,
+    from_parameters,
+    name_flow_run,
+)
 from flows.results import RESULT_SERIALIZER
 from ingestion import ingest_steps, ledger
 from ingestion.batch_discovery import check_batch_ids, pending_batches
@@ -93,7 +99,7 @@ def land_and_validate(batch_dir: Path, use_case: UseCase, settings: Settings) ->
     return batch, validate_batch(batch, use_case, settings)
 
 
-@flow(name="validate-batches")
+@flow(name="validate-batches", flow_run_name=from_parameters(batch_dirs_run_name("validate")))
 def validate_batches(batch_dirs: list[Path]) -> dict[Path, Validated]:
     """Land and validate every batch at once, a task each on the task runner (Ray's, with
     `MLOPS_ENGINE=ray`). A batch that fails here is landed again on its turn, to be reported
@@ -151,7 +157,13 @@ def ingest_batch(
     )
 
 
-@flow(name="ingest", log_prints=True, persist_result=True, result_serializer=RESULT_SERIALIZER)
+@flow(
+    name="ingest",
+    flow_run_name=from_parameters(batch_dirs_run_name("ingest")),
+    log_prints=True,
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+)
 def ingest(batch_dirs: list[Path] | None = None) -> IngestResult:
     """Ingest landed batches in order (default, as scheduled: every batch in the landing zone
     not yet ingested nor rejected), after finishing what a killed run left half-done. A
@@ -164,6 +176,8 @@ def ingest(batch_dirs: list[Path] | None = None) -> IngestResult:
     finish_committed(settings, use_case, offline)
     if batch_dirs is None:
         batch_dirs = pending_batches(settings.landing_dir, settings.quarantine_dir, offline)
+    # By the batches' ids (a manifest's, where it differs from its folder's name), now known.
+    name_flow_run(batches_run_name("ingest", check_batch_ids(batch_dirs)))
     validated: dict[Path, Validated] = {}
     if settings.engine == "ray" and batch_dirs:
         from prefect_ray import RayTaskRunner

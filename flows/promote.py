@@ -13,7 +13,14 @@ from typing import Any, Literal
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.prefect_names import artifact_key
+from flows.prefect_names import (
+    ROLLBACK_RUN_NAME,
+    artifact_key,
+    from_parameters,
+    name_flow_run,
+    promote_run_name,
+    rollback_run_name,
+)
 from flows.results import RESULT_SERIALIZER
 from mlops.config.runtime import setup
 from mlops.contracts.usecase import active_use_case
@@ -49,7 +56,12 @@ def _record(override: Override, title: str) -> None:
     )
 
 
-@flow(name="promote", persist_result=True, result_serializer=RESULT_SERIALIZER)
+@flow(
+    name="promote",
+    flow_run_name=from_parameters(promote_run_name),
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+)
 def promote(version: str, reason: str, by: str) -> Override:
     """Make `version` the champion, whatever the gate said; the former one becomes @previous."""
     models = registry()
@@ -61,12 +73,18 @@ def promote(version: str, reason: str, by: str) -> Override:
     return done
 
 
-@flow(name="rollback", persist_result=True, result_serializer=RESULT_SERIALIZER)
+@flow(
+    name="rollback",
+    flow_run_name=ROLLBACK_RUN_NAME,
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+)
 def rollback(reason: str, by: str) -> Override:
     """Give @champion back to @previous."""
     models = registry()
     models.reconcile()
     rolled_back, restored = models.rollback(reason, by=by)
+    name_flow_run(rollback_run_name(rolled_back, restored))
     done = Override(
         models.name, "rolled_back", restored, models.alias(PREVIOUS), reason, by, rolled_back
     )
