@@ -79,7 +79,7 @@ def diagnosis_trained(
     tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
 ) -> TrainedWeek:
     """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once.
-    Without the infra check's service (the served tests below start one)."""
+    Without the infra check's service (tests/integration/usecases/ start one)."""
 
     def build(directory: Path):
         from flows.ingest import ingest
