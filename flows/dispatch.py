@@ -1,20 +1,30 @@
 """Run a lifecycle flow where the profile says: in this process (`local`), or on a worker
 through its deployment in prefect.yaml (`server`: `run_deployment`, the run visible on the
-Prefect server). Either way the caller gets the flow's typed result or its exception."""
+Prefect server). Either way the caller gets the flow's typed result or its exception, and an
+interrupted caller (Ctrl-C, SIGTERM) cancels the run it was waiting for: nothing it started
+goes on running on the worker."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlops.config.settings import Settings
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun
     from prefect.states import State
 
 T = TypeVar("T")
 # A run that has not finished by then is reported, not waited for forever.
 DEPLOYED_RUN_TIMEOUT_SECONDS = 3600
+POLL_SECONDS = 1.0  # run_deployment's own default is 5 s, added to every deployed run
+
+log = logging.getLogger(__name__)
 
 
 class DeployedRunFailed(RuntimeError):
@@ -37,8 +47,13 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
     require(settings, ("prefect",))
 
     deployment = deployment_of(flow)
-    run = run_deployment(deployment, parameters=parameters, timeout=DEPLOYED_RUN_TIMEOUT_SECONDS)
-    assert isinstance(run, FlowRun)  # called from sync code: not a coroutine
+    created = run_deployment(deployment, parameters=parameters, timeout=0)
+    assert isinstance(created, FlowRun)  # called from sync code: not a coroutine
+    try:
+        run = _finished(created.id)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (mlops.config.interrupts)
+        _cancel(created.id)
+        raise
     state = run.state
     if state is not None and state.is_completed():
         return read_result(_stored(settings, state), flow.fn)
@@ -49,6 +64,34 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
         f"{where} ended {state.name if state else 'without a state'}: "
         f"{state.message if state else ''}"
     )
+
+
+def _finished(run_id: UUID) -> FlowRun:
+    """The run once it reached a final state, or as it is after DEPLOYED_RUN_TIMEOUT_SECONDS."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + DEPLOYED_RUN_TIMEOUT_SECONDS
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            if (run.state is not None and run.state.is_final()) or time.monotonic() > deadline:
+                return run
+            time.sleep(POLL_SECONDS)
+
+
+def _cancel(run_id: UUID) -> None:
+    """Ask the worker to stop the run (it kills the run's process on `Cancelling`). Best effort
+    within the interrupted command's last seconds: a server that does not answer is logged."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                run_id, Cancelling(message="the command that started it was interrupted")
+            )
+    except Exception:
+        log.warning("could not ask the Prefect server to cancel flow run %s", run_id, exc_info=True)
 
 
 def _stored_key(state: State[Any]) -> str | None:

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from tests.support.session import SERVICE_WORKERS
 
 pytestmark = pytest.mark.e2e
 MLOPS = str(Path(sys.executable).with_name("mlops"))
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 # Days 0-6 train the first champion; day 7 is served, ingested and monitored.
 DAYS, EVENTS_PER_DAY = 8, 1_500
 # The machine's Redis is shared (another checkout's tests may run at the same time): the
@@ -306,11 +308,79 @@ def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
     assert crashed["state_type"] == "CRASHED", crashed["state"]
     assert "died" in crashed["state"]["message"]
 
-    rerun = stack.prefect(
-        f"/deployments/{deployment['id']}/create_flow_run", {"name": f"rerun-{uuid4().hex[:6]}"}
+    # The rerun as a user starts one, from Prefect's CLI: no parameter, every pending batch.
+    rerun = subprocess.run(
+        [PREFECT, "deployment", "run", "ingest/ingest", "--watch"],
+        env={
+            **stack.env,
+            "PREFECT_HOME": str(stack.home / "prefect"),
+            "PREFECT_API_URL": stack.prefect_api,
+            "PREFECT_API_AUTH_STRING": PREFECT_AUTH,
+        },
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
-    done = _wait_for(stack, rerun["id"], {"COMPLETED", "FAILED", "CRASHED"}, timeout=900)
-    assert done["state_type"] == "COMPLETED", done["state"]
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]  # 0: Completed
+    rerun_id = re.search(r"UUID: ([0-9a-f-]{36})", rerun.stdout)
+    assert rerun_id, rerun.stdout[-3000:]
+    # Named by its batch (none left if the killed run had committed it before dying).
+    named = stack.prefect(f"/flow_runs/{rerun_id.group(1)}")["name"]
+    assert named in ("ingest-2026-03-01", "ingest-no-batch"), named
+
+
+# What `mlops run` does for each lifecycle step in this profile (flows.dispatch.run_flow): the
+# run goes to the worker through the step's deployment, and this process waits for it. The
+# settings are applied before Prefect is imported, as every command applies them.
+DISPATCH_TRAIN = (
+    "from mlops.config.runtime import setup; settings = setup(); "
+    "from flows.dispatch import run_flow; from flows.train import train; "
+    "run_flow(settings, train)"
+)
+
+
+def test_an_interrupted_caller_cancels_the_run_it_started_on_the_worker(
+    stack: Stack, lifecycle: dict
+) -> None:
+    deployment = stack.prefect("/deployments/name/train/train")
+    caller = subprocess.Popen(
+        [sys.executable, "-c", DISPATCH_TRAIN],
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        running = _wait_for_a_run(stack, deployment["id"], "RUNNING", caller)
+        caller.send_signal(signal.SIGINT)
+        stderr = caller.communicate(timeout=60)[1]
+    finally:
+        caller.kill()  # no-op once it exited
+    assert "KeyboardInterrupt" in stderr, stderr[-2000:]
+    cancelled = _wait_for(stack, running["id"], {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"})
+    assert cancelled["state_type"] == "CANCELLED", cancelled["state"]
+
+
+def _wait_for_a_run(
+    stack: Stack, deployment_id: str, state_type: str, command: subprocess.Popen[str]
+) -> dict:
+    """The newest run of a deployment, once it is in `state_type` with its process started,
+    while the `command` that asked for it still runs."""
+    query = {
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "sort": "EXPECTED_START_TIME_DESC",
+        "limit": 1,
+    }
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if command.poll() is not None:
+            raise AssertionError(f"exited {command.returncode}: {command.communicate()[1][-3000:]}")
+        for run in stack.prefect("/flow_runs/filter", query):
+            if run["state_type"] == state_type and run.get("infrastructure_pid"):
+                return run
+        time.sleep(0.5)
+    raise AssertionError(f"no {state_type} run of deployment {deployment_id} within 600 s")
 
 
 def _wait_for(stack: Stack, run_id: str, types: set[str], timeout: float = 600) -> dict:
@@ -351,6 +421,8 @@ def test_no_secret_on_a_command_line_or_in_a_file_other_users_can_read(
     private = [*(stack.home / "services").glob("*.json"), *(stack.home / "logs").glob("*.log")]
     assert private
     assert not [p for p in private if p.stat().st_mode & 0o077], "readable by others"
+    # MLflow creates its auth database (password hashes) there with the default mode.
+    assert not (stack.home / "services").stat().st_mode & 0o077
     records = [json.loads(p.read_text()) for p in (stack.home / "services").glob("*.json")]
     assert all("--backend-store-uri" not in r["command"] for r in records)
 
