@@ -149,23 +149,15 @@ def test_a_20_s_mlflow_outage_mid_training_is_retried_and_decided_once(
     # RUNNING, and so is any model it had begun to log.
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert len(runs) == 1 + len(failed) and len(failed) <= 1
-
-    # Prefect records task states from events, a moment after the flow run ends: a logging
-    # attempt that failed (its run is FAILED) shows as a retried task once they are in.
-    def logging_retried() -> dict[str, int] | None:
-        tasks = _retried_tasks(flow_run_id)
-        return tasks if "log-mlflow-run" in tasks else None
-
-    retried = (
-        wait_until(logging_retried, "Prefect to record the retried logging task", timeout=60)
-        if failed
-        else _retried_tasks(flow_run_id)
-    )
+    # A FAILED run is the failed attempt's, closed by the retried one (the only writer of its
+    # note): the retry itself, whatever Prefect's task records say (their run counts were
+    # seen behind under the suite's load).
+    retried = _retried_tasks(flow_run_id)
     # The outage reaches the run as a retried task, or, when it struck a registry call, as
     # the registry asking again within its own bounds (a busy machine decides which).
     log = settings.home / "logs" / "mlops.log"
     asked_again = log.exists() and "MLflow did not answer" in log.read_text()
-    if not (retried or asked_again):
+    if not (failed or retried or asked_again):
         # Under the whole suite's load the flow can finish its MLflow calls before the kill
         # lands: what follows still holds, and tests/integration/flows/test_mlflow_drills.py
         # fails each call deterministically.
