@@ -174,9 +174,11 @@ class AuthSettings(BaseModel):
 # The Prefect client, against a Prefect API at a URL: its own retries of one request and how
 # long a try waits for an answer (seconds). Prefect's defaults (5 retries with doubling waits
 # once the server was reached, 60 s a try) kept a flow run going for minutes after the server
-# died; with these a call gives up within seconds when refused (about a minute when hung), the
-# run fails and the CLI names the Prefect API and its URL.
-PREFECT_CLIENT_BOUNDS = {"PREFECT_CLIENT_MAX_RETRIES": "2", "PREFECT_API_REQUEST_TIMEOUT": "20"}
+# died; with these a call gives up within about 30 s when refused (about two minutes when
+# hung), the run fails and the CLI names the Prefect API and its URL. Four retries, not fewer:
+# a busy SQLite-backed server answers 503 while its database is locked, and two retries (6 s
+# of waiting) failed a flow run beside the whole test suite.
+PREFECT_CLIENT_BOUNDS = {"PREFECT_CLIENT_MAX_RETRIES": "4", "PREFECT_API_REQUEST_TIMEOUT": "20"}
 # One MLflow HTTP request: how often it is retried, how long it waits for a byte (seconds).
 MLFLOW_HTTP_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
