@@ -354,12 +354,13 @@ def test_an_interrupted_caller_cancels_the_run_it_started_on_the_worker(
     try:
         running = _wait_for_a_run(stack, deployment["id"], "RUNNING", caller)
         caller.send_signal(signal.SIGINT)
-        stderr = caller.communicate(timeout=60)[1]
+        # How fast the bare caller then exits is not the point (`mlops run` bounds its own way
+        # out: tests/e2e/test_interruption.py): the run it left must not go on.
+        ended = _wait_for(stack, running["id"], {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"})
     finally:
         caller.kill()  # no-op once it exited
-    assert "KeyboardInterrupt" in stderr, stderr[-2000:]
-    cancelled = _wait_for(stack, running["id"], {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"})
-    assert cancelled["state_type"] == "CANCELLED", cancelled["state"]
+        caller.communicate()
+    assert ended["state_type"] == "CANCELLED", ended["state"]
 
 
 def _wait_for_a_run(
