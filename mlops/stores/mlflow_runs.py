@@ -221,12 +221,14 @@ def naming_outage(tracking_uri: str) -> Iterator[None]:
 
 
 def ask_mlflow(
-    tracking_uri: str, what: str, call: Callable[[], T], retries: Retries = MLFLOW_RETRIES
+    tracking_uri: str, what: str, call: Callable[[], T], retries: Retries | None = None
 ) -> T:
     """`call()`'s answer; asked again while the tracking server does not answer, then
     `ServiceUnreachable`. An answer (an error included: absent, invalid) is returned or raised
     at once. `call` must be safe to repeat: it may have reached the server before its answer
-    was lost."""
+    was lost. `retries`: MLFLOW_RETRIES unless given (looked up here, so a drill can shorten
+    them for a whole test)."""
+    retries = retries or MLFLOW_RETRIES
     started = clock.monotonic()
     attempt = 1
     while True:

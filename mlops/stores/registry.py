@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from mlops.config.errors import UserError
 from mlops.stores.mlflow_runs import (
-    MLFLOW_RETRIES,
     RUN_NOTE,
     TAG_LIMIT,
     Retries,
@@ -99,7 +98,7 @@ class ModelRegistry:
     """One registered model in MLflow's registry."""
 
     def __init__(
-        self, tracking_uri: str, model_name: str, retries: Retries = MLFLOW_RETRIES
+        self, tracking_uri: str, model_name: str, retries: Retries | None = None
     ) -> None:
         from mlflow import MlflowClient
 
