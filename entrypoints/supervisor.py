@@ -44,6 +44,7 @@ MLFLOW_LOCAL_HOSTS = "localhost,localhost:*,127.0.0.1,127.0.0.1:*"
 # Started together, wave by wave: each needs only the waves before it (the worker needs the
 # deployments on the Prefect server; the service, the MLflow registry).
 WAVES = (("prefect", "mlflow"), ("serving", "worker"))
+WORKER_POLL_SECONDS = 2  # how often the worker asks the Prefect server for runs to start
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,14 @@ def services(settings: Settings) -> list[Service]:
             "worker",
             f"{settings.ui.prefect_url}/work-pools/work-pool/{WORK_POOL}",
             worker_command,
-            # Flow runs start from this checkout (prefect.yaml's pull step).
-            {**env, "MLOPS_PROJECT_DIR": str(PROJECT_ROOT)},
+            # Flow runs start from this checkout (prefect.yaml's pull step). The worker asks
+            # for runs every WORKER_POLL_SECONDS, not Prefect's 10: `mlops run` dispatches a
+            # run per lifecycle step and waited ~5 s for each to be picked up.
+            {
+                **env,
+                "MLOPS_PROJECT_DIR": str(PROJECT_ROOT),
+                "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
+            },
             lambda: _worker_problem(prefect_api, prefect_auth, worker_name),
             90,
         ),

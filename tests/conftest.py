@@ -30,29 +30,32 @@ from tests.support.session import (
 
 # The controller's Prefect server, for its workers (set before they start).
 SHARED_PREFECT_API_URL = "MLOPS_TESTS_PREFECT_API_URL"
-# Modules that take a minute or more, longest first (`--durations`, 2026-12-03): they start
-# first so that the rest of the suite runs beside them instead of after them.
+# Modules that take a minute or more, longest first (wall time beside the suite, 2026-12-06):
+# they start first so that the rest of the suite runs beside them instead of after them.
 LONGEST_FIRST = (
     "tests/e2e/test_server_profile.py",
-    "tests/e2e/test_lifecycle.py",
-    "tests/e2e/test_onboarding.py",
     "tests/benchmarks/test_smoke.py",
+    "tests/e2e/test_lifecycle.py",
+    "tests/integration/flows/test_mlflow_drills.py",  # mostly waiting: its faults time out
+    "tests/e2e/test_onboarding.py",
+    "tests/integration/flows/test_train_flow.py",
+    "tests/integration/models/test_ray_engine.py",
     "tests/e2e/test_interruption.py",
-    "tests/integration/flows/test_mlflow_drills.py",
+    "tests/integration/flows/test_data_path_drills.py",
     "tests/integration/flows/test_mlflow_outage.py",
     "tests/integration/usecases/test_bundled_use_cases.py",
-    "tests/integration/flows/test_train_flow.py",
-    "tests/integration/serving/test_infra_check.py",
-    "tests/integration/flows/test_data_path_drills.py",
-    "tests/integration/serving/test_serving.py",
-    "tests/integration/models/test_ray_engine.py",
-    "tests/integration/serving/test_serving_server_profile.py",
     "tests/integration/serving/test_serving_drills.py",
-    "tests/integration/flows/test_concurrent_ingest.py",
+    "tests/integration/serving/test_serving.py",
+    "tests/integration/serving/test_serving_server_profile.py",
+    "tests/integration/serving/test_infra_check.py",
     "tests/e2e/test_cli.py",
-    "tests/e2e/test_unreachable_services.py",
-    "tests/integration/monitoring/test_monitoring_names.py",
     "tests/integration/flows/test_ingest_flow.py",
+    "tests/integration/entrypoints/test_processes.py",
+    "tests/integration/project/test_feast_cli.py",
+    "tests/integration/project/test_ui_targets.py",
+    "tests/integration/serving/test_bentoml_client.py",
+    "tests/integration/monitoring/test_monitoring_names.py",
+    "tests/integration/flows/test_concurrent_ingest.py",
 )
 # Fixtures that start or reach a server process: a test that uses one is in the `server` tier.
 SERVER_FIXTURES = frozenset({"prefect_api_url"})
