@@ -97,9 +97,7 @@ def absent(error: BaseException) -> bool:
 class ModelRegistry:
     """One registered model in MLflow's registry."""
 
-    def __init__(
-        self, tracking_uri: str, model_name: str, retries: Retries | None = None
-    ) -> None:
+    def __init__(self, tracking_uri: str, model_name: str, retries: Retries | None = None) -> None:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri

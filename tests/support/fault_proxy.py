@@ -164,25 +164,38 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = relay
 
         def _forward(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
-            if self.upstream_connection is None:
-                self.upstream_connection = http.client.HTTPConnection(
-                    upstream.hostname or "127.0.0.1", upstream.port, timeout=300
-                )
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            reused = self.upstream_connection is not None
             try:
-                self.upstream_connection.request(self.command, self.path, body, headers)
-                response = self.upstream_connection.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException):
-                self.upstream_connection.close()
-                self.upstream_connection = None
-                raise
+                response, data = self._ask_upstream(body, headers)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not reused:
+                    raise
+                # MLflow closed the kept-alive connection while it was idle (after ~5 s), so
+                # it never read this request: ask again on a new one, as an HTTP client does.
+                response, data = self._ask_upstream(body, headers)
             kept = [
                 (k, v)
                 for k, v in response.getheaders()
                 if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
             ]
             return response.status, kept, data
+
+        def _ask_upstream(
+            self, body: bytes | None, headers: dict[str, str]
+        ) -> tuple[http.client.HTTPResponse, bytes]:
+            if self.upstream_connection is None:
+                self.upstream_connection = http.client.HTTPConnection(
+                    upstream.hostname or "127.0.0.1", upstream.port, timeout=300
+                )
+            try:
+                self.upstream_connection.request(self.command, self.path, body, headers)
+                response = self.upstream_connection.getresponse()
+                return response, response.read()
+            except (OSError, http.client.HTTPException):
+                self.upstream_connection.close()
+                self.upstream_connection = None
+                raise
 
         def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
             self.send_response(status)

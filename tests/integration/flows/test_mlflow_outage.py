@@ -29,8 +29,8 @@ from pydantic import SecretStr
 from mlops.config.settings import Settings
 from mlops.stores.mlflow_runs import LOGGED_BY, RUN_NOTE
 from mlops.stores.registry import CHAMPION, ModelRegistry
-from serving.process import free_port
 from tests.support.mlflow_server import MlflowServer
+from tests.support.ports import restartable_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def server_home(week_settings: Settings, prefect_api_url: str) -> Iterator[Serve
     an MLflow server on them; all dropped at the end."""
     from mlops.stores.databases import drop_databases, ensure_databases
 
-    port = free_port()
+    port = restartable_port()
     settings = Settings(
         home=week_settings.home,
         profile="server",

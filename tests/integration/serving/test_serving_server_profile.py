@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from mlops.config.settings import Settings, get_settings
 from mlops.contracts.usecase import UseCase, load_use_case
 from serving.process import ServiceProcess, free_port, start_service
+from tests.support.ports import restartable_port
 from tests.support.session import PINNED_USE_CASE, START
 from tests.support.waiting import wait_until
 
@@ -147,7 +148,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> Iter
     use_case = load_use_case(PINNED_USE_CASE)
     root = tmp_path_factory.mktemp("server-profile")
     (root / "redis").mkdir()
-    redis_server = RedisServer(free_port(), root / "redis")
+    redis_server = RedisServer(restartable_port(), root / "redis")
     redis_server.start()
     environment = {
         "MLOPS_HOME": str(root / "mlops-home"),
