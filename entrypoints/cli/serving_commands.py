@@ -13,10 +13,6 @@ from mlops.config.errors import UserError
 # `bentoml serve` gets this long to stop cleanly after SIGTERM, then is killed: a stop must
 # leave time within the 10 s a stop signal is promised to take.
 SERVICE_STOP_SECONDS = 5.0
-# The watchdog's bound on the way out: the service's clean stop (a busy machine takes all of
-# it to flush the prediction log), its kill and the rest. With the default 5 s, the watchdog
-# ended a clean stop midway on a busy machine, as an interruption (exit 130).
-STOP_GRACE_SECONDS = SERVICE_STOP_SECONDS + 3.0
 
 
 def serve(
@@ -60,7 +56,7 @@ def serve(
     from mlops.config.interrupts import Interrupted, interruptible
 
     # One watch from start to stop: no moment between "ready" and serving a signal misses.
-    with interruptible(lambda signum: None, grace_seconds=STOP_GRACE_SECONDS):
+    with interruptible(lambda signum: None):
         try:
             answer(as_json, work, exit_when_done=False)  # interrupted while starting: exits 130
         except Interrupted:  # while the answer was printed

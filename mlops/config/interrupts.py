@@ -61,11 +61,9 @@ def received_signal() -> int | None:
 
 
 @contextlib.contextmanager
-def interruptible(
-    last_words: Callable[[int], None], grace_seconds: float = GRACE_SECONDS
-) -> Iterator[None]:
+def interruptible(last_words: Callable[[int], None]) -> Iterator[None]:
     """Inside, SIGINT and SIGTERM raise `Interrupted` in the main thread; if the process is
-    still there `grace_seconds` later, `last_words(signum)` runs (unless `mark_told()` was
+    still there `GRACE_SECONDS` later, `last_words(signum)` runs (unless `mark_told()` was
     called), the children are stopped and the process exits 130. Leaving without a signal
     restores the handlers there were (a test calling a command in-process keeps its own); after
     a signal the watchdog stays, to bound the process's way out. Main thread only; nested, the
@@ -84,10 +82,7 @@ def interruptible(
     previous = {signum: signal.signal(signum, _raise_interrupted) for signum in STOP_SIGNALS}
     _state.last_words, _state.armed = last_words, True
     watchdog = threading.Thread(
-        target=_watchdog,
-        args=(read_end, write_end, grace_seconds),
-        name="interrupt-watchdog",
-        daemon=True,
+        target=_watchdog, args=(read_end, write_end), name="interrupt-watchdog", daemon=True
     )
     watchdog.start()
     try:
@@ -127,7 +122,7 @@ def _note(signum: int) -> bool:
     return True
 
 
-def _watchdog(read_end: int, write_end: int, grace_seconds: float) -> None:
+def _watchdog(read_end: int, write_end: int) -> None:
     """Wait for a stop signal (the C-level handler writes its number to the pipe even while
     the main thread is busy in C); then bound the way out."""
     while _state.armed and not _state.received.is_set():
@@ -143,7 +138,7 @@ def _watchdog(read_end: int, write_end: int, grace_seconds: float) -> None:
         os.close(write_end)
         return
     # Nothing may stop this thread from here: it is the bound on the way out.
-    time.sleep(grace_seconds)
+    time.sleep(GRACE_SECONDS)
     # Still here: the orderly way out is stuck (or slower than promised). End it.
     if not _state.told.is_set():
         with contextlib.suppress(Exception):
