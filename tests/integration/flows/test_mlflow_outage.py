@@ -102,7 +102,8 @@ def test_a_20_s_mlflow_outage_mid_training_is_retried_and_decided_once(
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = MlflowClient(server.url)
+    # Its registry named too: MLflow's process-wide registry URI may still be another test's.
+    client = MlflowClient(server.url, registry_uri=server.url)
     try:
 
         def logging_started() -> bool:
