@@ -362,7 +362,12 @@ def test_an_interrupted_caller_cancels_the_run_it_started_on_the_worker(
     finally:
         caller.kill()  # no-op once it exited
         caller.communicate()
-    assert ended["state_type"] == "CANCELLED", ended["state"]
+    # The cancellation reached the server while the run went on (Prefect records a Cancelling
+    # state only on a run not yet final), and the run did not complete. The worker's kill
+    # usually ends it CANCELLED; under load the killed process sometimes reports FAILED first.
+    states = stack.prefect(f"/flow_run_states/?flow_run_id={running['id']}")
+    assert any(s["type"] == "CANCELLING" for s in states), [s["type"] for s in states]
+    assert ended["state_type"] in ("CANCELLED", "FAILED", "CRASHED"), ended["state"]
 
 
 def _wait_for_a_run(
