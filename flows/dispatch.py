@@ -6,15 +6,11 @@ goes on running on the worker."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlops.config.interrupts import STOP_SIGNALS, Interrupted
+from mlops.config.interrupts import Interrupted, stop_signals_held
 from mlops.config.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,7 +48,9 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
     require(settings, ("prefect",))
 
     deployment = deployment_of(flow)
-    with _stop_signals_held() as held:  # a run created must be known, to be cancelled
+    # A worker polling every 2 s started the run before `run_deployment` had returned its id,
+    # and an interruption in between left it running: the run created must be known first.
+    with stop_signals_held() as held:
         created = run_deployment(deployment, parameters=parameters, timeout=0)
     assert isinstance(created, FlowRun)  # called from sync code: not a coroutine
     if held:
@@ -73,23 +71,6 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
         f"{where} ended {state.name if state else 'without a state'}: "
         f"{state.message if state else ''}"
     )
-
-
-@contextlib.contextmanager
-def _stop_signals_held() -> Iterator[list[int]]:
-    """SIGINT and SIGTERM recorded, not raised, while the run is created: a worker polling
-    every 2 s started a run before `run_deployment` had returned its id to the caller, and an
-    interruption then left the run going. Main thread only (where signals are handled)."""
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = {s: signal.signal(s, lambda signum, _: held.append(signum)) for s in STOP_SIGNALS}
-    try:
-        yield held
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _finished(run_id: UUID) -> FlowRun:

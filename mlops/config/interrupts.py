@@ -95,6 +95,24 @@ def interruptible(last_words: Callable[[int], None]) -> Iterator[None]:
             _state.armed = False  # the watchdog ends, and closes its pipe
 
 
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[list[int]]:
+    """Inside, SIGINT and SIGTERM are recorded in the yielded list, not raised: for a step that
+    must finish once begun (creating a remote run whose id is needed to cancel it). The
+    handlers there were come back on leaving; the caller acts on what was held. Main thread
+    only (elsewhere it holds nothing)."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = {s: signal.signal(s, lambda signum, _: held.append(signum)) for s in STOP_SIGNALS}
+    try:
+        yield held
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _stop_children_if_interrupted() -> None:
     if _state.signum is not None:
         stop_children()
