@@ -13,10 +13,46 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlops.contracts.metrics import LOWER_IS_BETTER, Metric
+from mlops.contracts.tasks import REGRESSION_OBJECTIVES, Task, TaskKind, task_for
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(_Strict):
+    """The kind of prediction (`mlops.contracts.tasks`): `binary` unless the card says."""
+
+    kind: TaskKind = "binary"
+    classes: list[str] | None = Field(
+        default=None, description="multiclass: the label's values; a class's code is its place."
+    )
+    objective: str | None = Field(
+        default=None, description=f"regression: one of {', '.join(REGRESSION_OBJECTIVES)}."
+    )
+
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> TaskSpec:
+        if self.kind == "multiclass":
+            classes = self.classes or []
+            if len(classes) < 3 or len(set(classes)) != len(classes):
+                raise ValueError(
+                    "a multiclass task lists its classes, three or more distinct values (two "
+                    f"are a binary task), e.g. classes: [a, b, c]; got {self.classes}"
+                )
+        elif self.classes is not None:
+            raise ValueError(f"`classes` belongs to a multiclass task, not a {self.kind} one")
+        if self.objective is not None and (
+            self.kind != "regression" or self.objective not in REGRESSION_OBJECTIVES
+        ):
+            raise ValueError(
+                f"`objective` is a regression task's, one of {list(REGRESSION_OBJECTIVES)}; "
+                f"got {self.objective!r} for a {self.kind} task"
+            )
+        return self
+
+    def task(self) -> Task:
+        return task_for(self.kind, self.classes or (), self.objective)
 
 
 class LabelSpec(_Strict):
@@ -146,12 +182,24 @@ class RequirementsCard(_Strict):
     use_case: str
     business_objective: str
     ml_task: str
+    task: TaskSpec = TaskSpec()
     label: LabelSpec
     offline_metrics: OfflineMetrics
     online_metric: OnlineMetric
     serving_slo: ServingSLO
     training: TrainingBudget
     gates: Gates
+
+    @model_validator(mode="after")
+    def _metrics_are_the_tasks(self) -> RequirementsCard:
+        task = self.task.task()
+        named = {self.offline_metrics.primary, *self.gates.promotion.floors}
+        if unknown := sorted(named - set(task.metrics)):
+            raise ValueError(
+                f"a {task.kind} task is scored by {', '.join(task.metrics)}; the card names "
+                f"{', '.join(unknown)} (offline_metrics.primary, gates.promotion.floors)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _primary_has_a_floor(self) -> RequirementsCard:

@@ -16,12 +16,18 @@ from typing import Literal
 import numpy as np
 
 METRICS = ("nce", "log_loss", "roc_auc", "pr_auc", "ece")
-# The metrics where lower is better; the others (areas under curves) are better higher.
-LOWER_IS_BETTER = frozenset({"nce", "log_loss", "ece"})
+# The metrics where lower is better, of every task kind (`mlops.contracts.tasks`); the others
+# (areas under curves, accuracy, F1, R²) are better higher.
+LOWER_IS_BETTER = frozenset({"nce", "log_loss", "ece", "nrmse", "rmse", "mae"})
 ECE_BINS = 20
 EPSILON = 1e-7
 
-Metric = Literal["nce", "log_loss", "roc_auc", "pr_auc", "ece"]
+# A metric a card may name (primary, floors), whatever its task kind.
+Metric = Literal[
+    "nce", "log_loss", "roc_auc", "pr_auc", "ece",  # binary (nce and log_loss: multiclass too)
+    "accuracy", "macro_f1",  # multiclass
+    "nrmse", "rmse", "mae", "r2",  # regression
+]  # fmt: skip
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:

@@ -95,8 +95,17 @@ def test_a_floor_has_exactly_one_bound(bounds):
 
 
 def test_floors_name_known_metrics_only():
-    with pytest.raises(ValidationError, match=r"floors\.accuracy"):
-        PromotionGate.model_validate({**GATE.model_dump(), "floors": {"accuracy": {"min": 0.9}}})
+    with pytest.raises(ValidationError, match=r"floors\.f2_score"):
+        PromotionGate.model_validate({**GATE.model_dump(), "floors": {"f2_score": {"min": 0.9}}})
+
+
+def test_floors_name_the_cards_task_metrics_only(tmp_path):
+    # accuracy is a multiclass metric: a binary card's floors cannot name it.
+    path = card_with(
+        tmp_path, lambda raw: raw["gates"]["promotion"]["floors"].update(accuracy={"min": 0.9})
+    )
+    with pytest.raises(ValidationError, match=r"binary task is scored by nce.*names accuracy"):
+        RequirementsCard.load(path)
 
 
 def card_with(tmp_path: Path, change) -> Path:
