@@ -132,7 +132,8 @@ def _train_once() -> None:
     done = time.perf_counter()
     from mlops.contracts.model_inputs import predict
 
-    nce = evaluate(splits.test_y, predict(model.booster, splits.test_x)).metrics["nce"]
+    scored = evaluate(splits.test_y, predict(model.booster, splits.test_x), use_case.task)
+    nce = scored.metrics["nce"]
     report = {
         "join_seconds": joined - started,
         "fit_seconds": done - joined,

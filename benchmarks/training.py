@@ -108,10 +108,15 @@ def run(events: int) -> dict[str, Any]:
         splits = training.prepare_splits(training_set, use_case)
     with stages.stage("fit xgboost (1 trial)"):
         fitted = training.fit_xgboost(
-            splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget
+            splits.train_x,
+            splits.train_y,
+            splits.validation_x,
+            splits.validation_y,
+            budget,
+            use_case.task,
         )
     with stages.stage("fit baselines"):
-        baselines = training.fit_baselines(splits, budget)
+        baselines = training.fit_baselines(splits, budget, use_case.task)
     with stages.stage("score on test"):
         scores = training.score_on_test(splits, use_case, fitted.booster, baselines)
     with stages.stage("log MLflow run (plots, model)"):

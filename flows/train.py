@@ -182,7 +182,7 @@ def train(
     lineage = training_set.lineage(use_case)
     splits = training.prepare_splits(training_set.held, use_case, excluded)
     model = fit_xgboost(settings, use_case, training_set, splits, budget, seed, excluded)
-    baselines = fit_baselines(splits, budget, seed)
+    baselines = fit_baselines(splits, budget, use_case.task, seed)
     # With the gate's bootstrap of the challenger's floor metrics: once per run, seeded.
     scores = score_on_test(
         splits, use_case, model.booster, baselines, champion, card.gates.promotion, seed

@@ -311,7 +311,7 @@ def _search_on_worker(config: dict[str, Any]) -> None:
         # The local engine's row order: the same rows give the same trees.
         frame = frame.sort_values([ts, id_column], kind="stable")
         inputs = use_case.input_frame(frame).drop(columns=config["exclude_features"])
-        labels = frame[use_case.label].astype("int8")
+        labels = frame[use_case.label].astype(use_case.task.label_dtype)
         return xgb.DMatrix(inputs, labels, enable_categorical=True)
 
     train, validation = matrix("train"), matrix("validation")
@@ -324,8 +324,8 @@ def _search_on_worker(config: dict[str, Any]) -> None:
         # Every worker must run the same trials: the first worker's clock decides.
         return bool(collective.broadcast(mine, 0)) if collective.get_world_size() > 1 else mine
 
-    fitted = search(fit, budget, config["seed"], out_of_time)
-    summary = {"best_validation_log_loss": min(t.validation_log_loss for t in fitted.trials)}
+    fitted = search(fit, budget, use_case.task, config["seed"], out_of_time)
+    summary = {"best_validation_loss": min(t.validation_loss for t in fitted.trials)}
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(summary)
         return

@@ -1,5 +1,5 @@
 """Offline evaluation of a model on one window, overall and per slice; the metrics themselves
-are in `mlops.contracts.metrics`, shared with monitoring."""
+are the task's (`mlops.contracts.tasks`), shared with monitoring."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlops.contracts.metrics import score
+from mlops.contracts.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,12 @@ class Evaluation:
 
 
 def evaluate(
-    y: np.ndarray | pd.Series, p: np.ndarray, slices: Mapping[str, pd.Series] | None = None
+    y: np.ndarray | pd.Series,
+    p: np.ndarray,
+    task: Task,
+    slices: Mapping[str, pd.Series] | None = None,
 ) -> Evaluation:
+    """The task's metrics of predictions `p` against labels `y`, overall and per slice."""
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     per_slice: dict[str, dict[str, float]] = {}
@@ -42,6 +46,6 @@ def evaluate(
         for value in sorted(set(labels)):
             mask = labels == value
             key = f"{dimension}={value}"
-            per_slice[key] = score(y[mask], p[mask])
+            per_slice[key] = task.score(y[mask], p[mask])
             rows[key] = int(mask.sum())
-    return Evaluation(metrics=score(y, p), slices=per_slice, slice_rows=rows)
+    return Evaluation(metrics=task.score(y, p), slices=per_slice, slice_rows=rows)

@@ -1,13 +1,15 @@
 """MLflow tracking: one experiment per use case, one run per training, everything to reproduce it.
 
 A run holds the parameters, every metric (model, baselines, oracle, champion, slices, the floor
-metrics' bootstrap intervals), four plots, the data lineage, the train, validation and test sets
-as inputs (schema, rows, digest), the git commit, the requirements card, monitoring's reference
-sample, and the model: XGBoost's native UBJ format, as a pyfunc that scores raw model inputs as
-the service does (`models/booster_pyfunc.py`), with its signature and an input example; the
-gate's noise warnings are its tag `promotion.warnings`. It is named by the last day of data
-it saw (`train-2026-01-07`: trained on data through the end of 2026-01-07); its description,
-written when the registry records the gate's decision, says what became of its model and why.
+metrics' bootstrap intervals), the task's plots (curves and calibration; a confusion matrix;
+predicted vs actual and residuals) and feature gain, the data lineage, the train, validation and
+test sets as inputs (schema, rows, digest), the git commit, the requirements card, monitoring's
+reference sample, and the model: XGBoost's native UBJ format, as a pyfunc that scores raw model
+inputs as the service does (`models/booster_pyfunc.py`), with its signature and an input
+example; the gate's noise warnings are its tag `promotion.warnings`. It is named by the last
+day of data it saw (`train-2026-01-07`: trained on data through the end of 2026-01-07); its
+description, written when the registry records the gate's decision, says what became of its
+model and why.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.config.settings import PROJECT_ROOT, Settings
+from mlops.contracts.tasks import Multiclass, Task
 from mlops.contracts.usecase import UseCase
 from mlops.stores.mlflow_runs import (
     LOGGED_BY,
@@ -105,7 +108,7 @@ def log_training_run(
         trials = [t.__dict__ for t in model.trials]
         mlflow.log_dict(trials, "search_trials.json")  # type: ignore[arg-type]  # any JSON value
         mlflow.log_artifact(str(use_case.package_dir / "card.yaml"))
-        for name, figure in plots(labels, predictions, model).items():
+        for name, figure in plots(use_case.task, labels, predictions, model).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
 
         _log_frame(monitoring_reference, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}")
@@ -187,9 +190,28 @@ def git_tags() -> dict[str, str]:
 
 
 def plots(
-    labels: np.ndarray, predictions: Mapping[str, np.ndarray], model: FittedXGBoost
+    task: Task, labels: np.ndarray, predictions: Mapping[str, np.ndarray], model: FittedXGBoost
 ) -> dict[str, Figure]:
-    """ROC, precision-recall and calibration curves of every scored model; feature gain."""
+    """The task's plots of every scored model, and the challenger's feature gain."""
+    from matplotlib.figure import Figure
+
+    by_kind = {"binary": _curves, "multiclass": _confusion, "regression": _residuals}
+    figures = by_kind[task.kind](task, labels, predictions)
+    gain = model.booster.get_score(importance_type="total_gain")
+    figures["feature_importance"] = Figure(figsize=(6, 5))
+    bars = figures["feature_importance"].subplots()
+    names = sorted(gain, key=lambda name: gain[name])
+    bars.barh(names, [gain[n] for n in names])
+    bars.set(xlabel="total gain", title="Feature importance")
+    for figure in figures.values():
+        figure.tight_layout()
+    return figures
+
+
+def _curves(
+    task: Task, labels: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> dict[str, Figure]:
+    """ROC, precision-recall and calibration curves."""
     from matplotlib.figure import Figure
     from sklearn.metrics import precision_recall_curve, roc_curve
 
@@ -210,15 +232,53 @@ def plots(
     calibration.set(xlabel="mean predicted", ylabel="observed rate", title="Calibration")
     for axes in (roc, pr, calibration):
         axes.legend()
+    return figures
 
-    gain = model.booster.get_score(importance_type="total_gain")
-    figures["feature_importance"] = Figure(figsize=(6, 5))
-    bars = figures["feature_importance"].subplots()
-    names = sorted(gain, key=lambda name: gain[name])
-    bars.barh(names, [gain[n] for n in names])
-    bars.set(xlabel="total gain", title="Feature importance")
-    for figure in figures.values():
-        figure.tight_layout()
+
+def _confusion(
+    task: Task, labels: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> dict[str, Figure]:
+    """The challenger's confusion matrix, each row (a true class) as shares of its rows."""
+    from matplotlib.figure import Figure
+
+    assert isinstance(task, Multiclass)
+    classes = task.classes
+    truth, chosen = np.asarray(labels, dtype=np.int64), predictions["model"].argmax(axis=1)
+    counts = np.zeros((len(classes), len(classes)))
+    np.add.at(counts, (truth, chosen), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(6, 5))
+    axes = figure.subplots()
+    image = axes.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    for (row, column), share in np.ndenumerate(shares):
+        axes.text(column, row, f"{share:.2f}", ha="center", va="center")
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix (share of each row)")
+    figure.colorbar(image)
+    return {"confusion_matrix": figure}
+
+
+def _residuals(
+    task: Task, labels: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> dict[str, Figure]:
+    """Predicted against actual for every scored model; the challenger's residuals."""
+    from matplotlib.figure import Figure
+
+    actual = np.asarray(labels, dtype=np.float64)
+    figures = {name: Figure(figsize=(6, 5)) for name in ("predicted_vs_actual", "residuals")}
+    scatter, residuals = (figures[n].subplots() for n in figures)
+    thinned = slice(None, None, max(1, len(actual) // (CURVE_POINTS * 4)))
+    for name, p in predictions.items():
+        scatter.scatter(actual[thinned], p[thinned], s=4, alpha=0.5, label=name)
+    low, high = float(actual.min()), float(actual.max())
+    scatter.plot([low, high], [low, high], color="grey", linestyle=":")
+    scatter.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    scatter.legend()
+    model = predictions["model"]
+    residuals.scatter(model[thinned], (actual - model)[thinned], s=4, alpha=0.5)
+    residuals.axhline(0, color="grey", linestyle=":")
+    residuals.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals")
     return figures
 
 

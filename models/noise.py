@@ -4,9 +4,9 @@ A floor the challenger's metric could cross on another test window of the same s
 noise, not on the model. The promotion gate still applies such a floor, and warns
 (`models.promotion`).
 
-Each resample draws the window's rows with replacement and is scored as
-`mlops.contracts.metrics.score` scores every evaluation (`resampled_scores`: the same metrics,
-without sorting or taking logs per resample).
+Each resample draws the window's rows with replacement and is scored as the task scores every
+evaluation (`Task.resampled_scores`: the same metrics; for a binary task without sorting or
+taking logs per resample).
 
 The interval is the resamples' percentile interval, moved by their mean's distance from the
 metric on the window itself (the bootstrap's estimate of the metric's bias), so it says where the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlops.contracts.card import PromotionGate
-from mlops.contracts.metrics import resampled_scores, score
+from mlops.contracts.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ def bootstrap_intervals(
     metrics: Iterable[str],
     resamples: int,
     confidence: float,
+    task: Task,
     seed: int = 0,
 ) -> Bootstrap:
     """The `confidence` interval of each metric of predictions `p` against labels `y`, from
@@ -65,9 +66,10 @@ def bootstrap_intervals(
     rows = len(y)
     if rows == 0:
         return Bootstrap({m: Interval(math.nan, math.nan) for m in metrics}, confidence, 0, 0)
-    measured = score(y, p)  # as the gate's evaluation measured it
+    measured = task.score(y, p)  # as the gate's evaluation measured it
     samples = {metric: np.empty(resamples) for metric in metrics}
-    for i, scored in enumerate(resampled_scores(y, p, resamples, np.random.default_rng(seed))):
+    rng = np.random.default_rng(seed)
+    for i, scored in enumerate(task.resampled_scores(y, p, resamples, rng)):
         for metric in metrics:
             samples[metric][i] = scored[metric]
     tail = (1 - confidence) / 2
@@ -79,13 +81,16 @@ def bootstrap_intervals(
             continue
         bias = float(finite.mean()) - measured[metric]
         low, high = np.quantile(finite, [tail, 1 - tail]) - bias
-        # Every metric here is non-negative; a shifted ECE interval can reach below zero.
-        intervals[metric] = Interval(max(float(low), 0.0), float(high))
+        # A shifted interval of a non-negative metric (ECE) can reach below zero: not below
+        # zero unless a resample did (R² can be negative).
+        intervals[metric] = Interval(max(float(low), min(0.0, float(finite.min()))), float(high))
     return Bootstrap(intervals, confidence, resamples, rows)
 
 
-def floor_intervals(y: np.ndarray, p: np.ndarray, gate: PromotionGate, seed: int = 0) -> Bootstrap:
+def floor_intervals(
+    y: np.ndarray, p: np.ndarray, gate: PromotionGate, task: Task, seed: int = 0
+) -> Bootstrap:
     """The bootstrap intervals of every metric the promotion gate has a floor on."""
     return bootstrap_intervals(
-        y, p, tuple(gate.floors), gate.bootstrap_resamples, gate.bootstrap_confidence, seed
+        y, p, tuple(gate.floors), gate.bootstrap_resamples, gate.bootstrap_confidence, task, seed
     )

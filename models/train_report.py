@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlops.contracts.card import Floor
-from mlops.contracts.metrics import METRICS, Metric, finite_or_none
+from mlops.contracts.metrics import Metric, finite_or_none
 from models.evaluation import Evaluation
 from models.noise import Bootstrap
 from models.promotion import verdict
@@ -88,6 +88,8 @@ class TrainReport:
             "model": f"challenger v{self.version}",
             "champion": f"champion v{self.champion_version}",
         }
+        # The task's metrics, in its order; per-class ones (`recall.<class>`) stay in the JSON.
+        columns = [metric for metric in self.metrics if "." not in metric]
         lines = [
             f"# {self.model_name} v{self.version}: {self.decision}",
             "",
@@ -96,12 +98,12 @@ class TrainReport:
             "Test window " + f"{self.lineage['windows']['test_start']} .. "
             f"{self.lineage['windows']['end']}, {self.lineage['rows']['test']} rows.",
             "",
-            "| model | " + " | ".join(METRICS) + " |",
-            "|---|" + "---:|" * len(METRICS),
+            "| model | " + " | ".join(columns) + " |",
+            "|---|" + "---:|" * len(columns),
         ]
         for key in MODELS_IN_TABLE:
             if row := scored[key]:
-                values = " | ".join(_fmt(row.get(m)) for m in METRICS)
+                values = " | ".join(_fmt(row.get(m)) for m in columns)
                 lines.append(f"| {names.get(key, key)} | {values} |")
         ours, oracle = self.metrics.get("nce"), (self.oracle_metrics or {}).get("nce")
         if ours is not None and oracle is not None:

@@ -21,6 +21,7 @@ import pandas as pd
 from mlops.config.errors import UserError
 from mlops.contracts.card import MonitoringGate, PromotionGate, TrainingBudget
 from mlops.contracts.model_inputs import predict
+from mlops.contracts.tasks import Task, repeated
 from mlops.contracts.usecase import UseCase
 from mlops.stores.reference import build_reference
 from models.dataset import TrainingSet
@@ -34,9 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 2000
+# The objective and the metric early stopping watches come from the task (`xgboost_params`).
 BASE_PARAMS: dict[str, Any] = {
-    "objective": "binary:logistic",
-    "eval_metric": "logloss",
     "tree_method": "hist",
     "max_cat_to_onehot": 8,
 }
@@ -83,7 +83,7 @@ def prepare_splits(
             f"{list(inputs.columns)}"
         )
     inputs = inputs.drop(columns=list(exclude_features))
-    labels = training_set.frame[use_case.label].astype("int8")
+    labels = training_set.frame[use_case.label].astype(use_case.task.label_dtype)
     # Windows are contiguous row ranges of the time-sorted frame: positional slices, no copies.
     ranges = {}
     for name in ("train", "validation", "test"):
@@ -104,7 +104,7 @@ def prepare_splits(
 @dataclass(frozen=True)
 class Trial:
     params: dict[str, Any]
-    validation_log_loss: float
+    validation_loss: float
     rounds: int
     seconds: float
 
@@ -141,11 +141,12 @@ def fit_xgboost(
     validation_x: pd.DataFrame,
     validation_y: pd.Series,
     budget: TrainingBudget,
+    task: Task,
     seed: int = 0,
     threads: int | None = None,
 ) -> FittedXGBoost:
     """Try the candidates in order until the trials or the time budget run out; keep the one
-    with the lowest validation log loss."""
+    with the lowest validation loss (the task's evaluation metric)."""
     import xgboost as xgb
 
     train = xgb.DMatrix(train_x, train_y, enable_categorical=True)
@@ -155,7 +156,7 @@ def fit_xgboost(
         threaded = {**params, **({"nthread": threads} if threads else {})}
         return boost(threaded, train, validation, budget.early_stopping_rounds)
 
-    return search(fit, budget, seed)
+    return search(fit, budget, task, seed)
 
 
 def boost(
@@ -164,7 +165,8 @@ def boost(
     validation: xgb.DMatrix,
     early_stopping_rounds: int,
 ) -> xgb.Booster:
-    """One trial: boost until the validation log loss stops improving (both engines)."""
+    """One trial: boost until the validation loss (the task's `eval_metric`) stops improving
+    (both engines)."""
     import xgboost as xgb
 
     return xgb.train(
@@ -180,6 +182,7 @@ def boost(
 def search(
     fit: Callable[[dict[str, Any]], xgb.Booster],
     budget: TrainingBudget,
+    task: Task,
     seed: int = 0,
     out_of_time: Callable[[bool], bool] = bool,
 ) -> FittedXGBoost:
@@ -196,24 +199,24 @@ def search(
             log.info("search stopped by the time budget after %d trials", len(trials))
             break
         trial_started = time.perf_counter()
-        full_params = {**BASE_PARAMS, **params, "seed": seed}
+        full_params = {**BASE_PARAMS, **task.xgboost_params(), **params, "seed": seed}
         booster = fit(full_params)
         rounds = booster.best_iteration + 1
         trial = Trial(
             params=params,
-            validation_log_loss=float(booster.best_score),
+            validation_loss=float(booster.best_score),
             rounds=rounds,
             seconds=time.perf_counter() - trial_started,
         )
         trials.append(trial)
         log.info(
-            "trial %d: %s -> validation log loss %.5f in %d rounds",
+            "trial %d: %s -> validation loss %.5f in %d rounds",
             len(trials),
             params,
-            trial.validation_log_loss,
+            trial.validation_loss,
             rounds,
         )
-        if best is None or trial.validation_log_loss < best[0].validation_log_loss:
+        if best is None or trial.validation_loss < best[0].validation_loss:
             # Not `booster[:rounds]`: a sliced Booster silently loses the categories saved
             # inside it. The saved `best_iteration` tells `predict` where to stop instead.
             best = (trial, booster, full_params)
@@ -222,18 +225,14 @@ def search(
     return FittedXGBoost(booster, params, best_trial.rounds, trials)
 
 
-def fit_prior(train_y: pd.Series) -> float:
-    return float(np.mean(train_y))
-
-
-def fit_logistic(
-    train_x: pd.DataFrame, train_y: pd.Series, max_rows: int, seed: int = 0
+def fit_linear(
+    train_x: pd.DataFrame, train_y: pd.Series, max_rows: int, task: Task, seed: int = 0
 ) -> Pipeline:
-    """One-hot categoricals, zero-imputed and scaled numbers, L2 logistic regression, on at
-    most `max_rows` rows drawn at random (it converges long before a million)."""
+    """One-hot categoricals, zero-imputed and scaled numbers, then the task's L2-regularized
+    linear model (logistic, multinomial logistic, ridge), on at most `max_rows` rows drawn at
+    random (it converges long before a million)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -252,13 +251,13 @@ def fit_logistic(
             ),
         ]
     )
-    model = Pipeline([("encode", encode), ("classify", LogisticRegression(max_iter=500))])
+    model = Pipeline([("encode", encode), ("linear", task.linear_baseline())])
     model.fit(_object_categoricals(train_x), train_y)
     return model
 
 
-def predict_logistic(model: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
-    return model.predict_proba(_object_categoricals(inputs))[:, 1]
+def predict_linear(model: Pipeline, inputs: pd.DataFrame, task: Task) -> np.ndarray:
+    return task.linear_predictions(model, _object_categoricals(inputs))
 
 
 def _object_categoricals(frame: pd.DataFrame) -> pd.DataFrame:
@@ -274,16 +273,17 @@ def _object_categoricals(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Baselines:
-    """What the challenger must beat: the base rate, and a linear model on the same inputs."""
+    """What the challenger must beat: the best constant (the base rate, the class frequencies,
+    the mean) and a linear model on the same inputs (still keyed `logistic` in the reports)."""
 
-    prior: float
+    prior: np.ndarray
     logistic: Pipeline
 
 
-def fit_baselines(splits: Splits, budget: TrainingBudget, seed: int = 0) -> Baselines:
+def fit_baselines(splits: Splits, budget: TrainingBudget, task: Task, seed: int = 0) -> Baselines:
     return Baselines(
-        prior=fit_prior(splits.train_y),
-        logistic=fit_logistic(splits.train_x, splits.train_y, budget.baseline_max_rows, seed),
+        prior=task.constant(splits.train_y.to_numpy()),
+        logistic=fit_linear(splits.train_x, splits.train_y, budget.baseline_max_rows, task, seed),
     )
 
 
@@ -310,8 +310,8 @@ def score_on_test(
     with the promotion `gate`, bootstrap the challenger's floor metrics too (seeded)."""
     predictions = {
         "model": predict(model, splits.test_x),
-        "logistic": predict_logistic(baselines.logistic, splits.test_x),
-        "prior": np.full(len(splits.test_y), baselines.prior),
+        "logistic": predict_linear(baselines.logistic, splits.test_x, use_case.task),
+        "prior": repeated(baselines.prior, len(splits.test_y)),
     }
     if use_case.oracle_column:
         predictions["oracle"] = splits.test[use_case.oracle_column].to_numpy(np.float64)
@@ -321,12 +321,16 @@ def score_on_test(
         predictions["champion"] = predict(champion, champion_inputs)
     slices = use_case.slices(splits.test)
     evaluations = {
-        name: evaluate(splits.test_y, p, slices if name in ("model", "champion") else None)
+        name: evaluate(
+            splits.test_y, p, use_case.task, slices if name in ("model", "champion") else None
+        )
         for name, p in predictions.items()
     }
     noise = None
     if gate is not None:
-        noise = floor_intervals(splits.test_y.to_numpy(), predictions["model"], gate, seed)
+        noise = floor_intervals(
+            splits.test_y.to_numpy(), predictions["model"], gate, use_case.task, seed
+        )
     return Scores(predictions, evaluations, noise)
 
 

@@ -79,5 +79,11 @@ def fit_model(
             settings, use_case, training_set.on_ray, budget, seed, exclude_features
         )
     return training.fit_xgboost(
-        splits.train_x, splits.train_y, splits.validation_x, splits.validation_y, budget, seed
+        splits.train_x,
+        splits.train_y,
+        splits.validation_x,
+        splits.validation_y,
+        budget,
+        use_case.task,
+        seed,
     )

@@ -1,29 +1,36 @@
 """The task kinds: what a label is, what a model predicts for it, and how that is scored.
 
-A card names its task (`task.kind`); a stage asks the task object (`task_for(card.task)`) instead
-of branching on the kind itself:
+A card names its task (`task.kind`); a stage asks the task object (`UseCase.task`) instead of
+branching on the kind itself:
 
-    binary       a two-valued label coded 0/1; predictions are P(label = 1), one per row
-    multiclass   one of the card's `classes`, coded by position; predictions are one probability
-                 per class, a row summing to 1
-    regression   a number; predictions are numbers
+    binary       a two-valued label coded 0/1; a prediction is P(label = 1), one per row
+    multiclass   one of the card's `classes`, coded by its place in the list; a prediction is one
+                 probability per class, a row summing to 1
+    regression   a number; a prediction is a number
 
 Every kind has a normalized primary metric that reads the same way: below 1, the model knows
 more than the best constant on the window scored (the base rate, the class frequencies, the
 mean). `nce` (normalized cross-entropy) for both classification kinds, the binary one being its
-two-class case; `nrmse` (RMSE over the window mean's RMSE) for regression.
+two-class case; `nrmse` (RMSE over that of the window's mean) for regression.
+
+Each kind also has its two baselines: the best constant fitted on the training labels (`prior`)
+and a linear model on the same inputs (logistic, multinomial logistic, ridge).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from mlops.contracts import metrics as binary_metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.base import BaseEstimator
 
 TaskKind = Literal["binary", "multiclass", "regression"]
 # XGBoost objectives a regression card may choose, with the evaluation metric early stopping
@@ -36,6 +43,7 @@ REGRESSION_OBJECTIVES: dict[str, str] = {
 }
 MULTICLASS_METRICS = ("nce", "log_loss", "accuracy", "macro_f1")
 REGRESSION_METRICS = ("nrmse", "rmse", "mae", "r2")
+Scores = dict[str, float]
 
 
 class Task(Protocol):
@@ -54,13 +62,35 @@ class Task(Protocol):
         """The normalized metric: below 1 beats the best constant."""
         ...
 
+    @property
+    def label_dtype(self) -> str:
+        """What the label column holds once landed: class codes or numbers."""
+        ...
+
     def xgboost_params(self) -> dict[str, Any]: ...
 
     def constant(self, train_y: np.ndarray) -> np.ndarray:
-        """The prior baseline's prediction for one row, fitted on the training labels."""
+        """The prior baseline: one row's prediction, fitted on the training labels."""
         ...
 
-    def score(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]: ...
+    def score(self, y: np.ndarray, predictions: np.ndarray) -> Scores: ...
+
+    def resampled_scores(
+        self, y: np.ndarray, predictions: np.ndarray, resamples: int, rng: np.random.Generator
+    ) -> Iterator[Scores]:
+        """`score` of each of `resamples` bootstrap resamples of the window's rows."""
+        ...
+
+    def linear_baseline(self) -> BaseEstimator:
+        """The linear model the challenger must beat, unfitted (the last step of a pipeline)."""
+        ...
+
+    def linear_predictions(self, fitted: Any, inputs: pd.DataFrame) -> np.ndarray: ...
+
+
+def repeated(constant: np.ndarray, rows: int) -> np.ndarray:
+    """The prior baseline's predictions for `rows` rows."""
+    return np.broadcast_to(constant, (rows, *np.shape(constant))).copy()
 
 
 @dataclass(frozen=True)
@@ -68,15 +98,30 @@ class Binary:
     kind: TaskKind = "binary"
     metrics: tuple[str, ...] = binary_metrics.METRICS
     primary: str = "nce"
+    label_dtype: str = "int8"
 
     def xgboost_params(self) -> dict[str, Any]:
         return {"objective": "binary:logistic", "eval_metric": "logloss"}
 
     def constant(self, train_y: np.ndarray) -> np.ndarray:
-        return np.array([float(np.mean(train_y))])
+        return np.asarray(np.mean(train_y), dtype=np.float64)
 
-    def score(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    def score(self, y: np.ndarray, predictions: np.ndarray) -> Scores:
         return binary_metrics.score(y, predictions)
+
+    def resampled_scores(
+        self, y: np.ndarray, predictions: np.ndarray, resamples: int, rng: np.random.Generator
+    ) -> Iterator[Scores]:
+        # Sorts once for all resamples: the gate bootstraps hundreds of them.
+        return binary_metrics.resampled_scores(y, predictions, resamples, rng)
+
+    def linear_baseline(self) -> BaseEstimator:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=500)
+
+    def linear_predictions(self, fitted: Any, inputs: pd.DataFrame) -> np.ndarray:
+        return np.asarray(fitted.predict_proba(inputs)[:, 1])
 
 
 @dataclass(frozen=True)
@@ -85,6 +130,7 @@ class Multiclass:
     kind: TaskKind = "multiclass"
     metrics: tuple[str, ...] = MULTICLASS_METRICS
     primary: str = "nce"
+    label_dtype: str = "int16"
 
     def xgboost_params(self) -> dict[str, Any]:
         return {
@@ -97,7 +143,7 @@ class Multiclass:
         counts = np.bincount(np.asarray(train_y, dtype=np.int64), minlength=len(self.classes))
         return counts / counts.sum()
 
-    def score(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    def score(self, y: np.ndarray, predictions: np.ndarray) -> Scores:
         """`predictions`: rows x classes probabilities; `recall.<class>` for each class too
         (NaN for a class absent from the window)."""
         y = np.asarray(y, dtype=np.int64)
@@ -126,6 +172,22 @@ class Multiclass:
             **recalls,
         }
 
+    def resampled_scores(
+        self, y: np.ndarray, predictions: np.ndarray, resamples: int, rng: np.random.Generator
+    ) -> Iterator[Scores]:
+        return _resampled(self.score, y, predictions, resamples, rng)
+
+    def linear_baseline(self) -> BaseEstimator:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=500)  # multinomial for three or more classes
+
+    def linear_predictions(self, fitted: Any, inputs: pd.DataFrame) -> np.ndarray:
+        """One column per card class, zeros for a class the training rows never held."""
+        probabilities = np.zeros((len(inputs), len(self.classes)))
+        probabilities[:, fitted.classes_.astype(int)] = fitted.predict_proba(inputs)
+        return probabilities
+
 
 @dataclass(frozen=True)
 class Regression:
@@ -133,6 +195,7 @@ class Regression:
     kind: TaskKind = "regression"
     metrics: tuple[str, ...] = REGRESSION_METRICS
     primary: str = "nrmse"
+    label_dtype: str = "float64"
 
     def xgboost_params(self) -> dict[str, Any]:
         return {"objective": self.objective, "eval_metric": REGRESSION_OBJECTIVES[self.objective]}
@@ -140,9 +203,9 @@ class Regression:
     def constant(self, train_y: np.ndarray) -> np.ndarray:
         # The mean minimises squared error; under absolute error the median is the best constant.
         centre = np.median if self.objective == "reg:absoluteerror" else np.mean
-        return np.array([float(centre(np.asarray(train_y, dtype=np.float64)))])
+        return np.asarray(centre(np.asarray(train_y, dtype=np.float64)))
 
-    def score(self, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    def score(self, y: np.ndarray, predictions: np.ndarray) -> Scores:
         y = np.asarray(y, dtype=np.float64)
         errors = np.asarray(predictions, dtype=np.float64) - y
         rmse = float(np.sqrt(np.mean(errors**2)))
@@ -153,6 +216,32 @@ class Regression:
             "mae": float(np.mean(np.abs(errors))),
             "r2": 1 - (rmse / spread) ** 2 if spread > 0 else math.nan,
         }
+
+    def resampled_scores(
+        self, y: np.ndarray, predictions: np.ndarray, resamples: int, rng: np.random.Generator
+    ) -> Iterator[Scores]:
+        return _resampled(self.score, y, predictions, resamples, rng)
+
+    def linear_baseline(self) -> BaseEstimator:
+        from sklearn.linear_model import Ridge
+
+        return Ridge(alpha=1.0)
+
+    def linear_predictions(self, fitted: Any, inputs: pd.DataFrame) -> np.ndarray:
+        return np.asarray(fitted.predict(inputs), dtype=np.float64)
+
+
+def _resampled(
+    score: Callable[[np.ndarray, np.ndarray], Scores],
+    y: np.ndarray,
+    predictions: np.ndarray,
+    resamples: int,
+    rng: np.random.Generator,
+) -> Iterator[Scores]:
+    rows = len(y)
+    for _ in range(resamples):
+        drawn = rng.integers(rows, size=rows)
+        yield score(y[drawn], predictions[drawn])
 
 
 def task_for(kind: TaskKind, classes: Sequence[str] = (), objective: str | None = None) -> Task:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from mlops.config.errors import UserError
 from mlops.config.settings import DATA_ROOT, Settings
 from mlops.contracts.card import RequirementsCard
+from mlops.contracts.tasks import Task
 
 if TYPE_CHECKING:
     import duckdb
@@ -134,6 +135,11 @@ class UseCase:
     @cached_property
     def card(self) -> RequirementsCard:
         return RequirementsCard.load(self.package_dir / "card.yaml")
+
+    @cached_property
+    def task(self) -> Task:
+        """The card's task kind: what the stages ask instead of branching on it."""
+        return self.card.task.task()
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)

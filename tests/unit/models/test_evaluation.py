@@ -12,6 +12,7 @@ from mlops.contracts.metrics import (
     resampled_scores,
     score,
 )
+from mlops.contracts.tasks import Binary
 from models.evaluation import evaluate
 
 
@@ -47,7 +48,7 @@ def test_score_reports_every_metric_and_nan_where_a_class_is_missing(calibrated)
 def test_evaluate_scores_each_slice_and_flattens_to_mlflow_keys(calibrated):
     y, p = calibrated
     device = pd.Series(np.where(np.arange(len(y)) % 4 == 0, "tablet", "mobile"))
-    evaluation = evaluate(y, p, {"device": device})
+    evaluation = evaluate(y, p, Binary(), {"device": device})
     assert evaluation.slice_rows == {"device=mobile": 150_000, "device=tablet": 50_000}
     flat = evaluation.flat("champion.")
     assert "champion.nce" in flat and "champion.slice.device.tablet.roc_auc" in flat

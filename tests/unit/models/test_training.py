@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from mlops.contracts.card import TrainingBudget
+from mlops.contracts.tasks import Binary
 from models.dataset import TimeWindows, frame_hash
-from models.training import candidate_params, fit_logistic, fit_xgboost, predict, predict_logistic
+from models.training import candidate_params, fit_linear, fit_xgboost, predict, predict_linear
 
 BUDGET = TrainingBudget(
     time_budget_seconds=30,
@@ -59,10 +60,10 @@ def test_xgboost_keeps_the_best_trial_and_its_categories(data, tmp_path):
     import xgboost as xgb
 
     x, y = data
-    fitted = fit_xgboost(x[:4000], y[:4000], x[4000:], y[4000:], BUDGET, seed=0)
+    fitted = fit_xgboost(x[:4000], y[:4000], x[4000:], y[4000:], BUDGET, Binary(), seed=0)
     assert len(fitted.trials) == 3
-    best = min(t.validation_log_loss for t in fitted.trials)
-    assert fitted.rounds == next(t.rounds for t in fitted.trials if t.validation_log_loss == best)
+    best = min(t.validation_loss for t in fitted.trials)
+    assert fitted.rounds == next(t.rounds for t in fitted.trials if t.validation_loss == best)
     # Saved and loaded, the model still maps categories by value, whatever their order.
     fitted.booster.save_model(tmp_path / "model.ubj")
     loaded = xgb.Booster(model_file=str(tmp_path / "model.ubj"))
@@ -72,7 +73,7 @@ def test_xgboost_keeps_the_best_trial_and_its_categories(data, tmp_path):
 
 def test_logistic_baseline_handles_missing_and_unseen_values(data):
     x, y = data
-    model = fit_logistic(x, y, max_rows=2000)
+    model = fit_linear(x, y, max_rows=2000, task=Binary())
     unseen = x.head(3).assign(device=pd.Categorical([None, "mobile", "desktop"]))
-    p = predict_logistic(model, unseen)
+    p = predict_linear(model, unseen, Binary())
     assert ((p > 0) & (p < 1)).all()
