@@ -22,7 +22,6 @@ import pandas as pd
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.card import MonitoringGate
-from mlops.contracts.metrics import score as performance
 from mlops.contracts.usecase import UseCase
 from mlops.stores.mlflow_runs import day_name, day_start
 from mlops.stores.offline_store import OfflineStore, quoted
@@ -192,7 +191,7 @@ def read_window(
         quarantined=quarantined,
         null_fraction={c: float(counts[c].iloc[0]) for c in requests},
         model_versions={str(k): int(v) for k, v in versions.items()},
-        performance=_finite(performance(scored[LABEL].to_numpy(), scored[SCORE].to_numpy()))
+        performance=_finite(use_case.task.score(scored[LABEL].to_numpy(), scored[SCORE].to_numpy()))
         if len(scored)
         else None,
         sample=sample,
