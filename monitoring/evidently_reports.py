@@ -23,6 +23,7 @@ when its distance reaches the card's `column_drift_threshold`, the score at
 from __future__ import annotations
 
 import html
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -42,6 +43,8 @@ NUMERIC_METHOD = "wasserstein"
 CATEGORY_METHOD = "jensenshannon"
 PROJECT_DESCRIPTION = "Champion vs recent traffic: drift, data quality, performance, decisions."
 GATE_TAG = "gate"  # the gate report's tag: the dashboard's gate series come from it
+# Beside a project's snapshots: window end -> the ids of its runs (`add_to_workspace`).
+WINDOWS_INDEX = "mlops-windows.json"
 
 
 def input_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
@@ -292,7 +295,12 @@ def add_to_workspace(
     request_columns: Sequence[str] = (),
 ) -> None:
     """Add a window's snapshots to the local workspace, replacing those of an earlier run of
-    the same window; the project is made once, its dashboard given the panels it lacks."""
+    the same window; the project is made once, its dashboard given the panels it lacks.
+
+    Which runs belong to which window is kept in an index beside the project's snapshots
+    (`WINDOWS_INDEX`): finding them by reading every stored snapshot would cost a read of the
+    project's whole history each day. A window whose replacement stopped half-way (marked
+    `pending`), or a workspace without an index, is found by that read, once."""
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace(str(workspace_dir))
@@ -302,12 +310,49 @@ def add_to_workspace(
     else:
         project = workspace.create_project(project_name, description=PROJECT_DESCRIPTION)
     _add_missing_panels(project, project_name, request_columns)
-    for run_id in workspace.list_runs(project.id):
-        earlier = workspace.get_run(project.id, run_id)
-        if earlier is not None and earlier.metadata.get("window_end") == window_end:
+    index_path = workspace_dir / str(project.id) / WINDOWS_INDEX
+    index = _read_index(index_path)
+    if index is None:
+        index = _windows_by_reading_every_run(workspace, project.id)
+    entry = index.get(window_end, {"runs": []})
+    if entry.get("pending"):
+        entry = _windows_by_reading_every_run(workspace, project.id).get(window_end, entry)
+    # Recorded before adding: a rerun after a stop in between reads the project once instead
+    # of leaving duplicates of this window.
+    index[window_end] = {"runs": entry["runs"], "pending": True}
+    _write_index(index_path, index)
+    added = [str(workspace.add_run(project.id, s, include_data=False).id) for s in snapshots]
+    stored = {str(run) for run in workspace.list_runs(project.id)}
+    for run_id in entry["runs"]:
+        if run_id in stored:
             workspace.delete_run(project.id, run_id)
-    for snapshot in snapshots:
-        workspace.add_run(project.id, snapshot, include_data=False)
+    index[window_end] = {"runs": added}
+    _write_index(index_path, index)
+
+
+def _windows_by_reading_every_run(workspace: Any, project_id: Any) -> dict[str, dict[str, Any]]:
+    """Window end -> the runs stored for it, from each stored snapshot's metadata."""
+    index: dict[str, dict[str, Any]] = {}
+    for run_id in workspace.list_runs(project_id):
+        run = workspace.get_run(project_id, run_id)
+        if run is not None and (window_end := run.metadata.get("window_end")):
+            index.setdefault(window_end, {"runs": []})["runs"].append(str(run_id))
+    return index
+
+
+def _read_index(path: Path) -> dict[str, dict[str, Any]] | None:
+    """The index, or None when there is none (or a torn one): rebuilt from the snapshots."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_index(path: Path, index: Mapping[str, Any]) -> None:
+    """Whole or not at all: written beside, then moved over the old one."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(index, indent=1, sort_keys=True))
+    partial.replace(path)
 
 
 def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[Any]:
