@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 
+# The task kinds every stage follows, from ingestion to monitoring (mlops/contracts/tasks.py).
+RUNS_END_TO_END = ("binary",)
 # The range of an integer id (an entity key, an event id): exact in every JSON client. The
 # service accepts ids in it, and ingestion quarantines rows whose id is outside it.
 MAX_INT_KEY = 2**53
@@ -194,4 +196,11 @@ def load_use_case(name: str, root: Path = DATA_ROOT) -> UseCase:
         module = importlib.import_module(f"usecases.{name}")
     except ValidationError as err:  # the card, read when the package is imported
         raise UserError(f"use case '{name}': its card does not validate: {err}") from None
-    return module.USE_CASE
+    use_case: UseCase = module.USE_CASE
+    if (kind := use_case.card.task.kind) not in RUNS_END_TO_END:
+        raise UserError(
+            f"use case '{name}' is a {kind} task (its card's `task`): so far the platform runs "
+            f"{' and '.join(RUNS_END_TO_END)} use cases only; it trains and scores {kind} models "
+            "but does not yet serve or monitor them"
+        )
+    return use_case

@@ -3,11 +3,14 @@ same way (1 is the best constant, 0 is perfect), and the card accepts only what 
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
 
+from mlops.config.errors import UserError
 from mlops.contracts import metrics
 from mlops.contracts.card import RequirementsCard, TaskSpec
 from mlops.contracts.tasks import Binary, Multiclass, Regression, repeated
@@ -104,3 +107,19 @@ def test_a_card_without_a_task_is_binary_and_its_metrics_must_be_its_tasks(tmp_p
 def test_a_task_section_that_does_not_fit_its_kind_is_refused(section, message) -> None:
     with pytest.raises(ValidationError, match=message):
         TaskSpec.model_validate(section)
+
+
+def test_a_use_case_of_a_kind_not_yet_served_is_refused_by_name(tmp_path) -> None:
+    # diagnosis, declared in YAML, copied under another name with a regression card.
+    source = load_use_case("diagnosis").package_dir
+    target = tmp_path / "usecases" / "appraisal"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("data"))
+    raw = yaml.safe_load((target / "card.yaml").read_text())
+    raw["use_case"] = "appraisal"
+    raw["task"] = {"kind": "regression"}
+    raw["offline_metrics"] = {"primary": "nrmse", "secondary": ["rmse", "mae", "r2"]}
+    raw["gates"]["promotion"]["floors"] = {"nrmse": {"max": 0.9}}
+    (target / "card.yaml").write_text(yaml.safe_dump(raw))
+
+    with pytest.raises(UserError, match=r"'appraisal' is a regression task.*binary use cases only"):
+        load_use_case("appraisal", tmp_path)
