@@ -199,7 +199,11 @@ def test_make_mlflow_ui_runs_mlflow_without_its_job_runners(tmp_path: Path) -> N
 
         def mlflow_process() -> psutil.Process | None:
             for child in psutil.Process(make.pid).children(recursive=True):
-                if "ui" in child.cmdline() and any("mlflow" in part for part in child.cmdline()):
+                try:
+                    command = child.cmdline()
+                except psutil.Error:  # one of make's short-lived helpers, gone or a zombie now
+                    continue
+                if "ui" in command and any("mlflow" in part for part in command):
                     return child
             return None
 
