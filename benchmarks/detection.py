@@ -108,8 +108,8 @@ def one_run(settings: Any, use_case: Any, scenario: str, seed: int, args: Any) -
                 "reason": judged.reason,
                 "drift_share": judged.signals["drift_share"],
                 "score_drift": judged.signals["score_drift"],
-                "nce": judged.signals["nce"],
-                "reference_nce": judged.signals["reference_nce"],
+                "nce": judged.signals["performance"],
+                "reference_nce": judged.signals["reference_performance"],
                 "column_drift": judged.signals["column_drift"],
             }
         )

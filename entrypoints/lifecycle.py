@@ -463,7 +463,7 @@ def _tell_day(
     if retrained and retrained.decision == "promoted":
         _wait_for_version(service, retrained.version)
     performance = judged.window["performance"] or {}
-    positive_rate = _positive_rate(events, use_case)
+    metric = use_case.task.primary
     return Day(
         day=batch.name,
         rows=len(events),
@@ -471,12 +471,12 @@ def _tell_day(
         champion_version=traffic.model_versions.most_common(1)[0][0]
         if traffic.model_versions
         else None,
+        metric=metric,
         metrics={
-            "nce": performance.get("nce"),
-            "roc_auc": performance.get("roc_auc"),
-            "reference_nce": judged.signals["reference_nce"],
-            "oracle_nce": _oracle_nce(events, use_case),
-            "label_rate": positive_rate,
+            metric: performance.get(metric),
+            f"reference_{metric}": judged.signals["reference_performance"],
+            f"oracle_{metric}": _oracle_performance(events, use_case),
+            "label_rate": _label_mean(events, use_case),
             "label_coverage": judged.window["label_coverage"],
         },
         drift_share=judged.signals["drift_share"],
@@ -501,20 +501,23 @@ def _closed_at(batch: Path) -> datetime:
     return datetime.fromisoformat(read_manifest(batch)["closed_at"])
 
 
-def _oracle_nce(events: pd.DataFrame, use_case: UseCase) -> float | None:
-    """The best NCE any model could reach on the day (a simulation knows the truth)."""
+def _oracle_performance(events: pd.DataFrame, use_case: UseCase) -> float | None:
+    """The best primary metric any model could reach on the day (a simulation knows the
+    truth: its `oracle_column` holds the true probability or expected value)."""
     if use_case.oracle_column is None:
         return None
-    from mlops.contracts.metrics import nce
-
     known = events.dropna(subset=[use_case.label, use_case.oracle_column])
     if known.empty:
         return None
-    return nce(known[use_case.label].to_numpy(float), known[use_case.oracle_column].to_numpy(float))
+    task = use_case.task
+    return task.score(
+        known[use_case.label].to_numpy(float), known[use_case.oracle_column].to_numpy(float)
+    )[task.primary]
 
 
-def _positive_rate(events: pd.DataFrame, use_case: UseCase) -> float | None:
-    """The share of the day's labelled events that are positive (the day's `label_rate`)."""
+def _label_mean(events: pd.DataFrame, use_case: UseCase) -> float | None:
+    """The mean of the day's known labels (the day's `label_rate`: a binary label's positive
+    share)."""
     labels = events[use_case.label].dropna()
     return float(labels.mean()) if len(labels) else None
 
@@ -582,11 +585,11 @@ def closing_summary(settings: Settings, result: Lifecycle, log_files: list[str])
 
 def story_line(day: Day) -> str:
     """One readable line (two when a model was retrained) for a day."""
-    nce = day.metrics["nce"]
-    performance = f"NCE {nce:.4f}" if nce is not None else "no labels yet"
+    value, reference = day.metrics[day.metric], day.metrics[f"reference_{day.metric}"]
+    performance = f"{day.metric.upper()} {value:.4f}" if value is not None else "no labels yet"
     line = (
         f"{day.day}  served {day.served} by v{day.champion_version}, refused {day.refused}, "
-        f"quarantined {day.quarantined}; {performance} (ref {day.metrics['reference_nce']:.4f}), "
+        f"quarantined {day.quarantined}; {performance} (ref {reference:.4f}), "
         f"drift {day.drift_share or 0:.0%} -> {day.decision.upper()}: {day.reason}"
     )
     if day.retrained and day.retrained.get("version"):

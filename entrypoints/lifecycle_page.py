@@ -41,6 +41,7 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
         happened=what_happened(result),
         bootstrap=result.bootstrap,
         days=[_day_row(settings, day, i) for i, day in enumerate(result.days, start=1)],
+        metric=use_case.task.primary,
         has_oracle=use_case.oracle_column is not None,
         plot_svg=plot_svg(result.days, use_case.card.gates.monitoring),
         ui=settings.ui,
@@ -106,22 +107,25 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
     labels = [d.day[5:] for d in days]
     x = range(len(days))
     figure = Figure(figsize=(11, 8.5), layout="constrained")
-    nce, traffic, quarantine, drift = figure.subplots(4, 1, sharex=True)
+    quality, traffic, quarantine, drift = figure.subplots(4, 1, sharex=True)
 
-    for key, name in (("nce", "model"), ("reference_nce", "reference"), ("oracle_nce", "oracle")):
+    metric = days[0].metric if days else "nce"
+    for key, name in ((metric, "model"), (f"reference_{metric}", "reference"),
+                      (f"oracle_{metric}", "oracle")):  # fmt: skip
         values = [d.metrics.get(key) for d in days]
         if any(v is not None for v in values):
-            nce.plot(x, [float("nan") if v is None else v for v in values], "o-",
+            quality.plot(x, [float("nan") if v is None else v for v in values], "o-",
                      color=COLORS[name], label=name, lw=1.5, ms=4)  # fmt: skip
     if gate is not None:
         limits = [
-            float("nan") if (ref := d.metrics.get("reference_nce")) is None
-            else ref + gate.max_nce_degradation
+            float("nan") if (ref := d.metrics.get(f"reference_{metric}")) is None
+            else ref + gate.max_degradation
             for d in days
         ]  # fmt: skip
-        nce.step(x, limits, where="mid", color=COLORS["reference"], ls="--", lw=1,
+        quality.step(x, limits, where="mid", color=COLORS["reference"], ls="--", lw=1,
                  label="limit (retrain above)")  # fmt: skip
-    nce.set(ylabel="NCE (lower is better)", title="Model quality on each day's labelled traffic")
+    quality.set(ylabel=f"{metric.upper()} (lower is better)",
+            title="Model quality on each day's labelled traffic")  # fmt: skip
     traffic.bar(x, [d.served for d in days], color="#93c5fd", label="served")
     traffic.bar(x, [d.refused for d in days], bottom=[d.served for d in days], color="#f87171",
                 label="refused (400)")  # fmt: skip
@@ -142,15 +146,16 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
 
     for i, day in enumerate(days):
         outcome = (day.retrained or {}).get("decision")
-        for axes in (nce, traffic, quarantine, drift):
+        for axes in (quality, traffic, quarantine, drift):
             if day.decision == "alert":
                 axes.axvspan(i - 0.45, i + 0.45, color=MARKERS["alert"], alpha=0.12)
             if outcome in ("promoted", "rejected"):
                 axes.axvline(i + 0.5, color=MARKERS[outcome], ls=":", lw=1.5)
-    nce.plot([], [], color=MARKERS["alert"], lw=8, alpha=0.25, label="alert")
-    nce.plot([], [], color=MARKERS["rejected"], ls=":", label="retrain rejected")
-    nce.plot([], [], color=MARKERS["promoted"], ls=":", label="retrain promoted\n(serves next day)")
-    for axes in (nce, traffic, quarantine, drift):
+    quality.plot([], [], color=MARKERS["alert"], lw=8, alpha=0.25, label="alert")
+    quality.plot([], [], color=MARKERS["rejected"], ls=":", label="retrain rejected")
+    quality.plot([], [], color=MARKERS["promoted"], ls=":",
+                 label="retrain promoted\n(serves next day)")  # fmt: skip
+    for axes in (quality, traffic, quarantine, drift):
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, borderaxespad=0)
     return figure
 

@@ -40,6 +40,9 @@ class Day:
     rows: int  # events that happened that day
     quarantined: int
     champion_version: str | None  # the version that served the day's traffic
+    # The task's primary metric on the day's labelled traffic (`metric`: nce, nrmse), the
+    # reference's, the oracle's (a simulator's best): keyed `<metric>`, `reference_<metric>`,
+    # `oracle_<metric>`; and `label_rate`, the labels' mean.
     metrics: dict[str, float | None]
     drift_share: float | None
     score_drift: float | None
@@ -49,6 +52,7 @@ class Day:
     refused: int = 0
     retrained: dict[str, Any] | None = None
     links: dict[str, Any] = field(default_factory=dict)
+    metric: str = "nce"  # a run saved before other task kinds was binary
 
 
 @dataclass
@@ -116,12 +120,12 @@ def what_happened(result: Lifecycle) -> list[str]:
             sentences.append(f"{sentence}; the story ended before it served a day.")
             continue
         sentence += f", serving from {day_label(served[0].day, monitored)}"
-        before = day.metrics.get("nce")
-        after = [nce for d in served if (nce := d.metrics.get("nce")) is not None]
+        before = day.metrics.get(day.metric)
+        after = [m for d in served if (m := d.metrics.get(d.metric)) is not None]
         if before is not None and after:
             sentence += (
-                f"; NCE {before:.4f} on {day.day}, {min(after):.4f} to {max(after):.4f} on the "
-                f"{len(after)} days v{version} served"
+                f"; {day.metric.upper()} {before:.4f} on {day.day}, {min(after):.4f} to "
+                f"{max(after):.4f} on the {len(after)} days v{version} served"
             )
         sentences.append(f"{sentence}.")
     if not any(d.decision == "alert" for d in days):

@@ -40,7 +40,7 @@ TRAIN_TO_TEST = 3  # train:validation:test = 3:1:1 when the sample allows it
 RESERVED_DAYS = 2  # days `mlops run` serves and monitors after the first model's windows
 MIN_MONITORED_ROWS = 20
 MIN_ECE_FLOOR = 0.02  # the ECE floor is never tighter than this, however many test rows
-# max_nce_degradation where it was calibrated (the worked use case's simulator, over 20 seeds:
+# max_degradation (of NCE) where it was calibrated (the worked use case's simulator, over 20 seeds:
 # docs/benchmarks.md#monitoring): 0.04 over windows of 5,000 labelled rows. A sample has no
 # model to measure NCE's noise with, so the draft scales that point by 1/sqrt(rows).
 CALIBRATED_NCE_DEGRADATION, CALIBRATED_LABELLED_ROWS = 0.04, 5_000
@@ -269,7 +269,7 @@ gates:
     min_labelled_rows: {v["min_labelled"]}
     # Performance: labelled NCE worse than the reference's by more than this -> retrain.
 {_yaml_comment(why["degradation"], 4)}
-    max_nce_degradation: {v["degradation"]}
+    max_degradation: {v["degradation"]}
     # Drift (adclick's thresholds, calibrated there over 20 seeds: docs/benchmarks.md#monitoring):
     # a window drifts when the score's distance to the reference (normed Wasserstein) reaches
     # `score_drift_threshold`, or when `drift_share` of the model's inputs reach

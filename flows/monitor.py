@@ -36,7 +36,7 @@ from monitoring.record import (
     MonitorReport,
     evidently_reports,
     record_verdict,
-    reference_nce,
+    reference_performance,
     report_context,
 )
 from monitoring.signals import Signals
@@ -83,7 +83,8 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     reference = reference_of(registry, champion)
     context = report_context(window, use_case, champion)
     snapshots, drift = reports_of(reference, window, use_case, gate, context)
-    signals = Signals.measured(window, reference_nce(reference), drift)
+    task = use_case.task
+    signals = Signals.measured(window, task.primary, reference_performance(reference, task), drift)
     history = History(settings.monitoring_dir / "history.json")
     verdict = decide(signals, history.drifted_before(end.isoformat(), champion), gate)
     judged = record(settings, use_case, window, signals, verdict, champion, snapshots)

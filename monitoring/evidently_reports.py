@@ -2,16 +2,17 @@
 dashboard shows them over time (`evidently ui --workspace MLOPS_HOME/monitoring/workspace`).
 
     drift report         every model input and the score: drift, nulls, value summaries
-    performance report   ROC AUC and log loss on the labelled rows (when there are enough)
+    performance report   the labelled rows, in the task kind's terms (`PERFORMANCE`): ROC AUC
+                         and log loss; RMSE, MAE, errors and target drift (when enough)
     gate report          the gate's measures on every row of the window, next to its limits:
-                         NCE, quarantined events, requests without their context, drift
+                         NCE or NRMSE, quarantined events, requests without their context, drift
 
 Each is named for what it judged, "drift — 2026-01-11 — v3 — retrain" (kind, day judged, model
 version, verdict), and opens on that name, the verdict and its reason. The dashboard draws the
 gate's measures with their limits as a second line: Evidently 0.7 panels cannot draw a constant,
-so the gate report carries each limit as a value of its own. NCE is not an Evidently metric (a
-custom metric class would have to be importable by the `evidently ui` process to load a
-snapshot), so it reaches the dashboard the same way, from the gate report.
+so the gate report carries each limit as a value of its own. NCE and NRMSE are not Evidently
+metrics (a custom metric class would have to be importable by the `evidently ui` process to load
+a snapshot), so they reach the dashboard the same way, from the gate report.
 
 Drift is measured with fixed methods, whatever the sample size (Evidently would otherwise switch
 from distances to p-values below 1,000 reference rows, and a threshold's meaning with them):
@@ -25,7 +26,8 @@ from __future__ import annotations
 import html
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mlops.contracts.card import MonitoringGate
+from mlops.contracts.tasks import Task, TaskKind
 from mlops.stores.reference import LABEL, SCORE
+from monitoring.gate import performance_judged
 from monitoring.signals import DriftResult, Signals
 
 if TYPE_CHECKING:
@@ -97,36 +101,103 @@ def drift_report(
 def performance_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
+    kind: TaskKind,
     *,
     timestamp: datetime,
     tags: list[str],
     metadata: dict[str, Any],
 ) -> Snapshot:
-    """ROC AUC and log loss of the labelled current rows against the reference's."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.metrics import LogLoss, RocAuc
+    """The labelled current rows against the reference's, in the task kind's own terms
+    (`PERFORMANCE`)."""
+    from evidently import Dataset, Report
     from sklearn.exceptions import UndefinedMetricWarning
 
-    definition = DataDefinition(
-        numerical_columns=[SCORE],
-        classification=[BinaryClassification(target=LABEL, prediction_probas=SCORE)],
-    )
+    view = PERFORMANCE[kind]
+    definition = view.definition()
 
     def labelled(frame: pd.DataFrame) -> Any:
-        rows = frame.loc[frame[LABEL].notna(), [SCORE, LABEL]].astype({LABEL: "int64"})
+        rows = frame.loc[frame[LABEL].notna(), [SCORE, LABEL]].astype({LABEL: view.label_dtype})
         return Dataset.from_pandas(rows, definition)
 
     # Evidently computes threshold metrics underneath; at a rare label (a positive rate of ~1.5%)
-    # no score crosses 0.5, and sklearn warns about precision nobody asked for.
+    # no score crosses 0.5, and sklearn warns about precision nobody asked for (regression: R²
+    # of a one-row group in a plot).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return Report([RocAuc(), LogLoss()]).run(
+        return Report(view.metrics()).run(
             labelled(current),
             labelled(reference),
             timestamp=timestamp,
             tags=tags,
             metadata=metadata,
         )
+
+
+@dataclass(frozen=True)
+class PerformanceView:
+    """How one task kind's labelled performance is reported: the Evidently metrics the
+    performance report runs, and the dashboard lines drawn from them (legend, metric)."""
+
+    description: str
+    label_dtype: str
+    definition: Callable[[], Any]
+    metrics: Callable[[], list[Any]]
+    lines: tuple[tuple[str, str], ...]
+
+
+def _binary_definition() -> Any:
+    from evidently import BinaryClassification, DataDefinition
+
+    return DataDefinition(
+        numerical_columns=[SCORE],
+        classification=[BinaryClassification(target=LABEL, prediction_probas=SCORE)],
+    )
+
+
+def _binary_metrics() -> list[Any]:
+    from evidently.metrics import LogLoss, RocAuc
+
+    return [RocAuc(), LogLoss()]
+
+
+def _regression_definition() -> Any:
+    from evidently import DataDefinition, Regression
+
+    return DataDefinition(
+        numerical_columns=[SCORE, LABEL],
+        regression=[Regression(target=LABEL, prediction=SCORE)],
+    )
+
+
+def _regression_metrics() -> list[Any]:
+    from evidently.metrics import MAE, RMSE, MeanError, R2Score, ValueDrift
+
+    # Not Evidently's preset: its MAPE is infinite on any label of 0 (a count, a refund).
+    return [
+        RMSE(error_distr=True),
+        MAE(),
+        R2Score(),
+        MeanError(error_plot=True),
+        ValueDrift(column=LABEL, method=NUMERIC_METHOD),  # target drift
+    ]
+
+
+PERFORMANCE: dict[TaskKind, PerformanceView] = {
+    "binary": PerformanceView(
+        "ROC AUC and log loss",
+        "int64",
+        _binary_definition,
+        _binary_metrics,
+        (("ROC AUC", "RocAuc"), ("log loss", "LogLoss")),
+    ),
+    "regression": PerformanceView(
+        "RMSE, MAE, R², the errors and the label's drift",
+        "float64",
+        _regression_definition,
+        _regression_metrics,
+        (("RMSE", "RMSE"), ("MAE", "MAE")),
+    ),
+}
 
 
 def _typed(frame: pd.DataFrame, categorical: set[str]) -> pd.DataFrame:
@@ -163,13 +234,14 @@ def report_name(kind: str, day: str, model_version: str, decision: str) -> str:
 
 def gate_series(signals: Signals, gate: MonitoringGate) -> dict[str, float]:
     """The gate's measures on every row of the window and its limits, by series name (one panel
-    draws series of one snapshot: from two, at the same time, the UI draws unjoined dots). NCE
-    only when the gate judged it (enough labelled rows), drift when the window had rows."""
-    judged_nce = signals.nce is not None and signals.labelled >= gate.min_labelled_rows
+    draws series of one snapshot: from two, at the same time, the UI draws unjoined dots). The
+    primary metric (`nce`, `nrmse`) only when the gate judged it (enough labelled rows), drift
+    when the window had rows."""
+    metric, judged = signals.metric, performance_judged(signals, gate)
     return {
-        **({"nce": float(signals.nce)} if judged_nce and signals.nce is not None else {}),
-        "reference_nce": signals.reference_nce,
-        "nce_limit": signals.reference_nce + gate.max_nce_degradation,
+        **({metric: judged} if judged is not None else {}),
+        f"reference_{metric}": signals.reference_performance,
+        f"{metric}_limit": signals.reference_performance + gate.max_degradation,
         "quarantined_share": signals.quarantined_fraction,
         "quarantined_limit": gate.max_quarantined_fraction,
         **{f"null_share_{c}": f for c, f in signals.null_fraction.items()},
@@ -217,18 +289,19 @@ def _gate_table(signals: Signals, gate: MonitoringGate) -> Any:
     def judged(over: bool) -> str:
         return "OVER THE LIMIT" if over else "within"
 
-    limit = signals.reference_nce + gate.max_nce_degradation
-    if signals.nce is not None and signals.labelled >= gate.min_labelled_rows:
-        nce = [f"{signals.nce:.4f}", judged(signals.nce > limit)]
+    metric, value = signals.metric.upper(), performance_judged(signals, gate)
+    limit = signals.reference_performance + gate.max_degradation
+    if value is not None:
+        performance = [f"{value:.4f}", judged(value > limit)]
     else:
-        nce = ["n/a", f"not judged: fewer than {gate.min_labelled_rows} labelled rows"]
+        performance = ["n/a", f"not judged: fewer than {gate.min_labelled_rows} labelled rows"]
     rows = [
         ["rows / labelled", f"{signals.rows} / {signals.labelled}",
-         f"a verdict from {gate.min_rows} rows, NCE from {gate.min_labelled_rows} labelled",
+         f"a verdict from {gate.min_rows} rows, {metric} from {gate.min_labelled_rows} labelled",
          "too few: no verdict" if signals.rows < gate.min_rows else "enough"],
-        [f"NCE on every labelled row ({signals.labelled})", nce[0],
-         f"retrain above {limit:.4f} (reference {signals.reference_nce:.4f} "
-         f"+ {gate.max_nce_degradation})", nce[1]],
+        [f"{metric} on every labelled row ({signals.labelled})", performance[0],
+         f"retrain above {limit:.4f} (reference {signals.reference_performance:.4f} "
+         f"+ {gate.max_degradation})", performance[1]],
         ["events quarantined by the data path", f"{signals.quarantined_fraction:.2%}",
          f"alert above {gate.max_quarantined_fraction:.2%}",
          judged(signals.quarantined_fraction > gate.max_quarantined_fraction)],
@@ -292,6 +365,7 @@ def add_to_workspace(
     project_name: str,
     window_end: str,
     snapshots: list[Snapshot],
+    task: Task,
     request_columns: Sequence[str] = (),
 ) -> None:
     """Add a window's snapshots to the local workspace, replacing those of an earlier run of
@@ -309,7 +383,7 @@ def add_to_workspace(
         project = found[0]
     else:
         project = workspace.create_project(project_name, description=PROJECT_DESCRIPTION)
-    _add_missing_panels(project, project_name, request_columns)
+    _add_missing_panels(project, dashboard_panels(project_name, task, request_columns))
     index_path = workspace_dir / str(project.id) / WINDOWS_INDEX
     index = _read_index(index_path)
     if index is None:
@@ -355,7 +429,7 @@ def _write_index(path: Path, index: Mapping[str, Any]) -> None:
     partial.replace(path)
 
 
-def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[Any]:
+def dashboard_panels(project_name: str, task: Task, request_columns: Sequence[str]) -> list[Any]:
     """The gate's measures with their limits first (each limit a second line), then drift,
     scores and labelled performance."""
     from evidently.sdk.models import PanelMetric
@@ -363,6 +437,9 @@ def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[
 
     def metric(legend: str, name: str, **labels: str) -> PanelMetric:
         return PanelMetric(legend=legend, metric=name, metric_labels=labels)
+
+    primary = task.primary
+    name = primary.upper()
 
     def gate_line(legend: str, series: str) -> PanelMetric:
         return PanelMetric(
@@ -372,11 +449,11 @@ def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[
     return [
         text_panel(title=f"{project_name}: monitoring", description=PROJECT_DESCRIPTION),
         line_plot_panel(
-            title="NCE on every labelled row (retrain above the limit)",
+            title=f"{name} on every labelled row (retrain above the limit)",
             values=[
-                gate_line("NCE", "nce"),
-                gate_line("reference NCE", "reference_nce"),
-                gate_line("limit", "nce_limit"),
+                gate_line(name, primary),
+                gate_line(f"reference {name}", f"reference_{primary}"),
+                gate_line("limit", f"{primary}_limit"),
             ],
             size="half",
         ),
@@ -413,7 +490,7 @@ def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[
         ),
         line_plot_panel(
             title="Labelled performance (sample)",
-            values=[metric("ROC AUC", "RocAuc"), metric("log loss", "LogLoss")],
+            values=[metric(legend, measure) for legend, measure in PERFORMANCE[task.kind].lines],
             size="half",
         ),
         line_plot_panel(
@@ -424,9 +501,9 @@ def dashboard_panels(project_name: str, request_columns: Sequence[str]) -> list[
     ]
 
 
-def _add_missing_panels(project: Any, project_name: str, request_columns: Sequence[str]) -> None:
+def _add_missing_panels(project: Any, panels: list[Any]) -> None:
     """Panels are matched by title: a workspace made by an earlier version gains the new ones."""
     present = {panel.title for panel in project.dashboard.model().panels}
-    for panel in dashboard_panels(project_name, request_columns):
+    for panel in panels:
         if panel.title not in present:
             project.dashboard.add_panel(panel)

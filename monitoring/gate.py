@@ -5,7 +5,8 @@ In this order, first match wins:
             many requests lacked a value of their own context. Retraining on broken data makes
             the model worse, so a person looks first.
 2. none     too few rows to say anything.
-3. retrain  labelled performance (NCE) is worse than the reference's by more than the tolerance.
+3. retrain  labelled performance (the task's primary metric: NCE, NRMSE) is worse than the
+            reference's by more than the tolerance.
 4. retrain  drift (of the model's inputs or of the score) in k of the last n windows.
 5. none     otherwise.
 """
@@ -16,6 +17,13 @@ from collections.abc import Sequence
 
 from mlops.contracts.card import MonitoringGate
 from monitoring.signals import Decision, Signals, Verdict
+
+
+def performance_judged(signals: Signals, gate: MonitoringGate) -> float | None:
+    """The labelled performance the gate judges: None when too few labels have arrived."""
+    if signals.performance is None or signals.labelled < gate.min_labelled_rows:
+        return None
+    return signals.performance
 
 
 def window_drifted(signals: Signals, gate: MonitoringGate) -> bool:
@@ -46,14 +54,15 @@ def decide(signals: Signals, earlier_drifted: Sequence[bool], gate: MonitoringGa
     if signals.rows < gate.min_rows:
         return verdict("none", f"{signals.rows} rows, fewer than {gate.min_rows}: no verdict")
 
-    if signals.nce is not None and signals.labelled >= gate.min_labelled_rows:
-        degradation = signals.nce - signals.reference_nce
-        if degradation > gate.max_nce_degradation:
+    metric, judged = signals.metric.upper(), performance_judged(signals, gate)
+    if judged is not None:
+        degradation = judged - signals.reference_performance
+        if degradation > gate.max_degradation:
             return verdict(
                 "retrain",
-                f"performance: NCE {signals.nce:.4f} on {signals.labelled} labelled rows, "
-                f"{degradation:+.4f} against the reference's {signals.reference_nce:.4f} "
-                f"(tolerance {gate.max_nce_degradation})",
+                f"performance: {metric} {judged:.4f} on {signals.labelled} labelled rows, "
+                f"{degradation:+.4f} against the reference's {signals.reference_performance:.4f}"
+                f" (tolerance {gate.max_degradation})",
             )
     recent = [*earlier_drifted, drifted][-gate.windows_n :]
     if sum(recent) >= gate.windows_k:
@@ -63,9 +72,9 @@ def decide(signals: Signals, earlier_drifted: Sequence[bool], gate: MonitoringGa
             f"n={gate.windows_n}); now: {_drift_text(signals, gate)}",
         )
     performance = (
-        f"NCE {signals.nce:.4f} vs reference {signals.reference_nce:.4f} (within "
-        f"+{gate.max_nce_degradation:g})"
-        if signals.nce is not None and signals.labelled >= gate.min_labelled_rows
+        f"{metric} {judged:.4f} vs reference {signals.reference_performance:.4f} (within "
+        f"+{gate.max_degradation:g})"
+        if judged is not None
         else f"{signals.labelled} labelled rows, fewer than {gate.min_labelled_rows}"
     )
     # A drifted window alone is no retrain signal: say so, or "drifted" reads as a contradiction.

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mlops.config.settings import Settings
 from mlops.contracts.card import MonitoringGate
-from mlops.contracts.metrics import nce
+from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
 from mlops.stores.mlflow_runs import (
     LoggedRun,
@@ -61,7 +61,7 @@ class MonitorReport:
 
     def markdown(self) -> str:
         window, signals = self.window, self.signals
-        performance = window["performance"] or {}
+        performance, metric = window["performance"] or {}, signals["metric"]
         lines = [
             f"# Monitoring {self.day} — v{self.champion_version}: **{self.decision}**",
             "",
@@ -76,16 +76,17 @@ class MonitorReport:
             f"| quarantined events | {window['quarantined_fraction']:.2%} |",
             f"| inputs drifted | {signals['drift_share']:.0%} {signals['drifted_inputs']} |",
             f"| score drifted | {signals['score_drifted']} |",
-            f"| NCE / reference | {performance.get('nce', float('nan')):.4f} / "
-            f"{signals['reference_nce']:.4f} |",
+            f"| {metric.upper()} / reference | {performance.get(metric, float('nan')):.4f} / "
+            f"{signals['reference_performance']:.4f} |",
             "",
             f"Reports: {', '.join(self.reports) or 'none'}; MLflow: {self.run_url}",
         ]
         return "\n".join(lines)
 
 
-def reference_nce(reference: pd.DataFrame) -> float:
-    return nce(reference[LABEL].to_numpy(), reference[SCORE].to_numpy())
+def reference_performance(reference: pd.DataFrame, task: Task) -> float:
+    """The task's primary metric on the reference: what the window's is compared with."""
+    return task.score(reference[LABEL].to_numpy(), reference[SCORE].to_numpy())[task.primary]
 
 
 def report_context(window: Window, use_case: UseCase, champion: str) -> dict[str, Any]:
@@ -124,7 +125,9 @@ def evidently_reports(
     )
     snapshots = {"drift": snapshot}
     if window.sample[LABEL].notna().sum() >= gate.min_labelled_rows:
-        snapshots["performance"] = evidently.performance_report(reference, window.sample, **context)
+        snapshots["performance"] = evidently.performance_report(
+            reference, window.sample, use_case.task.kind, **context
+        )
     return snapshots, drift
 
 
@@ -164,7 +167,7 @@ def record_verdict(
         evidently.annotate(
             snapshot,
             name=evidently.report_name(kind, day, champion, verdict.decision),
-            summary=_summary(kind, window, verdict, model_uri),
+            summary=_summary(kind, window, verdict, model_uri, use_case.task),
             counters=_counters(kind, day, champion, verdict, signals, gate),
             metadata=metadata,
             tags=[f"decision:{verdict.decision}"],
@@ -175,6 +178,7 @@ def record_verdict(
         use_case.name,
         window.end.isoformat(),
         list(every.values()),
+        use_case.task,
         use_case.request_columns,
     )
     metrics = {
@@ -184,8 +188,8 @@ def record_verdict(
         "quarantined_fraction": window.quarantined_fraction,
         "drift_share": signals.drift_share,
         "score_drifted": float(signals.score_drifted),
-        "reference_nce": signals.reference_nce,
-        **({"nce": signals.nce} if signals.nce is not None else {}),
+        f"reference_{signals.metric}": signals.reference_performance,
+        **({signals.metric: signals.performance} if signals.performance is not None else {}),
         **{f"null_fraction.{c}": f for c, f in signals.null_fraction.items()},
     }
     # MLflow before the history: a window MLflow could not record is not judged yet, and a
@@ -242,21 +246,22 @@ def _counters(
 ) -> dict[str, str]:
     counters = {"day judged": day, "model": f"v{champion}", "verdict": verdict.decision}
     if kind == "performance":
-        limit = signals.reference_nce + gate.max_nce_degradation
+        metric, value = signals.metric.upper(), signals.performance
         counters |= {
-            "NCE, every labelled row": "n/a" if signals.nce is None else f"{signals.nce:.4f}",
-            "reference NCE": f"{signals.reference_nce:.4f}",
-            "retrain above": f"{limit:.4f}",
+            f"{metric}, every labelled row": "n/a" if value is None else f"{value:.4f}",
+            f"reference {metric}": f"{signals.reference_performance:.4f}",
+            "retrain above": f"{signals.reference_performance + gate.max_degradation:.4f}",
         }
     return counters
 
 
-def _summary(kind: str, window: Window, verdict: Verdict, model_uri: str) -> str:
+def _summary(kind: str, window: Window, verdict: Verdict, model_uri: str, task: Task) -> str:
     what = {
         "drift": "The window's model inputs and score against the reference the model was "
         "trained with (a sample of the window).",
-        "performance": "ROC AUC and log loss of the window's labelled rows (a sample) against "
-        "the reference; NCE above is on every labelled row, as the gate judges it.",
+        "performance": f"{evidently.PERFORMANCE[task.kind].description} of the window's "
+        f"labelled rows (a sample) against the reference; {task.primary.upper()} above is on "
+        "every labelled row, as the gate judges it.",
         "gate": "What the monitoring gate decided from: every row of the window.",
     }[kind]
     return (

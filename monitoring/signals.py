@@ -32,8 +32,9 @@ class Signals:
     labelled: int
     quarantined_fraction: float
     null_fraction: dict[str, float]
-    nce: float | None  # on labelled rows
-    reference_nce: float
+    metric: str  # the task's primary metric (`Task.primary`): nce, nrmse
+    performance: float | None  # that metric on every labelled row
+    reference_performance: float  # and on the reference the model was trained with
     drift_share: float
     drifted_inputs: list[str]
     score_drifted: bool
@@ -41,15 +42,19 @@ class Signals:
     score_drift: float
 
     @classmethod
-    def measured(cls, window: Window, reference_nce: float, drift: DriftResult | None) -> Signals:
-        """A window's signals; `drift` is None when the window was empty (no report ran)."""
+    def measured(
+        cls, window: Window, metric: str, reference: float, drift: DriftResult | None
+    ) -> Signals:
+        """A window's signals, `metric` against its `reference` value; `drift` is None when the
+        window was empty (no report ran)."""
         return cls(
             rows=window.rows,
             labelled=window.labelled,
             quarantined_fraction=window.quarantined_fraction,
             null_fraction=window.null_fraction,
-            nce=(window.performance or {}).get("nce"),
-            reference_nce=reference_nce,
+            metric=metric,
+            performance=(window.performance or {}).get(metric),
+            reference_performance=reference,
             drift_share=drift.drift_share if drift else 0.0,
             drifted_inputs=drift.drifted_inputs if drift else [],
             score_drifted=drift.score_drifted if drift else False,

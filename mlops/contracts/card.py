@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from mlops.contracts.metrics import LOWER_IS_BETTER, Metric
 from mlops.contracts.tasks import REGRESSION_OBJECTIVES, Task, TaskKind, task_for
@@ -155,7 +155,13 @@ class MonitoringGate(_Strict):
     sample_rows: int = Field(ge=1000, description="Rows Evidently compares, at most.")
     min_rows: int = Field(ge=1)
     min_labelled_rows: int = Field(ge=1)
-    max_nce_degradation: float = Field(ge=0, description="Labelled NCE over reference: retrain.")
+    max_degradation: float = Field(
+        ge=0,
+        # Its name before other task kinds than binary: a card written then still reads.
+        validation_alias=AliasChoices("max_degradation", "max_nce_degradation"),
+        description="The task's primary metric (NCE, NRMSE) on labelled rows over the "
+        "reference's: retrain.",
+    )
     score_drift_threshold: float = Field(gt=0, description="Distance at which the score drifts.")
     column_drift_threshold: float = Field(gt=0, description="Distance at which an input drifts.")
     drift_share: float = Field(gt=0, le=1, description="Share of drifted inputs that counts.")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlops.contracts.tasks import Binary
 from monitoring.evidently_reports import WINDOWS_INDEX, add_to_workspace
 
 pytestmark = pytest.mark.integration
@@ -42,18 +43,18 @@ def _windows(workspace_dir: Path) -> Counter:
 def test_a_rerun_replaces_only_its_window_without_reading_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY))
-    add_to_workspace(tmp_path, PROJECT, TUESDAY, _snapshots(TUESDAY))
+    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY), Binary())
+    add_to_workspace(tmp_path, PROJECT, TUESDAY, _snapshots(TUESDAY), Binary())
     with monkeypatch.context() as patched:
         from evidently.ui.workspace import Workspace
 
         patched.setattr(Workspace, "get_run", _refuse)
-        add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY, count=3))
+        add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY, count=3), Binary())
     assert _windows(tmp_path) == {MONDAY: 3, TUESDAY: 2}
 
 
 def test_a_replacement_stopped_half_way_leaves_no_duplicate_after_a_rerun(tmp_path: Path) -> None:
-    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY))
+    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY), Binary())
     (index_path,) = tmp_path.glob(f"*/{WINDOWS_INDEX}")
     index = json.loads(index_path.read_text())
     # What a stop right after adding the new runs leaves: unrecorded runs, the window pending.
@@ -66,7 +67,7 @@ def test_a_replacement_stopped_half_way_leaves_no_duplicate_after_a_rerun(tmp_pa
     index[MONDAY]["pending"] = True
     index_path.write_text(json.dumps(index))
 
-    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY))
+    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY), Binary())
     assert _windows(tmp_path) == {MONDAY: 2}
     assert "pending" not in json.loads(index_path.read_text())[MONDAY]
 
@@ -74,16 +75,16 @@ def test_a_replacement_stopped_half_way_leaves_no_duplicate_after_a_rerun(tmp_pa
 def test_a_workspace_without_an_index_is_read_once_then_indexed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY))
+    add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY), Binary())
     (index_path,) = tmp_path.glob(f"*/{WINDOWS_INDEX}")
     index_path.unlink()  # as an earlier version left it
 
-    add_to_workspace(tmp_path, PROJECT, TUESDAY, _snapshots(TUESDAY))
+    add_to_workspace(tmp_path, PROJECT, TUESDAY, _snapshots(TUESDAY), Binary())
     with monkeypatch.context() as patched:
         from evidently.ui.workspace import Workspace
 
         patched.setattr(Workspace, "get_run", _refuse)
-        add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY))
+        add_to_workspace(tmp_path, PROJECT, MONDAY, _snapshots(MONDAY), Binary())
     assert _windows(tmp_path) == {MONDAY: 2, TUESDAY: 2}
 
 

@@ -305,7 +305,7 @@ def test_the_card_validates_and_explains_its_numbers(tmp_path: Path) -> None:
     monitoring = card.gates.monitoring
     assert monitoring.min_rows == MIN_ROWS_AT_20_A_DAY and monitoring.min_labelled_rows == 20
     assert monitoring.window_hours == 24
-    assert monitoring.max_nce_degradation == 0.3  # capped: 20 rows a day say little
+    assert monitoring.max_degradation == 0.3  # capped: 20 rows a day say little
     assert monitoring.reference_rows == 100 and monitoring.sample_rows == 1000
     assert card.serving_slo.throughput_rps == 10
     assert "ceil(100 / " in text and "ceil(70 / " in text and "1.07 x sqrt(20 x " in text

@@ -20,8 +20,9 @@ HEALTHY = Signals(
     labelled=20_000,
     quarantined_fraction=0.0,
     null_fraction={"device": 0.0, "ad_position": 0.0},
-    nce=0.92,
-    reference_nce=0.92,
+    metric="nce",
+    performance=0.92,
+    reference_performance=0.92,
     drift_share=0.0,
     drifted_inputs=[],
     score_drifted=False,
@@ -38,16 +39,33 @@ def test_healthy_window_changes_nothing() -> None:
 
 
 def test_performance_degradation_retrains_at_once() -> None:
-    worse = replace(HEALTHY, nce=HEALTHY.reference_nce + GATE.max_nce_degradation + 0.01)
+    worse = replace(
+        HEALTHY, performance=HEALTHY.reference_performance + GATE.max_degradation + 0.01
+    )
     verdict = decide(worse, [], GATE)
     assert verdict.decision == "retrain"
-    assert verdict.reason.startswith("performance")
+    assert verdict.reason.startswith("performance: NCE 0.9700")
+
+
+def test_the_rule_reads_the_tasks_own_metric() -> None:
+    regression = replace(HEALTHY, metric="nrmse", performance=0.80, reference_performance=0.60)
+    verdict = decide(regression, [], GATE)
+    assert verdict.decision == "retrain"
+    assert verdict.reason.startswith("performance: NRMSE 0.8000"), verdict.reason
+
+
+def test_a_card_written_before_task_kinds_still_reads() -> None:
+    earlier = GATE.model_dump() | {"max_nce_degradation": 0.05}
+    del earlier["max_degradation"]
+    assert MonitoringGate.model_validate(earlier).max_degradation == 0.05
 
 
 def test_degradation_within_tolerance_or_on_too_few_labels_does_not() -> None:
-    slightly = replace(HEALTHY, nce=HEALTHY.reference_nce + GATE.max_nce_degradation / 2)
+    slightly = replace(
+        HEALTHY, performance=HEALTHY.reference_performance + GATE.max_degradation / 2
+    )
     assert decide(slightly, [], GATE).decision == "none"
-    few_labels = replace(HEALTHY, nce=2.0, labelled=GATE.min_labelled_rows - 1)
+    few_labels = replace(HEALTHY, performance=2.0, labelled=GATE.min_labelled_rows - 1)
     assert decide(few_labels, [], GATE).decision == "none"
 
 
@@ -80,7 +98,7 @@ def test_data_incident_alerts_and_never_retrains_even_when_performance_drops() -
         DRIFTED,
         quarantined_fraction=GATE.max_quarantined_fraction * 3,
         null_fraction={"device": GATE.max_null_fraction * 2, "ad_position": 0.0},
-        nce=2.0,
+        performance=2.0,
     )
     verdict = decide(broken, [True, True], GATE)
     assert verdict.decision == "alert"
@@ -88,7 +106,7 @@ def test_data_incident_alerts_and_never_retrains_even_when_performance_drops() -
 
 
 def test_too_few_rows_decide_nothing() -> None:
-    tiny = replace(DRIFTED, rows=GATE.min_rows - 1, nce=2.0)
+    tiny = replace(DRIFTED, rows=GATE.min_rows - 1, performance=2.0)
     assert decide(tiny, [True, True], GATE).decision == "none"
 
 
