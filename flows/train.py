@@ -232,6 +232,7 @@ def train(
         version=version,
         decision=decision.decision,
         reason=decision.reason,
+        primary=use_case.task.primary,
         champion_version=champion_version,
         lineage=lineage,
         params=params,

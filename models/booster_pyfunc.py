@@ -1,5 +1,5 @@
 """MLflow's pyfunc for the platform's XGBoost models: model inputs as a client has them
-(categories as plain strings, as the prediction log records them) in, probabilities out.
+(categories as plain strings, as the prediction log records them) in, predictions out.
 
 MLflow's own xgboost flavor wraps a Booster in a pyfunc that refuses string categories
 ("enable_categorical must be set to True") and predicts with every tree instead of up to the
@@ -35,7 +35,7 @@ CODE_DIR = "code"
 
 
 class BoosterScorer:
-    """A Booster behind MLflow's pyfunc interface: `predict(frame)` gives one probability per
+    """A Booster behind MLflow's pyfunc interface: `predict(frame)` gives one prediction per
     row, under the score's name."""
 
     def __init__(

@@ -70,7 +70,7 @@ def log_training_run(
     noise: Bootstrap | None = None,
     logged_by: str | None = None,
 ) -> LoggedRun:
-    """Log one training run; `evaluations` and `predictions` are keyed `model`, `logistic`,
+    """Log one training run; `evaluations` and `predictions` are keyed `model`, `linear`,
     `prior`, `oracle` and, when there is one, `champion`, all on the same test window.
     `splits`: the model inputs and labels of each window, logged as the run's input datasets.
     `noise`: the challenger's bootstrap intervals of the floor metrics, logged as

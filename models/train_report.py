@@ -12,7 +12,7 @@ from models.evaluation import Evaluation
 from models.noise import Bootstrap
 from models.promotion import verdict
 
-MODELS_IN_TABLE = ("model", "champion", "logistic", "prior", "oracle")
+MODELS_IN_TABLE = ("model", "champion", "linear", "prior", "oracle")
 
 
 @dataclass
@@ -22,6 +22,7 @@ class TrainReport:
     version: str
     decision: str
     reason: str
+    primary: str  # the task's primary metric (`Task.primary`: nce, nrmse), a key of `metrics`
     metrics: dict[str, float | None]
     baseline_metrics: dict[str, dict[str, float | None]]
     oracle_metrics: dict[str, float | None] | None
@@ -60,7 +61,7 @@ class TrainReport:
             metrics=metrics("model") or {},
             baseline_metrics={
                 "prior": metrics("prior") or {},
-                "logistic": metrics("logistic") or {},
+                "linear": metrics("linear") or {},
             },
             oracle_metrics=metrics("oracle"),
             champion_metrics=metrics("champion"),
@@ -80,7 +81,7 @@ class TrainReport:
         scored = {
             "model": self.metrics,
             "champion": self.champion_metrics,
-            "logistic": self.baseline_metrics["logistic"],
+            "linear": self.baseline_metrics["linear"],
             "prior": self.baseline_metrics["prior"],
             "oracle": self.oracle_metrics,
         }
@@ -105,10 +106,14 @@ class TrainReport:
             if row := scored[key]:
                 values = " | ".join(_fmt(row.get(m)) for m in columns)
                 lines.append(f"| {names.get(key, key)} | {values} |")
-        ours, oracle = self.metrics.get("nce"), (self.oracle_metrics or {}).get("nce")
+        primary = self.primary
+        ours, oracle = self.metrics.get(primary), (self.oracle_metrics or {}).get(primary)
         if ours is not None and oracle is not None:
             gap = ours - oracle
-            lines += ["", f"NCE gap to the oracle (the best any model can do): {gap:+.4f}"]
+            lines += [
+                "",
+                f"{primary.upper()} gap to the oracle (the best any model can do): {gap:+.4f}",
+            ]
         lines += ["", "| check | passed | detail |", "|---|---|---|"]
         lines += [f"| {c['name']} | {c['passed']} | {c['detail']} |" for c in self.checks]
         lines += self._noise_lines()

@@ -175,7 +175,7 @@ def _regression_metrics() -> list[Any]:
     # Not Evidently's preset: its MAPE is infinite on any label of 0 (a count, a refund).
     return [
         RMSE(error_distr=True),
-        MAE(),
+        MAE(error_distr=False),
         R2Score(),
         MeanError(error_plot=True),
         ValueDrift(column=LABEL, method=NUMERIC_METHOD),  # target drift

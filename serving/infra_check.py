@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -282,8 +281,8 @@ def _answer_golden(
             problems.append(f"{request} answered {status}: {body}")
         elif body["model_version"] != str(version):
             problems.append(f"{request} was scored by v{body['model_version']}")
-        elif not (isinstance(score, float) and math.isfinite(score) and 0 <= score <= 1):
-            problems.append(f"{request} scored {score!r}, not a probability")
+        elif not (isinstance(score, float) and use_case.task.valid_prediction(score)):
+            problems.append(f"{request} scored {score!r}, not {use_case.task.prediction}")
         else:
             scores.append(score)
     status, body = service.post("/predict_batch", {"requests": golden})

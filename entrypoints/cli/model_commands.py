@@ -175,18 +175,16 @@ def train_summary(report: TrainReport) -> str:
     """A training run on the console: the decision and why, the metrics against the baselines,
     the floors' noise and the MLflow run."""
     baselines, oracle = report.baseline_metrics, report.oracle_metrics or {}
-    compared = [
-        f"logistic {baselines['logistic']['nce']:.4f}",
-        f"prior {baselines['prior']['nce']:.4f}",
-    ]
-    if oracle.get("nce") is not None:
-        compared.append(f"oracle {oracle['nce']:.4f}")
+    primary = report.primary
+    compared = [f"{name} {baselines[name][primary]:.4f}" for name in ("linear", "prior")]
+    if oracle.get(primary) is not None:
+        compared.append(f"oracle {oracle[primary]:.4f}")
     lines = [
         f"{report.model_name} v{report.version}: {report.decision}"
         + (f" (trained on {report.engine})" if report.engine != "local" else ""),
         f"  {report.verdict}",  # the reason; its warnings get a line each
         *(f"  warning: {warning}" for warning in report.warnings),
-        f"  test nce {report.metrics['nce']:.4f} ({', '.join(compared)})",
+        f"  test {primary} {report.metrics[primary]:.4f} ({', '.join(compared)})",
     ]
     if noise := report.noise:
 

@@ -3,7 +3,8 @@
     usecases/<name>/contract.yaml  -> tabular_use_case(package_dir) -> UseCase
 
 The shape most tables people bring have (a row per customer, patient or transaction, with
-numeric and categorical columns and a yes/no outcome) needs no code: the contract says which
+numeric and categorical columns and an outcome: yes/no, one of a few classes, or a number)
+needs no code: the contract says which
 column is which, and this module derives the rest the platform needs from it: landing (types,
 label values), one Feast feature view over the feature columns keyed by the entity, the model's
 inputs, evaluation slices and the request schema. `mlops init-use-case` writes such a contract
@@ -31,7 +32,9 @@ from pydantic import (
 )
 
 from mlops.config.errors import UserError
+from mlops.contracts.card import RequirementsCard
 from mlops.contracts.model_inputs import Columns, as_float, category_codes
+from mlops.contracts.tasks import Multiclass, Task
 from mlops.contracts.usecase import MAX_INT_KEY, FeatureInputs, TableSpec, UseCase
 
 if TYPE_CHECKING:
@@ -52,11 +55,19 @@ class EntitySpec(_Strict):
 
 
 class LabelMapping(_Strict):
-    """The label column and the source values that mean 1 and 0 (mapped at landing)."""
+    """The label column and, for a binary task, the source values that mean 1 and 0 (mapped
+    at landing). A multiclass label lands as its class's place in the card's `task.classes`, a
+    regression label as a number: neither names values here."""
 
     column: str
-    positive: list[str | int | bool] = Field(min_length=1)
-    negative: list[str | int | bool] = Field(min_length=1)
+    positive: list[str | int | bool] | None = Field(default=None, min_length=1)
+    negative: list[str | int | bool] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> LabelMapping:
+        if (self.positive is None) != (self.negative is None):
+            raise ValueError("a binary label names both its `positive` and `negative` values")
+        return self
 
 
 class FeatureSpec(_Strict):
@@ -110,6 +121,7 @@ def tabular_use_case(package_dir: Path) -> UseCase:
     """The `UseCase` a package's contract.yaml declares; its name is the package's."""
     contract = TabularContract.load(package_dir / "contract.yaml")
     name = package_dir.name
+    task = _card_task(package_dir, contract)
     categories = {
         column: tuple(spec.values or ())
         for column, spec in contract.features.items()
@@ -133,10 +145,28 @@ def tabular_use_case(package_dir: Path) -> UseCase:
         request_model=request_model(contract, name),
         score_name=contract.score_name,
         data_files=tuple(package_dir / f for f in contract.data_files),
-        conform=_conform(contract),
+        conform=_conform(contract, task),
         request_features=tuple(contract.features),
         feature_timestamp=contract.timestamp,
     )
+
+
+def _card_task(package_dir: Path, contract: TabularContract) -> Task:
+    """The card's task, and a contract whose label fits it: positive and negative values for
+    a binary task, none for another kind."""
+    task = RequirementsCard.load(package_dir / "card.yaml").task.task()
+    mapped = contract.label.positive is not None
+    if mapped != (task.kind == "binary"):
+        raise UserError(
+            f"{package_dir / 'contract.yaml'}: the card's task is {task.kind}, so the label "
+            + (
+                "names its positive and negative values"
+                if task.kind == "binary"
+                else "names no positive or negative values (a multiclass label lands as its "
+                "class's place in the card's task.classes, a regression label as a number)"
+            )
+        )
+    return task
 
 
 def _view_name(contract: TabularContract) -> str:
@@ -228,9 +258,10 @@ def _key_field(kind: str, default: Any) -> tuple[Any, Any]:
     )
 
 
-def _conform(contract: TabularContract) -> Callable[[str, pd.DataFrame], pd.DataFrame]:
+def _conform(contract: TabularContract, task: Task) -> Callable[[str, pd.DataFrame], pd.DataFrame]:
     def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-        """A user's table as the contract lands it: its columns, typed, the label as 1/0.
+        """A user's table as the contract lands it: its columns, typed, the label as the task
+        codes it (1/0, a class's place, a number).
         A value that cannot be typed is a UserError naming the column (rows the suite would
         refuse, e.g. a category outside its values, land as they are and are quarantined)."""
         wanted = list(dict.fromkeys([contract.id, contract.entity.column, contract.timestamp]))
@@ -247,7 +278,7 @@ def _conform(contract: TabularContract) -> Callable[[str, pd.DataFrame], pd.Data
             elif column == contract.timestamp:
                 landed[column] = values  # read as UTC by `mlops land`, as every table's time
             elif column == contract.label.column:
-                landed[column] = _labels(values, contract.label)
+                landed[column] = _labels(values, contract.label, task)
             else:
                 spec = contract.features[column]
                 if spec.type == "category":
@@ -293,16 +324,27 @@ def _integers(values: pd.Series, column: str) -> pd.Series:
     return numbers.astype("Int64")
 
 
-def _labels(values: pd.Series, label: LabelMapping) -> pd.Series:
-    """1 for a positive value, 0 for a negative one, missing for a label not known yet."""
-    mapping = {label_key(v): 1 for v in label.positive} | {label_key(v): 0 for v in label.negative}
-    mapped = values.map(lambda v: mapping.get(label_key(v)) if pd.notna(v) else None)
+def _labels(values: pd.Series, label: LabelMapping, task: Task) -> pd.Series:
+    """The label as the task codes it, missing where it is not known yet: binary 1 for a
+    positive value and 0 for a negative one; multiclass the class's place in the card's
+    classes; regression the number."""
+    if task.kind == "regression":
+        return _floats(values, label.column)
+    if label.positive is not None and label.negative is not None:
+        codes = {label_key(v): 1 for v in label.positive} | {
+            label_key(v): 0 for v in label.negative
+        }
+        known = f"neither positive {label.positive} nor negative {label.negative}"
+    else:
+        classes = task.classes if isinstance(task, Multiclass) else ()
+        codes = {label_key(c): code for code, c in enumerate(classes)}
+        known = f"none of the card's classes {list(classes)}"
+    mapped = values.map(lambda v: codes.get(label_key(v)) if pd.notna(v) else None)
     bad = values[mapped.isna() & values.notna()]
     if len(bad):
         raise UserError(
-            f"label column '{label.column}' holds {len(bad)} value(s) that are neither positive "
-            f"{label.positive} nor negative {label.negative} ({_examples(bad)}); the contract "
-            "maps only those"
+            f"label column '{label.column}' holds {len(bad)} value(s) that are {known} "
+            f"({_examples(bad)}); the contract maps only those"
         )
     return mapped.astype("Int64")
 

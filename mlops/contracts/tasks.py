@@ -41,6 +41,8 @@ REGRESSION_OBJECTIVES: dict[str, str] = {
     "count:poisson": "poisson-nloglik",
     "reg:tweedie": "tweedie-nloglik@1.5",
 }
+# These predict a mean through a log link: never below 0.
+LOG_LINK_OBJECTIVES = ("count:poisson", "reg:tweedie")
 MULTICLASS_METRICS = ("nce", "log_loss", "accuracy", "macro_f1")
 REGRESSION_METRICS = ("nrmse", "rmse", "mae", "r2")
 Scores = dict[str, float]
@@ -65,6 +67,16 @@ class Task(Protocol):
     @property
     def label_dtype(self) -> str:
         """What the label column holds once landed: class codes or numbers."""
+        ...
+
+    @property
+    def prediction(self) -> str:
+        """What one prediction is, in words: the infra check names it when a served one is not."""
+        ...
+
+    def valid_prediction(self, value: float) -> bool:
+        """Whether a served value can be this task's prediction (finite; a probability in 0..1;
+        a count's mean at least 0)."""
         ...
 
     def xgboost_params(self) -> dict[str, Any]: ...
@@ -99,6 +111,10 @@ class Binary:
     metrics: tuple[str, ...] = binary_metrics.METRICS
     primary: str = "nce"
     label_dtype: str = "int8"
+    prediction: str = "a probability"
+
+    def valid_prediction(self, value: float) -> bool:
+        return math.isfinite(value) and 0 <= value <= 1
 
     def xgboost_params(self) -> dict[str, Any]:
         return {"objective": "binary:logistic", "eval_metric": "logloss"}
@@ -131,6 +147,10 @@ class Multiclass:
     metrics: tuple[str, ...] = MULTICLASS_METRICS
     primary: str = "nce"
     label_dtype: str = "int16"
+    prediction: str = "a probability per class"
+
+    def valid_prediction(self, value: float) -> bool:
+        return math.isfinite(value) and 0 <= value <= 1
 
     def xgboost_params(self) -> dict[str, Any]:
         return {
@@ -196,6 +216,10 @@ class Regression:
     metrics: tuple[str, ...] = REGRESSION_METRICS
     primary: str = "nrmse"
     label_dtype: str = "float64"
+    prediction: str = "a number"
+
+    def valid_prediction(self, value: float) -> bool:
+        return math.isfinite(value) and (value >= 0 or self.objective not in LOG_LINK_OBJECTIVES)
 
     def xgboost_params(self) -> dict[str, Any]:
         return {"objective": self.objective, "eval_metric": REGRESSION_OBJECTIVES[self.objective]}

@@ -91,7 +91,7 @@ def test_a_new_table_goes_from_sample_to_served_and_monitored(
     code, trained, stderr = cli("train", "--search-trials", "1")
     assert code == 0, stderr
     assert trained["decision"] == "promoted", trained["reason"]
-    assert set(trained["baseline_metrics"]) == {"prior", "logistic"}
+    assert set(trained["baseline_metrics"]) == {"prior", "linear"}
     assert set(trained["metrics"]) == {"nce", "log_loss", "roc_auc", "pr_auc", "ece"}
     assert trained["oracle_metrics"] is None  # a real table knows no true probability
     assert {"run_id", "version", "champion_metrics", "noise", "warnings"} <= set(trained)

@@ -1,6 +1,6 @@
 """Expensive setup the integration modules share, made once per session: a week with a first
 @champion trained on it (through the infra check), one running service on a copy of it, and
-the diagnosis use case's first champion.
+the first champion of each use case that ships its data (diagnosis, deliveries).
 
 Nothing here is changed by a test: a test that needs a registry, a store or a service of its
 own copies the trained week (`copy_home`, under a second) instead of training again (~10 s),
@@ -74,21 +74,18 @@ def shared_service(
         yield served
 
 
-@pytest.fixture(scope="session")
-def diagnosis_trained(
-    tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
-) -> TrainedWeek:
-    """diagnosis's shipped examinations landed, ingested and trained on (v1 promoted), once.
-    Without the infra check's service (tests/integration/usecases/ start one)."""
+def _trained_from_its_files(name: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedWeek:
+    """A bundled use case's shipped files landed, ingested and trained on (v1 promoted), once
+    per run. Without the infra check's service (tests/integration/usecases/ start one)."""
 
     def build(directory: Path):
         from flows.ingest import ingest
         from flows.train import train
 
         with pytest.MonkeyPatch.context() as monkeypatch:
-            monkeypatch.setenv("MLOPS_USE_CASE", "diagnosis")
+            monkeypatch.setenv("MLOPS_USE_CASE", name)
             settings = settings_at(directory / "mlops-home", monkeypatch)
-            use_case = load_use_case("diagnosis")
+            use_case = load_use_case(name)
             days = use_case.card.training.span_days  # what its first model trains on
             ingest(use_case_days(use_case, settings.landing_dir, days=days))
             report = train(search_trials=1)
@@ -96,5 +93,21 @@ def diagnosis_trained(
         assert report.decision == "promoted", report.reason
         return report
 
-    directory, report = built_once(tmp_path_factory, "trained-diagnosis", build)
+    directory, report = built_once(tmp_path_factory, f"trained-{name}", build)
     return TrainedWeek(directory / "mlops-home", report)
+
+
+@pytest.fixture(scope="session")
+def diagnosis_trained(
+    tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> TrainedWeek:
+    """diagnosis (binary, a public table) trained on its shipped examinations."""
+    return _trained_from_its_files("diagnosis", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def deliveries_trained(
+    tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str
+) -> TrainedWeek:
+    """deliveries (regression) trained on its shipped orders."""
+    return _trained_from_its_files("deliveries", tmp_path_factory)

@@ -42,7 +42,7 @@ def test_first_model_beats_both_baselines_and_reports_its_gap_to_the_oracle(trai
     report = train()
 
     nce = report.metrics["nce"]
-    assert nce < report.baseline_metrics["logistic"]["nce"]
+    assert nce < report.baseline_metrics["linear"]["nce"]
     assert nce < report.baseline_metrics["prior"]["nce"]
     assert report.oracle_metrics["nce"] < nce  # the oracle is the limit
     assert report.decision == "promoted"
@@ -74,7 +74,7 @@ def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_se
     assert len(run.data.tags["mlflow.source.git.commit"]) == 40
     assert run.data.tags["frame_sha256"] == report.lineage["frame_sha256"]
     assert run.data.metrics["nce"] == pytest.approx(report.metrics["nce"], abs=1e-6)
-    assert "logistic.nce" in run.data.metrics and "oracle.nce" in run.data.metrics
+    assert "linear.nce" in run.data.metrics and "oracle.nce" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(report.run_id)}
     assert {"lineage.json", "card.yaml", "plots", "search_trials.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(report.run_id, "plots")}

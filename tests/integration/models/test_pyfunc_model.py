@@ -3,8 +3,8 @@
 model inputs the prediction log records, and `mlflow.models.predict` scores the example, all
 with the service's scores.
 
-adclick's champion is the session's `trained_week`; diagnosis's is the one
-tests/integration/conftest.py trains (`diagnosis_trained`, built once per run).
+adclick's champion is the session's `trained_week`; the others' are the ones
+tests/integration/conftest.py trains (`<name>_trained`, built once per run).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def champion(
     import mlflow
 
     use_case = load_use_case(request.param)
-    fixture = "trained_week" if use_case.name == "adclick" else "diagnosis_trained"
+    fixture = "trained_week" if use_case.name == "adclick" else f"{use_case.name}_trained"
     trained: TrainedWeek = request.getfixturevalue(fixture)
     monkeypatch.setenv("MLOPS_USE_CASE", use_case.name)
     settings = settings_at(copy_home(trained.home, tmp_path / "mlops-home"), monkeypatch)
@@ -87,7 +87,8 @@ def test_the_champions_pyfunc_scores_its_input_example_as_the_service(champion) 
     example = model.input_example
     assert isinstance(example, pd.DataFrame) and len(example) > 0
     scores = model.predict(example)[champion.use_case.score_name].to_numpy()
-    assert np.all((scores > 0) & (scores < 1))  # probabilities, not labels
+    task = champion.use_case.task
+    assert all(map(task.valid_prediction, scores))  # e.g. probabilities, not labels
     np.testing.assert_allclose(scores, served_scores(champion, example), rtol=0, atol=1e-6)
     assert model.metadata.get_input_schema().input_names() == list(example.columns)
 

@@ -2,9 +2,9 @@
 its served model over HTTP (`mlops serve`, Feast's online store, the registry's @champion),
 with the features served equal to the features training joined.
 
-adclick's service is the session's (`shared_service`); diagnosis lands its shipped files,
-ingests and trains once per run (`diagnosis_trained`, tests/integration/conftest.py), then
-serves a copy.
+adclick's service is the session's (`shared_service`); diagnosis (binary) and deliveries
+(regression) land their shipped files, ingest and train once per run (`<name>_trained`,
+tests/integration/conftest.py), then serve a copy.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.support.session import TrainedWeek
 from tests.support.stores import copy_home, use_case_days
 
 pytestmark = pytest.mark.integration
-BUNDLED = ("adclick", "diagnosis")
+BUNDLED = ("adclick", "diagnosis", "deliveries")
 
 
 @pytest.fixture(scope="module", params=BUNDLED)
@@ -39,7 +39,7 @@ def served(
     if use_case.name == "adclick":
         yield use_case, request.getfixturevalue("shared_service")
         return
-    trained: TrainedWeek = request.getfixturevalue("diagnosis_trained")
+    trained: TrainedWeek = request.getfixturevalue(f"{use_case.name}_trained")
     home = copy_home(trained.home, tmp_path_factory.mktemp(use_case.name) / "mlops-home")
     env = {**serving_environment(home, prefect_api_url), "MLOPS_USE_CASE": use_case.name}
     with serving(home, trained.report, env) as service:
@@ -92,7 +92,7 @@ def test_a_known_entity_is_scored_on_the_stores_features(served) -> None:
     response = service.post("/predict", request)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert 0 < body[use_case.score_name] < 1
+    assert use_case.task.valid_prediction(body[use_case.score_name]), body
     assert not set(body["missing_features"]) - set(use_case.request_columns)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -109,17 +110,55 @@ def test_a_task_section_that_does_not_fit_its_kind_is_refused(section, message) 
         TaskSpec.model_validate(section)
 
 
-def test_a_use_case_of_a_kind_not_yet_served_is_refused_by_name(tmp_path) -> None:
-    # diagnosis, declared in YAML, copied under another name with a regression card.
+def _diagnosis_as(tmp_path, name: str, task: dict, label: dict) -> None:
+    """diagnosis, declared in YAML, copied under another name with another task and label."""
     source = load_use_case("diagnosis").package_dir
-    target = tmp_path / "usecases" / "appraisal"
+    target = tmp_path / "usecases" / name
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("data"))
-    raw = yaml.safe_load((target / "card.yaml").read_text())
-    raw["use_case"] = "appraisal"
-    raw["task"] = {"kind": "regression"}
-    raw["offline_metrics"] = {"primary": "nrmse", "secondary": ["rmse", "mae", "r2"]}
-    raw["gates"]["promotion"]["floors"] = {"nrmse": {"max": 0.9}}
-    (target / "card.yaml").write_text(yaml.safe_dump(raw))
+    card = yaml.safe_load((target / "card.yaml").read_text())
+    card |= {"use_case": name, "task": task}
+    primary = "nrmse" if task["kind"] == "regression" else "nce"
+    card["offline_metrics"] = {"primary": primary, "secondary": []}
+    card["gates"]["promotion"]["floors"] = {primary: {"max": 0.9}}
+    (target / "card.yaml").write_text(yaml.safe_dump(card))
+    contract = yaml.safe_load((target / "contract.yaml").read_text())
+    contract["label"] = label
+    (target / "contract.yaml").write_text(yaml.safe_dump(contract))
 
-    with pytest.raises(UserError, match=r"'appraisal' is a regression task.*binary use cases only"):
-        load_use_case("appraisal", tmp_path)
+
+def test_a_use_case_of_a_kind_not_yet_served_is_refused_by_name(tmp_path) -> None:
+    task = {"kind": "multiclass", "classes": list(SPECIES)}
+    _diagnosis_as(tmp_path, "birds", task, {"column": "malignant"})
+    with pytest.raises(UserError, match=r"'birds' is a multiclass task.*binary and regression"):
+        load_use_case("birds", tmp_path)
+
+
+def test_a_contract_label_that_does_not_fit_the_cards_kind_is_refused(tmp_path) -> None:
+    label = {"column": "malignant", "positive": ["Yes"], "negative": ["No"]}
+    _diagnosis_as(tmp_path, "misfit", {"kind": "regression"}, label)
+    with pytest.raises(UserError, match="task is regression, so the label names no positive"):
+        load_use_case("misfit", tmp_path)
+
+
+def test_each_kind_lands_its_label_as_its_task_codes_it(tmp_path) -> None:
+    _diagnosis_as(tmp_path, "appraisal", {"kind": "regression"}, {"column": "malignant"})
+    appraisal = load_use_case("appraisal", tmp_path)
+    table = load_use_case("diagnosis").data_files[0]
+    frame = pd.read_csv(table, nrows=4)
+
+    frame["malignant"] = ["12.5", 3, None, "7"]
+    landed = appraisal.conform("examinations", frame)["malignant"]
+    assert landed.tolist()[:2] == [12.5, 3.0] and landed.isna().tolist() == [0, 0, 1, 0]
+    frame["malignant"] = ["12.5", "a lot", None, "7"]
+    with pytest.raises(UserError, match=r"column 'malignant' holds 1 value\(s\) that are not"):
+        appraisal.conform("examinations", frame)
+
+
+def test_a_multiclass_label_lands_as_its_place_in_the_cards_classes(tmp_path) -> None:
+    from mlops.contracts.tabular import LabelMapping, _labels
+
+    label, task = LabelMapping(column="species"), Multiclass(SPECIES)
+    landed = _labels(pd.Series(["Stork", "heron", None, "ibis"]), label, task)
+    assert landed.tolist() == [2, 0, pd.NA, 1]
+    with pytest.raises(UserError, match=r"none of the card's classes.*'crane'"):
+        _labels(pd.Series(["heron", "crane"]), label, task)

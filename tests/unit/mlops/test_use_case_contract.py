@@ -8,9 +8,10 @@ import yaml
 from pydantic import ValidationError
 
 from mlops.contracts.card import RequirementsCard
+from mlops.contracts.tasks import Multiclass
 from mlops.contracts.usecase import UseCase, load_use_case
 
-BUNDLED = ("adclick", "diagnosis")
+BUNDLED = ("adclick", "diagnosis", "deliveries")
 
 
 @pytest.fixture(params=BUNDLED)
@@ -66,7 +67,13 @@ def test_the_suite_allows_exactly_the_categories_the_model_knows(bundled: UseCas
         for table in bundled.tables
         for k in _kwargs(bundled, table.name, "expect_column_values_to_be_in_set")
     }
-    assert value_sets[bundled.label] == [0, 1]
+    task = bundled.task
+    if isinstance(task, Multiclass):  # the codes of its classes
+        assert value_sets[bundled.label] == list(range(len(task.classes)))
+    elif task.kind == "binary":
+        assert value_sets[bundled.label] == [0, 1]
+    else:  # a number: its range is checked, not a set
+        assert bundled.label not in value_sets
     checked = {name for name in bundled.categories if name in value_sets}
     for name in checked:
         assert value_sets[name] == list(bundled.categories[name])

@@ -22,7 +22,7 @@ NOISE = Bootstrap(
 
 
 def report() -> TrainReport:
-    evaluations = {name: Evaluation(dict(METRICS)) for name in ("model", "prior", "logistic")}
+    evaluations = {name: Evaluation(dict(METRICS)) for name in ("model", "prior", "linear")}
     decision = decide(evaluations["model"], None, GATE, "nce", NOISE)
     return TrainReport.build(
         evaluations,
@@ -33,6 +33,7 @@ def report() -> TrainReport:
         model_name="adclick",
         version="3",
         decision=decision.decision,
+        primary="nce",
         reason=decision.reason,
         champion_version=None,
         lineage={
