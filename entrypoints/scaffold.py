@@ -77,7 +77,8 @@ def draft_suite(inference: Inference, name: str) -> dict[str, Any]:
         _expect("expect_table_row_count_to_be_between", min_value=1, max_value=MAX_TABLE_ROWS),
     ]
     kinds = {id_column: contract.get("id_type") or contract["entity"]["type"]}
-    kinds |= {entity: contract["entity"]["type"], label: "int"}
+    kinds |= {entity: contract["entity"]["type"]}
+    kinds |= {label: "float" if profile.task == "regression" else "int"}
     kinds |= {column: spec["type"] for column, spec in features.items()}
     for column, kind in kinds.items():
         expectations.append(
@@ -107,14 +108,7 @@ def draft_suite(inference: Inference, name: str) -> dict[str, Any]:
             "non-timestamp column cannot be compared.",
         )
     )
-    expectations.append(
-        _expect(
-            "expect_column_values_to_be_in_set",
-            column=label,
-            value_set=[0, 1],
-            notes="Landed as 1/0 (`mlops land` maps the source values); empty until known.",
-        )
-    )
+    expectations.append(_label_expectation(inference))
     for column, spec in features.items():
         expectations.extend(_feature_expectations(column, spec, inference.stats[column], profile))
     return {
@@ -130,6 +124,38 @@ def draft_suite(inference: Inference, name: str) -> dict[str, Any]:
         },
         "expectations": expectations,
     }
+
+
+def _label_expectation(inference: Inference) -> dict[str, Any]:
+    """The label's values as landing codes them: 1/0, the classes' places, numbers in range."""
+    label, task = inference.contract["label"]["column"], inference.task
+    if task["kind"] == "regression":
+        stats = inference.stats[label]
+        low, high = _widened(stats["min"], stats["max"], integer=False)
+        return _expect(
+            "expect_column_values_to_be_between",
+            column=label,
+            min_value=low,
+            max_value=high,
+            mostly=MOSTLY,
+            notes=f"The sample's {stats['min']}..{stats['max']}, widened by {RANGE_MARGIN:.0%} "
+            f"of that range each side; up to {1 - MOSTLY:.0%} of a batch may fall outside. "
+            "Empty until known.",
+        )
+    if task["kind"] == "multiclass":
+        return _expect(
+            "expect_column_values_to_be_in_set",
+            column=label,
+            value_set=list(range(len(task["classes"]))),
+            notes="Landed as the class's place in the card's task.classes (`mlops land` maps "
+            "the source values); empty until known.",
+        )
+    return _expect(
+        "expect_column_values_to_be_in_set",
+        column=label,
+        value_set=[0, 1],
+        notes="Landed as 1/0 (`mlops land` maps the source values); empty until known.",
+    )
 
 
 def _feature_expectations(
@@ -228,9 +254,14 @@ def contract_text(inference: Inference, name: str) -> str:
         f"({notes[c['timestamp']]})",
         "label:",
         f"  column: {yaml_inline(label['column'])}  # {notes[label['column']]}",
-        f"  positive: {yaml_inline(label['positive'])}  # values in the source file that mean 1; "
-        "`mlops land` maps them",
-        f"  negative: {yaml_inline(label['negative'])}  # values that mean 0",
+    ]
+    if "positive" in label:
+        lines += [
+            f"  positive: {yaml_inline(label['positive'])}  # values in the source file that "
+            "mean 1; `mlops land` maps them",
+            f"  negative: {yaml_inline(label['negative'])}  # values that mean 0",
+        ]
+    lines += [
         "features:  # model inputs, served from Feast or sent with a request",
     ]
     lines += [
@@ -297,7 +328,8 @@ class Scaffold:
             "rows": p.rows,
             "days": p.days,
             "rows_per_day": round(p.rows_per_day, 2),
-            "positive_rate": round(p.positive_rate, 4),
+            "task": self.inference.task,
+            **({"positive_rate": round(p.positive_rate, 4)} if p.positive_rate is not None else {}),
             "id": c["id"],
             "entity": c["entity"],
             "timestamp": c["timestamp"],

@@ -65,8 +65,9 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
     volume (rows a day) and label rate, each with its formula in a comment."""
     p, warnings = inference.profile, []
     label = inference.contract["label"]
-    rate, rarer = p.positive_rate, p.rarer_rate
+    rarer = p.rarer_rate  # regression: 1, every labelled row counts
     rarer_per_day = p.labelled_per_day * rarer
+    rows_that_count = "labelled rows" if p.task == "regression" else "rows of the rarer class"
 
     # Windows: the test window holds ~TEST_MINORITY_ROWS of the rarer class; validation as long,
     # train 3x; all within the sample's days less those `mlops run` keeps to serve and monitor.
@@ -92,20 +93,13 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
         )
     elif test < needed:
         warnings.append(
-            f"the test window ({test} day(s)) holds ~{test * rarer_per_day:.0f} rows of the "
-            f"rarer class, fewer than {TEST_MINORITY_ROWS}: its metrics are noisy; a longer "
-            "sample makes firmer gates"
+            f"the test window ({test} day(s)) holds ~{test * rarer_per_day:.0f} "
+            f"{rows_that_count}, fewer than {TEST_MINORITY_ROWS}: its metrics are noisy; a "
+            "longer sample makes firmer gates"
         )
     test_labelled = max(1.0, p.labelled_per_day * test)
 
     min_slice_rows = max(MIN_SLICE_ROWS, math.ceil(SLICE_MINORITY_ROWS / rarer))
-    # A calibrated model's ECE on n rows in B equal-mass bins: each bin's gap is ~N(0, s) with
-    # s = sqrt(B p(1-p) / n); the mean of |gap| is 0.80 s, its spread over B bins 0.60 s / sqrt(B).
-    # The floor sits 2 spreads above the mean: a calibrated model meets it.
-    spread = math.sqrt(ECE_BINS * rate * (1 - rate) / test_labelled)
-    ece_factor = math.sqrt(2 / math.pi) + 2 * math.sqrt(1 - 2 / math.pi) / math.sqrt(ECE_BINS)
-    ece_noise = spread * ece_factor
-    ece_max = max(MIN_ECE_FLOOR, _round_up(ece_noise, 3))
 
     min_rows = max(MIN_MONITORED_ROWS, math.ceil(p.rows_per_day / 2))
     min_labelled = max(MIN_MONITORED_ROWS, math.ceil(p.labelled_per_day / 2))
@@ -114,7 +108,8 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
     )
     window_rows = p.rows_per_day * window_days
     window_labelled = p.labelled_per_day * window_days
-    # NCE's noise shrinks as 1/sqrt(rows): the calibrated bound, scaled to this window's rows.
+    # NCE's noise shrinks as 1/sqrt(rows): the calibrated bound, scaled to this window's rows
+    # (NRMSE's, for regression, is of the same order and shrinks alike).
     scaled = CALIBRATED_NCE_DEGRADATION * math.sqrt(CALIBRATED_LABELLED_ROWS / window_labelled)
     degradation = min(MAX_NCE_DEGRADATION, max(MIN_NCE_DEGRADATION, _round_up(scaled, 3)))
     test_rows = p.rows_per_day * test
@@ -126,13 +121,10 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
     values = {
         "name": name,
         "label_column": label["column"],
-        "positive": label["positive"],
-        "negative": label["negative"],
         "train": train,
         "validation": validation,
         "test": test,
         "min_slice_rows": min_slice_rows,
-        "ece_max": ece_max,
         "window_hours": 24 * window_days,
         "reference_rows": reference_rows,
         "sample_rows": sample_rows,
@@ -141,21 +133,16 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
         "degradation": degradation,
         "throughput": throughput,
         "retrain_train": retrain_train,
-        "ece_bins": ECE_BINS,
     }
     why = {
         "sample": f"{p.rows} rows over {p.days} day(s) ({p.rows_per_day:.1f} a day, "
-        f"{p.labelled_per_day:.1f} labelled), {rate:.1%} positive: ~{rarer_per_day:.1f} rows of "
-        "the rarer class a day",
-        "windows": f"The test window should hold ~{TEST_MINORITY_ROWS} rows of the rarer "
-        f"class: test_days = ceil({TEST_MINORITY_ROWS} / {rarer_per_day:.1f}) = {needed}, "
+        f"{p.labelled_per_day:.1f} labelled), {inference.notes[label['column']]}: "
+        f"~{rarer_per_day:.1f} {rows_that_count} a day",
+        "windows": f"The test window should hold ~{TEST_MINORITY_ROWS} {rows_that_count}: "
+        f"test_days = ceil({TEST_MINORITY_ROWS} / {rarer_per_day:.1f}) = {needed}, "
         f"validation as long, train {TRAIN_TO_TEST}x: {ideal} days, {windows_why}",
         "slices": f"ceil({SLICE_MINORITY_ROWS} / {rarer:.3f}) = "
         f"{math.ceil(SLICE_MINORITY_ROWS / rarer)}, at least {MIN_SLICE_ROWS}",
-        "ece": "Outside the noise of a calibrated model's ECE on the test window's labelled "
-        f"rows ({ECE_BINS} equal-mass bins): max({MIN_ECE_FLOOR}, {ece_factor:.2f} x "
-        f"sqrt({ECE_BINS} x {rate:.3f} x {1 - rate:.3f} / {test_labelled:.0f})) = "
-        f"max({MIN_ECE_FLOOR}, {ece_noise:.3f}).",
         "window": f"24 x max(1, ceil({min_rows} / {p.rows_per_day:.1f}), ceil({min_labelled} / "
         f"{p.labelled_per_day:.1f})) = {24 * window_days}",
         "degradation": f"adclick's {CALIBRATED_NCE_DEGRADATION} at {CALIBRATED_LABELLED_ROWS} "
@@ -166,10 +153,77 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
         "throughput": f"max({MIN_THROUGHPUT_RPS}, {PEAK_MULTIPLE} x "
         f"{p.peak_rows_per_second:.3f} rows/s in the sample's busiest hour)",
     }
+    values["sections"] = _kind_sections(inference, test_labelled)
     text = _card_text(values, why, inference)
     card = yaml.safe_load(text)
     RequirementsCard.model_validate(card)  # a draft that does not validate is a platform bug
     return CardDraft(card, text, warnings)
+
+
+def _kind_sections(inference: Inference, test_labelled: float) -> dict[str, str]:
+    """What the card says differently for each task kind: the `task` and `offline_metrics`
+    sections, the floors, how the label lands, words for the ml_task."""
+    task, p = inference.task, inference.profile
+    common = {"rows": "labelled rows" if p.task == "regression" else "rows of the rarer class"}
+    if task["kind"] == "regression":
+        return common | {
+            "ml_task": "Regression",
+            "predict": "{}",
+            "matters": "whether a large miss costs more than several small ones (the "
+            "objective, reg:squarederror, says it does; reg:absoluteerror says not)",
+            "task": f"task: {yaml_inline(task)}",
+            "landing": "`mlops land` lands it as a number (contract.yaml).",
+            "primary": "NRMSE",
+            "metrics": "  # Normalized RMSE: RMSE divided by that of always predicting the "
+            "window's mean. Below 1\n  # means the model knows more than the mean; lower is "
+            "better.\n"
+            "  primary: nrmse\n  secondary: [rmse, mae, r2]",
+            "floors": "      nrmse: {max: 0.98}",
+        }
+    if task["kind"] == "multiclass":
+        return common | {
+            "ml_task": "Multiclass classification",
+            "predict": "the probability of each class of {}",
+            "matters": "which confusions cost the most",
+            "task": f"task:\n  kind: multiclass\n  classes: {yaml_inline(task['classes'])}",
+            "landing": "`mlops land` lands each value as its place in task.classes "
+            "(contract.yaml).",
+            "primary": "NCE",
+            "metrics": "  # Normalized cross-entropy: log loss divided by the log loss of always "
+            "predicting the\n  # classes' frequencies. Below 1 means the model knows more "
+            "than they do; lower is better.\n  primary: nce\n"
+            "  secondary: [log_loss, accuracy, macro_f1]",
+            "floors": "      nce: {max: 0.98}",
+        }
+    label = inference.contract["label"]
+    rate = p.positive_rate or 0.0
+    # A calibrated model's ECE on n rows in B equal-mass bins: each bin's gap is ~N(0, s) with
+    # s = sqrt(B p(1-p) / n); the mean of |gap| is 0.80 s, its spread over B bins 0.60 s / sqrt(B).
+    # The floor sits 2 spreads above the mean: a calibrated model meets it.
+    spread = math.sqrt(ECE_BINS * rate * (1 - rate) / test_labelled)
+    ece_factor = math.sqrt(2 / math.pi) + 2 * math.sqrt(1 - 2 / math.pi) / math.sqrt(ECE_BINS)
+    ece_noise = spread * ece_factor
+    ece_max = max(MIN_ECE_FLOOR, _round_up(ece_noise, 3))
+    ece_why = (
+        "Outside the noise of a calibrated model's ECE on the test window's labelled "
+        f"rows ({ECE_BINS} equal-mass bins): max({MIN_ECE_FLOOR}, {ece_factor:.2f} x "
+        f"sqrt({ECE_BINS} x {rate:.3f} x {1 - rate:.3f} / {test_labelled:.0f})) = "
+        f"max({MIN_ECE_FLOOR}, {ece_noise:.3f})."
+    )
+    return common | {
+        "ml_task": "Binary classification",
+        "predict": "P({} is positive)",
+        "matters": "whether calibration matters as much as ranking",
+        "task": "task:\n  kind: binary",
+        "landing": f"`mlops land` maps source values {yaml_inline(label['positive'])} to 1 and "
+        f"{yaml_inline(label['negative'])} to 0 (contract.yaml).",
+        "primary": "NCE",
+        "metrics": "  # Normalized cross-entropy: log loss divided by the log loss of always "
+        "predicting the base\n  # rate. Below 1 means the model knows more than the base rate; "
+        "lower is better.\n  primary: nce\n  secondary: [roc_auc, pr_auc, ece, log_loss]",
+        "floors": "      nce: {max: 0.98}\n      roc_auc: {min: 0.60}\n"
+        f"{_yaml_comment(ece_why, 6)}\n      ece: {{max: {ece_max}}}",
+    }
 
 
 def _round_up(value: float, digits: int) -> float:
@@ -180,15 +234,15 @@ def _round_up(value: float, digits: int) -> float:
 def _card_text(v: dict[str, Any], why: dict[str, str], inference: Inference) -> str:
     p = inference.profile
     entity = inference.contract["entity"]["name"]
-    positive, negative = yaml_inline(v["positive"]), yaml_inline(v["negative"])
+    kind = v["sections"]
     objective = _yaml_folded(
         "TODO: what the business gains when the model is right, and what a wrong score costs; "
         "how much better than today is worth shipping.",
     )
     task = _yaml_folded(
-        f"TODO: review. Binary classification: for each row (one {entity}), as of its "
-        f"{inference.contract['timestamp']}, predict P({v['label_column']} is positive). Say "
-        "who uses the score and whether calibration matters as much as ranking.",
+        f"TODO: review. {kind['ml_task']}: for each row (one {entity}), as of its "
+        f"{inference.contract['timestamp']}, predict {kind['predict'].format(v['label_column'])}. "
+        f"Say who uses the prediction and {kind['matters']}.",
     )
     definition = _yaml_folded("TODO: what makes a row positive, and when it is known.", indent=4)
     reference_bounds = f"at least {MIN_REFERENCE_ROWS}, at most {MAX_REFERENCE_ROWS}"
@@ -202,16 +256,14 @@ def _card_text(v: dict[str, Any], why: dict[str, str], inference: Inference) -> 
 use_case: {yaml_inline(v["name"])}
 business_objective: {objective}
 ml_task: {task}
+{kind["task"]}
 label:
   column: {yaml_inline(v["label_column"])}
-  # `mlops land` maps source values {positive} to 1 and {negative} to 0 (contract.yaml).
+  # {kind["landing"]}
   definition: {definition}
   arrives_within_hours: 24  # TODO: how long after a row's time its label is known
 offline_metrics:
-  # Normalized cross-entropy: log loss divided by the log loss of always predicting the base
-  # rate. Below 1 means the model knows more than the base rate; lower is better.
-  primary: nce
-  secondary: [roc_auc, pr_auc, ece, log_loss]
+{kind["metrics"]}
 online_metric:
   name: TODO
   definition: "TODO: the business metric the model moves, measured per day per model version."
@@ -225,7 +277,7 @@ training:
   time_budget_seconds: 60
   search_trials: 6
   early_stopping_rounds: 30
-  baseline_max_rows: 100000  # the logistic baseline converges long before 1M rows
+  baseline_max_rows: 100000  # the linear baseline converges long before 1M rows
   # Windows end at the newest ingested batch: train, then validation (early stopping, search),
   # then test (metrics, and the promotion gate re-scores the champion on it). Split by time.
 {_yaml_comment(why["windows"], 2)}
@@ -241,15 +293,13 @@ gates:
     max_event_age_days: 30
   promotion:
     # The challenger must beat the champion on the primary metric (offline_metrics.primary) by at
-    # least this, in that metric's better direction: here, NCE at least 0.002 lower.
+    # least this, in that metric's better direction: here, {kind["primary"]} at least 0.002
+    # lower.
     min_improvement: 0.002
     floors:                 # bounds every promoted model meets on the test window
-      nce: {{max: 0.98}}
-      roc_auc: {{min: 0.60}}
-{_yaml_comment(why["ece"], 6)}
-      ece: {{max: {v["ece_max"]}}}
-    slice_tolerance: 0.01   # no slice's NCE may get worse than this
-    # A slice is judged from ~{SLICE_MINORITY_ROWS} rows of the rarer class: {why["slices"]}.
+{kind["floors"]}
+    slice_tolerance: 0.01   # no slice's {kind["primary"]} may get worse than this
+    # A slice is judged from ~{SLICE_MINORITY_ROWS} {kind["rows"]}: {why["slices"]}.
     min_slice_rows: {v["min_slice_rows"]}
     # A floor inside its metric's bootstrap interval on the test window is noise, not a bar:
     # the gate still applies it, and warns.
@@ -267,7 +317,8 @@ gates:
     # Below these a window decides nothing: half a day's (labelled) rows, >= {MIN_MONITORED_ROWS}.
     min_rows: {v["min_rows"]}
     min_labelled_rows: {v["min_labelled"]}
-    # Performance: labelled NCE worse than the reference's by more than this -> retrain.
+    # Performance: labelled {kind["primary"]} worse than the reference's by more than this ->
+    # retrain.
 {_yaml_comment(why["degradation"], 4)}
     max_degradation: {v["degradation"]}
     # Drift (adclick's thresholds, calibrated there over 20 seeds: docs/benchmarks.md#monitoring):

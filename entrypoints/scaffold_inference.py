@@ -18,6 +18,8 @@ import pandas as pd
 from ingestion import CSV_SUFFIXES, PARQUET_SUFFIXES, read_file, utc_times
 from mlops.config.errors import UserError
 from mlops.contracts.tabular import MAX_INT_KEY, label_key
+from mlops.contracts.tasks import TaskKind
+from mlops.contracts.usecase import RUNS_END_TO_END
 
 MAX_CATEGORIES = 50  # more distinct strings than this: free text or an identifier, not a category
 MAX_SLICES = 3
@@ -33,6 +35,13 @@ LABEL_PAIRS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
     ("1/0", frozenset({"1"}), frozenset({"0"})),
 )
 MAPPED = "Yes/No (or Y/N), True/False or 1/0, in any case"
+MAX_CLASSES = 20  # more distinct values than this: numbers are a regression target
+# The service's answer, named after the label: `churned_probability`, `price_prediction`.
+SCORE_NAMES: dict[TaskKind, str] = {
+    "binary": "{}_probability",
+    "multiclass": "{}_probabilities",
+    "regression": "{}_prediction",
+}
 
 Kind = Literal["int", "string"]
 
@@ -45,6 +54,7 @@ class Roles:
     timestamp: str
     label: str
     id: str | None = None
+    task: TaskKind | None = None  # `--task`: what the label is, instead of inferring it
 
 
 @dataclass(frozen=True)
@@ -54,20 +64,16 @@ class Profile:
     source: str  # the file's name, as the drafted files cite it
     rows: int
     labelled: int
-    positives: int
+    task: TaskKind
+    # The share of labelled rows a metric's noise depends on: the rarer class's (binary,
+    # multiclass), every row's (regression: 1).
+    rarer_rate: float
     days: int  # UTC calendar days from the first row's to the last row's, at least 1
     first: datetime
     last: datetime
     peak_rows_per_second: float  # the busiest hour's rows / 3600
 
-    @property
-    def positive_rate(self) -> float:
-        return self.positives / self.labelled
-
-    @property
-    def rarer_rate(self) -> float:
-        """The rarer class's share: what the noise of NCE, AUC and ECE depends on."""
-        return min(self.positive_rate, 1 - self.positive_rate)
+    positive_rate: float | None = None  # binary: the share of labelled rows that are 1
 
     @property
     def rows_per_day(self) -> float:
@@ -86,8 +92,22 @@ class Inference:
     profile: Profile
     notes: dict[str, str]  # column -> what was inferred and why (contract.yaml's comments)
     ignored: dict[str, str]  # column -> why it is not a model input
-    stats: dict[str, dict[str, Any]]  # feature -> null rate, min, max (the suite's numbers)
+    # feature (and a regression label) -> null rate, min, max: the suite's numbers
+    stats: dict[str, dict[str, Any]]
+    task: dict[str, Any]  # the card's `task` section
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelDraft:
+    """What the label column is: its task kind, the contract's `label` section, the card's
+    `task` section, the column as landing codes it (NaN: not known yet) and in words."""
+
+    kind: TaskKind
+    contract: dict[str, Any]
+    task: dict[str, Any]
+    coded: pd.Series
+    note: str
 
 
 # Reading.
@@ -140,7 +160,7 @@ def infer_contract(frame: pd.DataFrame, roles: Roles, table: str, source: str) -
         )
     id_column = _id_column(frame, roles)
     times = utc_times(frame[roles.timestamp], roles.timestamp, "--timestamp")
-    positive, negative, labels = label_mapping(frame[roles.label], roles.label)
+    label = infer_label(frame[roles.label], roles.label, roles.task)
     keys = {roles.entity, roles.timestamp, roles.label, id_column}
     features: dict[str, dict[str, Any]] = {}
     ignored: dict[str, str] = {}
@@ -160,7 +180,9 @@ def infer_contract(frame: pd.DataFrame, roles: Roles, table: str, source: str) -
             f"no column of the sample can be a model input (ignored: "
             f"{', '.join(f'{c} ({w})' for c, w in ignored.items()) or 'none besides the keys'})"
         )
-    profile = _profile(frame, times, labels, source)
+    if label.kind == "regression":  # its range, for the suite
+        stats[roles.label] = _feature_stats(label.coded, {"type": "float"})
+    profile = _profile(frame, times, label, source)
     contract: dict[str, Any] = {"table": table, "id": id_column}
     if id_column != roles.entity:
         contract["id_type"] = _key_kind(frame[id_column])
@@ -171,22 +193,19 @@ def infer_contract(frame: pd.DataFrame, roles: Roles, table: str, source: str) -
             "type": entity_kind,
         },
         "timestamp": roles.timestamp,
-        "label": {"column": roles.label, "positive": positive, "negative": negative},
+        "label": label.contract,
         "features": features,
         "ignored": list(ignored),
         "slices": _slices(frame, features),
-        "score_name": f"{safe_identifier(roles.label, fallback='label')}_probability",
+        "score_name": SCORE_NAMES[label.kind].format(safe_identifier(roles.label, "label")),
         "data_files": [],
     }
     notes[id_column] = "--id" if roles.id else "the entity column: unique in the sample"
     notes[roles.timestamp] = (
         f"{profile.first:%Y-%m-%d} to {profile.last:%Y-%m-%d} UTC, {profile.days} day(s)"
     )
-    notes[roles.label] = (
-        f"{profile.positives} of {profile.labelled} labelled rows positive "
-        f"({profile.positive_rate:.1%})"
-    )
-    inference = Inference(contract, profile, notes, ignored, stats)
+    notes[roles.label] = label.note
+    inference = Inference(contract, profile, notes, ignored, stats, label.task)
     inference.warnings = _warnings(inference)
     return inference
 
@@ -256,6 +275,82 @@ def entity_name(column: str, table: str) -> str:
     name = safe_identifier(column, fallback=table)
     stripped = name.removesuffix("_id").removesuffix("_key")
     return table if stripped in ("id", "key") else stripped
+
+
+def infer_label(values: pd.Series, column: str, task: TaskKind | None = None) -> LabelDraft:
+    """The label's task kind, from its values unless `task` says: a known pair of values
+    (Yes/No, True/False, 1/0) is binary; numbers with fractions or more than `MAX_CLASSES`
+    values are a regression target; 3 to `MAX_CLASSES` values (strings or integers) are
+    classes. Anything else is a `UserError` naming the column and what it holds."""
+    present = values.dropna()
+    if present.empty:
+        raise UserError(f"label column '{column}' is empty in every row of the sample")
+    distinct = present.drop_duplicates()
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if task is None:
+        keys = {label_key(v) for v in distinct}
+        whole = numeric and bool((present == present.round()).all())
+        if any(keys <= yes | no for _, yes, no in LABEL_PAIRS):
+            task = "binary"
+        elif numeric and (not whole or len(distinct) > MAX_CLASSES):
+            task = "regression"
+        elif 3 <= len(distinct) <= MAX_CLASSES:
+            task = "multiclass"
+        else:
+            raise UserError(
+                f"label column '{column}' holds {len(distinct)} distinct value(s) "
+                f"({_examples(present)}): not a binary label ({MAPPED}), nor 3 to {MAX_CLASSES} "
+                "classes, nor numbers; map it to one of those, or say what it is with --task "
+                "binary|multiclass|regression"
+            )
+    if task == "binary":
+        positive, negative, coded = label_mapping(values, column)
+        return LabelDraft(
+            "binary",
+            {"column": column, "positive": positive, "negative": negative},
+            {"kind": "binary"},
+            coded,
+            f"{int((coded == 1).sum())} of {len(present)} labelled rows positive "
+            f"({float((coded == 1).sum()) / len(present):.1%})",
+        )
+    if task == "regression":
+        numbers = pd.to_numeric(values, errors="coerce")
+        if not numeric or numbers.dropna().nunique() < 2:
+            raise UserError(
+                f"label column '{column}' holds {_examples(present)}: a regression label is "
+                "numbers, at least two different ones"
+            )
+        known = numbers.dropna()
+        counts = bool((known >= 0).all() and (known == known.round()).all())
+        # Counts (visits, items, claims) are skewed and never negative: a Poisson model of their
+        # mean fits them where squared error chases the few large ones.
+        objective = "count:poisson" if counts else "reg:squarederror"
+        return LabelDraft(
+            "regression",
+            {"column": column},
+            {"kind": "regression", "objective": objective},
+            numbers,
+            f"{'counts' if counts else 'numbers'} {_native(known.min())}..{_native(known.max())},"
+            f" median {_native(known.median())}",
+        )
+    classes = sorted(str(_native(v)) for v in distinct)
+    if not 3 <= len(classes) <= MAX_CLASSES:
+        raise UserError(
+            f"label column '{column}' holds {len(classes)} distinct value(s) "
+            f"({_examples(present)}): a multiclass label has 3 to {MAX_CLASSES} classes (two "
+            "are a binary task)"
+        )
+    codes = {label_key(c): i for i, c in enumerate(classes)}
+    coded = values.map(lambda v: None if pd.isna(v) else codes[label_key(v)])
+    counts = present.map(lambda v: classes[codes[label_key(v)]]).value_counts()
+    shares = ", ".join(f"{c} {counts.get(c, 0) / len(present):.0%}" for c in classes)
+    return LabelDraft(
+        "multiclass",
+        {"column": column},
+        {"kind": "multiclass", "classes": classes},
+        coded,
+        f"{len(classes)} classes, landed as their place in the card's task.classes: {shares}",
+    )
 
 
 def label_mapping(values: pd.Series, column: str) -> tuple[list[Any], list[Any], pd.Series]:
@@ -355,15 +450,19 @@ def _slices(frame: pd.DataFrame, features: dict[str, dict[str, Any]]) -> list[st
     return [column for _, column in sorted(candidates)[:MAX_SLICES]]
 
 
-def _profile(frame: pd.DataFrame, times: pd.Series, labels: pd.Series, source: str) -> Profile:
+def _profile(frame: pd.DataFrame, times: pd.Series, label: LabelDraft, source: str) -> Profile:
     first, last = times.min(), times.max()
     days = max(1, (last.date() - first.date()).days + 1)
     peak_hour = int(times.dt.floor("h").value_counts().max())
+    known = label.coded.dropna()
+    shares = known.value_counts(normalize=True)
     return Profile(
         source=source,
         rows=len(frame),
-        labelled=int(labels.notna().sum()),
-        positives=int((labels == 1).sum()),
+        labelled=len(known),
+        task=label.kind,
+        rarer_rate=1.0 if label.kind == "regression" else float(shares.min()),
+        positive_rate=float(shares.get(1, 0.0)) if label.kind == "binary" else None,
         days=days,
         first=first.to_pydatetime(),
         last=last.to_pydatetime(),
@@ -375,9 +474,15 @@ def _warnings(inference: Inference) -> list[str]:
     profile, warnings = inference.profile, []
     minority = round(profile.labelled * profile.rarer_rate)
     if minority < TEST_MINORITY_ROWS:
+        rows = "labelled rows" if profile.task == "regression" else "rows of the rarer class"
         warnings.append(
-            f"the sample holds only {minority} labelled rows of the rarer class: metrics on any "
-            "window of it are noisy; the card's gates are drafted accordingly loose"
+            f"the sample holds only {minority} {rows}: metrics on any window of it are noisy; "
+            "the card's gates are drafted accordingly loose"
+        )
+    if profile.task not in RUNS_END_TO_END:
+        warnings.append(
+            f"the label makes a {profile.task} use case: drafted, but the platform does not "
+            f"serve or monitor {profile.task} models yet, so loading it is refused until it does"
         )
     if profile.labelled < profile.rows:
         warnings.append(

@@ -4,11 +4,15 @@ from; `mlops init-use-case` drafts a new one from a sample of its table."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from entrypoints.cli.conventions import JsonOption, answer, start
+
+# mlops.contracts.tasks.TaskKind, spelled out: importing it would load numpy into every command
+# (tests/unit/entrypoints/test_cli_parsing.py keeps the two equal).
+TaskChoice = Literal["binary", "multiclass", "regression"]
 
 
 def use_cases(as_json: JsonOption = False) -> None:
@@ -59,10 +63,20 @@ def init_use_case(
     ],
     entity: Annotated[str, typer.Option(help="The column naming what a prediction is about.")],
     timestamp: Annotated[str, typer.Option(help="The column saying when a row became known.")],
-    label: Annotated[str, typer.Option(help="The binary outcome: Yes/No, True/False or 1/0.")],
+    label: Annotated[
+        str,
+        typer.Option(
+            help="The outcome: Yes/No, True/False or 1/0 (binary), 3-20 values (multiclass), "
+            "numbers (regression)."
+        ),
+    ],
     id_column: Annotated[
         str | None,
         typer.Option("--id", help="The column identifying a row (default: the entity column)."),
+    ] = None,
+    task: Annotated[
+        TaskChoice | None,
+        typer.Option(help="What the label is, instead of inferring it from its values."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite the use case's files if it exists.")
@@ -80,7 +94,7 @@ def init_use_case(
 
         settings = setup()
         root = settings.use_cases_root.resolve()
-        roles = Roles(entity=entity, timestamp=timestamp, label=label, id=id_column)
+        roles = Roles(entity=entity, timestamp=timestamp, label=label, id=id_column, task=task)
         done = write_use_case(name, source, root, roles, force=force)
         inferred = done.summary()
         env = f"MLOPS_USE_CASE={name}"
@@ -106,13 +120,12 @@ def init_use_case(
         more = f" and {len(shown) - 8} more" if len(shown) > 8 else ""
         features = f"{len(kinds)} ({counts}): {', '.join(shown[:8])}{more}"
         lines = [
-            f"use case '{name}' written from {source.name} ({p.rows:,} rows over {p.days} "
-            f"day(s), {p.positive_rate:.1%} positive):",
+            f"use case '{name}' written from {source.name} ({p.rows:,} rows over {p.days} day(s)):",
             *(f"  {f}" for f in done.files),
             f"inferred: table {inferred['table']}, id {inferred['id']}, entity "
             f"{inferred['entity']['name']} ({inferred['entity']['column']}, "
-            f"{inferred['entity']['type']}), label {label}: {inferred['label']['positive']} -> 1, "
-            f"{inferred['label']['negative']} -> 0",
+            f"{inferred['entity']['type']}), {p.task} label {label}: "
+            f"{done.inference.notes[label]}",
             f"  features: {features}",
             *(f"  ignored: {column}: {why}" for column, why in inferred["ignored"].items()),
             f"  slices: {', '.join(inferred['slices']) or 'none'}; windows (days): "

@@ -27,3 +27,12 @@ def test_a_string_key_of_digits_stays_a_string() -> None:
 def test_bad_entity_options_get_a_clear_message(use_case, args: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
         parse_entity_row(args, use_case)
+
+
+def test_init_use_case_offers_every_task_kind() -> None:
+    from typing import get_args
+
+    from entrypoints.cli.use_case_commands import TaskChoice
+    from mlops.contracts.tasks import TaskKind
+
+    assert get_args(TaskChoice) == get_args(TaskKind)

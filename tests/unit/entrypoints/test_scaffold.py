@@ -4,6 +4,7 @@ that the files it writes are what mlops.contracts.tabular, GX and the card's sch
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -163,23 +164,52 @@ def test_label_values_are_mapped_as_the_file_writes_them(
 
 
 @pytest.mark.parametrize(
-    ("values", "message"),
+    ("values", "task"),
     [
-        (["Yes", "No", "Maybe"], r"label column 'Churn' holds 3 distinct value\(s\).*'Maybe'"),
-        ([0, 1, 2], r"label column 'Churn' holds 3 distinct value\(s\) \(0, 1, 2\)"),
-        ([0.2, 0.7], r"label column 'Churn' holds 2 distinct value\(s\) \(0.2, 0.7\)"),
-        (["No"], r"label column 'Churn' holds only 'No'"),
+        (["Yes", "No"], {"kind": "binary"}),
+        ([1, 0, 0], {"kind": "binary"}),
+        (["gold", "silver", "bronze", "silver"], {"kind": "multiclass",
+                                                  "classes": ["bronze", "gold", "silver"]}),
+        ([0, 1, 2], {"kind": "multiclass", "classes": ["0", "1", "2"]}),
+        ([0.2, 0.7], {"kind": "regression", "objective": "reg:squarederror"}),
+        (list(range(40)), {"kind": "regression", "objective": "count:poisson"}),
     ],
-)
-def test_a_label_that_is_not_one_mapped_pair_is_refused(
-    tmp_path: Path, values: list, message: str
+)  # fmt: skip
+def test_the_task_kind_is_inferred_from_the_labels_values(
+    tmp_path: Path, values: list, task: dict
 ) -> None:
     frame = customers()
     frame["Churn"] = [values[i % len(values)] for i in range(len(frame))]
-    with pytest.raises(UserError, match=message) as refused:
-        scaffold(tmp_path, frame)
-    if len(values) > 1:
-        assert "Yes/No (or Y/N), True/False or 1/0" in str(refused.value)
+    done = scaffold(tmp_path, frame)
+    card = RequirementsCard.model_validate(done.card.card)
+    assert card.task.model_dump(exclude_none=True) == task
+    assert card.offline_metrics.primary == card.task.task().primary
+    suite = json.loads(next(f for f in done.files if f.suffix == ".json").read_text())
+    label = [e for e in suite["expectations"] if e["kwargs"].get("column") == "Churn"]
+    assert [e["type"] for e in label][-1] == (
+        "expect_column_values_to_be_between"
+        if task["kind"] == "regression"
+        else "expect_column_values_to_be_in_set"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "task", "message"),
+    [
+        (["A", "B"], None, r"'Churn' holds 2 distinct value\(s\) \('A', 'B'\).*--task"),
+        (["No"], None, r"label column 'Churn' holds only 'No'"),
+        ([f"c{i}" for i in range(30)], None, r"holds 30 distinct value\(s\)"),
+        (["A", "B", "C"], "regression", r"a regression label is numbers"),
+        (["Yes", "No"], "multiclass", r"3 to 20 classes \(two are a binary task\)"),
+    ],
+)
+def test_a_label_that_is_no_task_kind_is_refused_naming_it(
+    tmp_path: Path, values: list, task: str | None, message: str
+) -> None:
+    frame = customers()
+    frame["Churn"] = [values[i % len(values)] for i in range(len(frame))]
+    with pytest.raises(UserError, match=message):
+        scaffold(tmp_path, frame, replace(ROLES, task=task))
 
 
 def test_rows_without_a_label_yet_are_allowed(tmp_path: Path) -> None:
