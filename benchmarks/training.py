@@ -133,7 +133,11 @@ def run(events: int) -> dict[str, Any]:
             input_example=splits.test_x.head(5),
             serving_defaults=dataset.serving_defaults(training_set, use_case),
             monitoring_reference=training.holdout_reference(
-                splits, fitted.booster, scores.predictions["model"], card.gates.monitoring
+                splits,
+                fitted.booster,
+                scores.predictions["model"],
+                card.gates.monitoring,
+                use_case.task,
             ),
         )
     with stages.stage("register and gate"):

@@ -51,6 +51,13 @@ MIN_SAMPLE_ROWS = _schema_minimum(MonitoringGate, "sample_rows")
 BOOTSTRAP_RESAMPLES = _schema_default(PromotionGate, "bootstrap_resamples")
 BOOTSTRAP_CONFIDENCE = _schema_default(PromotionGate, "bootstrap_confidence")
 MIN_THROUGHPUT_RPS, PEAK_MULTIPLE = 10, 10
+DRIFT_COMMENT = (
+    "Drift (adclick's thresholds, calibrated there over 20 seeds on 5,000-row windows: "
+    "docs/benchmarks.md#monitoring; calibrate yours): a window drifts when the score's distance "
+    "to the reference ({}) reaches `score_drift_threshold`, or when `drift_share` of the model's "
+    "inputs reach `column_drift_threshold` (Jensen-Shannon for categories); retrain when k of "
+    "the last n windows (same champion) drifted."
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,8 @@ def _kind_sections(inference: Inference, test_labelled: float) -> dict[str, str]
     if task["kind"] == "regression":
         return common | {
             "ml_task": "Regression",
+            "score_distance": "normed Wasserstein",
+            "definition": "what the number measures, in which unit",
             "predict": "{}",
             "matters": "whether a large miss costs more than several small ones (the "
             "objective, reg:squarederror, says it does; reg:absoluteerror says not)",
@@ -183,6 +192,8 @@ def _kind_sections(inference: Inference, test_labelled: float) -> dict[str, str]
     if task["kind"] == "multiclass":
         return common | {
             "ml_task": "Multiclass classification",
+            "score_distance": "of the predicted class: Jensen-Shannon",
+            "definition": "what puts a row in each class",
             "predict": "the probability of each class of {}",
             "matters": "which confusions cost the most",
             "task": f"task:\n  kind: multiclass\n  classes: {yaml_inline(task['classes'])}",
@@ -212,6 +223,8 @@ def _kind_sections(inference: Inference, test_labelled: float) -> dict[str, str]
     )
     return common | {
         "ml_task": "Binary classification",
+        "score_distance": "normed Wasserstein",
+        "definition": "what makes a row positive",
         "predict": "P({} is positive)",
         "matters": "whether calibration matters as much as ranking",
         "task": "task:\n  kind: binary",
@@ -244,7 +257,7 @@ def _card_text(v: dict[str, Any], why: dict[str, str], inference: Inference) -> 
         f"{inference.contract['timestamp']}, predict {kind['predict'].format(v['label_column'])}. "
         f"Say who uses the prediction and {kind['matters']}.",
     )
-    definition = _yaml_folded("TODO: what makes a row positive, and when it is known.", indent=4)
+    definition = _yaml_folded(f"TODO: {kind['definition']}, and when it is known.", indent=4)
     reference_bounds = f"at least {MIN_REFERENCE_ROWS}, at most {MAX_REFERENCE_ROWS}"
     sample_bounds = f"at least {MIN_SAMPLE_ROWS}, at most {MAX_SAMPLE_ROWS}"
     return f"""\
@@ -293,8 +306,7 @@ gates:
     max_event_age_days: 30
   promotion:
     # The challenger must beat the champion on the primary metric (offline_metrics.primary) by at
-    # least this, in that metric's better direction: here, {kind["primary"]} at least 0.002
-    # lower.
+    # least this, in that metric's better direction: here, {kind["primary"]} at least 0.002 lower.
     min_improvement: 0.002
     floors:                 # bounds every promoted model meets on the test window
 {kind["floors"]}
@@ -317,15 +329,10 @@ gates:
     # Below these a window decides nothing: half a day's (labelled) rows, >= {MIN_MONITORED_ROWS}.
     min_rows: {v["min_rows"]}
     min_labelled_rows: {v["min_labelled"]}
-    # Performance: labelled {kind["primary"]} worse than the reference's by more than this ->
-    # retrain.
+    # Performance: labelled {kind["primary"]} worse than the reference's by more than this: retrain.
 {_yaml_comment(why["degradation"], 4)}
     max_degradation: {v["degradation"]}
-    # Drift (adclick's thresholds, calibrated there over 20 seeds: docs/benchmarks.md#monitoring):
-    # a window drifts when the score's distance to the reference (normed Wasserstein) reaches
-    # `score_drift_threshold`, or when `drift_share` of the model's inputs reach
-    # `column_drift_threshold` (Jensen-Shannon for categories); retrain when k of the last n
-    # windows (same champion) drifted.
+{_yaml_comment(DRIFT_COMMENT.format(kind["score_distance"]), 4)}
     score_drift_threshold: 0.12
     column_drift_threshold: 0.3
     drift_share: 0.5

@@ -202,7 +202,12 @@ def train(
         input_example=splits.test_x.head(5),
         serving_defaults=dataset.serving_defaults(training_set.held, use_case),
         monitoring_reference=training.holdout_reference(
-            splits, model.booster, scores.predictions["model"], card.gates.monitoring, seed
+            splits,
+            model.booster,
+            scores.predictions["model"],
+            card.gates.monitoring,
+            use_case.task,
+            seed,
         ),
         splits=splits,
         noise=scores.noise,

@@ -11,7 +11,8 @@ service, the gate and monitoring load the Booster itself) and gets this module a
 The module travels inside every logged model (`code/booster_pyfunc.py`, imported by that bare
 name), so it imports nothing of the platform: a model loads wherever xgboost, pandas and mlflow
 are installed. What it needs from training (each categorical input's categories, in training's
-order, and the score's name) is written in the model's MLmodel (`python_function.config`).
+order, the score's name and a multiclass model's classes) is written in the model's MLmodel
+(`python_function.config`).
 """
 
 from __future__ import annotations
@@ -34,15 +35,32 @@ LOADER_MODULE = Path(__file__).stem
 CODE_DIR = "code"
 
 
+PREDICTED_CLASS = "predicted_class"  # as the service answers it (serving/request_models.py)
+
+
+def output_columns(score_name: str, classes: Sequence[str]) -> list[str]:
+    """The prediction's columns: the score's name; for classes, `<score name>.<class>` each
+    and the most probable class."""
+    if not classes:
+        return [score_name]
+    return [*(f"{score_name}.{name}" for name in classes), PREDICTED_CLASS]
+
+
 class BoosterScorer:
     """A Booster behind MLflow's pyfunc interface: `predict(frame)` gives one prediction per
-    row, under the score's name."""
+    row, under the score's name (a multiclass model: each class's probability and the most
+    probable class)."""
 
     def __init__(
-        self, booster: xgb.Booster, categories: Mapping[str, Sequence[Any]], score_name: str
+        self,
+        booster: xgb.Booster,
+        categories: Mapping[str, Sequence[Any]],
+        score_name: str,
+        classes: Sequence[str] = (),
     ) -> None:
         self.booster = booster
         self.score_name = score_name
+        self.classes = list(classes)
         self.feature_names = list(booster.feature_names or [])
         self.categories = {
             name: pd.CategoricalDtype(list(values)) for name, values in categories.items()
@@ -71,7 +89,14 @@ class BoosterScorer:
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         scores = self.booster.inplace_predict(self.inputs(frame), iteration_range=self.rounds)
-        return pd.DataFrame({self.score_name: np.asarray(scores, np.float64)}, index=frame.index)
+        scores = np.asarray(scores, np.float64)
+        if not self.classes:
+            return pd.DataFrame({self.score_name: scores}, index=frame.index)
+        columns = output_columns(self.score_name, self.classes)
+        predicted = np.asarray(self.classes, dtype=object)[scores.argmax(axis=1)]
+        result = pd.DataFrame(scores, columns=columns[:-1], index=frame.index)
+        result[PREDICTED_CLASS] = predicted
+        return result
 
 
 def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> BoosterScorer:
@@ -80,11 +105,19 @@ def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> 
 
     config = model_config or {}
     booster = xgb.Booster(model_file=data_path)
-    return BoosterScorer(booster, config.get("categories", {}), config.get("score_name", "score"))
+    return BoosterScorer(
+        booster,
+        config.get("categories", {}),
+        config.get("score_name", "score"),
+        config.get("classes", ()),
+    )
 
 
 def signature(
-    booster: xgb.Booster, categories: Mapping[str, Sequence[Any]], score_name: str
+    booster: xgb.Booster,
+    categories: Mapping[str, Sequence[Any]],
+    score_name: str,
+    classes: Sequence[str] = (),
 ) -> ModelSignature:
     """What a caller sends (each model input: a category as its value, anything else a number;
     any may be null or left out, which the model reads as missing) and what comes back."""
@@ -103,7 +136,12 @@ def signature(
     names = list(booster.feature_names or [])
     return ModelSignature(
         inputs=Schema([ColSpec(input_type(n), n, required=False) for n in names]),
-        outputs=Schema([ColSpec(DataType.double, score_name)]),
+        outputs=Schema(
+            [
+                ColSpec(DataType.string if column == PREDICTED_CLASS else DataType.double, column)
+                for column in output_columns(score_name, classes)
+            ]
+        ),
     )
 
 
@@ -114,6 +152,7 @@ def save_model(
     *,
     categories: Mapping[str, Sequence[Any]],
     score_name: str,
+    classes: Sequence[str] = (),
     input_example: pd.DataFrame | None = None,
     metadata: Mapping[str, Any] | None = None,
     pip_requirements: Sequence[str] | None = None,
@@ -133,7 +172,7 @@ def save_model(
         path,
         mlflow_model=mlflow_model,
         model_format="ubj",
-        signature=signature(booster, used, score_name),
+        signature=signature(booster, used, score_name, classes),
         input_example=input_example,
         metadata=dict(metadata) if metadata is not None else None,
         pip_requirements=list(pip_requirements) if pip_requirements is not None else None,
@@ -149,7 +188,7 @@ def save_model(
         code=CODE_DIR,
         conda_env=native[pyfunc.ENV]["conda"],
         python_env=native[pyfunc.ENV]["virtualenv"],
-        model_config={"categories": used, "score_name": score_name},
+        model_config={"categories": used, "score_name": score_name, "classes": list(classes)},
     )
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
@@ -160,6 +199,7 @@ def log_model(
     *,
     categories: Mapping[str, Sequence[Any]],
     score_name: str,
+    classes: Sequence[str] = (),
     input_example: pd.DataFrame | None = None,
     metadata: Mapping[str, Any] | None = None,
     pip_requirements: Sequence[str] | None = None,
@@ -175,6 +215,7 @@ def log_model(
         booster=booster,
         categories=categories,
         score_name=score_name,
+        classes=classes,
         input_example=input_example,
         metadata=dict(metadata) if metadata is not None else None,
         pip_requirements=pip_requirements,

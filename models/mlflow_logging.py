@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.config.settings import PROJECT_ROOT, Settings
-from mlops.contracts.tasks import Multiclass, Task
+from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
 from mlops.stores.mlflow_runs import (
     LOGGED_BY,
@@ -123,6 +123,7 @@ def log_training_run(
                 MODEL_ARTIFACT,
                 categories=use_case.categories,
                 score_name=use_case.score_name,
+                classes=use_case.task.classes,
                 input_example=_raw(input_example),
                 # Travels with the model (registry, BentoML store, bento): serving needs it.
                 metadata={"serving_defaults": dict(serving_defaults)},
@@ -241,7 +242,6 @@ def _confusion(
     """The challenger's confusion matrix, each row (a true class) as shares of its rows."""
     from matplotlib.figure import Figure
 
-    assert isinstance(task, Multiclass)
     classes = task.classes
     truth, chosen = np.asarray(labels, dtype=np.int64), predictions["model"].argmax(axis=1)
     counts = np.zeros((len(classes), len(classes)))

@@ -340,6 +340,7 @@ def holdout_reference(
     booster: xgb.Booster,
     test_scores: np.ndarray,
     gate: MonitoringGate,
+    task: Task,
     seed: int = 0,
 ) -> pd.DataFrame:
     """The reference of a freshly trained model: its validation and test rows (after the
@@ -349,6 +350,7 @@ def holdout_reference(
         np.concatenate([predict(booster, splits.validation_x), test_scores]),
         np.concatenate([splits.validation_y.to_numpy(), splits.test_y.to_numpy()]),
         gate.reference_rows,
+        task,
         seed,
     )
 

@@ -32,11 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from mlops.contracts.card import MonitoringGate
 from mlops.contracts.tasks import Task, TaskKind
-from mlops.stores.reference import LABEL, SCORE
+from mlops.stores.reference import LABEL, SCORE, is_prediction
 from monitoring.gate import performance_judged
 from monitoring.signals import DriftResult, Signals
 
@@ -53,7 +54,9 @@ WINDOWS_INDEX = "mlops-windows.json"
 
 def input_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     """Model inputs both frames carry (a window served by an older model may lack some)."""
-    return [c for c in reference.columns if c not in (SCORE, LABEL) and c in current.columns]
+    return [
+        c for c in reference.columns if c != LABEL and not is_prediction(c) and c in current.columns
+    ]
 
 
 def drift_report(
@@ -72,10 +75,12 @@ def drift_report(
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     inputs = input_columns(reference, current)
+    columns = [*inputs, SCORE]  # a multiclass score is the predicted class: a category
     definition = DataDefinition(
-        numerical_columns=[c for c in inputs if c not in categorical] + [SCORE],
-        categorical_columns=[c for c in inputs if c in categorical],
+        numerical_columns=[c for c in columns if c not in categorical],
+        categorical_columns=[c for c in columns if c in categorical],
     )
+    score_method = CATEGORY_METHOD if SCORE in categorical else NUMERIC_METHOD
     report = Report(
         [
             DataDriftPreset(
@@ -84,13 +89,13 @@ def drift_report(
                 cat_method=CATEGORY_METHOD,
                 threshold=threshold,
             ),
-            ValueDrift(column=SCORE, method=NUMERIC_METHOD, threshold=score_threshold),
-            DataSummaryPreset(columns=[*inputs, SCORE]),
+            ValueDrift(column=SCORE, method=score_method, threshold=score_threshold),
+            DataSummaryPreset(columns=columns),
         ]
     )
     snapshot = report.run(
-        Dataset.from_pandas(_typed(current[[*inputs, SCORE]], categorical), definition),
-        Dataset.from_pandas(_typed(reference[[*inputs, SCORE]], categorical), definition),
+        Dataset.from_pandas(_typed(current[columns], categorical), definition),
+        Dataset.from_pandas(_typed(reference[columns], categorical), definition),
         timestamp=timestamp,
         tags=tags,
         metadata=metadata,
@@ -101,7 +106,7 @@ def drift_report(
 def performance_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    kind: TaskKind,
+    task: Task,
     *,
     timestamp: datetime,
     tags: list[str],
@@ -112,12 +117,11 @@ def performance_report(
     from evidently import Dataset, Report
     from sklearn.exceptions import UndefinedMetricWarning
 
-    view = PERFORMANCE[kind]
-    definition = view.definition()
+    view = PERFORMANCE[task.kind]
+    definition = view.definition(task)
 
     def labelled(frame: pd.DataFrame) -> Any:
-        rows = frame.loc[frame[LABEL].notna(), [SCORE, LABEL]].astype({LABEL: view.label_dtype})
-        return Dataset.from_pandas(rows, definition)
+        return Dataset.from_pandas(view.rows(frame.loc[frame[LABEL].notna()], task), definition)
 
     # Evidently computes threshold metrics underneath; at a rare label (a positive rate of ~1.5%)
     # no score crosses 0.5, and sklearn warns about precision nobody asked for (regression: R²
@@ -139,13 +143,27 @@ class PerformanceView:
     performance report runs, and the dashboard lines drawn from them (legend, metric)."""
 
     description: str
-    label_dtype: str
-    definition: Callable[[], Any]
+    rows: Callable[[pd.DataFrame, Task], pd.DataFrame]  # the labelled rows, as Evidently reads
+    definition: Callable[[Task], Any]
     metrics: Callable[[], list[Any]]
     lines: tuple[tuple[str, str], ...]
 
 
-def _binary_definition() -> Any:
+def _score_and_label(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
+    return frame[[SCORE, LABEL]].astype({LABEL: task.label_dtype})
+
+
+def _class_names(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """The predicted class, the label's class and each class's probability, by class name
+    (Evidently matches probability columns to the label's values by name)."""
+    classes = list(task.classes)
+    rows = frame[[SCORE, *(f"{SCORE}.{c}" for c in classes)]].copy()
+    rows.columns = [SCORE, *classes]
+    rows[LABEL] = np.asarray(classes, dtype=object)[frame[LABEL].to_numpy(np.int64)]
+    return rows
+
+
+def _binary_definition(task: Task) -> Any:
     from evidently import BinaryClassification, DataDefinition
 
     return DataDefinition(
@@ -160,7 +178,7 @@ def _binary_metrics() -> list[Any]:
     return [RocAuc(), LogLoss()]
 
 
-def _regression_definition() -> Any:
+def _regression_definition(task: Task) -> Any:
     from evidently import DataDefinition, Regression
 
     return DataDefinition(
@@ -182,17 +200,51 @@ def _regression_metrics() -> list[Any]:
     ]
 
 
+def _multiclass_definition(task: Task) -> Any:
+    from evidently import DataDefinition, MulticlassClassification
+
+    classes = list(task.classes)
+    return DataDefinition(
+        numerical_columns=classes,
+        categorical_columns=[SCORE, LABEL],
+        classification=[
+            MulticlassClassification(
+                target=LABEL, prediction_labels=SCORE, prediction_probas=classes
+            )
+        ],
+    )
+
+
+def _multiclass_metrics() -> list[Any]:
+    from evidently.metrics import Accuracy, F1Score, LogLoss, RecallByLabel, ValueDrift
+
+    return [
+        Accuracy(),
+        F1Score(),  # with its confusion matrix
+        LogLoss(),
+        RecallByLabel(),
+        ValueDrift(column=LABEL, method=CATEGORY_METHOD),  # target drift
+    ]
+
+
 PERFORMANCE: dict[TaskKind, PerformanceView] = {
     "binary": PerformanceView(
         "ROC AUC and log loss",
-        "int64",
+        _score_and_label,
         _binary_definition,
         _binary_metrics,
         (("ROC AUC", "RocAuc"), ("log loss", "LogLoss")),
     ),
+    "multiclass": PerformanceView(
+        "accuracy, F1 and its confusion matrix, log loss, recall per class and the label's drift",
+        _class_names,
+        _multiclass_definition,
+        _multiclass_metrics,
+        (("accuracy", "Accuracy"), ("log loss", "LogLoss")),
+    ),
     "regression": PerformanceView(
         "RMSE, MAE, R², the errors and the label's drift",
-        "float64",
+        _score_and_label,
         _regression_definition,
         _regression_metrics,
         (("RMSE", "RMSE"), ("MAE", "MAE")),

@@ -34,7 +34,7 @@ from mlops.stores.mlflow_runs import (
     naming_outage,
     run_url,
 )
-from mlops.stores.reference import LABEL, SCORE
+from mlops.stores.reference import LABEL, SCORE, predictions_of
 from mlops.stores.registry import ModelRegistry
 from monitoring import evidently_reports as evidently
 from monitoring.history import History
@@ -86,7 +86,7 @@ class MonitorReport:
 
 def reference_performance(reference: pd.DataFrame, task: Task) -> float:
     """The task's primary metric on the reference: what the window's is compared with."""
-    return task.score(reference[LABEL].to_numpy(), reference[SCORE].to_numpy())[task.primary]
+    return task.score(reference[LABEL].to_numpy(), predictions_of(task, reference))[task.primary]
 
 
 def report_context(window: Window, use_case: UseCase, champion: str) -> dict[str, Any]:
@@ -118,7 +118,8 @@ def evidently_reports(
     snapshot, drift = evidently.drift_report(
         reference,
         window.sample,
-        set(use_case.categories),
+        # A multiclass score is the predicted class: a category too.
+        set(use_case.categories) | ({SCORE} if use_case.task.classes else set()),
         gate.column_drift_threshold,
         gate.score_drift_threshold,
         **context,
@@ -126,7 +127,7 @@ def evidently_reports(
     snapshots = {"drift": snapshot}
     if window.sample[LABEL].notna().sum() >= gate.min_labelled_rows:
         snapshots["performance"] = evidently.performance_report(
-            reference, window.sample, use_case.task.kind, **context
+            reference, window.sample, use_case.task, **context
         )
     return snapshots, drift
 

@@ -12,6 +12,7 @@ rerun picks the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,11 +23,12 @@ import pandas as pd
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.card import MonitoringGate
+from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
 from mlops.stores.mlflow_runs import day_name, day_start
 from mlops.stores.offline_store import OfflineStore, quoted
 from mlops.stores.prediction_log import log_files
-from mlops.stores.reference import LABEL, SCORE
+from mlops.stores.reference import LABEL, SCORE, prediction_columns
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def read_window(
             return _empty(start, end, events_in_window, quarantined, use_case)
 
         requests = list(use_case.request_columns)
+        classes = use_case.task.classes  # multiclass: a list of probabilities per row
         labels = (
             f"SELECT {event_id} AS _event, CAST({quoted(use_case.label)} AS DOUBLE) AS {LABEL} "
             f"FROM {offline_events} WHERE {_in_window(ts)}"
@@ -147,7 +150,7 @@ def read_window(
                 SELECT request_id, CAST(served_at AS TIMESTAMPTZ) AS served_at,
                        CAST(model_version AS VARCHAR) AS model_version, {event_id},
                        {"".join(f"{quoted(c)}, " for c in requests)}features,
-                       CAST(score AS DOUBLE) AS {SCORE}
+                       CAST(score AS {"DOUBLE[]" if classes else "DOUBLE"}) AS {SCORE}
                 FROM read_json($logs, format = 'newline_delimited', union_by_name = true)
                 WHERE {_in_window(ts)}
                 QUALIFY row_number() OVER (
@@ -182,6 +185,12 @@ def read_window(
         ).df()
     finally:
         con.close()
+    task = use_case.task
+    performance = (
+        _finite(task.score(scored[LABEL].to_numpy(), _logged(scored[SCORE], classes)))
+        if len(scored)
+        else None
+    )
     return Window(
         start=start,
         end=end,
@@ -191,11 +200,29 @@ def read_window(
         quarantined=quarantined,
         null_fraction={c: float(counts[c].iloc[0]) for c in requests},
         model_versions={str(k): int(v) for k, v in versions.items()},
-        performance=_finite(use_case.task.score(scored[LABEL].to_numpy(), scored[SCORE].to_numpy()))
-        if len(scored)
-        else None,
-        sample=sample,
+        performance=performance,
+        sample=_with_prediction_columns(sample, task, classes),
     )
+
+
+def _logged(scores: pd.Series, classes: Sequence[str]) -> np.ndarray:
+    """The log's scores as the task scores them: a number per row, or a row of probabilities
+    per class."""
+    if not classes:
+        return scores.to_numpy(np.float64)
+    return np.array(scores.tolist(), dtype=np.float64).reshape(len(scores), len(classes))
+
+
+def _with_prediction_columns(
+    sample: pd.DataFrame, task: Task, classes: Sequence[str]
+) -> pd.DataFrame:
+    """The sample in the reference's shape (`prediction_columns`): what Evidently compares."""
+    predictions = _logged(sample.pop(SCORE), classes)
+    label = sample.pop(LABEL)
+    for column, values in prediction_columns(task, predictions).items():
+        sample[column] = values
+    sample[LABEL] = label
+    return sample
 
 
 def _in_window(column: str) -> str:

@@ -40,6 +40,7 @@ from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase
 from mlops.stores.offline_store import OfflineStore
 from serving.process import ServiceFailed, ServiceProcess, free_port, start_service
+from serving.request_models import answered_prediction
 
 GOLDEN_REQUESTS = 20
 # Pairs of one /predict and one /floor request; the warm-up pairs are not timed. 750 timed
@@ -272,25 +273,28 @@ def _answer_golden(
 ) -> tuple[np.ndarray, list[str]]:
     """The service's scores for the golden requests, singly then as one batch; and what was
     wrong with its answers."""
+    task, name = use_case.task, use_case.score_name
     problems = []
-    scores: list[float] = []
+    scores: list[list[float]] = []
     for request in golden:
         status, body = service.post("/predict", request)
-        score = body.get(use_case.score_name) if isinstance(body, dict) else None
+        prediction = answered_prediction(task, name, body)
         if status != 200:
             problems.append(f"{request} answered {status}: {body}")
         elif body["model_version"] != str(version):
             problems.append(f"{request} was scored by v{body['model_version']}")
-        elif not (isinstance(score, float) and use_case.task.valid_prediction(score)):
-            problems.append(f"{request} scored {score!r}, not {use_case.task.prediction}")
+        elif prediction is None:
+            problems.append(f"{request} answered {str(body)[:300]}: not {task.prediction}")
         else:
-            scores.append(score)
+            scores.append(prediction)
     status, body = service.post("/predict_batch", {"requests": golden})
-    if status != 200 or len(body.get("predictions", [])) != len(golden):
+    answered = [answered_prediction(task, name, p) for p in body.get("predictions", [])]
+    batch = [p for p in answered if p is not None]
+    if status != 200 or len(batch) != len(golden):
         problems.append(f"the batch of {len(golden)} answered {status}: {str(body)[:300]}")
     else:
-        scores += [p[use_case.score_name] for p in body["predictions"]]
-    return np.array(scores, dtype=float), problems
+        scores += batch
+    return np.array(scores, dtype=float).reshape(len(scores), -1), problems
 
 
 def _interleaved(
@@ -346,4 +350,5 @@ def _in_process_scores(
         if parsed.get(timestamp) is None:  # as the service does: the event happens now
             parsed[timestamp] = now
         requests.append(parsed)
-    return np.asarray(scorer.score(model, requests).scores, dtype=float)
+    scores = np.asarray(scorer.score(model, requests).scores, dtype=float)
+    return scores.reshape(len(requests), -1)  # a row per request, as `_answer_golden`

@@ -118,7 +118,8 @@ class PredictionLog:
 
 
 def records(served: Served, categories: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """One log record per request: ids, request as used, readable model inputs, score."""
+    """One log record per request: ids, request as used, readable model inputs, score (a
+    number, or each class's probability in the task's class order)."""
     from serving.scoring import decode
 
     return [
@@ -129,7 +130,7 @@ def records(served: Served, categories: Mapping[str, Sequence[Any]]) -> list[dic
             **request,
             "features": decode(served.feature_names, categories, row),
             "missing_features": missing,
-            "score": float(score),
+            "score": score.tolist(),
         }
         for request_id, request, row, score, missing in zip(
             served.request_ids,

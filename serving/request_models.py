@@ -6,12 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
 from serving.http_limits import earliest_event, with_time_bounds
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# A multiclass answer's most probable class (a logged model's pyfunc names it alike:
+# models/booster_pyfunc.py, which imports nothing of the platform).
+PREDICTED_CLASS = "predicted_class"
+PROBABILITY_SUM_TOLERANCE = 1e-4  # float32 probabilities of a few classes
 
 
 class ModelInfo(BaseModel):
@@ -46,6 +55,44 @@ class RequestModels:
     batch_prediction: type[BaseModel]
 
 
+def _prediction_fields(use_case: UseCase) -> dict[str, Any]:
+    """What a prediction answers, by task kind (`prediction_answer` fills them)."""
+    task, name = use_case.task, use_case.score_name
+    if not task.classes:
+        return {name: (float, Field(description=f"The model's prediction: {task.prediction}."))}
+    return {
+        name: (dict[str, float], Field(description="Each class's probability; they sum to 1.")),
+        PREDICTED_CLASS: (Literal[task.classes], Field(description="The most probable class.")),
+    }
+
+
+def prediction_answer(task: Task, score_name: str, prediction: np.ndarray) -> dict[str, Any]:
+    """One prediction as the service answers it: a number under the score's name, or each
+    class's probability and the most probable class."""
+    if not task.classes:
+        return {score_name: float(prediction)}
+    probabilities = dict(zip(task.classes, prediction.tolist(), strict=True))
+    return {score_name: probabilities, PREDICTED_CLASS: task.classes[int(prediction.argmax())]}
+
+
+def answered_prediction(task: Task, score_name: str, answer: Any) -> list[float] | None:
+    """The prediction in an answer `prediction_answer` wrote (a number, or the probabilities
+    in class order), or None when the answer does not hold the task's kind of prediction."""
+    if not isinstance(answer, dict):
+        return None
+    value = answer.get(score_name)
+    if not task.classes:
+        return [value] if isinstance(value, float) and task.valid_prediction(value) else None
+    if not isinstance(value, dict) or list(value) != list(task.classes):
+        return None
+    probabilities = list(value.values())
+    if not all(isinstance(p, float) and task.valid_prediction(p) for p in probabilities):
+        return None
+    most = task.classes[max(range(len(probabilities)), key=probabilities.__getitem__)]
+    sums_to_one = abs(sum(probabilities) - 1) < PROBABILITY_SUM_TOLERANCE
+    return probabilities if sums_to_one and answer.get(PREDICTED_CLASS) == most else None
+
+
 def request_models(use_case: UseCase, max_batch: int) -> RequestModels:
     predict_request = with_time_bounds(
         use_case.request_model, use_case.events.timestamp_column, earliest_event(use_case)
@@ -60,7 +107,7 @@ def request_models(use_case: UseCase, max_batch: int) -> RequestModels:
                 "training defaults where the model never saw them missing."
             ),
         ),
-        use_case.score_name: (float, ...),
+        **_prediction_fields(use_case),
     }
     prediction = create_model("Prediction", **prediction_fields)
 

@@ -79,7 +79,7 @@ from serving.openapi_schema import (
     service_page,
 )
 from serving.prediction_logger import PredictionLog, Served, records
-from serving.request_models import ModelInfo, request_models
+from serving.request_models import ModelInfo, prediction_answer, request_models
 from serving.routes import floor_answers, prediction_handlers, service_app
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ class PredictionService:
         return [
             {
                 "request_id": request_id,
-                use_case.score_name: float(score),
+                **prediction_answer(use_case.task, use_case.score_name, score),
                 "model_version": model.version,
                 "missing_features": missing,
             }

@@ -34,7 +34,7 @@ from pydantic import (
 from mlops.config.errors import UserError
 from mlops.contracts.card import RequirementsCard
 from mlops.contracts.model_inputs import Columns, as_float, category_codes
-from mlops.contracts.tasks import Multiclass, Task
+from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import MAX_INT_KEY, FeatureInputs, TableSpec, UseCase
 
 if TYPE_CHECKING:
@@ -336,7 +336,7 @@ def _labels(values: pd.Series, label: LabelMapping, task: Task) -> pd.Series:
         }
         known = f"neither positive {label.positive} nor negative {label.negative}"
     else:
-        classes = task.classes if isinstance(task, Multiclass) else ()
+        classes = task.classes
         codes = {label_key(c): code for code, c in enumerate(classes)}
         known = f"none of the card's classes {list(classes)}"
     mapped = values.map(lambda v: codes.get(label_key(v)) if pd.notna(v) else None)

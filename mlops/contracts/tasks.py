@@ -65,6 +65,12 @@ class Task(Protocol):
         ...
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes a prediction gives a probability for, in code order (multiclass); empty
+        when a prediction is one number per row."""
+        ...
+
+    @property
     def label_dtype(self) -> str:
         """What the label column holds once landed: class codes or numbers."""
         ...
@@ -107,6 +113,7 @@ def repeated(constant: np.ndarray, rows: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Binary:
+    classes: tuple[str, ...] = ()  # one probability per row: P(label = 1)
     kind: TaskKind = "binary"
     metrics: tuple[str, ...] = binary_metrics.METRICS
     primary: str = "nce"
@@ -212,6 +219,7 @@ class Multiclass:
 @dataclass(frozen=True)
 class Regression:
     objective: str = "reg:squarederror"
+    classes: tuple[str, ...] = ()
     kind: TaskKind = "regression"
     metrics: tuple[str, ...] = REGRESSION_METRICS
     primary: str = "nrmse"

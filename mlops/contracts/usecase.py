@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 # The task kinds every stage follows, from ingestion to monitoring (mlops/contracts/tasks.py).
-RUNS_END_TO_END = ("binary", "regression")
+RUNS_END_TO_END = ("binary", "multiclass", "regression")
 # The range of an integer id (an entity key, an event id): exact in every JSON client. The
 # service accepts ids in it, and ingestion quarantines rows whose id is outside it.
 MAX_INT_KEY = 2**53

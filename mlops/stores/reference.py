@@ -3,7 +3,10 @@ after its training window (validation and test). Training stores it with the mod
 artifact of the run), so the reference always matches the model being served.
 
 Frame contract, written by training and read by monitoring: one column per model input with
-readable values (category names, not codes), then `score` and `label`.
+readable values (category names, not codes), then the prediction (`prediction_columns`) and
+`label` (as landed: 1/0, a class's code, a number). The prediction is `score` (a probability, a
+number); for a multiclass task `score` is the predicted class's name and `score.<class>` each
+class's probability. A window of the prediction log is read into the same shape.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from mlops.config.errors import ServiceUnreachable, UserError
 from mlops.stores.mlflow_runs import ask_mlflow
 
 if TYPE_CHECKING:
+    from mlops.contracts.tasks import Task
     from mlops.stores.registry import ModelRegistry
 
 SCORE = "score"
@@ -38,12 +42,43 @@ def readable_inputs(inputs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def prediction_columns(task: Task, predictions: np.ndarray) -> dict[str, np.ndarray]:
+    """A model's predictions as frame columns: `score`, and for classes `score.<class>`."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    classes = task.classes
+    if not classes:
+        return {SCORE: predictions}
+    return {
+        SCORE: np.asarray(classes, dtype=object)[predictions.argmax(axis=1)],
+        **{f"{SCORE}.{name}": predictions[:, i] for i, name in enumerate(classes)},
+    }
+
+
+def predictions_of(task: Task, frame: pd.DataFrame) -> np.ndarray:
+    """The predictions `prediction_columns` wrote into `frame`, as the task scores them."""
+    classes = task.classes
+    if not classes:
+        return frame[SCORE].to_numpy(np.float64)
+    return frame[[f"{SCORE}.{name}" for name in classes]].to_numpy(np.float64)
+
+
+def is_prediction(column: str) -> bool:
+    """Whether a frame column is the prediction (or a class's probability), not an input."""
+    return column == SCORE or column.startswith(f"{SCORE}.")
+
+
 def build_reference(
-    inputs: pd.DataFrame, scores: np.ndarray, labels: np.ndarray, rows: int, seed: int = 0
+    inputs: pd.DataFrame,
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    rows: int,
+    task: Task,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """A seeded sample of `rows` rows: inputs, the model's scores, the labels."""
+    """A seeded sample of `rows` rows: inputs, the model's predictions, the labels."""
     frame = readable_inputs(inputs).reset_index(drop=True)
-    frame[SCORE] = np.asarray(scores, dtype=np.float64)
+    for column, values in prediction_columns(task, predictions).items():
+        frame[column] = values
     frame[LABEL] = np.asarray(labels, dtype=np.float64)
     if len(frame) > rows:
         frame = frame.sample(n=rows, random_state=seed).sort_index().reset_index(drop=True)
