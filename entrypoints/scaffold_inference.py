@@ -19,7 +19,6 @@ from ingestion import CSV_SUFFIXES, PARQUET_SUFFIXES, read_file, utc_times
 from mlops.config.errors import UserError
 from mlops.contracts.tabular import MAX_INT_KEY, label_key
 from mlops.contracts.tasks import TaskKind
-from mlops.contracts.usecase import RUNS_END_TO_END
 
 MAX_CATEGORIES = 50  # more distinct strings than this: free text or an identifier, not a category
 MAX_SLICES = 3
@@ -478,11 +477,6 @@ def _warnings(inference: Inference) -> list[str]:
         warnings.append(
             f"the sample holds only {minority} {rows}: metrics on any window of it are noisy; "
             "the card's gates are drafted accordingly loose"
-        )
-    if profile.task not in RUNS_END_TO_END:
-        warnings.append(
-            f"the label makes a {profile.task} use case: drafted, but the platform does not "
-            f"serve or monitor {profile.task} models yet, so loading it is refused until it does"
         )
     if profile.labelled < profile.rows:
         warnings.append(

@@ -1,6 +1,6 @@
 """Expensive setup the integration modules share, made once per session: a week with a first
 @champion trained on it (through the infra check), one running service on a copy of it, and
-the first champion of each use case that ships its data (diagnosis, deliveries).
+the first champion of each use case that ships its data (diagnosis, deliveries, tickets).
 
 Nothing here is changed by a test: a test that needs a registry, a store or a service of its
 own copies the trained week (`copy_home`, under a second) instead of training again (~10 s),
@@ -103,6 +103,12 @@ def diagnosis_trained(
 ) -> TrainedWeek:
     """diagnosis (binary, a public table) trained on its shipped examinations."""
     return _trained_from_its_files("diagnosis", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tickets_trained(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> TrainedWeek:
+    """tickets (multiclass) trained on its shipped tickets."""
+    return _trained_from_its_files("tickets", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

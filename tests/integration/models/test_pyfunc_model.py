@@ -80,15 +80,28 @@ def served_scores(champion: Champion, inputs: pd.DataFrame) -> np.ndarray:
     return served.predict(np.column_stack(columns))
 
 
+def pyfunc_scores(champion: Champion, predicted: pd.DataFrame) -> np.ndarray:
+    """The pyfunc's answer as the service's model predicts: a number per row, or a row of
+    each class's probabilities."""
+    use_case = champion.use_case
+    classes = use_case.task.classes
+    if not classes:
+        return predicted[use_case.score_name].to_numpy()
+    columns = [f"{use_case.score_name}.{name}" for name in classes]
+    chosen = np.asarray(classes, dtype=object)[predicted[columns].to_numpy().argmax(axis=1)]
+    assert list(predicted["predicted_class"]) == list(chosen)
+    return predicted[columns].to_numpy()
+
+
 def test_the_champions_pyfunc_scores_its_input_example_as_the_service(champion) -> None:
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(champion.uri)
     example = model.input_example
     assert isinstance(example, pd.DataFrame) and len(example) > 0
-    scores = model.predict(example)[champion.use_case.score_name].to_numpy()
+    scores = pyfunc_scores(champion, model.predict(example))
     task = champion.use_case.task
-    assert all(map(task.valid_prediction, scores))  # e.g. probabilities, not labels
+    assert all(map(task.valid_prediction, scores.ravel()))  # e.g. probabilities, not labels
     np.testing.assert_allclose(scores, served_scores(champion, example), rtol=0, atol=1e-6)
     assert model.metadata.get_input_schema().input_names() == list(example.columns)
 
@@ -122,7 +135,7 @@ def test_the_pyfunc_scores_the_inputs_the_prediction_log_records_as_the_service(
     )
 
     model = mlflow.pyfunc.load_model(champion.uri)
-    scores = model.predict(logged)[use_case.score_name].to_numpy()
+    scores = pyfunc_scores(champion, model.predict(logged))
     np.testing.assert_allclose(scores, scored.scores, rtol=0, atol=1e-6)
 
 
@@ -135,6 +148,6 @@ def test_mlflow_models_predict_scores_the_input_example(champion, tmp_path: Path
     mlflow.models.predict(
         model_uri=champion.uri, input_data=example, env_manager="local", output_path=str(output)
     )
-    predictions = json.loads(output.read_text())["predictions"]
-    scores = [p[champion.use_case.score_name] for p in predictions]
+    predictions = pd.DataFrame(json.loads(output.read_text())["predictions"])
+    scores = pyfunc_scores(champion, predictions)
     np.testing.assert_allclose(scores, served_scores(champion, example), rtol=0, atol=1e-6)

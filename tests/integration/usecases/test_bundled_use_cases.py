@@ -2,9 +2,9 @@
 its served model over HTTP (`mlops serve`, Feast's online store, the registry's @champion),
 with the features served equal to the features training joined.
 
-adclick's service is the session's (`shared_service`); diagnosis (binary) and deliveries
-(regression) land their shipped files, ingest and train once per run (`<name>_trained`,
-tests/integration/conftest.py), then serve a copy.
+adclick's service is the session's (`shared_service`); diagnosis (binary), deliveries
+(regression) and tickets (multiclass) land their shipped files, ingest and train once per run
+(`<name>_trained`, tests/integration/conftest.py), then serve a copy.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from mlops.config.settings import Settings
 from mlops.contracts.batches import read_batch
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore, quoted
+from serving.request_models import answered_prediction
 from tests.support.service import Served, serving, serving_environment, wait_for_log
 from tests.support.session import TrainedWeek
 from tests.support.stores import copy_home, use_case_days
 
 pytestmark = pytest.mark.integration
-BUNDLED = ("adclick", "diagnosis", "deliveries")
+BUNDLED = ("adclick", "diagnosis", "deliveries", "tickets")
 
 
 @pytest.fixture(scope="module", params=BUNDLED)
@@ -92,7 +93,7 @@ def test_a_known_entity_is_scored_on_the_stores_features(served) -> None:
     response = service.post("/predict", request)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert use_case.task.valid_prediction(body[use_case.score_name]), body
+    assert answered_prediction(use_case.task, use_case.score_name, body) is not None, body
     assert not set(body["missing_features"]) - set(use_case.request_columns)
 
 

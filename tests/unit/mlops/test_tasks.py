@@ -126,13 +126,6 @@ def _diagnosis_as(tmp_path, name: str, task: dict, label: dict) -> None:
     (target / "contract.yaml").write_text(yaml.safe_dump(contract))
 
 
-def test_a_use_case_of_a_kind_not_yet_served_is_refused_by_name(tmp_path) -> None:
-    task = {"kind": "multiclass", "classes": list(SPECIES)}
-    _diagnosis_as(tmp_path, "birds", task, {"column": "malignant"})
-    with pytest.raises(UserError, match=r"'birds' is a multiclass task.*binary and regression"):
-        load_use_case("birds", tmp_path)
-
-
 def test_a_contract_label_that_does_not_fit_the_cards_kind_is_refused(tmp_path) -> None:
     label = {"column": "malignant", "positive": ["Yes"], "negative": ["No"]}
     _diagnosis_as(tmp_path, "misfit", {"kind": "regression"}, label)
