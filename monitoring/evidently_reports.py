@@ -535,7 +535,17 @@ def dashboard_panels(project_name: str, task: Task, request_columns: Sequence[st
             values=[gate_line("score", "score_drift"), gate_line("limit", "score_drift_limit")],
             size="half",
         ),
+        # A multiclass score is the predicted class: its classes' shares instead of a mean.
         line_plot_panel(
+            title="Predicted classes (share of the sample)",
+            values=[
+                metric(name, "UniqueValueCount", column=SCORE, label=name, value_type="share")
+                for name in task.classes
+            ],
+            size="half",
+        )
+        if task.classes
+        else line_plot_panel(
             title="Mean score",
             values=[metric("score", "MeanValue", column=SCORE)],
             size="half",
