@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,11 +26,12 @@ from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore, quoted
 from serving.request_models import answered_prediction
 from tests.support.service import Served, serving, serving_environment, wait_for_log
-from tests.support.session import TrainedWeek
+from tests.support.session import TrainedWeek, settings_at
 from tests.support.stores import copy_home, use_case_days
 
 pytestmark = pytest.mark.integration
 BUNDLED = ("adclick", "diagnosis", "deliveries", "tickets")
+BATCH = 40  # requests a /predict_batch call carries, within the service's limit
 
 
 @pytest.fixture(scope="module", params=BUNDLED)
@@ -68,11 +70,17 @@ def test_a_landed_day_passes_its_suite_and_a_broken_row_is_quarantined(
     assert f"{events.timestamp_column}:between" in quarantined[REASON_COLUMN].iloc[0]
 
 
-def newest_events(served: Served, use_case: UseCase, rows: int = 40) -> pd.DataFrame:
-    """What requests for the newest ingested events carry: keys and their own context."""
+def newest_events(
+    served: Served, use_case: UseCase, rows: int = 40, at_their_time: bool = False
+) -> pd.DataFrame:
+    """What requests for the newest ingested events carry: keys and their own context, at the
+    last materialization (or at the events' own time)."""
     offline = OfflineStore(served.settings.offline_dir)
     events = use_case.events
-    columns = ", ".join(quoted(c) for c in (*use_case.entity_keys, *use_case.request_columns))
+    keys = (*use_case.entity_keys, *use_case.request_columns)
+    if at_their_time:
+        keys = (*keys, events.timestamp_column)
+    columns = ", ".join(quoted(c) for c in dict.fromkeys(keys))
     con = offline.connect([events.name])
     try:
         frame = con.execute(
@@ -81,8 +89,8 @@ def newest_events(served: Served, use_case: UseCase, rows: int = 40) -> pd.DataF
         ).df()
     finally:
         con.close()
-    # After the last materialization: the online store holds the newest values.
-    frame[events.timestamp_column] = pd.Timestamp(offline.watermark()) + timedelta(hours=1)
+    if not at_their_time:  # after the last materialization: the store holds the newest values
+        frame[events.timestamp_column] = pd.Timestamp(offline.watermark()) + timedelta(hours=1)
     return frame
 
 
@@ -162,3 +170,34 @@ def test_the_infra_checks_golden_requests_are_valid_requests(served) -> None:
     for request in requests:
         use_case.request_model.model_validate_json(json.dumps(request))
     assert not {tuple(r[k] for k in use_case.entity_keys) for r in requests[-2:]} & known
+
+
+@pytest.mark.parametrize("served", ["deliveries", "tickets"], indirect=True)
+def test_monitoring_judges_served_traffic_in_the_tasks_own_terms(
+    served, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A regression and a multiclass window: the service's answers read back from the log,
+    scored with the task's primary metric, its performance report in the kind's terms."""
+    from flows.monitor import monitor
+
+    use_case, service = served
+    gate = use_case.card.gates.monitoring
+    events = newest_events(service, use_case, rows=gate.min_labelled_rows + 20, at_their_time=True)
+    requests = json.loads(events.to_json(orient="records", date_format="iso"))
+    ids = []
+    for start in range(0, len(requests), BATCH):
+        response = service.post("/predict_batch", {"requests": requests[start : start + BATCH]})
+        assert response.status_code == 200, response.text
+        ids += [p["request_id"] for p in response.json()["predictions"]]
+    wait_for_log(service, ids)
+
+    monkeypatch.setenv("MLOPS_USE_CASE", use_case.name)
+    settings_at(copy_home(service.settings.home, tmp_path / "mlops-home"), monkeypatch)
+    judged = monitor(retrain=False).judged
+    metric = use_case.task.primary
+    assert judged.signals["metric"] == metric
+    assert judged.window["labelled"] >= gate.min_labelled_rows, judged.window
+    assert metric in judged.window["performance"]
+    assert judged.signals["performance"] == judged.window["performance"][metric]
+    assert {Path(r).name for r in judged.reports} == {"drift.html", "performance.html", "gate.html"}
+    assert f"{metric.upper()} " in judged.reason or judged.decision == "alert", judged.reason

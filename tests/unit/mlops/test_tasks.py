@@ -155,3 +155,14 @@ def test_a_multiclass_label_lands_as_its_place_in_the_cards_classes(tmp_path) ->
     assert landed.tolist() == [2, 0, pd.NA, 1]
     with pytest.raises(UserError, match=r"none of the card's classes.*'crane'"):
         _labels(pd.Series(["heron", "crane"]), label, task)
+
+
+@pytest.mark.parametrize("task", [Binary(), Regression(), Multiclass(SPECIES)])
+def test_predictions_round_trip_through_the_reference_frame(task) -> None:
+    from mlops.stores.reference import SCORE, prediction_columns, predictions_of
+
+    predictions = RNG.dirichlet(np.ones(len(task.classes)), 5) if task.classes else RNG.random(5)
+    frame = pd.DataFrame(prediction_columns(task, predictions))
+    np.testing.assert_array_equal(predictions_of(task, frame), predictions)
+    if task.classes:  # the predicted class, a category Evidently drifts on
+        assert list(frame[SCORE]) == [SPECIES[i] for i in predictions.argmax(axis=1)]
