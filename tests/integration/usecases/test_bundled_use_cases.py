@@ -105,6 +105,17 @@ def test_a_known_entity_is_scored_on_the_stores_features(served) -> None:
     assert not set(body["missing_features"]) - set(use_case.request_columns)
 
 
+def test_a_request_scores_the_same_alone_and_in_a_batch(served) -> None:
+    use_case, service = served
+    task, name = use_case.task, use_case.score_name
+    events = newest_events(service, use_case, rows=5)
+    requests = json.loads(events.to_json(orient="records", date_format="iso"))
+    alone = [answered_prediction(task, name, service.post("/predict", r).json()) for r in requests]
+    batch = service.post("/predict_batch", {"requests": requests}).json()["predictions"]
+    assert None not in alone
+    assert [answered_prediction(task, name, p) for p in batch] == alone
+
+
 def test_a_bad_request_gets_a_4xx_naming_the_field(served) -> None:
     use_case, service = served
     key = use_case.entity_keys[0]
