@@ -220,6 +220,7 @@ def train(
         card.gates.promotion,
         card.offline_metrics.primary,
         scores.noise,
+        baselines={name: scores.evaluations[name] for name in ("linear", "prior")},
     )
     if decision.promote and settings.serving.infra_check:
         infra = check_infra(settings, use_case, version)

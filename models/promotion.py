@@ -6,7 +6,10 @@ requirements card (`gates.promotion`). Every check says what it compared, so the
 reason can be read without opening the code.
 
 A floor inside its metric's bootstrap interval on the test window (`models.noise`) would
-decide on noise: the gate still applies it, and the decision carries a warning that says so.
+decide on noise: the gate still applies it, and the decision carries a warning that says so. So
+does a challenger that a baseline matches or beats on the primary metric (a linear model would
+serve as well: on a small or nearly linear table it often does); it is promoted all the same,
+since the service serves boosters, and the warning tells the reader to look.
 """
 
 from __future__ import annotations
@@ -49,10 +52,12 @@ def decide(
     gate: PromotionGate,
     primary: str,
     noise: Bootstrap | None = None,
+    baselines: Mapping[str, Evaluation] | None = None,
 ) -> PromotionDecision:
     """Promote only if the floors hold, the primary metric improves by the margin and no slice
     regresses beyond the tolerance. Without a champion, the floors alone decide. `noise`: the
-    challenger's bootstrap intervals on the test window; a floor inside one is warned about."""
+    challenger's bootstrap intervals on the test window; a floor inside one is warned about, as
+    is each of the `baselines` (name -> evaluation) that scores as well as the challenger."""
     checks = list(_floors(challenger, gate))
     if champion is not None:
         checks.append(_margin(challenger, champion, gate, primary))
@@ -65,6 +70,7 @@ def decide(
     else:
         reason = "promoted: " + _details(checks)
     warnings = noise_warnings(gate.floors, noise) if noise is not None else ()
+    warnings += baseline_warnings(challenger, baselines or {}, primary)
     return PromotionDecision(
         promote=not failed,
         reason=reason + _warned(warnings),
@@ -85,6 +91,19 @@ def noise_warnings(floors: Mapping[Metric, Floor], noise: Bootstrap) -> tuple[st
                 f"[{interval.low:.4g}, {interval.high:.4g}] on {noise.rows} test rows"
             )
     return tuple(warnings)
+
+
+def baseline_warnings(
+    challenger: Evaluation, baselines: Mapping[str, Evaluation], primary: str
+) -> tuple[str, ...]:
+    """One warning per baseline the challenger does not beat on the primary metric."""
+    ours = challenger.metrics[primary]
+    return tuple(
+        f"the {name} baseline scores {primary} {theirs:.4f}, as good as this model's "
+        f"{ours:.4f}: a simpler model would serve as well here"
+        for name, baseline in baselines.items()
+        if not improvement(primary, ours, theirs := baseline.metrics[primary]) > 0
+    )
 
 
 def verdict(decision_reason: str, warnings: tuple[str, ...] | list[str]) -> str:

@@ -34,6 +34,17 @@ def test_first_model_is_promoted_on_the_floors_alone():
     assert decision.reason.startswith("promoted: first model, meets the floors")
 
 
+def test_a_model_a_baseline_matches_is_promoted_with_a_warning_naming_it():
+    baselines = {"linear": model(0.9400), "prior": model(1.0)}
+    decision = decide(model(0.9412), None, GATE, "nce", baselines=baselines)
+    assert decision.promote
+    assert decision.warnings == (
+        "the linear baseline scores nce 0.9400, as good as this model's 0.9412: a simpler "
+        "model would serve as well here",
+    )
+    assert not decide(model(0.93), None, GATE, "nce", baselines=baselines).warnings
+
+
 def test_first_model_below_a_floor_is_rejected_with_the_floor_named():
     decision = decide(model(0.95, ece=0.05), None, GATE, "nce")
     assert not decision.promote
