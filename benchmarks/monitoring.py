@@ -110,7 +110,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with ours.stage(f"drift report ({len(window.sample):,}-row sample)"):
         report.drift_report(reference, window.sample, categorical, 0.3, 0.12, **context)
     with ours.stage("performance report (sample)"):
-        report.performance_report(reference, window.sample, **context)
+        report.performance_report(reference, window.sample, use_case.task, **context)
     result: dict[str, Any] = {
         "rows": args.rows,
         "window_rows": window.rows,

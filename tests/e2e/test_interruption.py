@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +27,11 @@ DAYS, BOOTSTRAP_DAYS = 8, 7
 RUN = ["run", "--days", str(DAYS), "--events-per-day", "1500", "--incident-day", "-1",
        "--drift-day", "20"]  # fmt: skip
 UNTIL_A_MONITORED_DAY_SECONDS = 900  # quiet: ~2 minutes; beside the suite, far more
-EXIT_BOUND_SECONDS = 10  # the promise
+EXIT_BOUND_SECONDS = 10  # the promise, on a quiet machine
+# The way out is stopping processes (the service, its workers, the Prefect server). On a busy
+# machine that is slower for everyone: the bound grows by this many times what starting and
+# reaping a bare interpreter takes at the same moment (~0.03 s quiet: +0.6 s).
+PROCESS_FLOORS_OF_SLACK = 20
 
 
 class Output:
@@ -87,6 +92,16 @@ def _described(processes: list[psutil.Process]) -> list[str]:
     return described
 
 
+def _process_floor() -> float:
+    """What starting and reaping a bare interpreter takes now: the median of three."""
+    times = []
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.monotonic() - started)
+    return sorted(times)[1]
+
+
 @pytest.mark.skipif(not hasattr(os, "getsid"), reason="process sessions are POSIX")
 def test_ctrl_c_on_a_monitored_day_stops_everything_in_seconds_and_a_rerun_finishes(
     tmp_path: Path,
@@ -126,9 +141,11 @@ def test_ctrl_c_on_a_monitored_day_stops_everything_in_seconds_and_a_rerun_finis
     while (left := [p for p in started if _alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     text = output.text
-    print(f"`mlops run` exited {code} {took:.1f} s after SIGINT:\n{text[-2000:]}")  # the drill
+    bound = EXIT_BOUND_SECONDS + PROCESS_FLOORS_OF_SLACK * _process_floor()
+    print(f"`mlops run` exited {code} {took:.1f} s after SIGINT (bound {bound:.1f} s):")
+    print(text[-2000:])  # the drill
     assert code == 130, text[-3000:]
-    assert took < EXIT_BOUND_SECONDS, text[-3000:]
+    assert took < bound, text[-3000:]
     assert not left, _described(left)
     assert not _session(run.pid), _described(_session(run.pid))
     assert "interrupted (SIGINT)" in text, text[-3000:]

@@ -136,6 +136,7 @@ def test_the_model_keeps_its_native_flavor_and_says_what_a_caller_sends(booster,
     assert pyfunc["config"] == {
         "categories": {name: list(values) for name, values in CATEGORIES.items()},
         "score_name": SCORE,
+        "classes": [],  # one probability per row, not a multiclass model's
     }
     assert mlmodel.flavors["xgboost"]["model_format"] == "ubj"
     assert mlmodel.metadata == {"serving_defaults": {"device": "mobile"}}
