@@ -120,17 +120,16 @@ def performance_report(
     view = PERFORMANCE[task.kind]
     definition = view.definition(task)
 
-    def labelled(frame: pd.DataFrame) -> Any:
-        return Dataset.from_pandas(view.rows(frame.loc[frame[LABEL].notna()], task), definition)
+    rows = [view.rows(frame.loc[frame[LABEL].notna()], task) for frame in (current, reference)]
 
     # Evidently computes threshold metrics underneath; at a rare label (a positive rate of ~1.5%)
     # no score crosses 0.5, and sklearn warns about precision nobody asked for (regression: R²
     # of a one-row group in a plot).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return Report(view.metrics()).run(
-            labelled(current),
-            labelled(reference),
+        return Report(view.metrics(*rows)).run(
+            Dataset.from_pandas(rows[0], definition),
+            Dataset.from_pandas(rows[1], definition),
             timestamp=timestamp,
             tags=tags,
             metadata=metadata,
@@ -145,7 +144,7 @@ class PerformanceView:
     description: str
     rows: Callable[[pd.DataFrame, Task], pd.DataFrame]  # the labelled rows, as Evidently reads
     definition: Callable[[Task], Any]
-    metrics: Callable[[], list[Any]]
+    metrics: Callable[[pd.DataFrame, pd.DataFrame], list[Any]]  # of the current, reference rows
     lines: tuple[tuple[str, str], ...]
 
 
@@ -172,7 +171,7 @@ def _binary_definition(task: Task) -> Any:
     )
 
 
-def _binary_metrics() -> list[Any]:
+def _binary_metrics(current: pd.DataFrame, reference: pd.DataFrame) -> list[Any]:
     from evidently.metrics import LogLoss, RocAuc
 
     return [RocAuc(), LogLoss()]
@@ -187,7 +186,7 @@ def _regression_definition(task: Task) -> Any:
     )
 
 
-def _regression_metrics() -> list[Any]:
+def _regression_metrics(current: pd.DataFrame, reference: pd.DataFrame) -> list[Any]:
     from evidently.metrics import MAE, RMSE, MeanError, R2Score, ValueDrift
 
     # Not Evidently's preset: its MAPE is infinite on any label of 0 (a count, a refund).
@@ -215,14 +214,18 @@ def _multiclass_definition(task: Task) -> Any:
     )
 
 
-def _multiclass_metrics() -> list[Any]:
+def _multiclass_metrics(current: pd.DataFrame, reference: pd.DataFrame) -> list[Any]:
     from evidently.metrics import Accuracy, F1Score, LogLoss, RecallByLabel, ValueDrift
 
+    # Evidently 0.7's recall per class raises KeyError for a class either side's labels lack (a
+    # rare class, absent from a day): it runs when both hold every class.
+    classes = {c for c in current.columns if c not in (SCORE, LABEL)}
+    both = classes <= set(current[LABEL]) and classes <= set(reference[LABEL])
     return [
         Accuracy(),
         F1Score(),  # with its confusion matrix
         LogLoss(),
-        RecallByLabel(),
+        *([RecallByLabel()] if both else []),
         ValueDrift(column=LABEL, method=CATEGORY_METHOD),  # target drift
     ]
 
