@@ -52,12 +52,17 @@ BOOTSTRAP_RESAMPLES = _schema_default(PromotionGate, "bootstrap_resamples")
 BOOTSTRAP_CONFIDENCE = _schema_default(PromotionGate, "bootstrap_confidence")
 MIN_THROUGHPUT_RPS, PEAK_MULTIPLE = 10, 10
 DRIFT_COMMENT = (
-    "Drift (adclick's thresholds, calibrated there over 20 seeds on 5,000-row windows: "
-    "docs/benchmarks.md#monitoring; calibrate yours): a window drifts when the score's distance "
-    "to the reference ({}) reaches `score_drift_threshold`, or when `drift_share` of the model's "
-    "inputs reach `column_drift_threshold` (Jensen-Shannon for categories); retrain when k of "
-    "the last n windows (same champion) drifted."
+    "Drift: a window drifts when the score's distance to the reference ({}) reaches "
+    "`score_drift_threshold`, or when `drift_share` of the model's inputs reach "
+    "`column_drift_threshold` (Jensen-Shannon for categories); retrain when k of the last n "
+    "windows (same champion) drifted."
 )
+# adclick's thresholds, calibrated there over 20 seeds on 5,000-row windows
+# (docs/benchmarks.md#monitoring). On smaller windows two samples of one unchanged world are
+# further apart: the 99th percentile of the normed Wasserstein distance between samples of n
+# and m rows is about DRIFT_NOISE x sqrt(1/n + 1/m) (2.7-2.9 over the numeric columns of the
+# bundled tables; 3 to be safe), and a threshold below it calls quiet days drifted.
+CALIBRATED_SCORE_DRIFT, CALIBRATED_COLUMN_DRIFT, DRIFT_NOISE = 0.12, 0.3, 3.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,10 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
     reference_rows = max(MIN_REFERENCE_ROWS, min(MAX_REFERENCE_ROWS, math.floor(test_rows)))
     sample_rows = max(MIN_SAMPLE_ROWS, min(MAX_SAMPLE_ROWS, math.ceil(window_rows)))
     throughput = max(MIN_THROUGHPUT_RPS, math.ceil(PEAK_MULTIPLE * p.peak_rows_per_second))
+    compared = min(window_rows, sample_rows)  # what Evidently compares with the reference
+    drift_noise = DRIFT_NOISE * math.sqrt(1 / compared + 1 / reference_rows)
+    score_drift = max(CALIBRATED_SCORE_DRIFT, _round_up(drift_noise, 2))
+    column_drift = max(CALIBRATED_COLUMN_DRIFT, _round_up(drift_noise, 2))
     retrain_train = max(validation, math.ceil(train / 2))
 
     values = {
@@ -140,6 +149,8 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
         "degradation": degradation,
         "throughput": throughput,
         "retrain_train": retrain_train,
+        "score_drift": score_drift,
+        "column_drift": column_drift,
     }
     why = {
         "sample": f"{p.rows} rows over {p.days} day(s) ({p.rows_per_day:.1f} a day, "
@@ -157,6 +168,10 @@ def draft_card(inference: Inference, name: str) -> CardDraft:
         f"{CALIBRATED_NCE_DEGRADATION} x sqrt({CALIBRATED_LABELLED_ROWS} / "
         f"{window_labelled:.0f}) = {_round_up(scaled, 3)} (rounded up), "
         f"within [{MIN_NCE_DEGRADATION}, {MAX_NCE_DEGRADATION}].",
+        "drift": f"adclick's {CALIBRATED_SCORE_DRIFT} (score) and {CALIBRATED_COLUMN_DRIFT} "
+        "(inputs), or the noise of two samples of one world this size, if larger: "
+        f"{DRIFT_NOISE:g} x sqrt(1 / {compared:.0f} + 1 / {reference_rows}) = "
+        f"{drift_noise:.3f} (scaffold_card.py says why); calibrate yours on weeks of your data.",
         "throughput": f"max({MIN_THROUGHPUT_RPS}, {PEAK_MULTIPLE} x "
         f"{p.peak_rows_per_second:.3f} rows/s in the sample's busiest hour)",
     }
@@ -333,8 +348,9 @@ gates:
 {_yaml_comment(why["degradation"], 4)}
     max_degradation: {v["degradation"]}
 {_yaml_comment(DRIFT_COMMENT.format(kind["score_distance"]), 4)}
-    score_drift_threshold: 0.12
-    column_drift_threshold: 0.3
+{_yaml_comment(why["drift"], 4)}
+    score_drift_threshold: {v["score_drift"]}
+    column_drift_threshold: {v["column_drift"]}
     drift_share: 0.5
     windows_k: 2
     windows_n: 3

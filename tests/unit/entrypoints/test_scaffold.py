@@ -388,3 +388,12 @@ def test_table_names_are_identifiers() -> None:
     assert safe_identifier("Customer Accounts (2026)", "x") == "customer_accounts_2026"
     assert safe_identifier("2026 sales", "x") == "t_2026_sales"
     assert safe_identifier("---", "x") == "x"
+
+
+def test_drift_thresholds_sit_above_the_noise_of_the_cards_window(tmp_path: Path) -> None:
+    small = scaffold(tmp_path, customers(rows=400, days=20)).card.card["gates"]["monitoring"]
+    # 20 rows a day against a 100-row reference: quiet days differ by ~0.7 at the 99th percentile.
+    assert small["score_drift_threshold"] == small["column_drift_threshold"] > 0.6
+    large = scaffold(tmp_path / "large", customers(rows=60_000, days=20), name="big")
+    gate = large.card.card["gates"]["monitoring"]
+    assert (gate["score_drift_threshold"], gate["column_drift_threshold"]) == (0.12, 0.3)
