@@ -201,7 +201,7 @@ def read_window(
         null_fraction={c: float(counts[c].iloc[0]) for c in requests},
         model_versions={str(k): int(v) for k, v in versions.items()},
         performance=performance,
-        sample=_with_prediction_columns(sample, task, classes),
+        sample=_with_prediction_columns(sample, task),
     )
 
 
@@ -213,11 +213,9 @@ def _logged(scores: pd.Series, classes: Sequence[str]) -> np.ndarray:
     return np.array(scores.tolist(), dtype=np.float64).reshape(len(scores), len(classes))
 
 
-def _with_prediction_columns(
-    sample: pd.DataFrame, task: Task, classes: Sequence[str]
-) -> pd.DataFrame:
+def _with_prediction_columns(sample: pd.DataFrame, task: Task) -> pd.DataFrame:
     """The sample in the reference's shape (`prediction_columns`): what Evidently compares."""
-    predictions = _logged(sample.pop(SCORE), classes)
+    predictions = _logged(sample.pop(SCORE), task.classes)
     label = sample.pop(LABEL)
     for column, values in prediction_columns(task, predictions).items():
         sample[column] = values
