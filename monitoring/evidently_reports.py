@@ -3,7 +3,8 @@ dashboard shows them over time (`evidently ui --workspace MLOPS_HOME/monitoring/
 
     drift report         every model input and the score: drift, nulls, value summaries
     performance report   the labelled rows, in the task kind's terms (`PERFORMANCE`): ROC AUC
-                         and log loss; RMSE, MAE, errors and target drift (when enough)
+                         and log loss; RMSE, MAE, errors, target drift; accuracy, F1, log
+                         loss, recall per class, target drift (when enough labels arrived)
     gate report          the gate's measures on every row of the window, next to its limits:
                          NCE or NRMSE, quarantined events, requests without their context, drift
 
@@ -37,7 +38,7 @@ import pandas as pd
 
 from mlops.contracts.card import MonitoringGate
 from mlops.contracts.tasks import Task, TaskKind
-from mlops.stores.reference import LABEL, SCORE, is_prediction
+from mlops.stores.reference import LABEL, SCORE, is_prediction, predictions_of
 from monitoring.gate import performance_judged
 from monitoring.signals import DriftResult, Signals
 
@@ -156,8 +157,8 @@ def _class_names(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
     """The predicted class, the label's class and each class's probability, by class name
     (Evidently matches probability columns to the label's values by name)."""
     classes = list(task.classes)
-    rows = frame[[SCORE, *(f"{SCORE}.{c}" for c in classes)]].copy()
-    rows.columns = [SCORE, *classes]
+    rows = pd.DataFrame(predictions_of(task, frame), columns=classes, index=frame.index)
+    rows.insert(0, SCORE, frame[SCORE])
     rows[LABEL] = np.asarray(classes, dtype=object)[frame[LABEL].to_numpy(np.int64)]
     return rows
 

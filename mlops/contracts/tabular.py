@@ -4,10 +4,10 @@
 
 The shape most tables people bring have (a row per customer, patient or transaction, with
 numeric and categorical columns and an outcome: yes/no, one of a few classes, or a number)
-needs no code: the contract says which
-column is which, and this module derives the rest the platform needs from it: landing (types,
-label values), one Feast feature view over the feature columns keyed by the entity, the model's
-inputs, evaluation slices and the request schema. `mlops init-use-case` writes such a contract
+needs no code: the contract says which column is which, and this module derives the rest the
+platform needs from it: landing (types, the label as the card's task codes it), one Feast
+feature view over the feature columns keyed by the entity, the model's inputs, evaluation
+slices and the request schema. `mlops init-use-case` writes such a contract
 from a sample; a use case with several tables or computed features writes its own package
 instead (see usecases/adclick/).
 """
