@@ -1,5 +1,6 @@
 """Evidently's performance report runs for every task kind on the reference frame's shape,
-including a multiclass window that lacks a rare class (Evidently's recall per class cannot)."""
+including a multiclass window that lacks a rare class (Evidently's recall per class cannot), and
+every dashboard panel finds its metric in a day's reports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from mlops.contracts.tasks import Binary, Multiclass, Regression, Task
 from mlops.stores.reference import LABEL, prediction_columns
-from monitoring.evidently_reports import performance_report
+from monitoring.evidently_reports import dashboard_panels, drift_report, performance_report
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,10 @@ def window(task: Task, rows: int, seed: int, without: int | None = None) -> pd.D
     else:
         predictions = rng.beta(2, 8, rows)
         labels = (rng.random(rows) < predictions).astype(int)
-    return pd.DataFrame({**prediction_columns(task, predictions), LABEL: labels.astype(float)})
+    inputs = {"age": rng.normal(40, 10, rows), "device": rng.choice(["ios", "web"], rows)}
+    return pd.DataFrame(
+        {**inputs, **prediction_columns(task, predictions), LABEL: labels.astype(float)}
+    )
 
 
 def metric_names(snapshot) -> set[str]:
@@ -54,3 +58,25 @@ def test_a_multiclass_window_without_a_rare_class_still_gets_its_report() -> Non
     current = window(QUEUES, 200, 3, without=QUEUES.classes.index("fraud"))
     snapshot = performance_report(window(QUEUES, 400, 4), current, QUEUES, **CONTEXT)
     assert metric_names(snapshot) == {"Accuracy", "F1Score", "LogLoss", "ValueDrift"}
+
+
+@pytest.mark.parametrize("task", [Binary(), Regression(), QUEUES], ids=lambda t: t.kind)
+def test_every_dashboard_panel_draws_a_metric_the_days_reports_carry(task: Task) -> None:
+    """The gate's lines come from the gate report (tests/unit/monitoring/); every other line
+    names a metric, and the column it is about, that the drift or performance report ran."""
+    reference, current = window(task, 400, 5), window(task, 300, 6)
+    categorical = {"device"} | ({"score"} if task.classes else set())
+    drift, _ = drift_report(reference, current, categorical, 0.1, 0.1, **CONTEXT)
+    performance = performance_report(reference, current, task, **CONTEXT)
+    ran = {
+        (m["config"]["type"].rsplit(":", 1)[-1], m["config"].get("column"))
+        for snapshot in (drift, performance)
+        for m in snapshot.dict()["metrics"]
+    }
+    lines = [
+        (line.metric.rsplit(":", 1)[-1], line.metric_labels.get("column"))
+        for panel in dashboard_panels("drill", task, ["device"])
+        for line in getattr(panel, "values", [])
+        if not line.tags
+    ]
+    assert lines and not [line for line in lines if line not in ran], ran
