@@ -441,6 +441,7 @@ def _mlflow_auth_env(settings: Settings) -> dict[str, str]:
             f"admin_username = {auth.mlflow_admin_user}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
             "grant_default_workspace_access = false\n"
+            f"auth_cache_ttl_seconds = {auth.mlflow_auth_cache_seconds}\n"
         )
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),

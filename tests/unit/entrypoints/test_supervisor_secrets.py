@@ -3,6 +3,7 @@ writes its records and logs for their owner only."""
 
 from __future__ import annotations
 
+import configparser
 import stat
 
 from pydantic import SecretStr
@@ -42,3 +43,18 @@ def test_records_and_logs_are_readable_by_their_owner_only(tmp_path) -> None:
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     assert shared.read_text() == "before\nafter\n"
     assert (tmp_path / "record.json").read_text() == "{}"
+
+
+def test_mlflows_auth_config_remembers_a_verified_credential(tmp_path) -> None:
+    """Checking a password's scrypt hash costs ~0.16 s of the server's CPU: not every request.
+    Read the way MLflow reads it (mlflow/server/auth/config.py: a `[mlflow]` section)."""
+    settings = Settings(
+        home=tmp_path,
+        profile="server",
+        auth={"mlflow_admin_password": SecretStr("twelve-chars-or-more")},
+    )
+    mlflow = {s.name: s for s in services(settings)}["mlflow"]
+    config = configparser.ConfigParser()
+    config.read(mlflow.env["MLFLOW_AUTH_CONFIG_PATH"])
+    ttl = config.getint("mlflow", "auth_cache_ttl_seconds")
+    assert ttl == settings.auth.mlflow_auth_cache_seconds > 0
