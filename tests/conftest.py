@@ -40,7 +40,6 @@ LONGEST_FIRST = (
     "tests/e2e/test_onboarding.py",
     "tests/integration/flows/test_train_flow.py",
     "tests/integration/models/test_ray_engine.py",
-    "tests/e2e/test_interruption.py",
     "tests/integration/flows/test_data_path_drills.py",
     "tests/integration/flows/test_mlflow_outage.py",
     "tests/integration/usecases/test_bundled_use_cases.py",

@@ -357,7 +357,7 @@ def test_an_interrupted_caller_cancels_the_run_it_started_on_the_worker(
         running = _wait_for_a_run(stack, deployment["id"], "RUNNING", caller)
         caller.send_signal(signal.SIGINT)
         # How fast the bare caller then exits is not the point (`mlops run` bounds its own way
-        # out: tests/e2e/test_interruption.py): the run it left must not go on.
+        # out: tests/e2e/test_lifecycle.py): the run it left must not go on.
         ended = _wait_for(stack, running["id"], {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"})
     finally:
         caller.kill()  # no-op once it exited
