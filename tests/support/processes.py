@@ -61,10 +61,12 @@ def alive(process: psutil.Process) -> bool:
 
 
 def described(processes: list[psutil.Process]) -> list[str]:
+    """Each process as "pid command line", whole: what tells one server from another (uvicorn's
+    `--factory prefect...`) can come after a long path."""
     lines = []
     for process in processes:
         try:
-            lines.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+            lines.append(f"{process.pid} {' '.join(process.cmdline())}")
         except psutil.Error:
             continue
     return lines
