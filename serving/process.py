@@ -69,6 +69,30 @@ class ServiceProcess:
         return self.process.returncode
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: a `bentoml serve` and its workers."""
+    import psutil
+
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error as err:
+        raise OSError(f"cannot list the service's processes: {err}") from err
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The CPU time the processes have used so far, all their threads, ended ones too. To the
+    nanosecond through Linux's per-process CPU clock (the clock id clock_getcpuclockid(3) gives:
+    ~pid << 3 | 2); elsewhere to psutil's 10 ms tick."""
+    if sys.platform == "linux":
+        return sum(time.clock_gettime(((~pid) << 3) | 2) for pid in pids)
+    import psutil
+
+    try:
+        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+    except psutil.Error as err:
+        raise OSError(f"cannot read the service's CPU time: {err}") from err
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         try:

@@ -40,8 +40,8 @@ arguments as one JSON object). Validated requests are scored by a micro-batcher
 `/floor` takes the same body as `/predict` and goes the same way (validation, the champion
 check, the hop to the scoring thread (a batcher of its own), an orjson answer) but scores
 nothing, reads no feature and logs nothing. What `/predict` takes beyond `/floor` is what the
-model adds: the infra check times the two interleaved and judges only the difference
-(serving/infra_check.py).
+model adds: the infra check sends the same requests to both and judges only the difference in
+the service's CPU (serving/infra_check.py).
 
 Importing this module only defines the service, from the settings and the use case it reads
 (BentoML reads the service's configuration and its app on import). `bentoml serve` applies the

@@ -30,7 +30,7 @@ from tests.support.stores import copy_home
 
 pytestmark = pytest.mark.integration
 
-# The good model adds ~1.1 ms to a request (online features, booster, log): 10 ms of CPU more
+# The good model costs the service ~1.4 ms of CPU a request (online features, booster, log): 10 ms
 # makes it ~10x slower.
 SLOW_SPIN_MS = 10.0
 # The CPU-bound neighbours stop by themselves after this, should the test process die.

@@ -56,28 +56,47 @@ def test_a_failed_infra_check_turns_a_promotion_into_a_rejection():
 
 
 def busy_timings(
-    model_ms: float, seed: int = 0, busy_share: float = 0.7, mean_wait_ms: float = 4.0
+    model_ms: float,
+    seed: int = 0,
+    busy_share: float = 0.7,
+    mean_wait_ms: float = 4.0,
+    slowdown: float = 1.0,
 ) -> Latency:
-    """Interleaved timings on a simulated busy machine: `busy_share` of the requests of both
-    routes wait for the CPU, and the model's own work is stretched up to 3x where it does."""
+    """A check's timings on a simulated busy machine: `busy_share` of the requests of both
+    routes wait for the CPU, and the model's own work is stretched up to 3x in wall time where
+    it does; every wall time `slowdown` times longer (each hop between threads waits too). The
+    service's CPU is what the work costs, plus a 30 ms background burst (a log flush) in one
+    block of each route in four."""
     rng = np.random.default_rng(seed)
-    requests = np.arange(22 * 34) % 22
+    blocks, block_size = 4, 5
+    requests = np.tile(np.repeat(np.arange(22), block_size), blocks)
     busy = rng.random((2, requests.size)) < busy_share
     wait = rng.exponential(mean_wait_ms, (2, requests.size)) * busy
     stretch = np.where(busy[0], rng.uniform(1, 3, requests.size), 1)
-    floor = 0.8 + wait[1]
-    predict = 0.8 + model_ms * stretch + wait[0]
-    return Latency(predict, floor, requests, slo_ms=5)
+    floor = (0.8 + wait[1]) * slowdown
+    predict = (0.8 + model_ms * stretch + wait[0]) * slowdown
+    burst = np.repeat(rng.random((2, requests.size // block_size)) < 0.25, block_size, axis=1)
+    floor_cpu = 0.6 + burst[1] * 30 / block_size
+    predict_cpu = 0.6 + model_ms + burst[0] * 30 / block_size
+    return Latency(predict, floor, requests, 5, predict_cpu, floor_cpu)
 
 
 def test_infra_check_judges_what_the_model_adds_not_the_machine_load():
     good, slow = busy_timings(model_ms=1.1), busy_timings(model_ms=11)
     assert good.p99_ms > 10 and good.floor_p99_ms > 10  # raw, the machine decides
-    assert good.adjusted_ms == pytest.approx(1.1, abs=0.05)
+    assert good.adjusted_ms == pytest.approx(1.1)
     assert good.budget_ms == pytest.approx(5 - good.floor_fastest_ms)
     assert good.passed and "the model adds 1.1" in good.summary()
-    assert not slow.passed and slow.adjusted_ms == pytest.approx(11, abs=0.05)
+    assert not slow.passed and slow.adjusted_ms == pytest.approx(11)
     assert "> budget" in slow.summary() and "raw /predict p99" in slow.summary()
+
+
+def test_infra_check_judges_cpu_not_the_wall_clock_the_load_stretches():
+    # Every request is three times slower: no undisturbed wall time at all.
+    busy = busy_timings(model_ms=1.1, slowdown=3)
+    assert busy.added_wall_ms > busy.budget_ms  # judged by the wall clock, it would fail
+    assert busy.passed and busy.adjusted_ms == pytest.approx(1.1)
+    assert f"wall-clock added {busy.added_wall_ms:.2f} ms" in busy.summary()
 
 
 def test_infra_check_says_why_a_raw_p99_over_the_slo_passes():
@@ -101,10 +120,16 @@ def test_infra_check_budget_does_not_shrink_with_the_machine_load():
 def test_infra_check_judges_the_slowest_golden_request():
     timings = busy_timings(model_ms=1.1)
     slow_path = timings.requests == 21  # e.g. the unknown entities' path
-    predict = np.where(slow_path, timings.predict_ms + 8, timings.predict_ms)
-    one_slow = Latency(predict, timings.floor_ms, timings.requests, slo_ms=5)
+    one_slow = Latency(
+        timings.predict_ms,
+        timings.floor_ms,
+        timings.requests,
+        5,
+        np.where(slow_path, timings.predict_cpu_ms + 8, timings.predict_cpu_ms),
+        timings.floor_cpu_ms,
+    )
     assert not one_slow.passed
-    assert one_slow.adjusted_ms == pytest.approx(9.1, abs=0.05)
+    assert one_slow.adjusted_ms == pytest.approx(9.1)
 
 
 def test_prediction_log_writes_every_record_before_close_returns(tmp_path):
