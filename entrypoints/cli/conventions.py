@@ -92,12 +92,13 @@ def _interrupted(
 ) -> None:
     """Tell and exit 130; where it stopped goes to the log file. What the command started
     stops on the way out, in order (`mlops.config.interrupts`)."""
-    from mlops.config.interrupts import EXIT_INTERRUPTED, mark_told
+    from mlops.config.interrupts import EXIT_INTERRUPTED, exiting_with, mark_told
 
     mark_told()
     _say_interrupted(as_json, signum, done_so_far)
     logging.getLogger(__name__).info("interrupted", exc_info=err)
-    raise SystemExit(EXIT_INTERRUPTED)  # not `typer.Exit`: no `except Exception` may take it
+    # Not `typer.Exit`: no `except Exception` may take it.
+    raise SystemExit(exiting_with(EXIT_INTERRUPTED))
 
 
 def _say_interrupted(as_json: bool, signum: int, done_so_far: Callable[[], str] | None) -> None:

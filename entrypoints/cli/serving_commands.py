@@ -76,6 +76,7 @@ def _serve_until_stopped(service: Any) -> int:
     from mlops.config.interrupts import (
         EXIT_INTERRUPTED,
         Interrupted,
+        exiting_with,
         mark_told,
         received_signal,
         stop_children,
@@ -93,7 +94,7 @@ def _serve_until_stopped(service: Any) -> int:
     stop_children()
     stopped_by = received_signal() or signal.SIGINT
     typer.echo(f"stopped ({signal.Signals(stopped_by).name})", err=True)
-    return 0 if stopped_by == signal.SIGTERM else EXIT_INTERRUPTED
+    return exiting_with(0 if stopped_by == signal.SIGTERM else EXIT_INTERRUPTED)
 
 
 def package(

@@ -7,7 +7,8 @@ can stay deaf for a while: a long call into C, or the Prefect engine retrying to
 crash to a server the same Ctrl-C stopped (a terminal sends it to the whole process group). So
 a watchdog thread, woken by the signal itself through `signal.set_wakeup_fd`, gives the orderly
 way out `GRACE_SECONDS`, then says its last words, stops the children and ends the process.
-What a command committed before the signal stays: a rerun recovers as after a crash."""
+An orderly way out ends the same way once the exit hooks have run, without the interpreter's
+teardown. What a command committed before the signal stays: a rerun recovers as after a crash."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class _State:
         self.told = threading.Event()  # the user was told: the watchdog must not say it again
         self.last_words: Callable[[int], None] = lambda signum: None
         self.exit_hook = False
+        self.exit_code = EXIT_INTERRUPTED
 
 
 _state = _State()
@@ -74,7 +76,7 @@ def interruptible(last_words: Callable[[int], None]) -> Iterator[None]:
     if not _state.exit_hook:
         # Registered before any child starts, so it runs after their own exit hooks (Prefect
         # stops its server at exit, after draining its events to it).
-        atexit.register(_stop_children_if_interrupted)
+        atexit.register(_end_if_interrupted)
         _state.exit_hook = True
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
@@ -113,9 +115,28 @@ def stop_signals_held() -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
-def _stop_children_if_interrupted() -> None:
-    if _state.signum is not None:
-        stop_children()
+def _end_if_interrupted() -> None:
+    """After a stop signal, the last exit hook (registered before any child started, so it runs
+    after theirs: Prefect stops its server once its events are drained): stop the children left,
+    then end the process. What a normal exit does next is the interpreter's teardown of every
+    module loaded: ~4 s of CPU after `mlops run` on a quiet 2-core machine (14.6 s to exit on a
+    busy one), which an interrupted command has no use for and the watchdog cannot bound (the
+    interpreter freezes daemon threads before it)."""
+    if _state.signum is None:
+        return
+    stop_children()
+    with contextlib.suppress(Exception):
+        logging.shutdown()  # registered before this hook: it would run after it
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(_state.exit_code)
+
+
+def exiting_with(code: int) -> int:
+    """The code an interrupted command exits with (130 unless it says otherwise: `serve` stopped
+    by SIGTERM exits 0); the exit hook ends the process with it."""
+    _state.exit_code = code
+    return code
 
 
 def mark_told() -> None:
@@ -166,7 +187,7 @@ def _watchdog(read_end: int, write_end: int) -> None:
         sys.stderr.flush()
     with contextlib.suppress(Exception):
         stop_children(timeout=0.2)  # they had the grace already
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(_state.exit_code)
 
 
 def quiet_console() -> None:

@@ -16,8 +16,9 @@ from tests.support.cli import cli_runner
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-# Under 3 minutes on a quiet 2-core machine; beside the rest of the suite, several times that.
-SMOKE_TIMEOUT_SECONDS = 900
+# A guard against a hang, not a speed verdict (benchmarks measure speed): under 3 minutes on a
+# quiet 2-core machine, over 15 beside the rest of the suite on a slow day (2026-12-06).
+SMOKE_TIMEOUT_SECONDS = 1800
 
 
 @pytest.mark.timeout(SMOKE_TIMEOUT_SECONDS + 60)

@@ -17,12 +17,14 @@ class Output:
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.lines: list[str] = []
+        self.arrived: list[float] = []  # time.monotonic() when each line was read
         self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
         self._reader.start()
 
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
+            self.arrived.append(time.monotonic())
             self.lines.append(line)
 
     def wait_for(self, text: str, process: subprocess.Popen[str], timeout: float) -> None:
