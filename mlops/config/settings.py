@@ -355,6 +355,11 @@ class Settings(BaseSettings):
         return self.serving.prediction_log_dir or self.home / "predictions"
 
     @property
+    def batch_predictions_dir(self) -> Path:
+        """Batch prediction's scores, a folder per model version and run."""
+        return self.home / "batch_predictions"
+
+    @property
     def monitoring_dir(self) -> Path:
         """Monitoring's reports, verdict history and Evidently workspace."""
         return self.home / "monitoring"

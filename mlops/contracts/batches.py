@@ -141,6 +141,14 @@ def expand_batch_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def newest_batch(landing_dir: Path) -> Path:
+    """The landing zone's newest batch (batch folders sort by day); a UserError if it holds
+    none."""
+    if not landing_dir.is_dir():
+        raise BatchUnreadable(f"{landing_dir}: no landing zone yet (`mlops land` first)")
+    return expand_batch_paths([landing_dir])[-1]
+
+
 def batch_id_of(directory: Path) -> str:
     """A landed batch's id: its manifest's `batch_id`, else its directory name; validated."""
     try:

@@ -164,6 +164,18 @@ class ModelRegistry:
             raise UserError(f"model '{self.name}' has no version {version}")
         return match[0]
 
+    def resolve(self, model: str) -> str:
+        """`champion`, `@<alias>` or a version number, as the version it names now (a
+        UserError when it names none)."""
+        if model.isdigit():
+            return self.version(model).version
+        alias = model.removeprefix("@")
+        version = self.alias(alias)
+        if version is None:
+            hint = ": run `mlops train`" if alias == CHAMPION else ""
+            raise UserError(f"model '{self.name}' has no @{alias}{hint}")
+        return version
+
     def load_booster(self, version: str) -> xgb.Booster:
         """The version's native Booster (probabilities, not the pyfunc wrapper's labels)."""
         import mlflow.xgboost

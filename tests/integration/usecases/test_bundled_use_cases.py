@@ -20,10 +20,12 @@ import pytest
 
 from ingestion.gx_validation import validate_batch
 from ingestion.table_validation import REASON_COLUMN
+from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.batches import read_batch
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore, quoted
+from mlops.stores.registry import CHAMPION
 from serving.request_models import answered_prediction
 from tests.support.service import Served, serving, serving_environment, wait_for_log
 from tests.support.session import TrainedWeek, settings_at
@@ -169,6 +171,50 @@ def test_served_features_equal_the_training_pipelines(served) -> None:
     np.testing.assert_allclose(
         [logged[i]["score"] for i in ids], predict(booster, training_inputs), atol=1e-6
     )
+
+
+def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
+    served, tmp_path: Path
+) -> None:
+    """The same entities at the same time: batch scores equal the service's (1e-6); a row the
+    service would refuse is kept with the same reason, not dropped; the same rows again are the
+    same run, already written."""
+    from mlops.stores.feature_store import open_store
+    from serving.batch_prediction import REASON, ROW, SCORES_FILE, predict_batch
+
+    use_case, service = served
+    events = newest_events(service, use_case)
+    requests = json.loads(events.to_json(orient="records", date_format="iso"))
+    response = service.post("/predict_batch", {"requests": requests})
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    online = [answered_prediction(use_case.task, use_case.score_name, a) for a in answers]
+
+    key = use_case.entity_keys[0]
+    broken = events.iloc[[0]].assign(**{key: None})  # no entity: the service answers 422
+    rows = pd.concat([events, broken], ignore_index=True)
+    registry, store = service.registry, open_store(service.settings, use_case)
+    version = registry.resolve("champion")
+    assert version == answers[0]["model_version"] == registry.resolve(f"@{CHAMPION}")
+    assert registry.resolve(version) == version
+    with pytest.raises(UserError, match="has no @nobody"):
+        registry.resolve("@nobody")
+    first = predict_batch(tmp_path, store, registry, use_case, rows, version)
+    assert first.written and (first.scored, first.rejected) == (len(events), 1)
+
+    scores = pd.read_parquet(first.scores_path).sort_values(ROW)
+    assert list(scores[ROW]) == list(range(len(events)))
+    assert set(scores["model_version"]) == {version} and set(scores["run_id"]) == {first.run_id}
+    name, classes = use_case.score_name, use_case.task.classes
+    batch = scores[[f"{name}.{c}" for c in classes] if classes else [name]].to_numpy()
+    np.testing.assert_allclose(batch, np.array(online, dtype=float), atol=1e-6)
+    assert first.rejected_path is not None
+    (rejected,) = pd.read_parquet(first.rejected_path).to_dict("records")
+    assert rejected[ROW] == len(events) and rejected[REASON].startswith(key)
+
+    again = predict_batch(tmp_path, store, registry, use_case, rows, version)
+    assert not again.written and again.run_id == first.run_id
+    assert len(list(tmp_path.rglob(SCORES_FILE))) == 1
 
 
 def test_the_infra_checks_golden_requests_are_valid_requests(served) -> None:
