@@ -15,7 +15,7 @@ command starts, answers and fails, is in `conventions`:
     use_case_commands   use-cases, init-use-case
     run_command         run
     model_commands      train, monitor, promote, rollback, models
-    serving_commands    serve, package
+    serving_commands    serve, predict, package
     stack_commands      deploy, up, down, status, settings
 """
 
@@ -71,6 +71,7 @@ app.command()(model_commands.promote)
 app.command()(model_commands.rollback)
 app.command()(model_commands.models)
 app.command()(serving_commands.serve)
+app.command()(serving_commands.predict)
 app.command()(serving_commands.package)
 app.command()(stack_commands.deploy)
 app.command()(stack_commands.up)

@@ -1,5 +1,5 @@
-"""The serving commands: `mlops serve` the champion over HTTP, `mlops package` a version as a
-bento."""
+"""The serving commands: `mlops serve` the champion over HTTP, `mlops predict` a table of rows
+in one batch, `mlops package` a version as a bento."""
 
 from __future__ import annotations
 
@@ -95,6 +95,51 @@ def _serve_until_stopped(service: Any) -> int:
     stopped_by = received_signal() or signal.SIGINT
     typer.echo(f"stopped ({signal.Signals(stopped_by).name})", err=True)
     return exiting_with(0 if stopped_by == signal.SIGTERM else EXIT_INTERRUPTED)
+
+
+def predict(
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="A Parquet or CSV file of entity rows with their times, or a landed batch "
+            "folder. Default: the newest batch in the landing zone."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="`champion`, `@<alias>` or a version number.")
+    ] = "champion",
+    as_json: JsonOption = False,
+) -> None:
+    """Score a table of rows with one model version, each on its entities' features as of its
+    time; a row the service would refuse is kept with the reason. Scores go to
+    MLOPS_HOME/batch_predictions; the same rows and version again write nothing."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        # The model from MLflow, features from the offline store, the run on Prefect.
+        settings, use_case = start(needs=("prefect", "mlflow", "postgres"))
+        from pathlib import Path
+
+        from mlops.contracts.batches import newest_batch
+        from mlops.stores.registry import ModelRegistry
+
+        # What can be refused without a flow is refused first: no such model, nothing to score.
+        version = ModelRegistry(settings.tracking_uri, use_case.model_name).resolve(model)
+        path = Path(source) if source else newest_batch(settings.landing_dir)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or batch folder to score")
+        from flows.predict import predict as predict_flow
+
+        result = predict_flow(source=str(path), model=version)
+        done = "scored" if result.written else "already scored (nothing written)"
+        lines = [
+            f"v{result.model_version}: {result.scored} of {result.rows} rows {done}: "
+            f"{result.scores_path}"
+        ]
+        if result.rejected:
+            lines.append(f"{result.rejected} refused, with their reasons: {result.rejected_path}")
+        return result.to_dict(), "\n".join(lines), 0
+
+    answer(as_json, work)
 
 
 def package(

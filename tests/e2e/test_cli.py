@@ -55,6 +55,8 @@ def test_what_needs_no_flow_is_answered_before_any_flow_runs(cli, tmp_path) -> N
     assert code == 2 and "has no version 9" in result["error"]
     code, result, stderr = cli("rollback", "--reason", "why not")
     assert code == 2 and "nothing to roll back to" in result["error"]
+    code, result, stderr = cli("predict", "rows.csv")
+    assert code == 2 and "has no @champion" in result["error"]
     code, result, stderr = cli("run", "--days", "3")
     assert code == 2 and "--days must exceed the 7 days" in result["error"]
     # No flow ran: Prefect (the session's server) never saw these commands.

@@ -264,3 +264,28 @@ def test_the_page_says_what_the_records_say(lifecycle: dict) -> None:
         if d["retrained"]["decision"] == "promoted"
     ]
     assert told[-1].startswith(f"At the end v{promoted[-1]} is @champion")
+
+
+def test_batch_prediction_scores_the_newest_landed_day_with_the_champion(
+    story: Story, prefect_api_url: str, use_case
+) -> None:
+    """`mlops predict` after the story, as a user would: the landing zone's newest day, every
+    row scored by the final @champion (a real flow run, on the session's Prefect server)."""
+    import pandas as pd
+
+    env = {**os.environ, "MLOPS_HOME": str(story.home), "PREFECT_API_URL": prefect_api_url}
+    done = subprocess.run(
+        [MLOPS, "predict", "--json"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    result = json.loads(done.stdout)
+    promoted = [
+        d["retrained"]["version"]
+        for d in story.result["days"]
+        if (d["retrained"] or {}).get("decision") == "promoted"
+    ]
+    assert result["model_version"] == promoted[-1]
+    assert result["rows"] == result["scored"] == EVENTS_PER_DAY and result["written"]
+    scores = pd.read_parquet(result["scores_path"])
+    assert len(scores) == EVENTS_PER_DAY and scores[use_case.score_name].between(0, 1).all()

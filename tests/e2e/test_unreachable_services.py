@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "deploy": (["deploy"], ("the Prefect API",)),
     "features": (["features", "--user-id", "1", "--ad-id", "2"], ("PostgreSQL", "Redis")),
     "package": (["package"], ("MLflow",)),
+    "predict": (["predict"], ("the Prefect API", "MLflow", "PostgreSQL")),
     "run": (["run"], ("the Prefect API", "MLflow", "PostgreSQL", "Redis")),
     "up": (["up"], ("PostgreSQL", "Redis")),
 }

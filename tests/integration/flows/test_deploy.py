@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
-def test_deploy_registers_the_three_deployments(prefect_api_url: str, tmp_path: Path) -> None:
+def test_deploy_registers_every_deployment(prefect_api_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "MLOPS_HOME": str(tmp_path / "h")}
     done = subprocess.run(
         [str(BIN / "mlops"), "deploy", "--json"],
@@ -30,8 +30,9 @@ def test_deploy_registers_the_three_deployments(prefect_api_url: str, tmp_path: 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     deployed = {d["name"]: d for d in json.loads(done.stdout)["deployments"]}
-    assert set(deployed) == {"ingest/ingest", "monitor/monitor", "train/train"}
+    assert set(deployed) == {"ingest/ingest", "predict/predict", "monitor/monitor", "train/train"}
     assert {d["work_pool"] for d in deployed.values()} == {"mlops-process"}
+    assert deployed["predict/predict"]["schedule"] == "30 0 * * *"  # after ingestion
     assert deployed["monitor/monitor"]["schedule"] == "45 0 * * *"
     assert deployed["train/train"]["schedule"] is None  # started by monitoring, not a clock
 

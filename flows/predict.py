@@ -1,0 +1,53 @@
+"""Predict flow: batch prediction, a table of entity rows scored by one model version on the
+features each row's entities had at its time.
+
+The work lives in serving/batch_prediction.py; this file says in which order it runs and what
+is recorded. The version is resolved once, when the run starts (`@champion` unless told
+otherwise); the scores land under HOME/batch_predictions, a folder per version and run; a Prefect
+artifact says what was scored, what was refused and where both are. The run is named by what it
+scores: `predict-2026-01-11-v3`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.prefect_names import artifact_key, name_flow_run
+from flows.results import RESULT_SERIALIZER
+from mlops.config.runtime import setup
+from mlops.contracts.batches import newest_batch
+from mlops.contracts.usecase import active_use_case
+from mlops.stores.feature_store import open_store
+from mlops.stores.registry import ModelRegistry
+from serving.batch_prediction import BatchPrediction, predict_batch, read_rows
+
+
+@flow(name="predict", persist_result=True, result_serializer=RESULT_SERIALIZER)
+def predict(source: str | None = None, model: str = "champion") -> BatchPrediction:
+    """Score `source` (a Parquet or CSV file of entity rows with their times, or a landed batch
+    folder; default: the newest batch in the landing zone) with `model` (`champion`, `@alias`
+    or a version number)."""
+    settings = setup()
+    use_case = active_use_case(settings)
+    registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+    version = registry.resolve(model)
+    path = Path(source) if source else newest_batch(settings.landing_dir)
+    name_flow_run(f"predict-{path.stem}-v{version}")
+    rows = read_rows(path, use_case)
+    store = open_store(settings, use_case)
+    result = predict_batch(settings.batch_predictions_dir, store, registry, use_case, rows, version)
+    refused = f"{result.rejected} refused, with their reasons: `{result.rejected_path}`"
+    create_markdown_artifact(
+        key=artifact_key("batch-prediction", use_case.model_name),
+        markdown=(
+            f"# {use_case.model_name} v{version}: {result.scored} of {result.rows} rows scored\n\n"
+            f"From `{path}`; scores: `{result.scores_path}`"
+            + (f"; {refused}" if result.rejected else "")
+            + ("" if result.written else " (already scored by an earlier run: nothing written)")
+        ),
+        description=f"v{version}: {result.scored} scored, {result.rejected} refused",
+    )
+    return result
