@@ -13,6 +13,10 @@ from mlops.config.errors import UserError
 # `bentoml serve` gets this long to stop cleanly after SIGTERM, then is killed: a stop must
 # leave time within the 10 s a stop signal is promised to take.
 SERVICE_STOP_SECONDS = 5.0
+# The watchdog's bound on `serve`'s way out: the service's clean stop, then its children's
+# (1 s), with room to spare. A bound shorter than the stop cut a loaded service's last log
+# flush short and exited 130 on a SIGTERM.
+SERVE_GRACE_SECONDS = 8.0
 
 
 def serve(
@@ -56,7 +60,7 @@ def serve(
     from mlops.config.interrupts import Interrupted, interruptible
 
     # One watch from start to stop: no moment between "ready" and serving a signal misses.
-    with interruptible(lambda signum: None):
+    with interruptible(lambda signum: None, grace_seconds=SERVE_GRACE_SECONDS):
         try:
             answer(as_json, work, exit_when_done=False)  # interrupted while starting: exits 130
         except Interrupted:  # while the answer was printed
@@ -90,11 +94,13 @@ def _serve_until_stopped(service: Any) -> int:
     if code is not None:
         return 0 if code in (0, -signal.SIGTERM) else 1
     mark_told()
+    stopped_by = received_signal() or signal.SIGINT
+    # Known now, so a watchdog that has to end the stop exits with it too.
+    code = exiting_with(0 if stopped_by == signal.SIGTERM else EXIT_INTERRUPTED)
     service.stop(timeout=SERVICE_STOP_SECONDS)
     stop_children()
-    stopped_by = received_signal() or signal.SIGINT
     typer.echo(f"stopped ({signal.Signals(stopped_by).name})", err=True)
-    return exiting_with(0 if stopped_by == signal.SIGTERM else EXIT_INTERRUPTED)
+    return code
 
 
 def predict(
@@ -110,8 +116,10 @@ def predict(
     ] = "champion",
     as_json: JsonOption = False,
 ) -> None:
-    """Score a table of rows with one model version, each on its entities' features as of its
-    time; a row the service would refuse is kept with the reason. Scores go to
+    """Batch prediction: score a table of rows with one model version.
+
+    Each row on its entities' features as of its time, the way the service scores a request; a
+    row the request model refuses is kept with the reason. Scores go to
     MLOPS_HOME/batch_predictions; the same rows and version again write nothing."""
 
     def work() -> tuple[dict[str, Any], str, int]:

@@ -52,6 +52,7 @@ class _State:
         self.last_words: Callable[[int], None] = lambda signum: None
         self.exit_hook = False
         self.exit_code = EXIT_INTERRUPTED
+        self.grace_seconds = GRACE_SECONDS
 
 
 _state = _State()
@@ -63,9 +64,11 @@ def received_signal() -> int | None:
 
 
 @contextlib.contextmanager
-def interruptible(last_words: Callable[[int], None]) -> Iterator[None]:
+def interruptible(
+    last_words: Callable[[int], None], grace_seconds: float = GRACE_SECONDS
+) -> Iterator[None]:
     """Inside, SIGINT and SIGTERM raise `Interrupted` in the main thread; if the process is
-    still there `GRACE_SECONDS` later, `last_words(signum)` runs (unless `mark_told()` was
+    still there `grace_seconds` later, `last_words(signum)` runs (unless `mark_told()` was
     called), the children are stopped and the process exits 130. Leaving without a signal
     restores the handlers there were (a test calling a command in-process keeps its own); after
     a signal the watchdog stays, to bound the process's way out. Main thread only; nested, the
@@ -83,6 +86,7 @@ def interruptible(last_words: Callable[[int], None]) -> Iterator[None]:
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     previous = {signum: signal.signal(signum, _raise_interrupted) for signum in STOP_SIGNALS}
     _state.last_words, _state.armed = last_words, True
+    _state.grace_seconds = grace_seconds
     watchdog = threading.Thread(
         target=_watchdog, args=(read_end, write_end), name="interrupt-watchdog", daemon=True
     )
@@ -177,7 +181,7 @@ def _watchdog(read_end: int, write_end: int) -> None:
         os.close(write_end)
         return
     # Nothing may stop this thread from here: it is the bound on the way out.
-    time.sleep(GRACE_SECONDS)
+    time.sleep(_state.grace_seconds)
     # Still here: the orderly way out is stuck (or slower than promised). End it.
     if not _state.told.is_set():
         with contextlib.suppress(Exception):
