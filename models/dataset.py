@@ -20,13 +20,12 @@ import pandas as pd
 from mlops.config.errors import UserError
 from mlops.contracts.card import RequirementsCard, TrainingBudget
 from mlops.contracts.usecase import UseCase
+from mlops.stores.feature_store import point_in_time_join
 from mlops.stores.offline_store import OfflineStore, quoted
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-# Feast's name for the entity dataframe's timestamp; the event table's column is renamed to it.
-FEAST_TIMESTAMP = "event_timestamp"
 BATCH_COLUMN = "batch_id"
 
 
@@ -171,19 +170,11 @@ def build_training_set(
 ) -> TrainingSet:
     """Point-in-time join of `labelled_events` with the feature service."""
     ts = use_case.events.timestamp_column
-    entity_df = events.rename(columns={ts: FEAST_TIMESTAMP})
-    entity_df[FEAST_TIMESTAMP] = pd.to_datetime(entity_df[FEAST_TIMESTAMP], utc=True)
-    joined = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(use_case.feature_service)
-    ).to_df()
-    if len(joined) != len(entity_df):  # Feast's file store did drop rows once; never again
-        raise RuntimeError(f"point-in-time join returned {len(joined)} of {len(entity_df)} rows")
-    frame = (
-        joined.rename(columns={FEAST_TIMESTAMP: ts})
-        .sort_values([ts, use_case.events.id_column], kind="stable")
-        .reset_index(drop=True)
+    joined = point_in_time_join(store, use_case, events)
+    frame = joined.sort_values([ts, use_case.events.id_column], kind="stable").reset_index(
+        drop=True
     )
-    added = tuple(c for c in joined.columns if c not in entity_df.columns)
+    added = tuple(c for c in joined.columns if c not in events.columns)
     return TrainingSet(frame=frame, windows=windows, timestamp_column=ts, feature_columns=added)
 
 

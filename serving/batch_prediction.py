@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from mlops.config.errors import UserError
 from mlops.contracts.usecase import UseCase
+from mlops.stores.feature_store import point_in_time_join
 from serving.http_limits import earliest_event, with_time_bounds
 from serving.request_models import PREDICTED_CLASS
 
@@ -140,20 +141,9 @@ def point_in_time_features(
 ) -> dict[str, list[Any]]:
     """The feature service's values for each row's entities as of the row's time (None where
     there were none), in the rows' order."""
-    timestamp = use_case.events.timestamp_column
-    entity_rows = valid[[ROW, *use_case.entity_keys, timestamp]].rename(
-        columns={timestamp: "event_timestamp"}
-    )
-    joined = (
-        store.get_historical_features(
-            entity_df=entity_rows,
-            features=store.get_feature_service(use_case.feature_service),
-        )
-        .to_df()
-        .set_index(ROW)
-        .loc[valid[ROW]]
-    )
-    names = [c for c in joined.columns if c not in (*use_case.entity_keys, "event_timestamp")]
+    entity_rows = valid[[ROW, *use_case.entity_keys, use_case.events.timestamp_column]]
+    joined = point_in_time_join(store, use_case, entity_rows).set_index(ROW).loc[valid[ROW]]
+    names = [c for c in joined.columns if c not in entity_rows.columns]
     return {name: [None if pd.isna(v) else v for v in joined[name]] for name in names}
 
 
@@ -234,13 +224,12 @@ def predict_batch(
         return result
     if len(rejected):
         write_parquet(rejected, rejected_path)
-    model = load_registered(registry, version)
-    features = point_in_time_features(store, use_case, valid) if len(valid) else {}
-    predictions = (
-        score(model, store, use_case, valid, features)
-        if len(valid)
-        else np.empty((0, max(1, len(use_case.task.classes))))
-    )
+    if len(valid):
+        model = load_registered(registry, version)
+        features = point_in_time_features(store, use_case, valid)
+        predictions = score(model, store, use_case, valid, features)
+    else:
+        predictions = np.empty((0, max(1, len(use_case.task.classes))))
     scored_at = datetime.now(UTC)
     write_parquet(scores_table(use_case, valid, predictions, version, run, scored_at), scores_path)
-    return BatchPrediction(**{**result.to_dict(), "written": True})
+    return replace(result, written=True)

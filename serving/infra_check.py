@@ -160,7 +160,7 @@ class Latency:
         elif self.passed:
             why = (
                 "the raw p99 is over the SLO where the machine's load stretched the model's "
-                "own work; the judged figure takes its undisturbed cost"
+                "own work; the judged figure counts its CPU, not the waits"
             )
         else:
             why = "the raw p99 is over the SLO and /floor's is not: the time is the model's own"

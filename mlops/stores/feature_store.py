@@ -19,6 +19,7 @@ from mlops.contracts.usecase import UseCase
 from mlops.stores.offline_store import OfflineStore
 
 if TYPE_CHECKING:
+    import pandas as pd
     from feast import FeatureStore
     from feast.infra.registry.base_registry import BaseRegistry
 
@@ -205,6 +206,26 @@ def cli_environment(settings: Settings) -> dict[str, str]:
             settings.redis_url.get_secret_value()
         )
     return env
+
+
+FEAST_TIMESTAMP = "event_timestamp"  # the entity frame's time column Feast joins on
+
+
+def point_in_time_join(store: FeatureStore, use_case: UseCase, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (entity keys and the use case's time column; other columns carried along) with the
+    feature service's values as each row's entities had them at its time: Feast's point-in-time
+    join, every row back (in Feast's order), the time column under its own name."""
+    import pandas as pd
+
+    ts = use_case.events.timestamp_column
+    entity_df = rows.rename(columns={ts: FEAST_TIMESTAMP})
+    entity_df[FEAST_TIMESTAMP] = pd.to_datetime(entity_df[FEAST_TIMESTAMP], utc=True)
+    joined = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(use_case.feature_service)
+    ).to_df()
+    if len(joined) != len(entity_df):  # Feast's file store did drop rows once; never again
+        raise RuntimeError(f"point-in-time join returned {len(joined)} of {len(entity_df)} rows")
+    return joined.rename(columns={FEAST_TIMESTAMP: ts})
 
 
 def open_store(
