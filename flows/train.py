@@ -117,7 +117,9 @@ def apply_decision(
     """A retry finishes what the failed attempt began and records the decision once."""
     if registry.version(version).decision == decision.decision:
         return  # the failed attempt wrote it all; only the answer was lost
-    if decision.promote:
+    if decision.shadow:
+        registry.challenge(version, decision.reason)
+    elif decision.promote:
         registry.promote(version, decision.reason)
     else:
         registry.reject(version, decision.reason)
@@ -149,7 +151,8 @@ def train(
     recent: bool = False,
 ) -> TrainReport:
     """Train a challenger on the windows ending at `as_of` (default: the newest ingested batch)
-    and promote it only if it passes the gate against the champion. `recent`: the monitoring
+    and promote it only if it passes the gate against the champion (or make it the @challenger
+    that shadows the champion, if the card's rollout says so). `recent`: the monitoring
     gate's shorter retraining windows, so a changed world dominates. Without enough labelled
     data the run fails with a `UserError` saying what is missing."""
     settings = setup()
@@ -225,6 +228,7 @@ def train(
     if decision.promote and settings.serving.infra_check:
         infra = check_infra(settings, use_case, version)
         decision = promotion.with_infra_check(decision, infra.passed, infra.detail)
+    decision = promotion.with_rollout(decision, card.rollout, champion_version is not None)
     apply_decision(registry, version, decision)
     tag_decision(settings, logged.run_id, decision, version)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from mlops.contracts.card import Floor, PromotionGate
+from mlops.contracts.card import Floor, PromotionGate, Rollout
 from mlops.contracts.metrics import Metric, improvement
 from models.evaluation import Evaluation
 from models.noise import Bootstrap
@@ -40,10 +40,14 @@ class PromotionDecision:
     reason: str  # the verdict, then the warnings
     checks: tuple[Check, ...]
     warnings: tuple[str, ...] = ()
+    # Passed, but shadows the champion as @challenger first (the card's rollout).
+    shadow: bool = False
 
     @property
     def decision(self) -> str:
-        return "promoted" if self.promote else "rejected"
+        if not self.promote:
+            return "rejected"
+        return "challenger" if self.shadow else "promoted"
 
 
 def decide(
@@ -118,6 +122,19 @@ def with_infra_check(decision: PromotionDecision, passed: bool, detail: str) -> 
     warnings = decision.warnings
     reason = f"{verdict(decision.reason, warnings)}; {detail}" if passed else f"rejected: {detail}"
     return PromotionDecision(passed, reason + _warned(warnings), checks, warnings)
+
+
+def with_rollout(
+    decision: PromotionDecision, rollout: Rollout, has_champion: bool
+) -> PromotionDecision:
+    """A passing model shadows the champion first when the card's rollout says so; a first
+    model, with nothing to shadow, is promoted."""
+    if not decision.promote or rollout.mode != "shadow" or not has_champion:
+        return decision
+    share = f"{rollout.shadow_share:.0%} of live requests"
+    reason = verdict(decision.reason, decision.warnings).replace("promoted: ", "", 1)
+    reason = f"challenger: passed the gate ({reason}); shadows @champion on {share} (card rollout)"
+    return replace(decision, reason=reason + _warned(decision.warnings), shadow=True)
 
 
 def _floors(challenger: Evaluation, gate: PromotionGate) -> list[Check]:

@@ -12,9 +12,10 @@ online_store_reader.py  the online store read without Feast's registry
 store_health.py         the online store probed in the background, for readiness
 model_loading.py        a model version loaded from MLflow or a bento, ready to score
 champion.py             which model is served: the @champion, followed and hot-swapped
+shadow.py               the @challenger scored beside it on live requests, off the answer's path
 prediction_logger.py    every answer logged, for monitoring
 throttled_log.py        failures logged once per cause, then counted
-fault_injection.py      the infra check's fault drill: scoring slowed down
+fault_injection.py      fault drills: scoring (or shadow scoring) slowed down
 infra_check.py          the infra check before a promotion
 process.py              the service as a `bentoml serve` process
 traffic.py              events replayed as live traffic

@@ -1,6 +1,7 @@
 """Which model the service scores with: by default the registry's `@champion`, followed by
 polling. A registry that does not answer changes nothing: the model serving keeps serving, and
-the next poll asks again.
+the next poll asks again. The same follows the `@challenger` a shadowing service scores beside
+it (serving/shadow.py), which, unlike the champion, is released when the alias is gone.
 
 A new model is loaded and warmed up beside the one serving, then swapped in with a single
 reference assignment. A request reads `current` once and scores with that model from start to
@@ -29,7 +30,11 @@ class Champion:
         load: Callable[[str], ServedModel],
         scorer: Scorer,
         on_swap: Callable[[ServedModel], None] = lambda model: None,
+        role: str = "champion",
+        release_when_unwanted: bool = False,
     ) -> None:
+        self.role = role
+        self.release_when_unwanted = release_when_unwanted
         self.wanted_version = wanted_version
         self.load = load
         self.scorer = scorer
@@ -48,6 +53,15 @@ class Champion:
             self.last_error = f"cannot ask which version to serve: {err}"
             self._errors.error("cannot ask which version to serve", err)
             return False
+        if version is None and self.current is not None and self.release_when_unwanted:
+            log.info(
+                "no @%s any more: %s v%s released",
+                self.role,
+                self.current.name,
+                self.current.version,
+            )
+            self.current = None
+            return True
         try:
             if version is None or (self.current is not None and self.current.version == version):
                 return False
@@ -60,7 +74,7 @@ class Champion:
         self.last_error = None
         self.on_swap(model)
         was = f"v{previous.version}" if previous else "nothing"
-        log.info("serving %s v%s (was %s)", model.name, model.version, was)
+        log.info("@%s: %s v%s (was %s)", self.role, model.name, model.version, was)
         return True
 
     def follow(self, poll_seconds: float) -> None:
@@ -70,7 +84,7 @@ class Champion:
             while not self._stop.wait(poll_seconds):
                 self.refresh()
 
-        self._thread = threading.Thread(target=poll, name="champion-poll", daemon=True)
+        self._thread = threading.Thread(target=poll, name=f"{self.role}-poll", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

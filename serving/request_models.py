@@ -32,6 +32,11 @@ class ModelInfo(BaseModel):
     features: list[str] = Field(description="The model's inputs, in order.")
     pinned: bool = Field(description="A fixed version (or the bento's), not the @champion.")
     last_error: str | None = Field(description="Why the last model load failed, if it did.")
+    challenger_version: str | None = Field(
+        default=None,
+        description="The @challenger scored in the shadow of the served model (the card's "
+        "rollout), if there is one.",
+    )
 
 
 class ErrorAnswer(BaseModel):

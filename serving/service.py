@@ -43,6 +43,11 @@ nothing, reads no feature and logs nothing. What `/predict` takes beyond `/floor
 model adds: the infra check sends the same requests to both and judges only the difference in
 the service's CPU (serving/infra_check.py).
 
+Following the registry, the service also follows its `@challenger` (the gate makes one under
+the card's `rollout.mode: shadow`; a person can too) and scores it on the card's
+`rollout.shadow_share` of requests in a background thread, never delaying or failing an answer
+for it; its scores go to the shadow log (serving/shadow.py). /model names it.
+
 Importing this module only defines the service, from the settings and the use case it reads
 (BentoML reads the service's configuration and its app on import). `bentoml serve` applies the
 settings, and refuses a service open to the network, before it starts the workers
@@ -85,7 +90,9 @@ from serving.routes import floor_answers, prediction_handlers, service_app
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from mlops.stores.registry import ModelRegistry
     from serving.model_loading import ServedModel
+    from serving.shadow import Shadow
 
 log = logging.getLogger("serving")
 
@@ -127,6 +134,12 @@ unreadable_total = bentoml.metrics.Counter(
 swaps_total = bentoml.metrics.Counter(
     name="mlops_model_swaps", documentation="Models loaded and swapped in.", labelnames=[]
 )
+shadow_total = bentoml.metrics.Counter(
+    name="mlops_shadow_requests",
+    documentation="Requests handed to the @challenger's shadow scoring, by outcome: scored, "
+    "skipped (its queue full), failed.",
+    labelnames=["outcome"],
+)
 served_version = bentoml.metrics.Gauge(
     name="mlops_served_model_version",
     documentation="The model version being served.",
@@ -160,7 +173,7 @@ class PredictionService:
             sys.exit(f"error: {refused}")
 
     def __init__(self) -> None:
-        from mlops.stores.registry import CHAMPION, ModelRegistry
+        from mlops.stores.registry import CHALLENGER, CHAMPION, ModelRegistry
         from serving import packaging
         from serving.champion import Champion
         from serving.fault_injection import slowed_down
@@ -177,10 +190,10 @@ class PredictionService:
             view=view, cause=cause
         ).inc()
         # The fault drill, if on, is chosen here once: off, scoring does not check for it.
-        self.score_requests = (
-            slowed_down(self.scorer.score, limits.fault_scoring_spin_ms)
+        self.score_rows = (
+            slowed_down(self.scorer.score_rows, limits.fault_scoring_spin_ms)
             if limits.fault_scoring_spin_ms
-            else self.scorer.score
+            else self.scorer.score_rows
         )
         self.health = StoreHealth(self.scorer.online, PROBE_SECONDS, PROBE_DEADLINE_SECONDS)
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
@@ -206,7 +219,12 @@ class PredictionService:
             partial(records, categories=use_case.categories),
             limits.log_flush_seconds,
         ).start()
+        self.shadow: Shadow | None = None
+        if not self.pinned:  # a pinned service (a bento, the infra check's) serves one model
+            self.shadow = self._shadow(registry, CHALLENGER, partial(load_registered, registry))
         self.champion.refresh()
+        if self.shadow is not None:
+            self.shadow.start(limits.poll_seconds)
         if self.pinned:
             if self.champion.current is None:
                 # A pinned version that cannot load never will: exit rather than never be ready.
@@ -217,6 +235,43 @@ class PredictionService:
         # Everything loaded so far (libraries, registry, model) lives as long as the process:
         # keep the collector from scanning it, or a full collection stalls requests ~100 ms.
         gc.freeze()
+
+    def _shadow(
+        self, registry: ModelRegistry, alias: str, load: Callable[[str], ServedModel]
+    ) -> Shadow:
+        """The @challenger, followed like the champion and scored on the card's share of
+        requests, logged beside the prediction log (see serving/shadow.py)."""
+        from mlops.stores.prediction_log import shadow_log_dir
+        from serving.champion import Champion
+        from serving.fault_injection import slowed_down
+        from serving.shadow import Shadow
+
+        challenger = Champion(
+            partial(registry.alias, alias),
+            load,
+            self.scorer,
+            role=alias,
+            release_when_unwanted=True,
+        )
+        shadow_log = PredictionLog(
+            shadow_log_dir(settings.predictions_dir),
+            partial(records, categories=use_case.categories),
+            limits.log_flush_seconds,
+        )
+        score_rows = (
+            slowed_down(self.scorer.score_rows, limits.fault_shadow_spin_ms)
+            if limits.fault_shadow_spin_ms
+            else self.scorer.score_rows
+        )
+        return Shadow(
+            self.champion,
+            challenger,
+            score_rows,
+            shadow_log,
+            use_case.card.rollout.shadow_share,
+            limits.shadow_queue_batches,
+            on_counted=lambda outcome, count: shadow_total.labels(outcome=outcome).inc(count),
+        )
 
     @staticmethod
     def _open_store() -> FeatureStore:
@@ -259,6 +314,8 @@ class PredictionService:
         self.floor.close()
         self.health.stop()
         self.champion.stop()
+        if self.shadow is not None:
+            self.shadow.close()
         self.log.close()
 
     def describe(self) -> dict[str, Any]:
@@ -274,8 +331,13 @@ class PredictionService:
                 **model,
                 "pinned": self.pinned,
                 "last_error": self.champion.last_error,
+                "challenger_version": self._challenger_version(),
             }
         ).model_dump(mode="json")
+
+    def _challenger_version(self) -> str | None:
+        challenger = self.shadow.challenger.current if self.shadow is not None else None
+        return challenger.version if challenger is not None else None
 
     def score(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         model = self.champion.current  # read once: a swap cannot change it mid-request
@@ -285,8 +347,23 @@ class PredictionService:
         for request in requests:  # logged as used: the event happens now unless it says when
             if request.get(timestamp) is None:
                 request[timestamp] = served_at
-        scored = self.score_requests(model, requests)
+        features = self.scorer.lookup(requests)
         ids = [uuid.uuid4().hex for _ in requests]
+        shadowed = self.shadow.chosen(len(requests)) if self.shadow is not None else []
+        # Copied before the champion's scoring fills the missing ones with its own defaults.
+        shadow_features = (
+            {name: [values[i] for i in shadowed] for name, values in features.items()}
+            if shadowed
+            else {}
+        )
+        scored = self.score_rows(model, requests, features)
+        if self.shadow is not None and shadowed:
+            self.shadow.offer(
+                served_at,
+                [ids[i] for i in shadowed],
+                [requests[i] for i in shadowed],
+                shadow_features,
+            )
         self.log.append(
             Served(
                 served_at,

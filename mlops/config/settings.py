@@ -100,6 +100,18 @@ class ServingSettings(BaseModel):
         "card's serving SLO); the model's added time must fit in it less the service's own "
         "floor. See docs/serving.md, 'The infra check: load-independent latency'.",
     )
+    shadow_queue_batches: int = Field(
+        default=32,
+        ge=1,
+        description="Scored batches waiting for the @challenger's shadow scoring; beyond it, "
+        "shadow scoring is skipped and counted, never an answer delayed.",
+    )
+    fault_shadow_spin_ms: float = Field(
+        default=0,
+        ge=0,
+        description="Drill hook, never for production: this many milliseconds of CPU time "
+        "burnt in every shadow scoring call, so a slow challenger fills the shadow queue.",
+    )
     fault_scoring_spin_ms: float = Field(
         default=0,
         ge=0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
@@ -178,6 +179,18 @@ class MonitoringGate(_Strict):
         return self
 
 
+class Rollout(_Strict):
+    """What a model that passed the gate does next (design step 6, serving). `promote`: it
+    becomes @champion. `shadow`: it becomes @challenger, and the service scores it on
+    `shadow_share` of live requests beside the champion, off the response path; both go to the
+    prediction log. A first model, with no champion to shadow, is promoted either way."""
+
+    mode: Literal["promote", "shadow"] = "promote"
+    shadow_share: float = Field(
+        default=1.0, gt=0, le=1, description="Share of live requests the challenger scores."
+    )
+
+
 class Gates(_Strict):
     validation: ValidationGate
     promotion: PromotionGate
@@ -195,6 +208,7 @@ class RequirementsCard(_Strict):
     serving_slo: ServingSLO
     training: TrainingBudget
     gates: Gates
+    rollout: Rollout = Rollout()
 
     @model_validator(mode="after")
     def _metrics_are_the_tasks(self) -> RequirementsCard:

@@ -1,7 +1,10 @@
 """Where the prediction log lives and how to read it: the service writes it
 (`serving.prediction_logger`), monitoring reads it, so its layout belongs to neither.
 
-One JSON object per line, in `<log dir>/date=YYYY-MM-DD/<process>.jsonl`.
+One JSON object per line, in `<log dir>/date=YYYY-MM-DD/<process>.jsonl`: the answers the
+service gave. A shadowing service also logs the `@challenger`'s scores of the same requests
+(same request ids, its own model version) in `<log dir>/shadow/`, laid out the same way:
+monitoring of the champion never reads them by mistake.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 PARTITION = "date"
+SHADOW = "shadow"
+
+
+def shadow_log_dir(directory: Path) -> Path:
+    """Where the challenger's shadow scores of the log in `directory` go."""
+    return directory / SHADOW
 
 
 def log_files(directory: Path) -> list[Path]:

@@ -1,17 +1,21 @@
-"""The model registry: versions, the `@champion` and `@previous` aliases, and decisions.
+"""The model registry: versions, the `@champion`, `@previous` and `@challenger` aliases, and
+decisions.
 
-Every version carries its decision as tags: `decision` (pending, promoted, rejected, abandoned,
-rolled_back), `decision.reason`, `decision.by` (the gate, or a person) and `decision.at`. People
-read it in the version's description and in its training run's description (the MLflow UI shows
-both): every decision, newest first, with its reason.
+Every version carries its decision as tags: `decision` (pending, promoted, challenger,
+rejected, abandoned, rolled_back), `decision.reason`, `decision.by` (the gate, or a person) and
+`decision.at`. People read it in the version's description and in its training run's
+description (the MLflow UI shows both): every decision, newest first, with its reason.
 
 No half-state: a version is registered as `pending`; its reason is written before an alias
 moves, and `decision=promoted` after. Aliases only ever move to a version that passed the gate
-(or that a person promoted), so `@champion` is always a version someone decided on. A run that
-dies in between leaves a `pending` version; the next run reconciles it: promoted if it already
-holds `@champion`, abandoned otherwise. Every write can be retried (the tracking server went away
-mid-way): registering once per run, a promotion resumed where it stopped, a decision described
-once.
+(or that a person promoted), so `@champion` is always a version someone decided on.
+`@challenger` is a version that passed the gate and shadows the champion on live traffic (the
+card's `rollout`) until it is promoted or rejected, which takes the alias from it; a newer
+challenger replaces it (the former one is `abandoned`). A run that dies in between leaves a
+`pending` version; the next run reconciles it: promoted if it already holds `@champion`, a
+challenger if it holds `@challenger`, abandoned otherwise. Every write can be retried (the
+tracking server went away mid-way): registering once per run, a promotion resumed where it
+stopped, a decision described once.
 
 Nothing is decided on missing information: every call tells "absent" (no such alias, model or
 version: an answer) from "could not ask" (refused, reset, timed out, 5xx). Could not ask is
@@ -48,6 +52,7 @@ T = TypeVar("T")
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+CHALLENGER = "challenger"
 DECISION = "decision"
 REASON = "decision.reason"
 DECIDED_BY = "decision.by"
@@ -61,7 +66,7 @@ NO_VERSION = "none"
 ROLLED_BACK_TO = "rolled_back_to"
 ENTRY_SEPARATOR = "\n\n---\n\n"  # between the decisions of a version's description
 
-Decision = Literal["pending", "promoted", "rejected", "abandoned", "rolled_back"]
+Decision = Literal["pending", "promoted", "challenger", "rejected", "abandoned", "rolled_back"]
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,27 @@ class ModelRegistry:
         return str(created.version)
 
     def reject(self, version: str, reason: str, by: str = "gate") -> None:
+        """Record the rejection, then take `@challenger` from the version if it holds it (cut
+        short in between, `reconcile` takes it)."""
         self._record(version, "rejected", reason, by)
+        self._drop_challenger(str(version))
+
+    def challenge(self, version: str, reason: str, by: str = "gate") -> str | None:
+        """Make `version` the `@challenger`, to shadow the champion; return the challenger it
+        replaces (now `abandoned`). Its reason is written before the alias moves, its decision
+        after: cut short, `reconcile` finishes either record."""
+        version = str(version)
+        former = self.alias(CHALLENGER)
+        if former != version:
+            self._tag(version, {REASON: reason, DECIDED_BY: by})
+            self._set_alias(CHALLENGER, version)
+        self._record(version, "challenger", reason, by)
+        if former is not None and former != version:
+            self._record(former, "abandoned", f"replaced as @{CHALLENGER} by v{version}", by)
+        log.info(
+            "%s v%s is @%s (was %s): %s", self.name, version, CHALLENGER, former or "none", reason
+        )
+        return former
 
     def promote(self, version: str, reason: str, by: str = "gate") -> str | None:
         """Make `version` the champion and the former one `@previous`; return the former.
@@ -273,6 +298,7 @@ class ModelRegistry:
         if former is not None and former != version:
             self._set_alias(PREVIOUS, former)
         self._record(version, "promoted", reason, by, **{PROMOTED_AT: _now()})
+        self._drop_challenger(version)  # a challenger promoted shadows no more
         log.info("%s v%s is @%s (was %s): %s", self.name, version, CHAMPION, former, reason)
         return former
 
@@ -326,19 +352,37 @@ class ModelRegistry:
         return current, restored
 
     def reconcile(self) -> list[str]:
-        """Finish the record of versions a dead run left `pending`; return what was fixed."""
-        champion = self.alias(CHAMPION)
+        """Finish the record of versions a dead run left `pending`, and of a challenger whose
+        promotion, rejection or replacement was cut short; return what was fixed."""
+        champion, challenger = self.alias(CHAMPION), self.alias(CHALLENGER)
         fixed = []
         for v in self.versions():
+            if v.version == challenger and v.decision not in ("pending", "challenger"):
+                self._drop_challenger(v.version)  # promoted or rejected, cut short before this
+                fixed.append(v.version)
+                continue
+            if v.decision == "challenger" and v.version != challenger:
+                why = (
+                    f"replaced as @{CHALLENGER} by v{challenger}"
+                    if challenger
+                    else f"no longer @{CHALLENGER}"
+                )
+                self._record(v.version, "abandoned", why, "reconcile")
+                fixed.append(v.version)
+                continue
             if v.decision != "pending":
                 continue
-            if v.version == champion:
+            if v.version == challenger and v.version != champion:
+                reason = v.tags.get(REASON, "passed the gate")
+                self._record(v.version, "challenger", reason, v.tags.get(DECIDED_BY, "gate"))
+            elif v.version == champion:
                 # A promotion cut short after @champion moved: @previous too, then the record.
                 former = _version_or_none(v.tags.get(PROMOTED_FROM))
                 if former is not None and former != v.version and self.alias(PREVIOUS) != former:
                     self._set_alias(PREVIOUS, former)
                 reason = v.tags.get(REASON, "passed the gate")
                 self._record(v.version, "promoted", reason, v.tags.get(DECIDED_BY, "gate"))
+                self._drop_challenger(v.version)
             else:
                 self._record(
                     v.version,
@@ -356,6 +400,15 @@ class ModelRegistry:
         self._tag(version, {REASON: reason, DECIDED_BY: by, DECIDED_AT: _now(), **extra})
         self._describe(version, f"**{decision}**", reason, by)
         self._tag(version, {DECISION: decision})
+
+    def _drop_challenger(self, version: str) -> None:
+        if self.alias(CHALLENGER) == version:
+            self._ask(
+                f"removing @{CHALLENGER}",
+                lambda: self._ignore_absent(
+                    lambda: self.client.delete_registered_model_alias(self.name, CHALLENGER)
+                ),
+            )
 
     def _set_alias(self, alias: str, version: str) -> None:
         self._ask(

@@ -128,11 +128,31 @@ def serving(home: Path, report: TrainReport, env: dict[str, str]) -> Iterator[Se
         stop_serving(process)
 
 
-def wait_for_log(served: Served, ids: list[str], timeout: float = WAIT_SECONDS) -> dict[str, dict]:
-    """The log records of `ids`, once the service's batched writer has flushed them."""
+def wait_for_log(
+    served: Served, ids: list[str], timeout: float = WAIT_SECONDS, directory: Path | None = None
+) -> dict[str, dict]:
+    """The log records of `ids` (in the prediction log, or the one in `directory`), once the
+    service's batched writer has flushed them."""
     deadline = time.monotonic() + timeout
+    directory = directory or served.settings.predictions_dir
     while True:
-        records = {r["request_id"]: r for r in read_prediction_log(served.settings.predictions_dir)}
+        records = {r["request_id"]: r for r in read_prediction_log(directory)}
         if all(i in records for i in ids) or time.monotonic() > deadline:
             return records
         time.sleep(0.2)
+
+
+def register_again(registry: ModelRegistry, version: str) -> str:
+    """The model of `version` under a new version number. The registry registers a run's model
+    once (a retried registration gets the same version back), so it goes in with a run of its
+    own."""
+    import mlflow
+
+    model = registry.client.get_model_version(registry.name, version)
+    experiment = registry.client.get_run(model.run_id).info.experiment_id
+    run = registry.client.create_run(experiment, run_name=f"test: v{version} again")
+    registry.client.set_terminated(run.info.run_id)
+    # MLflow looks the `models:/` source up through the process-wide URI, which the flows set
+    # (this process may have used another home last).
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    return registry.register(model.source, run.info.run_id)

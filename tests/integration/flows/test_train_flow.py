@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 from mlops.config.errors import UserError
-from mlops.stores.registry import CHAMPION, DECISION, PREVIOUS, ModelRegistry
+from mlops.contracts.card import Rollout
+from mlops.stores.registry import CHALLENGER, CHAMPION, DECISION, PREVIOUS, ModelRegistry
 from models.train_report import TrainReport
 from tests.support.session import WEEK_DAYS, WEEK_EVENTS_PER_DAY
 
@@ -140,6 +141,29 @@ def test_weaker_challenger_is_rejected_and_stronger_one_promoted(train, registry
     assert weak_again.decision == "rejected"
     assert "worse by" in weak_again.reason  # its slices regress beyond the tolerance
     assert registry.alias(CHAMPION) == strong.version
+    assert registry.alias(PREVIOUS) == weak.version
+
+
+def test_a_shadow_rollout_makes_a_passing_model_the_challenger_until_promoted(
+    train, registry, use_case, monkeypatch
+):
+    from flows.promote import promote
+
+    rollout = Rollout(mode="shadow", shadow_share=0.5)
+    monkeypatch.setitem(
+        use_case.__dict__, "card", use_case.card.model_copy(update={"rollout": rollout})
+    )
+    weak = train(exclude_features=STRONGEST)
+    strong = train()
+
+    assert weak.decision == "promoted"  # nothing to shadow yet
+    assert strong.decision == "challenger", strong.reason
+    assert "shadows @champion on 50% of live requests" in strong.reason
+    assert (registry.alias(CHAMPION), registry.alias(CHALLENGER)) == (weak.version, strong.version)
+    assert registry.version(strong.version).tags[DECISION] == "challenger"
+
+    promote(strong.version, reason="better on live traffic", by="human:test")
+    assert (registry.alias(CHAMPION), registry.alias(CHALLENGER)) == (strong.version, None)
     assert registry.alias(PREVIOUS) == weak.version
 
 

@@ -35,6 +35,7 @@ from tests.support.service import (
     POLL_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
     Served,
+    register_again,
     serving,
     serving_environment,
     start_serving,
@@ -63,22 +64,6 @@ def own_served(trained_week: TrainedWeek, tmp_path: Path, prefect_api_url: str) 
 
 def known_request(**context: Any) -> dict[str, Any]:
     return {"user_id": 1, "ad_id": 1, "device": "mobile", "ad_position": 2, **context}
-
-
-def register_again(registry: ModelRegistry, version: str) -> str:
-    """The model of `version` under a new version number. The registry registers a run's model
-    once (a retried registration gets the same version back), so it goes in with a run of its
-    own."""
-    import mlflow
-
-    model = registry.client.get_model_version(registry.name, version)
-    experiment = registry.client.get_run(model.run_id).info.experiment_id
-    run = registry.client.create_run(experiment, run_name=f"test: v{version} again")
-    registry.client.set_terminated(run.info.run_id)
-    # MLflow looks the `models:/` source up through the process-wide URI, which the flows set
-    # (this process may have used another home last).
-    mlflow.set_tracking_uri(registry.tracking_uri)
-    return registry.register(model.source, run.info.run_id)
 
 
 def test_infra_check_passed_before_the_first_promotion(served):

@@ -4,10 +4,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mlops.contracts.card import Floor, PromotionGate, RequirementsCard
+from mlops.contracts.card import Floor, PromotionGate, RequirementsCard, Rollout
 from models.evaluation import Evaluation
 from models.noise import Bootstrap, Interval
-from models.promotion import decide, with_infra_check
+from models.promotion import decide, with_infra_check, with_rollout
 
 GATE = PromotionGate(
     min_improvement=0.002,
@@ -184,3 +184,19 @@ def test_the_infra_check_keeps_the_warnings_last():
     assert passed.reason == f"{verdict}; infra ok; warning: {warned.warnings[0]}"
     refused = with_infra_check(warned, False, "too slow")
     assert refused.reason == f"rejected: too slow; warning: {warned.warnings[0]}"
+
+
+def test_a_shadow_rollout_makes_a_passing_model_the_challenger_with_the_warnings_last():
+    shadow = Rollout(mode="shadow", shadow_share=0.25)
+    warned = decide(model(0.900, ece=0.016), model(0.905), GATE, "nce", noise(ece=(0.011, 0.021)))
+    challenger = with_rollout(warned, shadow, has_champion=True)
+    assert challenger.promote and challenger.shadow and challenger.decision == "challenger"
+    assert challenger.reason.startswith("challenger: passed the gate (nce ")
+    verdict = challenger.reason.split("; warning: ")[0]
+    assert verdict.endswith("); shadows @champion on 25% of live requests (card rollout)")
+    assert challenger.warnings == warned.warnings
+
+    assert with_rollout(warned, shadow, has_champion=False) == warned  # nothing to shadow
+    assert with_rollout(warned, Rollout(), has_champion=True) == warned
+    rejected = decide(model(0.900), model(0.900), GATE, "nce")
+    assert with_rollout(rejected, shadow, has_champion=True).decision == "rejected"
