@@ -1,6 +1,7 @@
 """`python -m benchmarks [NAME|all] [options] [--json] [--smoke]` (`make bench`: all; NAME is one
-of data-path, training, serving, monitoring, detection, cli, scale-out; `python -m benchmarks NAME
---help` lists a benchmark's options; `--smoke`: each at a tiny size, to check that it still runs).
+of data-path, training, serving, monitoring, detection, live-evidence, cli, scale-out; `python -m
+benchmarks NAME --help` lists a benchmark's options; `--smoke`: each at a tiny size, to check that
+it still runs).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
 """
@@ -18,6 +19,7 @@ BENCHMARKS = {
     "serving": "benchmarks.serving",
     "monitoring": "benchmarks.monitoring",
     "detection": "benchmarks.detection",
+    "live-evidence": "benchmarks.live_evidence",
     "cli": "benchmarks.cli",
     "scale-out": "benchmarks.scale_out",
 }

@@ -1,5 +1,6 @@
 """Monitor flow: a window of traffic against the champion's reference, Evidently reports, the
-monitoring gate, and retraining when the gate says so.
+monitoring gate, and retraining when the gate says so; and a @challenger shadowing the
+champion promoted or rejected on live evidence, when the card says so.
 
 The work lives in `monitoring/`; this file says in which order it runs and what is recorded:
 the verdict and its reason go to the history, the MLflow run, the Evidently workspace (shown on
@@ -32,6 +33,7 @@ from mlops.stores.registry import ModelRegistry
 from models.train_report import TrainReport
 from monitoring.gate import decide
 from monitoring.history import History
+from monitoring.live_evidence import LiveVerdict, live_verdict
 from monitoring.record import (
     MonitorReport,
     evidently_reports,
@@ -57,6 +59,7 @@ class MonitorResult:
     flow_run_id: str | None = None  # where the Prefect UI shows this run
     retraining: TrainReport | None = None
     retraining_note: str | None = None
+    challenger: LiveVerdict | None = None  # the @challenger judged on live evidence
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,7 @@ class MonitorResult:
             "flow_run_id": self.flow_run_id,
             "retraining": self.retraining.to_dict() if self.retraining else None,
             "retraining_note": self.retraining_note,
+            "challenger": self.challenger.to_dict() if self.challenger else None,
         }
 
 
@@ -75,6 +79,7 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     use_case = active_use_case(settings)
     gate = use_case.card.gates.monitoring
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
+    registry.reconcile()  # a promotion on live evidence cut short is finished first
     champion = registry.champion()
     start, end = window_bounds(OfflineStore(settings.offline_dir), gate, as_of)
     name_flow_run(f"monitor-{day_name(end)}")
@@ -95,11 +100,53 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     )
     announce(use_case.model_name, judged)
     result = MonitorResult(judged, flow_run_id=prefect_runtime.flow_run.id)
+    result.challenger = judge_challenger(settings, use_case, registry, champion, end, seed)
+    if result.challenger is not None:
+        apply_live_verdict(registry, use_case.model_name, result.challenger)
     if verdict.decision == "retrain" and retrain:
-        _retrain(settings, end, result)
+        if result.challenger is not None and result.challenger.decision == "promote":
+            result.retraining_note = (
+                f"not retrained: v{result.challenger.challenger_version}, trained on more "
+                "recent data, was promoted on live evidence"
+            )
+        else:
+            _retrain(settings, end, result)
     # The verdict is the run's state message in the Prefect UI; callers get `result` itself.
     return cast(
         MonitorResult, Completed(message=f"{judged.decision}: {judged.reason}", data=result)
+    )
+
+
+judge_challenger = task(cache_policy=NO_CACHE, task_run_name="judge-challenger")(live_verdict)
+LIVE_EVIDENCE = "live evidence"  # who decides, in the registry's records
+LIVE_EVENT = "mlops.challenger.{decision}"  # mlops.challenger.promote | .reject | .wait
+
+
+@task(cache_policy=NO_CACHE, task_run_name="apply-live-verdict")
+def apply_live_verdict(registry: ModelRegistry, model_name: str, live: LiveVerdict) -> None:
+    """The verdict in the registry (the challenger promoted or rejected, or a note that it
+    waits), a Prefect artifact and an event. A rerun after it was applied finds no challenger."""
+    from prefect.events import emit_event
+
+    version = live.challenger_version
+    if live.decision == "promote":
+        registry.promote(version, live.reason, by=LIVE_EVIDENCE)
+    elif live.decision == "reject":
+        registry.reject(version, live.reason, by=LIVE_EVIDENCE)
+    else:
+        registry.note(version, {"live_evidence": live.reason})
+    create_markdown_artifact(
+        key=artifact_key("live-evidence", model_name),
+        markdown=live.markdown(),
+        description=live.reason[:500],
+    )
+    emit_event(
+        event=LIVE_EVENT.format(decision=live.decision),
+        resource={
+            "prefect.resource.id": f"mlops.model.{model_name}",
+            "prefect.resource.name": model_name,
+        },
+        payload=live.to_dict(),
     )
 
 

@@ -82,6 +82,9 @@ def monitor(
         monitored = monitor_flow(as_of=end, retrain=retrain)
         judged = monitored.judged
         lines = [f"{judged.day} {judged.decision}: {judged.reason}", *judged.reports]
+        if monitored.challenger is not None:
+            live = monitored.challenger
+            lines.append(f"@challenger v{live.challenger_version}: {live.reason}")
         if monitored.retraining is not None:
             lines += train_summary(monitored.retraining).splitlines()
         elif monitored.retraining_note:

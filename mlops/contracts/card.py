@@ -179,16 +179,34 @@ class MonitoringGate(_Strict):
         return self
 
 
+class LiveEvidence(_Strict):
+    """How much live evidence promotes a @challenger (monitoring/live_evidence.py): on the
+    first `min_labelled` labelled requests both models scored, the paired bootstrap interval of
+    its improvement on the primary metric must exclude zero; otherwise it is rejected. Judged
+    once, so looking again cannot wear the interval down. `margin` is the improvement the card
+    means to catch: `min_labelled` is sized so that a challenger better by it is promoted in
+    nine runs out of ten (benchmarks/live_evidence.py measures it), and a verdict whose interval
+    is too wide for that says so."""
+
+    min_labelled: int = Field(ge=100, description="Labelled requests judged, both models'.")
+    margin: float = Field(gt=0, description="On the primary metric, in its better direction.")
+    confidence: float = Field(default=0.95, gt=0, lt=1, description="Of the two-sided interval.")
+    resamples: int = Field(default=200, ge=50)
+
+
 class Rollout(_Strict):
     """What a model that passed the gate does next (design step 6, serving). `promote`: it
     becomes @champion. `shadow`: it becomes @challenger, and the service scores it on
     `shadow_share` of live requests beside the champion, off the response path; both go to the
-    prediction log. A first model, with no champion to shadow, is promoted either way."""
+    prediction log. With `live_evidence`, monitoring then promotes or rejects it once enough
+    labels arrived; without, a person does (`mlops promote`). A first model, with no champion
+    to shadow, is promoted either way."""
 
     mode: Literal["promote", "shadow"] = "promote"
     shadow_share: float = Field(
         default=1.0, gt=0, le=1, description="Share of live requests the challenger scores."
     )
+    live_evidence: LiveEvidence | None = None
 
 
 class Gates(_Strict):

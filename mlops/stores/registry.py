@@ -357,25 +357,7 @@ class ModelRegistry:
         champion, challenger = self.alias(CHAMPION), self.alias(CHALLENGER)
         fixed = []
         for v in self.versions():
-            if v.version == challenger and v.decision not in ("pending", "challenger"):
-                self._drop_challenger(v.version)  # promoted or rejected, cut short before this
-                fixed.append(v.version)
-                continue
-            if v.decision == "challenger" and v.version != challenger:
-                why = (
-                    f"replaced as @{CHALLENGER} by v{challenger}"
-                    if challenger
-                    else f"no longer @{CHALLENGER}"
-                )
-                self._record(v.version, "abandoned", why, "reconcile")
-                fixed.append(v.version)
-                continue
-            if v.decision != "pending":
-                continue
-            if v.version == challenger and v.version != champion:
-                reason = v.tags.get(REASON, "passed the gate")
-                self._record(v.version, "challenger", reason, v.tags.get(DECIDED_BY, "gate"))
-            elif v.version == champion:
+            if v.version == champion and v.decision in ("pending", "challenger"):
                 # A promotion cut short after @champion moved: @previous too, then the record.
                 former = _version_or_none(v.tags.get(PROMOTED_FROM))
                 if former is not None and former != v.version and self.alias(PREVIOUS) != former:
@@ -383,13 +365,27 @@ class ModelRegistry:
                 reason = v.tags.get(REASON, "passed the gate")
                 self._record(v.version, "promoted", reason, v.tags.get(DECIDED_BY, "gate"))
                 self._drop_challenger(v.version)
-            else:
+            elif v.version == challenger and v.decision == "pending":
+                reason = v.tags.get(REASON, "passed the gate")
+                self._record(v.version, "challenger", reason, v.tags.get(DECIDED_BY, "gate"))
+            elif v.version == challenger and v.decision != "challenger":
+                self._drop_challenger(v.version)  # promoted or rejected, cut short before this
+            elif v.decision == "challenger" and v.version != challenger:
+                why = (
+                    f"replaced as @{CHALLENGER} by v{challenger}"
+                    if challenger
+                    else f"no longer @{CHALLENGER}"
+                )
+                self._record(v.version, "abandoned", why, "reconcile")
+            elif v.decision == "pending":
                 self._record(
                     v.version,
                     "abandoned",
                     "its run stopped before the gate's decision was applied",
                     "reconcile",
                 )
+            else:
+                continue
             fixed.append(v.version)
         if fixed:
             log.warning("reconciled version(s) left pending by a stopped run: %s", fixed)
@@ -400,6 +396,10 @@ class ModelRegistry:
         self._tag(version, {REASON: reason, DECIDED_BY: by, DECIDED_AT: _now(), **extra})
         self._describe(version, f"**{decision}**", reason, by)
         self._tag(version, {DECISION: decision})
+
+    def note(self, version: str, tags: dict[str, str]) -> None:
+        """Tags on a version that decide nothing (a live-evidence verdict still waiting)."""
+        self._tag(version, tags)
 
     def _drop_challenger(self, version: str) -> None:
         if self.alias(CHALLENGER) == version:
