@@ -127,13 +127,17 @@ def with_infra_check(decision: PromotionDecision, passed: bool, detail: str) -> 
 def with_rollout(
     decision: PromotionDecision, rollout: Rollout, has_champion: bool
 ) -> PromotionDecision:
-    """A passing model shadows the champion first when the card's rollout says so; a first
-    model, with nothing to shadow, is promoted."""
-    if not decision.promote or rollout.mode != "shadow" or not has_champion:
+    """A passing model is tried on live traffic first (shadow or canary) when the card's
+    rollout says so; a first model, with nothing to compare with, is promoted."""
+    if not decision.promote or rollout.mode == "promote" or not has_champion:
         return decision
-    share = f"{rollout.shadow_share:.0%} of live requests"
+    trial = (
+        f"shadows @champion on {rollout.shadow_share:.0%} of live requests"
+        if rollout.mode == "shadow"
+        else f"answers {rollout.canary_share:.0%} of the entities as a canary"
+    )
     reason = verdict(decision.reason, decision.warnings).replace("promoted: ", "", 1)
-    reason = f"challenger: passed the gate ({reason}); shadows @champion on {share} (card rollout)"
+    reason = f"challenger: passed the gate ({reason}); {trial} (card rollout)"
     return replace(decision, reason=reason + _warned(decision.warnings), shadow=True)
 
 

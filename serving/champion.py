@@ -29,7 +29,7 @@ class Champion:
         wanted_version: Callable[[], str | None],
         load: Callable[[str], ServedModel],
         scorer: Scorer,
-        on_swap: Callable[[ServedModel], None] = lambda model: None,
+        on_swap: Callable[[ServedModel | None], None] = lambda model: None,
         role: str = "champion",
         release_when_unwanted: bool = False,
     ) -> None:
@@ -50,8 +50,8 @@ class Champion:
         try:
             version = self.wanted_version()
         except Exception as err:  # could not ask (MLflow down): what serves keeps serving
-            self.last_error = f"cannot ask which version to serve: {err}"
-            self._errors.error("cannot ask which version to serve", err)
+            self.last_error = f"cannot ask which version is @{self.role}: {err}"
+            self._errors.error(f"cannot ask which version is @{self.role}", err)
             return False
         if version is None and self.current is not None and self.release_when_unwanted:
             log.info(
@@ -61,6 +61,7 @@ class Champion:
                 self.current.version,
             )
             self.current = None
+            self.on_swap(None)
             return True
         try:
             if version is None or (self.current is not None and self.current.version == version):

@@ -1,6 +1,8 @@
-"""The infra check's fault drill (MLOPS_SERVING__FAULT_SCORING_SPIN_MS): scoring made slower,
-as a slower model would be, to prove the check rejects it. The service decides once, when it
-starts, whether to score through `slowed_down`: with the drill off, no request checks for it."""
+"""Fault drills: scoring made slower, as a slower model would be (the infra check's,
+MLOPS_SERVING__FAULT_SCORING_SPIN_MS, to prove the check rejects it; a slow @challenger's,
+FAULT_CHALLENGER_SPIN_MS), or failing (a broken @challenger's, FAULT_CHALLENGER_ERRORS). The
+service decides once, when it starts, whether to score through these: with the drills off, no
+request checks for them."""
 
 from __future__ import annotations
 
@@ -29,3 +31,12 @@ def spin_cpu(milliseconds: float) -> None:
     until = time.thread_time() + milliseconds / 1000
     while time.thread_time() < until:
         pass
+
+
+def failing(score: Callable[P, R], message: str) -> Callable[P, R]:
+    """`score`, each call failing with `message` instead."""
+
+    def fails(*args: P.args, **kwargs: P.kwargs) -> R:
+        raise RuntimeError(message)
+
+    return fails

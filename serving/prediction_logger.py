@@ -141,3 +141,21 @@ def records(served: Served, categories: Mapping[str, Sequence[Any]]) -> list[dic
             strict=True,
         )
     ]
+
+
+def shadow_records(served: Served) -> list[dict[str, Any]]:
+    """One shadow log record per request the challenger scored: the champion's record under the
+    same request id holds the request and its inputs; this one, what the challenger made of
+    them (its version, its score, the values it filled in)."""
+    return [
+        {
+            "request_id": request_id,
+            "served_at": served.served_at,
+            "model_version": served.model_version,
+            "missing_features": missing,
+            "score": score.tolist(),
+        }
+        for request_id, score, missing in zip(
+            served.request_ids, served.scores, served.missing, strict=True
+        )
+    ]

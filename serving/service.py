@@ -59,6 +59,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -83,16 +85,19 @@ from serving.openapi_schema import (
     prediction_openapi,
     service_page,
 )
-from serving.prediction_logger import PredictionLog, Served, records
+from serving.prediction_logger import PredictionLog, Served, records, shadow_records
 from serving.request_models import ModelInfo, prediction_answer, request_models
 from serving.routes import floor_answers, prediction_handlers, service_app
+from serving.throttled_log import ErrorLog
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
     from mlops.stores.registry import ModelRegistry
+    from serving.canary import Canary
+    from serving.champion import Champion
     from serving.model_loading import ServedModel
-    from serving.shadow import Shadow
+    from serving.shadow import ScoreRows, Shadow
 
 log = logging.getLogger("serving")
 
@@ -140,6 +145,21 @@ shadow_total = bentoml.metrics.Counter(
     "skipped (its queue full), failed.",
     labelnames=["outcome"],
 )
+canary_total = bentoml.metrics.Counter(
+    name="mlops_canary_requests",
+    documentation="Requests assigned to the @challenger's canary, by outcome: answered by it, "
+    "failed (answered by the champion instead).",
+    labelnames=["outcome"],
+)
+canary_stopped_total = bentoml.metrics.Counter(
+    name="mlops_canary_stopped",
+    documentation="Canaries a guardrail stopped (traffic handed back to the champion).",
+    labelnames=[],
+)
+CANARY_GUARDRAIL = "canary guardrail"  # who decides, in the registry's records
+CANARY_ERRORS_LOG_SECONDS = 600
+SHADOW_SWITCH_INTERVAL_SECONDS = 0.001
+DEFAULT_SWITCH_INTERVAL = sys.getswitchinterval()
 served_version = bentoml.metrics.Gauge(
     name="mlops_served_model_version",
     documentation="The model version being served.",
@@ -219,12 +239,35 @@ class PredictionService:
             partial(records, categories=use_case.categories),
             limits.log_flush_seconds,
         ).start()
+        self.score_challenger: ScoreRows = self.score_rows
+        self.canary_errors = ErrorLog(log, every=CANARY_ERRORS_LOG_SECONDS)
+        # The @challenger, followed like the champion, scored in the shadow and, under a card
+        # whose rollout is a canary, answering its share. A pinned service (a bento, the infra
+        # check's) serves one model.
+        self.challenger: Champion | None = None
         self.shadow: Shadow | None = None
-        if not self.pinned:  # a pinned service (a bento, the infra check's) serves one model
-            self.shadow = self._shadow(registry, CHALLENGER, partial(load_registered, registry))
+        self.canary: Canary | None = None
+        canary = use_case.card.rollout.mode == "canary"
+        if not self.pinned and (limits.shadow or canary):
+            self.challenger = Champion(
+                partial(registry.alias, CHALLENGER),
+                partial(load_registered, registry),
+                self.scorer,
+                on_swap=_challenger_swapped,
+                role=CHALLENGER,
+                release_when_unwanted=True,
+            )
+            self.score_challenger = challenger_scoring(self.scorer.score_rows, limits)
+            if limits.shadow:
+                self.shadow = self._shadow(self.challenger)
+            if canary:
+                self.canary = self._canary(self.challenger, registry)
         self.champion.refresh()
+        if self.challenger is not None:
+            self.challenger.refresh()
+            self.challenger.follow(limits.poll_seconds)
         if self.shadow is not None:
-            self.shadow.start(limits.poll_seconds)
+            self.shadow.start()
         if self.pinned:
             if self.champion.current is None:
                 # A pinned version that cannot load never will: exit rather than never be ready.
@@ -236,41 +279,48 @@ class PredictionService:
         # keep the collector from scanning it, or a full collection stalls requests ~100 ms.
         gc.freeze()
 
-    def _shadow(
-        self, registry: ModelRegistry, alias: str, load: Callable[[str], ServedModel]
-    ) -> Shadow:
-        """The @challenger, followed like the champion and scored on the card's share of
-        requests, logged beside the prediction log (see serving/shadow.py)."""
+    def _shadow(self, challenger: Champion) -> Shadow:
+        """The challenger scored on the card's share of requests, off the answer's path,
+        logged beside the prediction log (see serving/shadow.py)."""
         from mlops.stores.prediction_log import shadow_log_dir
-        from serving.champion import Champion
-        from serving.fault_injection import slowed_down
         from serving.shadow import Shadow
 
-        challenger = Champion(
-            partial(registry.alias, alias),
-            load,
-            self.scorer,
-            role=alias,
-            release_when_unwanted=True,
-        )
         shadow_log = PredictionLog(
-            shadow_log_dir(settings.predictions_dir),
-            partial(records, categories=use_case.categories),
-            limits.log_flush_seconds,
-        )
-        score_rows = (
-            slowed_down(self.scorer.score_rows, limits.fault_shadow_spin_ms)
-            if limits.fault_shadow_spin_ms
-            else self.scorer.score_rows
+            shadow_log_dir(settings.predictions_dir), shadow_records, limits.log_flush_seconds
         )
         return Shadow(
             self.champion,
             challenger,
-            score_rows,
+            self.score_challenger,
             shadow_log,
             use_case.card.rollout.shadow_share,
             limits.shadow_queue_batches,
             on_counted=lambda outcome, count: shadow_total.labels(outcome=outcome).inc(count),
+            collect_seconds=limits.shadow_collect_ms / 1000,
+        )
+
+    def _canary(self, challenger: Champion, registry: ModelRegistry) -> Canary:
+        """The challenger answering the card's share of entities, watched by its guardrails; a
+        breach rejects it in the registry (every worker then lets it go), in the background:
+        the request that tipped the window is not held up by MLflow."""
+        from mlops.stores.registry import CHALLENGER
+        from serving.canary import Canary
+
+        def reject(version: str, reason: str) -> None:
+            canary_stopped_total.inc()
+
+            def record() -> None:
+                try:
+                    if registry.alias(CHALLENGER) == version:  # not already, by another worker
+                        registry.reject(version, reason, by=CANARY_GUARDRAIL)
+                except Exception:
+                    log.exception("could not record the canary's rollback of v%s", version)
+
+            threading.Thread(target=record, name="canary-rollback", daemon=True).start()
+
+        rollout = use_case.card.rollout
+        return Canary(
+            challenger, rollout.guardrails, rollout.canary_share, use_case.entity_keys[0], reject
         )
 
     @staticmethod
@@ -314,6 +364,8 @@ class PredictionService:
         self.floor.close()
         self.health.stop()
         self.champion.stop()
+        if self.challenger is not None:
+            self.challenger.stop()
         if self.shadow is not None:
             self.shadow.close()
         self.log.close()
@@ -336,7 +388,7 @@ class PredictionService:
         ).model_dump(mode="json")
 
     def _challenger_version(self) -> str | None:
-        challenger = self.shadow.challenger.current if self.shadow is not None else None
+        challenger = self.challenger.current if self.challenger is not None else None
         return challenger.version if challenger is not None else None
 
     def score(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -349,14 +401,60 @@ class PredictionService:
                 request[timestamp] = served_at
         features = self.scorer.lookup(requests)
         ids = [uuid.uuid4().hex for _ in requests]
-        shadowed = self.shadow.chosen(len(requests)) if self.shadow is not None else []
+        canary = self.canary.answering(model) if self.canary is not None else None
+        theirs = self.canary.assigned(requests) if self.canary is not None and canary else []
+        if canary is None or not theirs:
+            return self._answer(model, ids, requests, features, served_at)
+        assert self.canary is not None
+        taken = set(theirs)
+        ours = [i for i in range(len(requests)) if i not in taken]
+        answers: list[dict[str, Any]] = [{}] * len(requests)
+        if ours:
+            picked = _picked(ours, ids, requests, features)
+            for i, answer in zip(ours, self._answer(model, *picked, served_at), strict=True):
+                answers[i] = answer
+        try:
+            picked = _picked(theirs, ids, requests, features)
+            answered = self._answer(canary, *picked, served_at, canary=True)
+            canary_total.labels(outcome="answered").inc(len(theirs))
+        except Exception as err:  # answered by the champion instead; the guardrail counts it
+            self.canary_errors.error(f"canary v{canary.version} failed", err)
+            canary_total.labels(outcome="failed").inc(len(theirs))
+            picked = _picked(theirs, ids, requests, features)  # the failed call filled its copy
+            answered = self._answer(model, *picked, served_at)
+        for i, answer in zip(theirs, answered, strict=True):
+            answers[i] = answer
+        return answers
+
+    def _answer(
+        self,
+        model: ServedModel,
+        ids: list[str],
+        requests: list[dict[str, Any]],
+        features: dict[str, list[Any]],
+        served_at: datetime,
+        canary: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Score requests with `model`, log them, and answer; the champion's answers are
+        offered to the shadow, and timed for a canary's guardrails while one answers."""
+        shadowed = self.shadow.chosen(len(requests)) if self.shadow and not canary else []
         # Copied before the champion's scoring fills the missing ones with its own defaults.
         shadow_features = (
             {name: [values[i] for i in shadowed] for name, values in features.items()}
             if shadowed
             else {}
         )
-        scored = self.score_rows(model, requests, features)
+        score_rows = self.score_challenger if canary else self.score_rows
+        started = time.perf_counter()
+        try:
+            scored = score_rows(model, requests, features)
+        except Exception:
+            if canary and self.canary is not None:
+                self.canary.record(model.version, True, len(requests), 0.0, None)
+            raise
+        if self.canary is not None:
+            seconds = time.perf_counter() - started
+            self.canary.record(model.version, canary, len(requests), seconds, scored.scores)
         if self.shadow is not None and shadowed:
             self.shadow.offer(
                 served_at,
@@ -388,9 +486,43 @@ class PredictionService:
             for request_id, score, missing in zip(ids, scored.scores, scored.missing, strict=True)
         ]
 
-    def _swapped(self, model: Any) -> None:
-        swaps_total.inc()
-        served_version.labels(model=model.name).set(float(model.version))
+    def _swapped(self, model: ServedModel | None) -> None:
+        if model is not None:
+            swaps_total.inc()
+            served_version.labels(model=model.name).set(float(model.version))
+
+
+def _challenger_swapped(model: ServedModel | None) -> None:
+    """While a challenger is scored beside the champion, a thread scoring it holds the GIL for up
+    to the switch interval (5 ms by default) while a request waits for it: 1 ms bounds that wait,
+    at the cost of more switches (docs/benchmarks.md#shadow); the default again once it goes."""
+    sys.setswitchinterval(SHADOW_SWITCH_INTERVAL_SECONDS if model else DEFAULT_SWITCH_INTERVAL)
+
+
+def _picked(
+    indices: list[int],
+    ids: list[str],
+    requests: list[dict[str, Any]],
+    features: dict[str, list[Any]],
+) -> tuple[list[str], list[dict[str, Any]], dict[str, list[Any]]]:
+    """The requests at `indices`, with their ids and a copy of their features."""
+    return (
+        [ids[i] for i in indices],
+        [requests[i] for i in indices],
+        {name: [values[i] for i in indices] for name, values in features.items()},
+    )
+
+
+def challenger_scoring(score_rows: ScoreRows, serving: Any) -> ScoreRows:
+    """How the @challenger is scored: as the champion, unless a drill slows it down or
+    breaks it (`fault_challenger_*`; off, no call checks for them)."""
+    from serving.fault_injection import failing, slowed_down
+
+    if serving.fault_challenger_spin_ms:
+        score_rows = slowed_down(score_rows, serving.fault_challenger_spin_ms)
+    if serving.fault_challenger_errors:
+        score_rows = failing(score_rows, "drill: the challenger fails (fault_challenger_errors)")
+    return score_rows
 
 
 # The decorators' types lose the Service wrapper that bentoml.service returns.

@@ -100,17 +100,33 @@ class ServingSettings(BaseModel):
         "card's serving SLO); the model's added time must fit in it less the service's own "
         "floor. See docs/serving.md, 'The infra check: load-independent latency'.",
     )
+    shadow: bool = Field(
+        default=True,
+        description="Score the registry's @challenger in the shadow of the served model "
+        "(serving/shadow.py); off, a service follows the champion alone.",
+    )
+    shadow_collect_ms: float = Field(
+        default=20,
+        ge=0,
+        description="How long shadow scoring collects requests before scoring them in one call.",
+    )
     shadow_queue_batches: int = Field(
-        default=32,
+        default=64,
         ge=1,
         description="Scored batches waiting for the @challenger's shadow scoring; beyond it, "
         "shadow scoring is skipped and counted, never an answer delayed.",
     )
-    fault_shadow_spin_ms: float = Field(
+    fault_challenger_spin_ms: float = Field(
         default=0,
         ge=0,
         description="Drill hook, never for production: this many milliseconds of CPU time "
-        "burnt in every shadow scoring call, so a slow challenger fills the shadow queue.",
+        "burnt in every call scoring with the @challenger (in the shadow or as a canary), so "
+        "a slow challenger fills the shadow queue or breaks a canary's latency guardrail.",
+    )
+    fault_challenger_errors: bool = Field(
+        default=False,
+        description="Drill hook, never for production: every call scoring with the "
+        "@challenger fails, as a broken model would.",
     )
     fault_scoring_spin_ms: float = Field(
         default=0,
@@ -221,6 +237,11 @@ class Settings(BaseSettings):
         default=DATA_ROOT,
         description="Where use cases live: `usecases/<name>/` and `expectations/<name>/` below "
         "it. The checkout by default; `mlops init-use-case` writes there.",
+    )
+    card: Path | None = Field(
+        default=None,
+        description="The use case's requirements card from another reviewed file (a staging "
+        "environment's rollout, a drill's); default: the card in the use case's package.",
     )
 
     # Server profile (PostgreSQL, Redis, Prefect server, MLflow server); unused by `local`.

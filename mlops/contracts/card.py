@@ -194,18 +194,47 @@ class LiveEvidence(_Strict):
     resamples: int = Field(default=200, ge=50)
 
 
+class CanaryGuardrails(_Strict):
+    """What hands a canary's traffic back to the champion (serving/canary.py): judged on each
+    window of `window_requests` requests the challenger answered, against what the champion
+    answered in the same window."""
+
+    window_requests: int = Field(default=200, ge=10, description="Challenger answers judged.")
+    max_error_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Share of the challenger's calls that failed."
+    )
+    max_latency_ratio: float = Field(
+        default=3.0,
+        gt=1,
+        description="The challenger's median scoring time per request, to the champion's.",
+    )
+    max_score_shift: float = Field(
+        default=1.0,
+        gt=0,
+        description="Difference of the two models' mean scores, in the champion's score "
+        "spreads (standard deviations).",
+    )
+
+
 class Rollout(_Strict):
     """What a model that passed the gate does next (design step 6, serving). `promote`: it
     becomes @champion. `shadow`: it becomes @challenger, and the service scores it on
     `shadow_share` of live requests beside the champion, off the response path; both go to the
-    prediction log. With `live_evidence`, monitoring then promotes or rejects it once enough
-    labels arrived; without, a person does (`mlops promote`). A first model, with no champion
-    to shadow, is promoted either way."""
+    prediction log. `canary`: it becomes @challenger too, and answers the requests of
+    `canary_share` of the entities (the first entity key's: one user always meets the same
+    model), shadowing the rest; `guardrails` hand its traffic back to the champion. With
+    `live_evidence`, monitoring then promotes or rejects it once enough labels arrived; without,
+    a person does (`mlops promote`). A first model, with no champion to shadow, is promoted
+    either way."""
 
-    mode: Literal["promote", "shadow"] = "promote"
+    mode: Literal["promote", "shadow", "canary"] = "promote"
     shadow_share: float = Field(
         default=1.0, gt=0, le=1, description="Share of live requests the challenger scores."
     )
+    canary_share: float = Field(
+        default=0.1, gt=0, lt=1, description="Share of entities whose requests it answers."
+    )
+    guardrails: CanaryGuardrails = CanaryGuardrails()
     live_evidence: LiveEvidence | None = None
 
 

@@ -11,12 +11,13 @@ import importlib
 import importlib.util
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from pydantic import ValidationError
 
 from mlops.config.errors import UserError
@@ -124,6 +125,8 @@ class UseCase:
     request_features: tuple[str, ...] = ()
     # The column holding each feature row's time (Feast's `timestamp_field` of every view).
     feature_timestamp: str = "event_timestamp"
+    # The card, when it is not the package's own `card.yaml` (MLOPS_CARD).
+    card_file: Path | None = None
 
     @property
     def suites_dir(self) -> Path:
@@ -134,7 +137,7 @@ class UseCase:
 
     @cached_property
     def card(self) -> RequirementsCard:
-        return RequirementsCard.load(self.package_dir / "card.yaml")
+        return RequirementsCard.load(self.card_file or self.package_dir / "card.yaml")
 
     @cached_property
     def task(self) -> Task:
@@ -174,8 +177,17 @@ def _search_path(root: Path) -> list[str]:
 
 
 def active_use_case(settings: Settings) -> UseCase:
-    """The use case the settings name, from the packaged ones or `settings.use_cases_root`."""
-    return load_use_case(settings.use_case, settings.use_cases_root)
+    """The use case the settings name, from the packaged ones or `settings.use_cases_root`,
+    with the card `settings.card` names, if it names one (a UserError if it does not load)."""
+    use_case = load_use_case(settings.use_case, settings.use_cases_root)
+    if settings.card is None:
+        return use_case
+    other = replace(use_case, card_file=settings.card)
+    try:
+        other.card  # noqa: B018 - read now: a card that does not load is said at the start
+    except (OSError, ValidationError, yaml.YAMLError) as err:
+        raise UserError(f"MLOPS_CARD={settings.card}: {err}") from None
+    return other
 
 
 def load_use_case(name: str, root: Path = DATA_ROOT) -> UseCase:

@@ -122,3 +122,23 @@ def test_adclick_suites_list_its_categories(table: str, column: str, allowed: st
         for k in _kwargs(adclick, table, "expect_column_values_to_be_in_set")
     }
     assert sets[column] == list(getattr(contract, allowed))
+
+
+def test_mlops_card_names_another_card_for_the_same_use_case(tmp_path) -> None:
+    from mlops.config.errors import UserError
+    from mlops.config.settings import Settings
+    from mlops.contracts.usecase import active_use_case
+
+    card = yaml.safe_load((load_use_case("adclick").package_dir / "card.yaml").read_text())
+    card["rollout"] = {"mode": "canary", "canary_share": 0.2}
+    staging = tmp_path / "staging-card.yaml"
+    staging.write_text(yaml.safe_dump(card))
+
+    use_case = active_use_case(Settings(home=tmp_path, card=staging))
+    assert (use_case.name, use_case.card.rollout.mode) == ("adclick", "canary")
+    assert load_use_case("adclick").card.rollout.mode == "promote"  # the package's, untouched
+
+    card["rollout"] = {"mode": "sideways"}
+    staging.write_text(yaml.safe_dump(card))
+    with pytest.raises(UserError, match=r"MLOPS_CARD=.*staging-card\.yaml"):
+        active_use_case(Settings(home=tmp_path, card=staging))

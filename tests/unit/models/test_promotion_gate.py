@@ -200,3 +200,10 @@ def test_a_shadow_rollout_makes_a_passing_model_the_challenger_with_the_warnings
     assert with_rollout(warned, Rollout(), has_champion=True) == warned
     rejected = decide(model(0.900), model(0.900), GATE, "nce")
     assert with_rollout(rejected, shadow, has_champion=True).decision == "rejected"
+
+
+def test_a_canary_rollout_says_what_share_the_challenger_answers():
+    passed = decide(model(0.900), model(0.905), GATE, "nce")
+    canary = with_rollout(passed, Rollout(mode="canary", canary_share=0.05), has_champion=True)
+    assert canary.decision == "challenger"
+    assert canary.reason.endswith("; answers 5% of the entities as a canary (card rollout)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,7 +58,7 @@ def offer(shadow: Shadow, ids: list[str]) -> None:
 
 
 def test_the_challenger_scores_the_offered_requests_on_the_champions_features(tmp_path):
-    scoring = shadow(tmp_path).start(poll_seconds=60)
+    scoring = shadow(tmp_path).start()
     offer(scoring, ["a", "b", "c"])
     scoring.close()
 
@@ -91,8 +92,11 @@ def test_a_failing_challenger_is_counted_and_the_next_batch_scored(tmp_path):
             raise ServiceUnreachable("the online store", "redis://127.0.0.1:6379", "refused")
         return doubled(model, requests, features)
 
-    scoring = shadow(tmp_path, fails_once).start(poll_seconds=60)
+    scoring = shadow(tmp_path, fails_once).start()
     offer(scoring, ["a"])
+    deadline = time.monotonic() + 10
+    while not scoring.counts and time.monotonic() < deadline:
+        time.sleep(0.01)
     offer(scoring, ["b"])
     scoring.close()
 
@@ -117,6 +121,26 @@ def test_a_share_draws_about_that_share_of_requests(tmp_path):
     assert chosen == sorted(set(chosen))
 
 
+def test_what_queued_meanwhile_is_scored_in_one_call_and_logged_per_batch(tmp_path):
+    calls: list[int] = []
+
+    def counted(model: Any, requests: list[dict[str, Any]], features: Any) -> Scored:
+        calls.append(len(requests))
+        return doubled(model, requests, features)
+
+    scoring = shadow(tmp_path, counted)  # not started: both offers wait in the queue
+    offer(scoring, ["a", "b"])
+    offer(scoring, ["c"])
+    scoring.start().close()
+
+    assert calls == [3]
+    assert [(r["request_id"], r["score"]) for r in read_prediction_log(tmp_path)] == [
+        ("a", 0.0),
+        ("b", 2.0),
+        ("c", 0.0),
+    ]
+
+
 def test_close_scores_what_was_queued_first(tmp_path):
     release = threading.Event()
 
@@ -124,7 +148,7 @@ def test_close_scores_what_was_queued_first(tmp_path):
         release.wait(10)
         return doubled(model, requests, features)
 
-    scoring = shadow(tmp_path, waits).start(poll_seconds=60)
+    scoring = shadow(tmp_path, waits).start()
     offer(scoring, ["a"])
     offer(scoring, ["b"])
     release.set()
