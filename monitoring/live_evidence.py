@@ -30,7 +30,7 @@ from mlops.contracts.card import LiveEvidence
 from mlops.contracts.metrics import improvement
 from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
-from mlops.stores.offline_store import OfflineStore, quoted
+from mlops.stores.offline_store import OfflineStore, has_view, quoted
 from mlops.stores.prediction_log import log_files, shadow_log_dir
 from mlops.stores.registry import CHALLENGER, ModelRegistry
 
@@ -106,13 +106,7 @@ def read_paired(
     offline = OfflineStore(settings.offline_dir)
     con = offline.connect([events.name])
     try:
-        has_events = events.name in {
-            row[0]
-            for row in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
-            ).fetchall()
-        }
-        if not shadow or not served or not has_events:
+        if not shadow or not served or not has_view(con, events.name):
             return _none(use_case.task)
         con.execute("SET TimeZone = 'UTC'")
         event_id, ts = quoted(events.id_column), quoted(events.timestamp_column)

@@ -26,7 +26,7 @@ from mlops.contracts.card import MonitoringGate
 from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
 from mlops.stores.mlflow_runs import day_name, day_start
-from mlops.stores.offline_store import OfflineStore, quoted
+from mlops.stores.offline_store import OfflineStore, has_view, quoted
 from mlops.stores.prediction_log import log_files
 from mlops.stores.reference import LABEL, SCORE, prediction_columns
 
@@ -117,7 +117,7 @@ def read_window(
     try:
         con.execute("SET TimeZone = 'UTC'")
         window = {"start": start, "end": end}
-        offline_events = quoted(events.name) if _has_view(con, events.name) else None
+        offline_events = quoted(events.name) if has_view(con, events.name) else None
         events_in_window = _count(con, offline_events, ts, window)
         quarantine_files = _quarantine_files(settings, use_case)
         quarantined = (
@@ -231,12 +231,6 @@ def _in_window(column: str) -> str:
 
 def _quarantine_files(settings: Settings, use_case: UseCase) -> list[str]:
     return [str(p) for p in sorted(settings.quarantine_dir.glob(f"*/{use_case.events.file_name}"))]
-
-
-def _has_view(con: Any, name: str) -> bool:
-    """Whether the offline store gave the table a view (not when nothing was ingested yet)."""
-    views = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
-    return name in {row[0] for row in views}
 
 
 # A re-sent event (`already_ingested`) is in the offline store already: not a bad event. (The

@@ -72,6 +72,12 @@ def quoted(name: str) -> str:
     return f'"{identifier(name)}"'
 
 
+def has_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether `OfflineStore.connect` gave the table a view (not when nothing was ingested)."""
+    views = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    return name in {row[0] for row in views}
+
+
 _held = threading.local()  # path -> depth of the locks this thread holds (`exclusive`)
 
 
