@@ -6,6 +6,7 @@ signals.py            what a window measured (drift, signals) and the verdict on
 gate.py               none | retrain | alert, with the reason, from the card's thresholds
 history.py            past windows' verdicts, for "drift in k of the last n windows"
 record.py             what a judged window leaves: reports, history, MLflow run, summary
+live_evidence.py      the @challenger against the champion on the same live requests
 
 The champion's reference sample is kept with its model: `mlops.stores.reference`.
 """

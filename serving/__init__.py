@@ -13,6 +13,7 @@ store_health.py         the online store probed in the background, for readiness
 model_loading.py        a model version loaded from MLflow or a bento, ready to score
 champion.py             which model is served: the @champion, followed and hot-swapped
 shadow.py               the @challenger scored beside it on live requests, off the answer's path
+canary.py               the @challenger answering a share of users, watched by guardrails
 prediction_logger.py    every answer logged, for monitoring
 throttled_log.py        failures logged once per cause, then counted
 fault_injection.py      fault drills: scoring (or shadow scoring) slowed down
