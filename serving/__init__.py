@@ -16,7 +16,7 @@ shadow.py               the @challenger scored beside it on live requests, off t
 canary.py               the @challenger answering a share of users, watched by guardrails
 prediction_logger.py    every answer logged, for monitoring
 throttled_log.py        failures logged once per cause, then counted
-fault_injection.py      fault drills: scoring (or shadow scoring) slowed down
+fault_injection.py      fault drills: scoring slowed down, a challenger slowed or failing
 infra_check.py          the infra check before a promotion
 process.py              the service as a `bentoml serve` process
 traffic.py              events replayed as live traffic
