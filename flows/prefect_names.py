@@ -68,6 +68,11 @@ def promote_run_name(parameters: dict[str, Any]) -> str:
 
 
 # A rollback's versions are known once the registry answered; until then, what it works on.
+def reject_run_name(parameters: dict[str, Any]) -> str:
+    """`reject-v4`: the version rejected by hand."""
+    return f"reject-v{parameters['version']}"
+
+
 ROLLBACK_RUN_NAME = "rollback-champion"
 
 

@@ -1,4 +1,5 @@
-"""Human overrides of the promotion gate: promote a chosen version, or roll back.
+"""Human overrides of the promotion gate: promote a chosen version, reject one (a @challenger
+on live traffic, say), or roll back.
 
 Both are flows so that they are recorded like the gate's own decisions: tags on the model
 versions, and a Prefect artifact under the same key as the train flow's decisions. A request the
@@ -19,12 +20,14 @@ from flows.prefect_names import (
     from_parameters,
     name_flow_run,
     promote_run_name,
+    reject_run_name,
     rollback_run_name,
 )
 from flows.results import RESULT_SERIALIZER
+from mlops.config.errors import UserError
 from mlops.config.runtime import setup
 from mlops.contracts.usecase import active_use_case
-from mlops.stores.registry import PREVIOUS, ModelRegistry
+from mlops.stores.registry import CHAMPION, PREVIOUS, ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Override:
     """What a human override did; what `mlops promote|rollback --json` prints."""
 
     model_name: str
-    decision: Literal["promoted", "rolled_back"]
+    decision: Literal["promoted", "rejected", "rolled_back"]
     champion_version: str
     previous_version: str | None
     reason: str
@@ -70,6 +73,27 @@ def promote(version: str, reason: str, by: str) -> Override:
     former = models.promote(version, f"manual promotion: {reason}", by=by)
     done = Override(models.name, "promoted", str(version), former, reason, by)
     _record(done, f"v{version} promoted by hand (was v{former})")
+    return done
+
+
+@flow(
+    name="reject",
+    flow_run_name=from_parameters(reject_run_name),
+    persist_result=True,
+    result_serializer=RESULT_SERIALIZER,
+)
+def reject(version: str, reason: str, by: str) -> Override:
+    """Reject `version` whatever the gate or live evidence said: a @challenger stops being
+    tried. The @champion cannot be rejected: roll it back."""
+    models = registry()
+    models.reconcile()
+    found = models.version(version)  # a UserError when there is no such version
+    if CHAMPION in found.aliases:
+        raise UserError(f"v{version} is @{CHAMPION}: roll it back instead (`mlops rollback`)")
+    models.reject(version, f"manual rejection: {reason}", by=by)
+    champion = models.champion()
+    done = Override(models.name, "rejected", champion, models.alias(PREVIOUS), reason, by)
+    _record(done, f"v{version} rejected by hand")
     return done
 
 

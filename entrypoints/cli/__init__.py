@@ -14,7 +14,7 @@ command starts, answers and fails, is in `conventions`:
     data_commands       generate, land, ingest, features
     use_case_commands   use-cases, init-use-case
     run_command         run
-    model_commands      train, monitor, promote, rollback, models
+    model_commands      train, monitor, promote, reject, rollback, models
     serving_commands    serve, predict, package
     stack_commands      deploy, up, down, status, settings
 """
@@ -68,6 +68,7 @@ app.command()(run_command.run)
 app.command()(model_commands.train)
 app.command()(model_commands.monitor)
 app.command()(model_commands.promote)
+app.command()(model_commands.reject)
 app.command()(model_commands.rollback)
 app.command()(model_commands.models)
 app.command()(serving_commands.serve)

@@ -119,6 +119,30 @@ def promote(
     answer(as_json, work)
 
 
+def reject(
+    version: Annotated[str, typer.Argument(help="The model version to reject.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Human override: reject VERSION (a @challenger on live traffic stops being tried)."""
+
+    def work() -> tuple[dict[str, Any], str, int]:
+        why = parse_reason(reason)
+        settings, use_case = start(needs=("mlflow", "prefect"))
+        from mlops.stores.registry import CHAMPION, ModelRegistry, human
+
+        found = ModelRegistry(settings.tracking_uri, use_case.model_name).version(version)
+        if CHAMPION in found.aliases:
+            raise UserError(f"v{version} is @{CHAMPION}: roll it back instead (`mlops rollback`)")
+        from flows.promote import reject as reject_flow
+
+        done = reject_flow(version=version, reason=why, by=human())
+        text = f"{done.model_name} v{version} rejected (@champion stays v{done.champion_version})"
+        return done.to_dict(), text, 0
+
+    answer(as_json, work)
+
+
 def rollback(
     reason: Annotated[str, typer.Option(help="Why; recorded on both versions.")],
     as_json: JsonOption = False,

@@ -53,6 +53,8 @@ def test_bad_arguments_are_refused_without_a_traceback(cli) -> None:
 def test_what_needs_no_flow_is_answered_before_any_flow_runs(cli, tmp_path) -> None:
     code, result, stderr = cli("promote", "9", "--reason", "why not")
     assert code == 2 and "has no version 9" in result["error"]
+    code, result, stderr = cli("reject", "9", "--reason", "why not")
+    assert code == 2 and "has no version 9" in result["error"]
     code, result, stderr = cli("rollback", "--reason", "why not")
     assert code == 2 and "nothing to roll back to" in result["error"]
     code, result, stderr = cli("predict", "rows.csv")

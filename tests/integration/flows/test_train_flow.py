@@ -167,6 +167,27 @@ def test_a_shadow_rollout_makes_a_passing_model_the_challenger_until_promoted(
     assert registry.alias(PREVIOUS) == weak.version
 
 
+def test_a_challenger_rejected_by_hand_stops_being_tried_and_the_champion_cannot_be(
+    champion_settings, use_case, prefect_api_url
+):
+    from flows.promote import reject
+    from tests.support.service import register_again
+
+    models = ModelRegistry(champion_settings.tracking_uri, use_case.model_name)
+    challenger = register_again(models, "1")
+    models.challenge(challenger, "passed the gate")
+
+    done = reject(challenger, reason="worse for new users", by="human:test")
+
+    assert (done.decision, done.champion_version) == ("rejected", "1")
+    assert models.alias(CHALLENGER) is None
+    tags = models.version(challenger).tags
+    assert (tags[DECISION], tags["decision.by"]) == ("rejected", "human:test")
+    assert tags["decision.reason"] == "manual rejection: worse for new users"
+    with pytest.raises(UserError, match="is @champion: roll it back instead"):
+        reject("1", reason="no", by="human:test")
+
+
 def test_promote_and_rollback_by_hand_are_recorded(train, registry):
     from flows.promote import promote, rollback
 
