@@ -79,7 +79,9 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     use_case = active_use_case(settings)
     gate = use_case.card.gates.monitoring
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
-    registry.reconcile()  # a promotion on live evidence cut short is finished first
+    # A promotion or rejection of the @challenger cut short is finished first; a training
+    # under way is not taken for dead.
+    registry.reconcile(abandon_pending=False)
     champion = registry.champion()
     start, end = window_bounds(OfflineStore(settings.offline_dir), gate, as_of)
     name_flow_run(f"monitor-{day_name(end)}")

@@ -351,9 +351,11 @@ class ModelRegistry:
         self._describe(restored, f"**@{CHAMPION} again** (rollback from v{current})", reason, by)
         return current, restored
 
-    def reconcile(self) -> list[str]:
+    def reconcile(self, abandon_pending: bool = True) -> list[str]:
         """Finish the record of versions a dead run left `pending`, and of a challenger whose
-        promotion, rejection or replacement was cut short; return what was fixed."""
+        promotion, rejection or replacement was cut short; return what was fixed. Without
+        `abandon_pending`, a pending version that holds no alias is left alone: only a train
+        run may take it for dead (another one may be training it now)."""
         champion, challenger = self.alias(CHAMPION), self.alias(CHALLENGER)
         fixed = []
         for v in self.versions():
@@ -377,7 +379,7 @@ class ModelRegistry:
                     else f"no longer @{CHALLENGER}"
                 )
                 self._record(v.version, "abandoned", why, "reconcile")
-            elif v.decision == "pending":
+            elif v.decision == "pending" and abandon_pending:
                 self._record(
                     v.version,
                     "abandoned",

@@ -63,3 +63,12 @@ def test_reconcile_finishes_each_challenger_decision_cut_short(registry):
     assert registry.reconcile() == [pending]
     assert registry.alias(CHALLENGER) is None
     assert registry.reconcile() == []
+
+
+def test_only_a_train_run_takes_a_pending_version_without_an_alias_for_dead(registry):
+    training = register_again(registry, "1")  # pending: a train run may be scoring it now
+
+    assert registry.reconcile(abandon_pending=False) == []  # what the monitor flow does
+    assert decisions(registry)[training] == "pending"
+    assert registry.reconcile() == [training]  # what the next train run does
+    assert decisions(registry)[training] == "abandoned"
