@@ -9,7 +9,7 @@ champion answered meanwhile in the same worker:
 
 - errors: the challenger's failed calls over its calls;
 - latency: its median scoring call over the champion's (the same machine in the same minutes:
-  a busy machine slows both);
+  a busy machine slows both), once each made `MIN_TIMED_CALLS` calls in the window;
 - scores: the difference of the two models' mean scores, in the champion's standard deviations.
 
 A breach stops the canary in this worker at once and calls `on_breach(version, reason)` once;
@@ -35,6 +35,7 @@ from serving.model_loading import ServedModel
 
 log = logging.getLogger(__name__)
 HASH_SPACE = 2**64
+MIN_TIMED_CALLS = 5  # per model in a window, for its latency to be judged
 
 
 @dataclass
@@ -125,12 +126,14 @@ class Canary:
                 f"canary guardrail: {ours.failed} of the challenger's {ours.calls} scoring calls "
                 f"failed ({error_rate:.1%} > {rule.max_error_rate:.1%})"
             )
-        if not theirs.call_seconds or not theirs.scores or not ours.scores:
+        if not theirs.scores or not ours.scores:
             return None  # nothing to compare with in this window
+        # A median of a call or two is one busy moment of the machine, not the model's speed.
+        timed = min(len(ours.call_seconds), len(theirs.call_seconds)) >= MIN_TIMED_CALLS
         ratio = statistics.median(ours.call_seconds) / max(
             statistics.median(theirs.call_seconds), 1e-9
         )
-        if ratio > rule.max_latency_ratio:
+        if timed and ratio > rule.max_latency_ratio:
             return (
                 f"canary guardrail: the challenger's median scoring call took {ratio:.1f}x the "
                 f"champion's in the same window (> {rule.max_latency_ratio:g}x)"

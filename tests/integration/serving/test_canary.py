@@ -50,6 +50,10 @@ def canary(
         **serving_environment(home, prefect_api_url),
         "MLOPS_CARD": str(canary_card(use_case, tmp_path)),
         "MLOPS_SERVING__FAULT_CHALLENGER_ERRORS": str(request.param == "failing").lower(),
+        # One worker: /model then says what every request meets. Each worker follows the
+        # challenger on its own poll, so for a moment after it appears two workers may differ;
+        # the assignment itself is the same in every worker (tests/unit/serving/test_canary.py).
+        "MLOPS_SERVING__WORKERS": "1",
     }
     with serving(home, trained_week.report, env) as served:
         version = register_again(served.registry, served.champion())

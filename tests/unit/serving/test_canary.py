@@ -72,6 +72,14 @@ def test_a_slow_challenger_is_stopped_against_the_champions_time_in_the_same_win
     assert "median scoring call took 10.0x the champion's in the same window (> 3x)" in why
 
 
+def test_latency_is_judged_on_enough_calls_only():
+    watched, breaches = canary()
+    for _ in range(2):  # a window of ten requests in two calls: one busy moment, not a verdict
+        watched.record("1", False, 5, 0.001, np.array([0.1, 0.11, 0.12, 0.1, 0.11]))
+        watched.record("2", True, 5, 0.050, np.array([0.1, 0.11, 0.12, 0.1, 0.11]))
+    assert breaches == []
+
+
 def test_a_challenger_scoring_far_from_the_champion_is_stopped():
     watched, breaches = canary()
     window(watched, ours_seconds=0.001, ours_scores=[0.9])
