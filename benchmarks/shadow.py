@@ -31,6 +31,7 @@ from typing import Any
 
 from benchmarks.harness import parse_options, run_in_fresh_home
 from benchmarks.loadgen import HELD_P99_MS, open_loop
+from benchmarks.serving import _ratio, _requests
 from mlops.config.settings import get_settings
 from serving.process import ServiceProcess, free_port, start_service
 
@@ -63,7 +64,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # serving is measured, not the gate
     get_settings.cache_clear()
     settings = get_settings().apply()
-    from benchmarks.serving import _requests
     from flows.ingest import ingest
     from flows.train import train
     from mlops.contracts.usecase import active_use_case
@@ -218,7 +218,3 @@ def render(report: dict[str, Any]) -> str:
     for target, met in report["targets"].items():
         lines.append(f"{'MET ' if met else 'MISS'} {target}")
     return "\n".join(lines)
-
-
-def _ratio(value: float | None) -> str:
-    return f"{value:.2f}x" if value is not None else "n/a"

@@ -24,10 +24,9 @@ from flows.prefect_names import (
     rollback_run_name,
 )
 from flows.results import RESULT_SERIALIZER
-from mlops.config.errors import UserError
 from mlops.config.runtime import setup
 from mlops.contracts.usecase import active_use_case
-from mlops.stores.registry import CHAMPION, PREVIOUS, ModelRegistry
+from mlops.stores.registry import PREVIOUS, ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -87,9 +86,7 @@ def reject(version: str, reason: str, by: str) -> Override:
     tried. The @champion cannot be rejected: roll it back."""
     models = registry()
     models.reconcile()
-    found = models.version(version)  # a UserError when there is no such version
-    if CHAMPION in found.aliases:
-        raise UserError(f"v{version} is @{CHAMPION}: roll it back instead (`mlops rollback`)")
+    models.rejectable(version)
     models.reject(version, f"manual rejection: {reason}", by=by)
     champion = models.champion()
     done = Override(models.name, "rejected", champion, models.alias(PREVIOUS), reason, by)

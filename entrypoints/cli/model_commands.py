@@ -129,11 +129,9 @@ def reject(
     def work() -> tuple[dict[str, Any], str, int]:
         why = parse_reason(reason)
         settings, use_case = start(needs=("mlflow", "prefect"))
-        from mlops.stores.registry import CHAMPION, ModelRegistry, human
+        from mlops.stores.registry import ModelRegistry, human
 
-        found = ModelRegistry(settings.tracking_uri, use_case.model_name).version(version)
-        if CHAMPION in found.aliases:
-            raise UserError(f"v{version} is @{CHAMPION}: roll it back instead (`mlops rollback`)")
+        ModelRegistry(settings.tracking_uri, use_case.model_name).rejectable(version)
         from flows.promote import reject as reject_flow
 
         done = reject_flow(version=version, reason=why, by=human())

@@ -250,6 +250,14 @@ class ModelRegistry:
         self._record(version, "rejected", reason, by)
         self._drop_challenger(str(version))
 
+    def rejectable(self, version: str) -> VersionInfo:
+        """The version a person asks to reject; a UserError when there is none, or when it is
+        the champion (a rollback's to undo)."""
+        found = self.version(version)
+        if CHAMPION in found.aliases:
+            raise UserError(f"v{version} is @{CHAMPION}: roll it back instead (`mlops rollback`)")
+        return found
+
     def challenge(self, version: str, reason: str, by: str = "gate") -> str | None:
         """Make `version` the `@challenger`, to shadow the champion; return the challenger it
         replaces (now `abandoned`). Its reason is written before the alias moves, its decision
