@@ -459,9 +459,15 @@ def _tell_day(
     landed = deliver_to_landing_zone(batch, settings.landing_dir, move=move)
     (report,) = _ingest_days(settings, [landed]).batches
     monitored = run_flow(settings, monitor, as_of=_closed_at(landed), seed=seed)
-    judged, retrained = monitored.judged, monitored.retraining
+    judged, retrained, trial = monitored.judged, monitored.retraining, monitored.challenger
+    # The service follows the registry by itself; the story waits for it, so the next day is
+    # served (or shadowed) by what the registry says.
+    if trial is not None and trial.decision == "promote":
+        _wait_for(service.model_version, trial.challenger_version, "serve")
     if retrained and retrained.decision == "promoted":
-        _wait_for_version(service, retrained.version)
+        _wait_for(service.model_version, retrained.version, "serve")
+    elif retrained and retrained.decision == "challenger":
+        _wait_for(service.challenger_version, retrained.version, "shadow")
     performance = judged.window["performance"] or {}
     metric = use_case.task.primary
     return Day(
@@ -486,6 +492,7 @@ def _tell_day(
         served=traffic.served,
         refused=traffic.refused,
         retrained=_retrain_summary(monitored),
+        challenger=_trial_summary(monitored),
         links={
             "monitoring_run": judged.run_url,
             "prefect_flow_run": monitored.flow_run_id,
@@ -535,14 +542,24 @@ def _retrain_summary(monitored: MonitorResult) -> dict[str, Any] | None:
     }
 
 
-def _wait_for_version(service: Any, version: str) -> None:
-    """The service swaps by itself; the story waits for it so the next day is served by it."""
+def _trial_summary(monitored: MonitorResult) -> dict[str, Any] | None:
+    """The @challenger's day on trial: what live evidence said (`wait` until enough labels)."""
+    if monitored.challenger is None:
+        return None
+    summary = monitored.challenger.to_dict()
+    return {
+        "version": summary.pop("challenger_version"),
+        **{k: v for k, v in summary.items() if k != "champion_version"},
+    }
+
+
+def _wait_for(ask: Callable[[], str | None], version: str, role: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if service.model_version() == version:
+        if ask() == version:
             return
         time.sleep(0.25)
-    raise LifecycleError(f"the service did not pick up v{version} within 60 s")
+    raise LifecycleError(f"the service did not {role} v{version} within 60 s")
 
 
 def reset_home(settings: Settings, keep_landing: bool = False) -> None:
@@ -584,7 +601,8 @@ def closing_summary(settings: Settings, result: Lifecycle, log_files: list[str])
 
 
 def story_line(day: Day) -> str:
-    """One readable line (two when a model was retrained) for a day."""
+    """One readable line for a day; one more for a challenger judged on live evidence, and
+    for a model retrained."""
     value, reference = day.metrics[day.metric], day.metrics[f"reference_{day.metric}"]
     performance = f"{day.metric.upper()} {value:.4f}" if value is not None else "no labels yet"
     line = (
@@ -592,6 +610,8 @@ def story_line(day: Day) -> str:
         f"quarantined {day.quarantined}; {performance} (ref {reference:.4f}), "
         f"drift {day.drift_share or 0:.0%} -> {day.decision.upper()}: {day.reason}"
     )
+    if day.challenger:
+        line += f"\n            challenger v{day.challenger['version']}: {day.challenger['reason']}"
     if day.retrained and day.retrained.get("version"):
         line += (
             f"\n            retrained v{day.retrained['version']}: "

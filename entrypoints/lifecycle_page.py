@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 TEMPLATE = Path(__file__).with_name("templates") / "lifecycle.html"
 COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "oracle": "#15803d"}
-MARKERS = {"alert": "#b91c1c", "rejected": "#d97706", "promoted": "#15803d"}
+MARKERS = {"alert": "#b91c1c", "rejected": "#d97706", "promoted": "#15803d", "trial": "#7c3aed"}
 
 
 def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: date) -> Path:
@@ -116,6 +116,14 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
         if any(v is not None for v in values):
             quality.plot(x, [float("nan") if v is None else v for v in values], "o-",
                      color=COLORS[name], label=name, lw=1.5, ms=4)  # fmt: skip
+    # Side by side on the day a challenger was judged: both models on the same live requests.
+    judged = [(i, d.challenger or {}) for i, d in enumerate(days) if _judged(d)]
+    for role, marker in (("champion", "D"), ("challenger", "*")):
+        if judged:
+            quality.plot([i for i, _ in judged],
+                         [live[f"{role}_performance"] for _, live in judged], marker, ls="none",
+                         color=COLORS["model"] if role == "champion" else MARKERS["trial"],
+                         ms=7, label=f"{role}, same live\nrequests (live evidence)")  # fmt: skip
     if gate is not None:
         limits = [
             float("nan") if (ref := d.metrics.get(f"reference_{metric}")) is None
@@ -145,19 +153,37 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
     drift.set(ylabel="drift", xticks=list(x), xticklabels=labels, xlabel=_year_of(days))
 
     for i, day in enumerate(days):
-        outcome = (day.retrained or {}).get("decision")
+        outcomes = [(day.retrained or {}).get("decision"), _live_outcome(day)]
         for axes in (quality, traffic, quarantine, drift):
             if day.decision == "alert":
                 axes.axvspan(i - 0.45, i + 0.45, color=MARKERS["alert"], alpha=0.12)
-            if outcome in ("promoted", "rejected"):
-                axes.axvline(i + 0.5, color=MARKERS[outcome], ls=":", lw=1.5)
+            for outcome in outcomes:
+                if outcome in ("promoted", "rejected"):
+                    axes.axvline(i + 0.5, color=MARKERS[outcome], ls=":", lw=1.5)
+            if (day.retrained or {}).get("decision") == "challenger":
+                axes.axvline(i + 0.5, color=MARKERS["trial"], ls="--", lw=1)
     quality.plot([], [], color=MARKERS["alert"], lw=8, alpha=0.25, label="alert")
-    quality.plot([], [], color=MARKERS["rejected"], ls=":", label="retrain rejected")
+    quality.plot([], [], color=MARKERS["rejected"], ls=":", label="challenger rejected")
     quality.plot([], [], color=MARKERS["promoted"], ls=":",
-                 label="retrain promoted\n(serves next day)")  # fmt: skip
+                 label="challenger promoted\n(serves next day)")  # fmt: skip
+    if any((d.retrained or {}).get("decision") == "challenger" for d in days):
+        quality.plot([], [], color=MARKERS["trial"], ls="--",
+                     label="challenger on live\ntrial (next day)")  # fmt: skip
     for axes in (quality, traffic, quarantine, drift):
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, borderaxespad=0)
     return figure
+
+
+def _judged(day: Day) -> bool:
+    """Whether a challenger was judged on live evidence at the day's close."""
+    return bool(day.challenger) and (day.challenger or {}).get("decision") != "wait"
+
+
+def _live_outcome(day: Day) -> str | None:
+    """A live verdict in the retraining's words: promoted | rejected."""
+    if not _judged(day):
+        return None
+    return "promoted" if (day.challenger or {})["decision"] == "promote" else "rejected"
 
 
 def _year_of(days: list[Day]) -> str:
@@ -170,10 +196,12 @@ def _day_row(settings: Settings, day: Day, number: int) -> dict[str, Any]:
     reports and runs."""
     links = day.links
     run_id = links.get("prefect_flow_run")
+    live = [("live evidence", _file_url(p)) for p in (day.challenger or {}).get("reports", [])]
     return {
         "day": day,
         "number": number,
-        "reports": [(Path(p).stem, _file_url(p)) for p in links.get("evidently_reports", [])],
+        "reports": [(Path(p).stem, _file_url(p)) for p in links.get("evidently_reports", [])]
+        + live,
         "mlflow": links.get("monitoring_run"),
         "prefect": f"{settings.ui.prefect_url}/runs/flow-run/{run_id}" if run_id else None,
         "data_docs": _file_url(links["data_docs"]) if links.get("data_docs") else None,

@@ -51,6 +51,10 @@ class Day:
     served: int = 0
     refused: int = 0
     retrained: dict[str, Any] | None = None
+    # The @challenger that shadowed the day's traffic, judged on live evidence once the day's
+    # labels were in: version, decision (promote | reject | wait), reason, both models' metric
+    # on the same requests, the interval (`monitoring.live_evidence.LiveVerdict`).
+    challenger: dict[str, Any] | None = None
     links: dict[str, Any] = field(default_factory=dict)
     metric: str = "nce"  # a run saved before other task kinds was binary
 
@@ -88,8 +92,8 @@ def _kind(reason: str) -> str:
 
 def what_happened(result: Lifecycle) -> list[str]:
     """The story's events in sentences, each drawn from the run's records: alerts, retraining
-    verdicts and their challengers, from when a promoted challenger served, how it did, and
-    what serves at the end."""
+    verdicts and their challengers (a shadowed one's live verdict), from when a promoted
+    challenger served, how it did, and what serves at the end."""
     days = result.days
     monitored = [d.day for d in days]
     first = str(result.bootstrap["model_version"])
@@ -102,41 +106,89 @@ def what_happened(result: Lifecycle) -> list[str]:
                 f"{day.refused:,} requests refused."
             )
         trained = day.retrained or {}
-        if day.decision != "retrain":
-            continue
+        if day.decision != "retrain" or _judged(day, "promote"):
+            continue  # a challenger promoted on live evidence stood in for retraining: told above
         if not trained.get("version"):
             note = f": {trained['note']}" if trained.get("note") else ""
             sentences.append(f"{label}: retrain ({_kind(day.reason)}), no challenger{note}.")
             continue
-        version = str(trained["version"])
-        sentence = (
-            f"{label}: retrain ({_kind(day.reason)}); challenger v{version} {trained['decision']}"
-        )
-        if trained["decision"] != "promoted":
-            sentences.append(f"{sentence}; v{day.champion_version} kept serving.")
+        version, decision = str(trained["version"]), trained["decision"]
+        sentence = f"{label}: retrain ({_kind(day.reason)}); challenger v{version}"
+        promoted_on: Day | None = day
+        if decision == "challenger":
+            sentence, promoted_on = _live_trial(sentence, version, day, days[i + 1 :], monitored)
+        elif decision != "promoted":
+            sentence = f"{sentence} {decision}; v{day.champion_version} kept serving."
+            promoted_on = None
+        else:
+            sentence = f"{sentence} {decision}"
+        if promoted_on is None:
+            sentences.append(sentence)
             continue
-        served = [d for d in days[i + 1 :] if d.champion_version == version]
-        if not served:
-            sentences.append(f"{sentence}; the story ended before it served a day.")
-            continue
-        sentence += f", serving from {day_label(served[0].day, monitored)}"
-        before = day.metrics.get(day.metric)
-        after = [m for d in served if (m := d.metrics.get(d.metric)) is not None]
-        if before is not None and after:
-            sentence += (
-                f"; {day.metric.upper()} {before:.4f} on {day.day}, {min(after):.4f} to "
-                f"{max(after):.4f} on the {len(after)} days v{version} served"
-            )
-        sentences.append(f"{sentence}.")
+        later = days[days.index(promoted_on) + 1 :]
+        sentences.append(_served(sentence, version, promoted_on, later, monitored))
     if not any(d.decision == "alert" for d in days):
         sentences.append("No alert.")
     if not any(d.decision == "retrain" for d in days):
         sentences.append(f"No retraining: v{first} served every day.")
-    promoted = [
-        str(d.retrained["version"])
-        for d in days
-        if d.retrained and d.retrained.get("decision") == "promoted"
-    ]
-    champion = (promoted or [first])[-1]
+    champion = ([first] + [v for d in days if (v := promoted_version(d))])[-1]
     sentences.append(f"At the end v{champion} is @champion (the first was v{first}).")
     return sentences
+
+
+def _judged(day: Day, decision: str) -> bool:
+    return (day.challenger or {}).get("decision") == decision
+
+
+def promoted_version(day: Day) -> str | None:
+    """The version that became @champion at the close of `day`: a retrained one the gate
+    promoted, or a challenger promoted on live evidence."""
+    trained = day.retrained or {}
+    if trained.get("decision") == "promoted":
+        return str(trained["version"])
+    if _judged(day, "promote"):
+        return str((day.challenger or {})["version"])
+    return None
+
+
+def _live_trial(
+    sentence: str, version: str, day: Day, later: list[Day], monitored: list[str]
+) -> tuple[str, Day | None]:
+    """A shadowed challenger's trial, to its live verdict; and the day it was promoted on."""
+    sentence += f" passed the gate and went on live trial beside v{day.champion_version}"
+    trial = [d for d in later if (d.challenger or {}).get("version") == version]
+    verdicts = [d for d in trial if d.challenger and d.challenger["decision"] != "wait"]
+    if not verdicts:
+        waited = f" for {len(trial)} day{'s' if len(trial) != 1 else ''}" if trial else ""
+        return f"{sentence}{waited}; the story ended before live evidence judged it.", None
+    judged = verdicts[0]
+    live = judged.challenger or {}
+    on = day_label(judged.day, monitored)
+    metric = live["metric"].upper()
+    evidence = (
+        f"{metric} {live['challenger_performance']:.4f} vs v{judged.champion_version}'s "
+        f"{live['champion_performance']:.4f} on the same {live['judged']:,} labelled requests"
+    )
+    if live["decision"] != "promote":
+        return f"{sentence}; rejected on live evidence on {on} ({evidence}).", None
+    return f"{sentence}; promoted on live evidence on {on} ({evidence})", judged
+
+
+def _served(
+    sentence: str, version: str, promoted_on: Day, later: list[Day], monitored: list[str]
+) -> str:
+    """From when a promoted version served, and how it did against the day it was promoted."""
+    served = [d for d in later if d.champion_version == version]
+    if not served:
+        return f"{sentence}; the story ended before it served a day."
+    sentence += f", serving from {day_label(served[0].day, monitored)}"
+    before = promoted_on.metrics.get(promoted_on.metric)
+    after = [m for d in served if (m := d.metrics.get(d.metric)) is not None]
+    if before is not None and after:
+        since = (
+            f"{after[0]:.4f} on the day v{version} served"
+            if len(after) == 1
+            else f"{min(after):.4f} to {max(after):.4f} on the {len(after)} days v{version} served"
+        )
+        sentence += f"; {promoted_on.metric.upper()} {before:.4f} on {promoted_on.day}, {since}"
+    return f"{sentence}."

@@ -102,21 +102,31 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     )
     announce(use_case.model_name, judged)
     result = MonitorResult(judged, flow_run_id=prefect_runtime.flow_run.id)
-    result.challenger = judge_challenger(settings, use_case, registry, champion, end, seed)
+    result.challenger = judge_challenger(settings, use_case, registry, champion, end, context, seed)
     if result.challenger is not None:
         apply_live_verdict(registry, use_case.model_name, result.challenger)
     if verdict.decision == "retrain" and retrain:
-        if result.challenger is not None and result.challenger.decision == "promote":
-            result.retraining_note = (
-                f"not retrained: v{result.challenger.challenger_version}, trained on more "
-                "recent data, was promoted on live evidence"
-            )
-        else:
+        result.retraining_note = stands_in_for_retraining(result.challenger)
+        if result.retraining_note is None:
             _retrain(settings, end, result)
     # The verdict is the run's state message in the Prefect UI; callers get `result` itself.
     return cast(
         MonitorResult, Completed(message=f"{judged.decision}: {judged.reason}", data=result)
     )
+
+
+def stands_in_for_retraining(trial: LiveVerdict | None) -> str | None:
+    """Why a retraining the verdict asks for is not started (a note), or None to start it:
+    a challenger promoted on live evidence was trained on more recent data; one still waiting
+    for its labels would be replaced by one as recent, its trial started over."""
+    if trial is None or trial.decision == "reject":
+        return None
+    if trial.decision == "promote":
+        return (
+            f"not retrained: v{trial.challenger_version}, trained on more recent data, was "
+            "promoted on live evidence"
+        )
+    return f"not retrained: v{trial.challenger_version} is on live trial ({trial.reason})"
 
 
 judge_challenger = task(cache_policy=NO_CACHE, task_run_name="judge-challenger")(live_verdict)

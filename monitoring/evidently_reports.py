@@ -8,6 +8,9 @@ dashboard shows them over time (`evidently ui --workspace MLOPS_HOME/monitoring/
                          loss, recall per class, target drift (when enough labels arrived)
     gate report          the gate's measures on every row of the window, next to its limits:
                          NCE or NRMSE, quarantined events, requests without their context, drift
+    live evidence        a @challenger against the champion on the same labelled live requests
+                         (the champion as the reference: every chart side by side), and both
+                         models' primary metric, which the dashboard draws as bars
 
 Each is named for what it judged, "drift — 2026-01-11 — v3 — retrain" (kind, day judged, model
 version, verdict), and opens on that name, the verdict and its reason. The dashboard draws the
@@ -50,8 +53,10 @@ NUMERIC_METHOD = "wasserstein"
 CATEGORY_METHOD = "jensenshannon"
 PROJECT_DESCRIPTION = "Champion vs recent traffic: drift, data quality, performance, decisions."
 GATE_TAG = "gate"  # the gate report's tag: the dashboard's gate series come from it
+LIVE_TAG = "live-evidence"  # the live evidence's values: the dashboard's champion/challenger bars
 # Beside a project's snapshots: window end -> the ids of its runs (`add_to_workspace`).
 WINDOWS_INDEX = "mlops-windows.json"
+WORKSPACE_KEY = "workspace_key"  # a snapshot's metadata: the index's key it was stored under
 
 
 def input_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
@@ -345,6 +350,44 @@ def gate_report(
     return snapshot
 
 
+def live_evidence_report(
+    champion: pd.DataFrame,
+    challenger: pd.DataFrame,
+    task: Task,
+    values: Mapping[str, float],
+    *,
+    timestamp: datetime,
+    tags: list[str],
+    metadata: dict[str, Any],
+) -> Snapshot:
+    """`values` (each model's primary metric on the same labelled live requests) as a snapshot
+    the dashboard reads, whose page is a table of them and the challenger's answers against the
+    champion's (Evidently's reference) in the task kind's terms. One snapshot: a performance
+    report in the workspace would join the window's own on the dashboard's performance panel."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.legacy.renderers.html_widgets import table_data
+    from evidently.metrics import MeanValue
+
+    comparison = performance_report(
+        champion, challenger, task, timestamp=timestamp, tags=tags, metadata=metadata
+    )
+    frame = pd.DataFrame([dict(values)])
+    measured = Report([MeanValue(column=c) for c in values]).run(
+        Dataset.from_pandas(frame, DataDefinition(numerical_columns=list(values))),
+        None,
+        timestamp=timestamp,
+        tags=[*tags, LIVE_TAG],
+        metadata=metadata,
+    )
+    table = table_data(
+        title="Champion and challenger on the same labelled live requests",
+        column_names=["measure", "value"],
+        data=[[name, f"{value:.4f}"] for name, value in values.items()],
+    )
+    measured._widgets[:] = [table, *comparison._widgets]
+    return measured
+
+
 def _gate_table(signals: Signals, gate: MonitoringGate) -> Any:
     from evidently.legacy.renderers.html_widgets import table_data
 
@@ -432,6 +475,8 @@ def add_to_workspace(
 ) -> None:
     """Add a window's snapshots to the local workspace, replacing those of an earlier run of
     the same window; the project is made once, its dashboard given the panels it lacks.
+    `window_end` names what the snapshots stand for: the window's end, or another key of the
+    same window (`live-evidence <end>`), which replaces only its own.
 
     Which runs belong to which window is kept in an index beside the project's snapshots
     (`WINDOWS_INDEX`): finding them by reading every stored snapshot would cost a read of the
@@ -457,6 +502,8 @@ def add_to_workspace(
     # of leaving duplicates of this window.
     index[window_end] = {"runs": entry["runs"], "pending": True}
     _write_index(index_path, index)
+    for snapshot in snapshots:  # found again by it if the index is lost
+        snapshot._metadata[WORKSPACE_KEY] = window_end
     added = [str(workspace.add_run(project.id, s, include_data=False).id) for s in snapshots]
     stored = {str(run) for run in workspace.list_runs(project.id)}
     for run_id in entry["runs"]:
@@ -471,8 +518,10 @@ def _windows_by_reading_every_run(workspace: Any, project_id: Any) -> dict[str, 
     index: dict[str, dict[str, Any]] = {}
     for run_id in workspace.list_runs(project_id):
         run = workspace.get_run(project_id, run_id)
-        if run is not None and (window_end := run.metadata.get("window_end")):
-            index.setdefault(window_end, {"runs": []})["runs"].append(str(run_id))
+        if run is None:
+            continue
+        if key := run.metadata.get(WORKSPACE_KEY) or run.metadata.get("window_end"):
+            index.setdefault(key, {"runs": []})["runs"].append(str(run_id))
     return index
 
 
@@ -495,7 +544,7 @@ def dashboard_panels(project_name: str, task: Task, request_columns: Sequence[st
     """The gate's measures with their limits first (each limit a second line), then drift,
     scores and labelled performance."""
     from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import line_plot_panel, text_panel
+    from evidently.sdk.panels import bar_plot_panel, line_plot_panel, text_panel
 
     def metric(legend: str, name: str, **labels: str) -> PanelMetric:
         return PanelMetric(legend=legend, metric=name, metric_labels=labels)
@@ -563,6 +612,19 @@ def dashboard_panels(project_name: str, task: Task, request_columns: Sequence[st
         line_plot_panel(
             title="Labelled performance (sample)",
             values=[metric(legend, measure) for legend, measure in PERFORMANCE[task.kind].lines],
+            size="half",
+        ),
+        bar_plot_panel(
+            title=f"{name} of @champion and @challenger on the same live requests (live evidence)",
+            values=[
+                PanelMetric(
+                    legend=role,
+                    metric="MeanValue",
+                    metric_labels={"column": f"{role}_{primary}"},
+                    tags=[LIVE_TAG],
+                )
+                for role in ("champion", "challenger")
+            ],
             size="half",
         ),
         line_plot_panel(

@@ -6,24 +6,30 @@
     -> the primary metric of each model on them, and a paired bootstrap interval of the
        challenger's improvement (both models scored on the same resampled requests)
 
+A verdict reached is also an Evidently report, the challenger's answers against the champion's
+(`monitoring/reports/<day>/live-evidence/v<challenger>.html`, and in the workspace, where the
+dashboard draws both models' metric side by side).
+
 The card's `rollout.live_evidence` says how much evidence: promoted when the improvement's
 interval excludes zero, rejected otherwise; `min_labelled` is sized for the card's `margin` (see
-`LiveEvidence`), and a verdict warns when its interval was too wide to catch a gain that size
-nine times out of ten. It is judged once,
-on exactly the first `min_labelled` labelled requests: judging again as labels arrive until an
-interval excludes zero would promote an identical challenger sooner or later. Until then the
+`LiveEvidence`), and a rejection warns when its interval was too wide to catch a gain that size
+nine times out of ten (a promotion found its evidence). It is judged once, on exactly the first
+`min_labelled` labelled requests: judging again as labels arrive until an interval excludes
+zero would promote an identical challenger sooner or later. Until then the
 verdict is `wait`, with how many labelled requests there are.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from mlops.config.settings import Settings
 from mlops.contracts.card import LiveEvidence
@@ -32,10 +38,12 @@ from mlops.contracts.tasks import Task
 from mlops.contracts.usecase import UseCase
 from mlops.stores.offline_store import OfflineStore, has_view, quoted
 from mlops.stores.prediction_log import log_files, shadow_log_dir
+from mlops.stores.reference import LABEL, prediction_columns
 from mlops.stores.registry import CHALLENGER, ModelRegistry
+from monitoring import evidently_reports as evidently
 
 LiveDecision = Literal["promote", "reject", "wait"]
-# Below it, a verdict warns that `min_labelled` is too small for the card's margin.
+# Below it, a rejection warns that `min_labelled` is too small for the card's margin.
 TARGET_POWER = 0.9
 
 
@@ -67,6 +75,8 @@ class LiveVerdict:
     improvement: float | None = None  # positive: the challenger is better
     interval: tuple[float, float] | None = None
     confidence: float | None = None
+    judged: int = 0  # the first labelled requests it was judged on (`min_labelled`)
+    reports: tuple[str, ...] = ()  # the Evidently report of a verdict reached
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,16 +168,83 @@ def live_verdict(
     registry: ModelRegistry,
     champion: str,
     end: datetime,
+    context: dict[str, Any],
     seed: int = 0,
 ) -> LiveVerdict | None:
-    """The verdict on the @challenger against `champion` with the labels in by `end`; None
-    when there is no challenger, or the card leaves the decision to a person."""
+    """The verdict on the @challenger against `champion` with the labels in by `end`, and its
+    report (in the monitored window's `context`: `monitoring.record.report_context`); None when
+    there is no challenger, or the card leaves the decision to a person."""
     rule = use_case.card.rollout.live_evidence
     challenger = registry.alias(CHALLENGER)
     if rule is None or challenger is None or challenger == champion:
         return None
     paired = read_paired(settings, use_case, challenger, champion, end)
-    return judge(paired, use_case.task, rule, challenger, champion, seed)
+    verdict = judge(paired, use_case.task, rule, challenger, champion, seed)
+    if verdict.decision == "wait":
+        return verdict
+    report = record_live_evidence(
+        settings, use_case, paired.first(rule.min_labelled), verdict, context
+    )
+    return replace(verdict, reports=(str(report),))
+
+
+def record_live_evidence(
+    settings: Settings,
+    use_case: UseCase,
+    judged: Paired,
+    verdict: LiveVerdict,
+    context: dict[str, Any],
+) -> Path:
+    """The requests judged, both models' answers side by side: an HTML report, and the same in
+    the Evidently workspace (replacing an earlier run's of the same window)."""
+    task, metric = use_case.task, verdict.metric
+    day = context["metadata"]["day"]
+    ours, theirs = verdict.challenger_performance, verdict.champion_performance
+    if ours is None or theirs is None:
+        raise ValueError(f"a {verdict.decision} verdict without both models' {metric}")
+
+    def answers(scores: np.ndarray) -> pd.DataFrame:
+        frame = pd.DataFrame(prediction_columns(task, scores))
+        frame[LABEL] = judged.labels
+        return frame
+
+    report = evidently.live_evidence_report(
+        answers(judged.champion),
+        answers(judged.challenger),
+        task,
+        {f"champion_{metric}": theirs, f"challenger_{metric}": ours},
+        **context,
+    )
+    versions = f"{verdict.challenger_version} vs v{verdict.champion_version}"  # v3 vs v1
+    evidently.annotate(
+        report,
+        name=evidently.report_name("live evidence", day, versions, verdict.decision),
+        summary=(
+            f"**{verdict.decision}**: {verdict.reason}\n\nThe challenger's answers (current) "
+            "against the champion's (reference) to the same labelled live requests."
+        ),
+        counters={
+            "day judged": day,
+            "challenger": f"v{verdict.challenger_version}",
+            "champion": f"v{verdict.champion_version}",
+            f"challenger {metric.upper()}": f"{ours:.4f}",
+            f"champion {metric.upper()}": f"{theirs:.4f}",
+            "verdict": verdict.decision,
+        },
+        metadata={"challenger_version": verdict.challenger_version},
+        tags=[f"challenger:v{verdict.challenger_version}"],
+    )
+    end = context["metadata"]["window_end"]
+    evidently.add_to_workspace(
+        settings.monitoring_dir / "workspace",
+        use_case.name,
+        f"live-evidence {end}",
+        [report],
+        task,
+        use_case.request_columns,
+    )
+    folder = settings.monitoring_dir / "reports" / day / "live-evidence"
+    return evidently.save_html(report, folder / f"v{verdict.challenger_version}.html")
 
 
 def judge(
@@ -207,8 +284,9 @@ def judge(
         if decision == "promote"
         else "rejected on live evidence (its interval does not exclude zero)"
     )
+    # Only a rejection can be for want of evidence: an interval that excluded zero found it.
     power = margin_power(low, high, rule.margin, rule.confidence)
-    if not power >= TARGET_POWER:
+    if decision == "reject" and not power >= TARGET_POWER:
         measured += (
             f"; warning: on this many labelled requests a challenger better by the card's margin "
             f"{rule.margin:g} would be promoted only about {power:.0%} of the time (raise "
@@ -226,6 +304,7 @@ def judge(
         gained,
         (low, high),
         rule.confidence,
+        rule.min_labelled,
     )
 
 

@@ -53,9 +53,17 @@ class ServiceProcess:
             return err.code, json.loads(err.read() or b"null")
 
     def model_version(self) -> str | None:
+        """The @champion version the service answers with."""
+        return self._model().get("model_version")
+
+    def challenger_version(self) -> str | None:
+        """The @challenger version the service scores in the shadow (or a canary), if any."""
+        return self._model().get("challenger_version")
+
+    def _model(self) -> dict[str, Any]:
         request = urllib.request.Request(self.url + "/model", headers=self.headers)
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read()).get("model_version")
+            return dict(json.loads(response.read()))
 
     def stop(self, timeout: float = 30) -> int:
         """Stop cleanly (SIGTERM: BentoML runs the shutdown hooks); kill if it hangs."""

@@ -7,9 +7,11 @@ left to judge."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from mlops.contracts.card import LiveEvidence, Rollout
 from mlops.stores.offline_store import OfflineStore, quoted
 from mlops.stores.prediction_log import shadow_log_dir
 from mlops.stores.registry import CHALLENGER, CHAMPION, DECIDED_BY, DECISION, ModelRegistry
+from monitoring.evidently_reports import LIVE_TAG
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +109,15 @@ def test_a_better_challenger_is_promoted_on_live_evidence_once(
     tags = registry.version(strong.version).tags
     assert (tags[DECISION], tags[DECIDED_BY]) == ("promoted", "live evidence")
     assert tags["decision.reason"].startswith("promoted on live evidence: nce ")
+    # The requests judged, both models' answers side by side: a report, and the dashboard's.
+    (report,) = live.reports
+    page = Path(report).read_text()
+    assert f"live evidence — {judged.judged.day} — v{strong.version} vs v{weak.version}" in page
+    assert "promote" in page
+    workspace = week_settings.monitoring_dir / "workspace"
+    stored = [json.loads(p.read_text()) for p in workspace.rglob("snapshots/*.json")]
+    live_tagged = [s for s in stored if LIVE_TAG in s.get("tags", [])]
+    assert len(live_tagged) == 1, [s.get("tags") for s in stored]
 
     again = monitor(retrain=False)
     assert again.challenger is None

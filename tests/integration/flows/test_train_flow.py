@@ -130,7 +130,15 @@ def test_identical_retrain_is_rejected_and_the_champion_stays(train, registry):
     assert registry.version(second.version).tags[DECISION] == "rejected"
 
 
-def test_weaker_challenger_is_rejected_and_stronger_one_promoted(train, registry):
+@pytest.fixture
+def promoting(use_case, monkeypatch):
+    """The gate's decision applied at once (the card's rollout `promote`), whatever the use
+    case's card says (adclick's shadows a passing model first)."""
+    card = use_case.card.model_copy(update={"rollout": Rollout(mode="promote")})
+    monkeypatch.setitem(use_case.__dict__, "card", card)
+
+
+def test_weaker_challenger_is_rejected_and_stronger_one_promoted(train, registry, promoting):
     weak = train(exclude_features=STRONGEST)
     strong = train()
     weak_again = train(exclude_features=STRONGEST)

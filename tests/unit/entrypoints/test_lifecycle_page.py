@@ -64,6 +64,76 @@ def test_the_story_in_words_is_drawn_from_the_days() -> None:
     ]
 
 
+def _live(version: str, decision: str, ours: float = 0.95, theirs: float = 1.05) -> dict:
+    return {
+        "version": version, "decision": decision, "reason": f"{decision}: on live evidence",
+        "metric": "nce", "labelled": 1_234, "judged": 1_000, "champion_performance": theirs,
+        "challenger_performance": ours, "reports": [],
+    }  # fmt: skip
+
+
+def _shadow_story() -> Lifecycle:
+    """v5 passes the gate on monitored day 2 and shadows v4 on day 3 (not enough labels yet)
+    and day 4, is promoted on live evidence at day 4's close and serves from day 5; v6 shadows
+    from day 6 and is rejected on live evidence at its close; v7 is still on trial at the end."""
+    story = _story()
+    trial = {"version": "5", "decision": "challenger", "reason": "challenger: passed the gate"}
+    days = [_day(i) for i in range(9)]
+    days[1] = _day(1, decision="retrain", reason="performance: NCE 1.0", metrics=_nce(1.0),
+                   retrained=trial)  # fmt: skip
+    days[2] = _day(2, decision="retrain", reason="performance: NCE 1.01", metrics=_nce(1.01),
+                   challenger=_live("5", "wait"),
+                   retrained={"note": "not retrained: v5 is on live trial (wait)"})  # fmt: skip
+    days[3] = _day(3, decision="retrain", reason="performance: NCE 1.02", metrics=_nce(1.02),
+                   challenger=_live("5", "promote", 0.9512, 1.0234),
+                   retrained={"note": "not retrained: v5, promoted on live evidence"})  # fmt: skip
+    days[4] = _day(4, champion_version="5", metrics=_nce(0.91))
+    days[5] = _day(5, champion_version="5", decision="retrain", reason="drift: x",
+                   retrained={**trial, "version": "6"})  # fmt: skip
+    days[6] = _day(6, champion_version="5", challenger=_live("6", "reject", 0.93, 0.92))
+    days[7] = _day(7, champion_version="5", decision="retrain", reason="drift: y",
+                   retrained={**trial, "version": "7"})  # fmt: skip
+    days[8] = _day(8, champion_version="5", challenger=_live("7", "wait"))
+    story.days = days
+    return story
+
+
+def test_a_challenger_on_live_trial_is_told_to_its_live_verdict() -> None:
+    story = _shadow_story()
+    d = [day.day for day in story.days]
+
+    assert what_happened(story) == [
+        f"{d[1]} (monitored day 2): retrain (performance); challenger v5 passed the gate and "
+        f"went on live trial beside v4; promoted on live evidence on {d[3]} (monitored day 4) "
+        "(NCE 0.9512 vs v4's 1.0234 on the same 1,000 labelled requests), serving from "
+        f"{d[4]} (monitored day 5); NCE 1.0200 on {d[3]}, 0.9000 to 0.9100 on the 5 days v5 "
+        "served.",
+        f"{d[2]} (monitored day 3): retrain (performance), no challenger: not retrained: v5 is "
+        "on live trial (wait).",
+        f"{d[5]} (monitored day 6): retrain (drift); challenger v6 passed the gate and went on "
+        f"live trial beside v5; rejected on live evidence on {d[6]} (monitored day 7) (NCE "
+        "0.9300 vs v5's 0.9200 on the same 1,000 labelled requests).",
+        f"{d[7]} (monitored day 8): retrain (drift); challenger v7 passed the gate and went on "
+        "live trial beside v5 for 1 day; the story ended before live evidence judged it.",
+        "No alert.",
+        "At the end v5 is @champion (the first was v4).",
+    ]
+
+
+def test_the_page_shows_champion_and_challenger_side_by_side(settings, use_case) -> None:
+    story = _shadow_story()
+    page = write_page(settings, use_case, story, START).read_text()
+    assert "<th>challenger on live traffic</th>" in page
+    assert "NCE 0.9512\n        vs v4 1.0234" in page or re.search(
+        r"NCE 0\.9512\s+vs v4 1\.0234", page
+    )
+    # On the plot: both models' points on the judged days, and the trial's start.
+    figure = plot_figure(story.days, use_case.card.gates.monitoring)
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "challenger, same live\nrequests (live evidence)" in legend
+    assert "challenger on live\ntrial (next day)" in legend
+
+
 def test_a_quiet_story_says_nothing_happened() -> None:
     story = _story()
     story.days = [_day(i) for i in range(3)]

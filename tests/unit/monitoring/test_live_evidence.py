@@ -1,6 +1,6 @@
 """The live-evidence verdict on paired scores: wait for the labels, promote a clearly better
-challenger, reject one as good as the champion, warn when the evidence is too thin for the
-card's margin. The rule's error rates over many seeds: benchmarks/live_evidence.py."""
+challenger, reject one as good as the champion, warn when a rejection's evidence is too thin for
+the card's margin. The rule's error rates over many seeds: benchmarks/live_evidence.py."""
 
 from __future__ import annotations
 
@@ -50,9 +50,10 @@ def test_the_champion_itself_is_rejected_its_interval_never_excluding_zero():
     assert "its interval does not exclude zero" in verdict.reason
 
 
-def test_an_interval_wider_than_the_margin_is_warned_about():
+def test_a_rejection_on_an_interval_wider_than_the_margin_is_warned_about():
     thin = LiveEvidence(min_labelled=200, margin=0.001, resamples=100)
-    verdict = judge(world(200, 0.9), BINARY, thin, "2", "1")
+    verdict = judge(world(200, 1.05), BINARY, thin, "2", "1")  # a little worse: no evidence
+    assert verdict.decision == "reject"
     assert "warning: on this many labelled requests a challenger better by the card's margin " in (
         verdict.reason
     )
