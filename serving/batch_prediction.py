@@ -4,11 +4,13 @@ its entities had at its time, the way the service scores the same request.
     rows (a file, or a landed day's events) -> each one validated by the service's request model
         (a row that fails is kept, with its reason) -> Feast's point-in-time join at each row's
         time -> the service's defaults and model inputs (serving/scoring.py) -> the booster
-        -> HOME/batch_predictions/model_version=<v>/run=<id>/scores.parquet (+ rejected.parquet)
+        -> the profile's scores store (`mlops/stores/batch_scores.py`): locally
+           HOME/batch_predictions/model_version=<v>/run=<id>/scores.parquet (+ rejected.parquet),
+           in the server profile PostgreSQL's <prefix>_predictions
 
 The run is named by what it scores (the rows' content, the model and its version): a rerun of
-the same rows with the same version finds its scores written and writes nothing. The scores file
-is written last, atomically: a run stopped half-way left no scores, and its rerun writes them.
+the same rows with the same version finds its scores written and writes nothing. A run is
+written whole or not at all: one stopped half-way left no scores, and its rerun writes them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import ValidationError
 
 from mlops.config.errors import UserError
 from mlops.contracts.usecase import UseCase
+from mlops.stores.batch_scores import REASON, ROW, ScoresStore
 from mlops.stores.feature_store import point_in_time_join
 from serving.http_limits import earliest_event, with_time_bounds
 from serving.request_models import PREDICTED_CLASS
@@ -35,11 +38,6 @@ if TYPE_CHECKING:
 
     from mlops.stores.registry import ModelRegistry
     from serving.model_loading import ServedModel
-
-SCORES_FILE = "scores.parquet"
-REJECTED_FILE = "rejected.parquet"
-REASON = "rejected_reason"
-ROW = "input_row"  # each row's place in the input, kept through the join and into the output
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class BatchPrediction:
     rows: int
     scored: int
     rejected: int
-    scores_path: str
+    scores_path: str  # a file, or (server profile) a PostgreSQL table and the run's rows
     rejected_path: str | None
     written: bool  # False: an earlier run had scored these rows with this version
 
@@ -194,21 +192,19 @@ def scores_table(
 
 
 def predict_batch(
-    output_dir: Path,
+    scores: ScoresStore,
     store: FeatureStore,
     registry: ModelRegistry,
     use_case: UseCase,
     rows: pd.DataFrame,
     version: str,
 ) -> BatchPrediction:
-    """Score `rows` with `version` into `output_dir` (HOME/batch_predictions); nothing written
+    """Score `rows` with `version` into `scores` (the profile's scores store); nothing written
     twice."""
-    from mlops.contracts.batches import write_parquet
     from serving.model_loading import load_registered
 
     run = run_id(rows, use_case, version)
-    folder = output_dir / f"model_version={version}" / f"run={run}"
-    scores_path, rejected_path = folder / SCORES_FILE, folder / REJECTED_FILE
+    scores_at, rejected_at = scores.location(version, run)
     valid, rejected = split_rows(rows, use_case)
     result = BatchPrediction(
         run_id=run,
@@ -216,20 +212,17 @@ def predict_batch(
         rows=len(rows),
         scored=len(valid),
         rejected=len(rejected),
-        scores_path=str(scores_path),
-        rejected_path=str(rejected_path) if len(rejected) else None,
+        scores_path=scores_at,
+        rejected_path=rejected_at if len(rejected) else None,
         written=False,
     )
-    if scores_path.exists():
+    if scores.written(version, run):
         return result
-    if len(rejected):
-        write_parquet(rejected, rejected_path)
     if len(valid):
         model = load_registered(registry, version)
         features = point_in_time_features(store, use_case, valid)
         predictions = score(model, store, use_case, valid, features)
     else:
         predictions = np.empty((0, max(1, len(use_case.task.classes))))
-    scored_at = datetime.now(UTC)
-    write_parquet(scores_table(use_case, valid, predictions, version, run, scored_at), scores_path)
-    return replace(result, written=True)
+    table = scores_table(use_case, valid, predictions, version, run, datetime.now(UTC))
+    return replace(result, written=scores.write(version, run, table, rejected))

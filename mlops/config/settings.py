@@ -251,7 +251,8 @@ class Settings(BaseSettings):
     postgres_dsn: SecretStr = Field(
         default=SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
         description="A PostgreSQL role that may create databases; the platform's own "
-        "databases (`<database_prefix>_prefect`, `_mlflow`, `_feast`) are created beside it.",
+        "databases (`<database_prefix>_prefect`, `_mlflow`, `_feast`, `_predictions`) are "
+        "created beside it.",
     )
     database_prefix: str = Field(default="mlops", pattern=r"^[a-z][a-z0-9_]{0,40}$")
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
@@ -317,7 +318,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"MLOPS_{name.upper()} is not a URL (scheme://host...)")
         return self
 
-    def database_url(self, purpose: Literal["prefect", "mlflow", "feast"], driver: str) -> str:
+    def database_url(
+        self, purpose: Literal["prefect", "mlflow", "feast", "predictions"], driver: str
+    ) -> str:
         """The URL of the platform's database for `purpose`, on the server `postgres_dsn`
         names, with the SQLAlchemy `driver` (`asyncpg`, `psycopg2`, `psycopg`)."""
         url = urlsplit(self.postgres_dsn.get_secret_value())

@@ -1,6 +1,7 @@
 """The server profile's PostgreSQL databases and Redis: created if missing, probed for health.
 
-One PostgreSQL server holds three databases (`<prefix>_prefect`, `_mlflow`, `_feast`); the role
+One PostgreSQL server holds four databases (`<prefix>_prefect`, `_mlflow`, `_feast`, and
+`_predictions` for batch prediction's scores); the role
 in `MLOPS_POSTGRES_DSN` creates them on first use, so a fresh server needs no manual step.
 """
 
@@ -13,9 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 from mlops.config.errors import ServiceUnreachable, UserError
 from mlops.config.settings import Settings
 
-PURPOSES: tuple[Literal["prefect", "mlflow", "feast"], ...] = ("prefect", "mlflow", "feast")
+Purpose = Literal["prefect", "mlflow", "feast", "predictions"]
+PURPOSES: tuple[Purpose, ...] = ("prefect", "mlflow", "feast", "predictions")
 # Prefect's server searches with trigram indexes; the extension must exist in its database.
-EXTENSIONS: dict[Literal["prefect", "mlflow", "feast"], tuple[str, ...]] = {"prefect": ("pg_trgm",)}
+EXTENSIONS: dict[Purpose, tuple[str, ...]] = {"prefect": ("pg_trgm",)}
 CONNECT_TIMEOUT_SECONDS = 5
 
 
@@ -31,7 +33,7 @@ def ensure_databases(settings: Settings) -> list[str]:
     from psycopg import sql
 
     created = []
-    with _connect(settings.postgres_dsn.get_secret_value()) as admin:
+    with connect(settings.postgres_dsn.get_secret_value()) as admin:
         admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
         for purpose in PURPOSES:
             name = settings.database_name(purpose)
@@ -44,7 +46,7 @@ def ensure_databases(settings: Settings) -> list[str]:
                     pass  # another process created it first
     for purpose, extensions in EXTENSIONS.items():
         url = settings.database_url(purpose, "psycopg").replace("postgresql+psycopg", "postgresql")
-        with _connect(url) as database:
+        with connect(url) as database:
             database.autocommit = True
             for extension in extensions:
                 create = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}")
@@ -58,7 +60,7 @@ def drop_databases(settings: Settings) -> None:
     """Drop the platform's databases (tests, and `mlops down --purge`)."""
     from psycopg import sql
 
-    with _connect(settings.postgres_dsn.get_secret_value()) as admin:
+    with connect(settings.postgres_dsn.get_secret_value()) as admin:
         admin.autocommit = True
         for purpose in PURPOSES:
             name = sql.Identifier(settings.database_name(purpose))
@@ -68,7 +70,7 @@ def drop_databases(settings: Settings) -> None:
 def postgres_problem(settings: Settings) -> str | None:
     """None if PostgreSQL answers a query, else why not."""
     try:
-        with _connect(settings.postgres_dsn.get_secret_value()) as connection:
+        with connect(settings.postgres_dsn.get_secret_value()) as connection:
             connection.execute("SELECT 1")
     except ServiceUnreachable as err:
         return err.cause
@@ -148,7 +150,9 @@ def feast_redis_connection(redis_url: str) -> str:
     return ",".join(parts)
 
 
-def _connect(dsn: str) -> Any:
+def connect(dsn: str) -> Any:
+    """A psycopg connection; PostgreSQL not answering is `ServiceUnreachable`, refusing is
+    `StoreUnreachable`."""
     import psycopg
 
     try:

@@ -9,8 +9,10 @@ and starts its own service (~17 s) when it promotes, breaks a store or stops the
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -117,3 +119,26 @@ def deliveries_trained(
 ) -> TrainedWeek:
     """deliveries (regression) trained on its shipped orders."""
     return _trained_from_its_files("deliveries", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def scratch_postgres() -> Iterator[str]:
+    """A PostgreSQL database of its own on the machine's server (127.0.0.1), dropped at the end:
+    its URL, as `Settings.database_url` gives one."""
+    from psycopg import sql
+
+    from mlops.stores.databases import connect
+
+    dsn = Settings().postgres_dsn.get_secret_value()
+    name = f"t{secrets.token_hex(6)}_scratch"
+    with connect(dsn) as admin:
+        admin.autocommit = True
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = urlsplit(dsn)
+        yield urlunsplit(("postgresql+psycopg", url.netloc, f"/{name}", url.query, ""))
+    finally:
+        with connect(dsn) as admin:
+            admin.autocommit = True
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            admin.execute(drop.format(sql.Identifier(name)))

@@ -508,3 +508,66 @@ def test_a_stored_value_of_the_wrong_type_or_shape_is_a_missing_value_never_a_50
     served.wait_ready()
     answer = served.client.post("/predict", json=wrong)
     assert answer.status_code == 200 and feature not in answer.json()["missing_features"]
+
+
+def test_a_challenger_shadows_on_the_features_read_from_redis(served):
+    """The server profile's service follows @challenger as it follows @champion and scores it
+    in the shadow on the features it read from Redis for the champion: the same model
+    registered again scores every request alike. Rejected, it is let go."""
+    from mlops.stores.prediction_log import read_prediction_log, shadow_log_dir
+    from mlops.stores.registry import ModelRegistry
+    from tests.support.service import register_again
+
+    served.wait_ready()
+    home = served.home
+    registry = ModelRegistry(home.settings.tracking_uri, home.use_case.model_name)
+    challenger = register_again(registry, home.version)
+    registry.challenge(challenger, "test: a challenger in the server profile")
+    try:
+        wait_until(
+            lambda: served.client.get("/model").json()["challenger_version"] == challenger,
+            f"the service to shadow with v{challenger}",
+        )
+        requests = newest_requests(home.settings, home.use_case, 20)
+        response = served.client.post("/predict_batch", json={"requests": requests})
+        assert response.status_code == 200, response.text
+        name = home.use_case.score_name
+        answers = {p["request_id"]: p[name] for p in response.json()["predictions"]}
+        shadow_dir = shadow_log_dir(home.settings.predictions_dir)
+
+        def shadowed() -> dict[str, dict]:
+            return {r["request_id"]: r for r in read_prediction_log(shadow_dir)}
+
+        wait_until(lambda: set(answers) <= set(shadowed()), "the shadow log to hold every request")
+        for request_id, record in shadowed().items():
+            if request_id in answers:
+                assert record["model_version"] == challenger
+                assert record["score"] == pytest.approx(answers[request_id], abs=1e-9)
+    finally:
+        registry.reject(challenger, "test: done", by="human:test")
+    wait_until(
+        lambda: served.client.get("/model").json()["challenger_version"] is None,
+        "the service to let the rejected challenger go",
+    )
+
+
+def test_batch_prediction_writes_its_scores_to_postgresql_once(home):
+    """The predict flow (a real flow run) in the server profile: the newest landed day scored
+    by the champion into PostgreSQL's `<prefix>_predictions`; the same run again adds no row."""
+    from flows.predict import predict
+    from mlops.stores.databases import connect
+
+    first = predict()
+    assert first.written and first.scored == first.rows > 0, first
+    assert first.scores_path.startswith(
+        f"postgresql: {home.settings.database_name('predictions')}."
+    )
+    again = predict()
+    assert (again.run_id, again.written) == (first.run_id, False)
+    url = home.settings.database_url("predictions", "psycopg").replace("+psycopg", "", 1)
+    table = f"{home.use_case.model_name}_batch_scores"
+    with connect(url) as connection:
+        counted = connection.execute(
+            f'SELECT count(*), min(model_version), max(model_version) FROM "{table}"'
+        ).fetchone()
+    assert counted == (first.scored, home.version, home.version)

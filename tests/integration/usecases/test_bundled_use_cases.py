@@ -174,13 +174,21 @@ def test_served_features_equal_the_training_pipelines(served) -> None:
 
 
 def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
-    served, tmp_path: Path
+    served, tmp_path: Path, scratch_postgres: str
 ) -> None:
-    """The same entities at the same time: batch scores equal the service's (1e-6); a row the
-    service would refuse is kept with the same reason, not dropped; the same rows again are the
-    same run, already written."""
+    """The same entities at the same time: batch scores equal the service's (1e-6), in files
+    (local profile) and in PostgreSQL (server profile) alike; a row the service would refuse is
+    kept with the same reason, not dropped; the same rows again are the same run, already
+    written: no row added."""
+    from mlops.stores.batch_scores import (
+        REASON,
+        ROW,
+        SCORES_FILE,
+        ParquetScores,
+        PostgresScores,
+    )
     from mlops.stores.feature_store import open_store
-    from serving.batch_prediction import REASON, ROW, SCORES_FILE, predict_batch
+    from serving.batch_prediction import predict_batch
 
     use_case, service = served
     events = newest_events(service, use_case)
@@ -199,7 +207,8 @@ def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
     assert registry.resolve(version) == version
     with pytest.raises(UserError, match="has no @nobody"):
         registry.resolve("@nobody")
-    first = predict_batch(tmp_path, store, registry, use_case, rows, version)
+    files = ParquetScores(tmp_path)
+    first = predict_batch(files, store, registry, use_case, rows, version)
     assert first.written and (first.scored, first.rejected) == (len(events), 1)
 
     scores = pd.read_parquet(first.scores_path).sort_values(ROW)
@@ -212,9 +221,37 @@ def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
     (rejected,) = pd.read_parquet(first.rejected_path).to_dict("records")
     assert rejected[ROW] == len(events) and rejected[REASON].startswith(key)
 
-    again = predict_batch(tmp_path, store, registry, use_case, rows, version)
+    again = predict_batch(files, store, registry, use_case, rows, version)
     assert not again.written and again.run_id == first.run_id
     assert len(list(tmp_path.rglob(SCORES_FILE))) == 1
+
+    database = PostgresScores(scratch_postgres, use_case.model_name)
+    stored = predict_batch(database, store, registry, use_case, rows, version)
+    assert stored.written and stored.run_id == first.run_id
+    assert stored.scores_path.startswith("postgresql: ")
+    in_postgres = read_table(scratch_postgres, f"{use_case.model_name}_batch_scores")
+    columns = [c for c in scores.columns if c != "scored_at"]
+    pd.testing.assert_frame_equal(
+        in_postgres.sort_values(ROW)[columns].reset_index(drop=True),
+        scores[columns].reset_index(drop=True),
+        check_dtype=False,
+    )
+    (refused,) = read_table(scratch_postgres, f"{use_case.model_name}_batch_rejected").to_dict(
+        "records"
+    )
+    assert (refused[ROW], refused[REASON]) == (rejected[ROW], rejected[REASON])
+    assert refused["input"][key] is None
+    assert not predict_batch(database, store, registry, use_case, rows, version).written
+    assert len(read_table(scratch_postgres, f"{use_case.model_name}_batch_scores")) == len(events)
+
+
+def read_table(url: str, table: str) -> pd.DataFrame:
+    from mlops.stores.databases import connect
+
+    with connect(url.replace("postgresql+psycopg", "postgresql", 1)) as connection:
+        cursor = connection.execute(f'SELECT * FROM "{table}"')
+        names = [d.name for d in cursor.description or ()]
+        return pd.DataFrame(cursor.fetchall(), columns=names)
 
 
 def test_the_infra_checks_golden_requests_are_valid_requests(served) -> None:
