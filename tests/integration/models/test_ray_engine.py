@@ -127,6 +127,28 @@ def test_a_model_trained_on_ray_is_as_good_and_gets_the_same_verdict(
     assert on_ray.lineage["rows"] == local.lineage["rows"]
 
 
+def test_batch_prediction_on_ray_scores_as_the_local_engine(
+    trained_week, tmp_path, monkeypatch, ray_session, prefect_api_url
+):
+    """The predict flow on the Ray engine (the point-in-time join on Ray, through Feast's Ray
+    offline store) scores the newest landed day as the local engine does, to 1e-6."""
+    from flows.predict import predict
+
+    home = copy_home(trained_week.home, tmp_path / "mlops-home")
+    on_engine(home, "local", monkeypatch)
+    local = predict()
+    expected = pd.read_parquet(local.scores_path).drop(columns="scored_at")
+    shutil.rmtree(Path(local.scores_path).parent)  # the same run again, on the other engine
+    on_engine(home, "ray", monkeypatch)
+    on_ray = predict()
+    get_settings.cache_clear()
+
+    assert on_ray.written and on_ray.run_id == local.run_id
+    assert (on_ray.scored, on_ray.rejected) == (local.scored, local.rejected) and local.scored
+    actual = pd.read_parquet(on_ray.scores_path).drop(columns="scored_at")
+    pd.testing.assert_frame_equal(actual, expected, check_exact=False, atol=1e-6)
+
+
 # What the stores hold, as frames to compare.
 def offline_store(settings: Settings) -> dict[str, pd.DataFrame]:
     root = settings.offline_dir
