@@ -14,13 +14,20 @@ at the card's rate (200/s) is at most shadow off's / 0.9 in the same run. The re
 what the shadow scored and skipped: a full queue skips, it never delays an answer.
 
     python -m benchmarks shadow [--rounds 3] [--seconds 10] [--warm-up 3] [--rates 200 ...]
+                                [--profile server]
+
+`--profile server` runs the same in the server profile (the serving benchmark's: Feast's
+registry in PostgreSQL, the online store in Redis): the shadow scores on the features the
+champion read from Redis.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import re
 import statistics
 import time
@@ -31,7 +38,7 @@ from typing import Any
 
 from benchmarks.harness import parse_options, run_in_fresh_home
 from benchmarks.loadgen import HELD_P99_MS, open_loop
-from benchmarks.serving import _ratio, _requests
+from benchmarks.serving import _ratio, _requests, server_profile
 from mlops.config.settings import get_settings
 from serving.process import ServiceProcess, free_port, start_service
 
@@ -53,15 +60,26 @@ def main(argv: Sequence[str] | None = None, base_import_seconds: float | None = 
     parser.add_argument("--warm-up", type=float, default=3, help="seconds, per rate")
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     parser.add_argument("--events-per-day", type=int, default=EVENTS_PER_DAY)
+    parser.add_argument(
+        "--profile",
+        choices=("local", "server"),
+        default="local",
+        help="server: Feast's registry in PostgreSQL, its online store in Redis",
+    )
     args = parse_options(parser, argv, smoke=SMOKE)
-    run_in_fresh_home("shadow", lambda: run(args), render, args)
+    name = "shadow" if args.profile == "local" else f"shadow-{args.profile}"
+    run_in_fresh_home(name, lambda: run(args), render, args)
     return 0
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import os
-
     os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # serving is measured, not the gate
+    os.environ["MLOPS_PROFILE"] = "local"  # whatever the caller's environment says
+    with server_profile() if args.profile == "server" else contextlib.nullcontext():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     get_settings.cache_clear()
     settings = get_settings().apply()
     from flows.ingest import ingest
@@ -167,6 +185,7 @@ def _summary(
         else None
     )
     return {
+        "profile": args.profile,
         "rounds": args.rounds,
         "seconds_per_rate": args.seconds,
         "warm_up_seconds": args.warm_up,
@@ -191,7 +210,8 @@ def _summary(
 
 def render(report: dict[str, Any]) -> str:
     lines = [
-        f"{report['rounds']} interleaved rounds, open loop, {report['seconds_per_rate']:g} s per "
+        f"{report.get('profile', 'local')} profile, {report['rounds']} interleaved rounds, open "
+        f"loop, {report['seconds_per_rate']:g} s per "
         f"rate after {report['warm_up_seconds']:g} s warm-up; held = every round without errors "
         f"and p99 <= {report['held_p99_bound_ms']:g} ms",
         f"{'service':<11} {'rate/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  held",
