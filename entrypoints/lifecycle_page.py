@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from entrypoints.lifecycle_story import SIMULATOR, day_label, what_happened
+from entrypoints.lifecycle_story import SIMULATOR, day_label, live_decision, what_happened
 from mlops.config.settings import Settings
 from mlops.contracts.usecase import UseCase
 
@@ -117,7 +117,7 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
             quality.plot(x, [float("nan") if v is None else v for v in values], "o-",
                      color=COLORS[name], label=name, lw=1.5, ms=4)  # fmt: skip
     # Side by side on the day a challenger was judged: both models on the same live requests.
-    judged = [(i, d.challenger or {}) for i, d in enumerate(days) if _judged(d)]
+    judged = [(i, d.challenger or {}) for i, d in enumerate(days) if _live_outcome(d)]
     for role, marker in (("champion", "D"), ("challenger", "*")):
         if judged:
             quality.plot([i for i, _ in judged],
@@ -174,16 +174,10 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
     return figure
 
 
-def _judged(day: Day) -> bool:
-    """Whether a challenger was judged on live evidence at the day's close."""
-    return bool(day.challenger) and (day.challenger or {}).get("decision") != "wait"
-
-
 def _live_outcome(day: Day) -> str | None:
-    """A live verdict in the retraining's words: promoted | rejected."""
-    if not _judged(day):
-        return None
-    return "promoted" if (day.challenger or {})["decision"] == "promote" else "rejected"
+    """A live verdict reached at the day's close, in the retraining's words: promoted |
+    rejected (None: no challenger, or it waits for labels)."""
+    return {"promote": "promoted", "reject": "rejected"}.get(live_decision(day) or "")
 
 
 def _year_of(days: list[Day]) -> str:

@@ -106,7 +106,7 @@ def what_happened(result: Lifecycle) -> list[str]:
                 f"{day.refused:,} requests refused."
             )
         trained = day.retrained or {}
-        if day.decision != "retrain" or _judged(day, "promote"):
+        if day.decision != "retrain" or live_decision(day) == "promote":
             continue  # a challenger promoted on live evidence stood in for retraining: told above
         if not trained.get("version"):
             note = f": {trained['note']}" if trained.get("note") else ""
@@ -136,8 +136,9 @@ def what_happened(result: Lifecycle) -> list[str]:
     return sentences
 
 
-def _judged(day: Day, decision: str) -> bool:
-    return (day.challenger or {}).get("decision") == decision
+def live_decision(day: Day) -> str | None:
+    """The live verdict on the challenger that shadowed the day: promote | reject | wait."""
+    return (day.challenger or {}).get("decision")
 
 
 def promoted_version(day: Day) -> str | None:
@@ -146,7 +147,7 @@ def promoted_version(day: Day) -> str | None:
     trained = day.retrained or {}
     if trained.get("decision") == "promoted":
         return str(trained["version"])
-    if _judged(day, "promote"):
+    if live_decision(day) == "promote":
         return str((day.challenger or {})["version"])
     return None
 
@@ -157,7 +158,7 @@ def _live_trial(
     """A shadowed challenger's trial, to its live verdict; and the day it was promoted on."""
     sentence += f" passed the gate and went on live trial beside v{day.champion_version}"
     trial = [d for d in later if (d.challenger or {}).get("version") == version]
-    verdicts = [d for d in trial if d.challenger and d.challenger["decision"] != "wait"]
+    verdicts = [d for d in trial if live_decision(d) != "wait"]
     if not verdicts:
         waited = f" for {len(trial)} day{'s' if len(trial) != 1 else ''}" if trial else ""
         return f"{sentence}{waited}; the story ended before live evidence judged it.", None
