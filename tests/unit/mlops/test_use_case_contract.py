@@ -136,7 +136,7 @@ def test_mlops_card_names_another_card_for_the_same_use_case(tmp_path) -> None:
 
     use_case = active_use_case(Settings(home=tmp_path, card=staging))
     assert (use_case.name, use_case.card.rollout.mode) == ("adclick", "canary")
-    assert load_use_case("adclick").card.rollout.mode == "promote"  # the package's, untouched
+    assert load_use_case("adclick").card.rollout.mode == "shadow"  # the package's, untouched
 
     card["rollout"] = {"mode": "sideways"}
     staging.write_text(yaml.safe_dump(card))
