@@ -4,8 +4,10 @@ Baselines come first because a model is only worth serving if it beats them: `pr
 the best constant for everyone (the training base rate, class frequencies or mean), `linear` is
 a regularized linear model on the same inputs (logistic, multinomial logistic, ridge: the task
 kind's). XGBoost uses `hist`, native categoricals (the categories are saved inside the model) and
-early stopping on the validation window. The search is seeded and capped both by a number of
-trials and by the card's time budget, so the same data gives the same model.
+early stopping on the validation window. The search is seeded and runs the card's number of
+trials, every one of them, so the same data gives the same model on a quiet machine and a busy
+one; the card's time budget is a guard against a runaway search: spent before the last trial,
+it stops the run with a message instead of choosing among fewer trials.
 """
 
 from __future__ import annotations
@@ -146,8 +148,8 @@ def fit_xgboost(
     seed: int = 0,
     threads: int | None = None,
 ) -> FittedXGBoost:
-    """Try the candidates in order until the trials or the time budget run out; keep the one
-    with the lowest validation loss (the task's evaluation metric)."""
+    """Try every candidate in order; keep the one with the lowest validation loss (the task's
+    evaluation metric)."""
     import xgboost as xgb
 
     train = xgb.DMatrix(train_x, train_y, enable_categorical=True)
@@ -180,6 +182,10 @@ def boost(
     )
 
 
+class SearchOutOfTime(UserError):
+    """The card's time budget was spent before the search's last trial."""
+
+
 def search(
     fit: Callable[[dict[str, Any]], xgb.Booster],
     budget: TrainingBudget,
@@ -190,15 +196,21 @@ def search(
     """The search itself, whatever fits each trial (here, or on Ray Train's workers:
     `models.distributed`): `fit(params)` returns a booster early-stopped on the validation
     window. `out_of_time(this process's verdict)` is the verdict the search obeys (Ray's
-    workers all obey their first's, so they stop together)."""
+    workers all obey their first's, so they stop together): `SearchOutOfTime`, never a model
+    chosen among fewer trials, which would depend on the machine's load."""
     started = time.perf_counter()
     best: tuple[Trial, xgb.Booster, dict[str, Any]] | None = None
     trials: list[Trial] = []
     for params in candidate_params(budget.search_trials, seed):
         spent = time.perf_counter() - started
         if trials and out_of_time(spent > budget.time_budget_seconds):
-            log.info("search stopped by the time budget after %d trials", len(trials))
-            break
+            raise SearchOutOfTime(
+                f"the model search spent {spent:.0f} s, over the card's time budget of "
+                f"{budget.time_budget_seconds:g} s, after {len(trials)} of its "
+                f"{budget.search_trials} trials; a model is chosen among all of them or none "
+                "(fewer would make the model depend on the machine's load): raise "
+                "training.time_budget_seconds or lower search_trials in the card"
+            )
         trial_started = time.perf_counter()
         full_params = {**BASE_PARAMS, **task.xgboost_params(), **params, "seed": seed}
         booster = fit(full_params)

@@ -144,8 +144,12 @@ class Windows(_Strict):
 
 
 class TrainingBudget(Windows):
-    time_budget_seconds: float = Field(gt=0, description="Wall-clock cap on the search.")
-    search_trials: int = Field(ge=1, description="Hyperparameter sets tried, the first default.")
+    time_budget_seconds: float = Field(
+        gt=0, description="A guard: spent before the search's last trial, training stops."
+    )
+    search_trials: int = Field(
+        ge=1, description="Hyperparameter sets tried, every one; the first the defaults."
+    )
     early_stopping_rounds: int = Field(ge=1)
     baseline_max_rows: int = Field(ge=1000, description="Rows the logistic baseline fits on.")
 

@@ -332,9 +332,9 @@ def test_a_killed_worker_leaves_its_run_crashed_and_a_rerun_completes(
 
 # What `mlops run` does for each lifecycle step in this profile (flows.dispatch.run_flow): the
 # run goes to the worker through the step's deployment, and this process waits for it. The
-# settings are applied before Prefect is imported, as every command applies them. The search
-# runs as long as the card's time budget lets it (a minute): a busy machine finished a run of
-# the card's 6 trials before the cancellation reached it.
+# settings are applied before Prefect is imported, as every command applies them. A thousand
+# trials keep the run busy until the cancellation reaches it (a busy machine once finished the
+# card's 6 before); the card's time budget (900 s) would stop it, with a message, if that failed.
 DISPATCH_TRAIN = (
     "from mlops.config.runtime import setup; settings = setup(); "
     "from flows.dispatch import run_flow; from flows.train import train; "

@@ -7,7 +7,15 @@ import pytest
 from mlops.contracts.card import TrainingBudget
 from mlops.contracts.tasks import Binary
 from models.dataset import TimeWindows, frame_hash
-from models.training import candidate_params, fit_linear, fit_xgboost, predict, predict_linear
+from models.training import (
+    SearchOutOfTime,
+    candidate_params,
+    fit_linear,
+    fit_xgboost,
+    predict,
+    predict_linear,
+    search,
+)
 
 BUDGET = TrainingBudget(
     time_budget_seconds=30,
@@ -77,3 +85,43 @@ def test_logistic_baseline_handles_missing_and_unseen_values(data):
     unseen = x.head(3).assign(device=pd.Categorical([None, "mobile", "desktop"]))
     p = predict_linear(model, unseen, Binary())
     assert ((p > 0) & (p < 1)).all()
+
+
+def test_the_search_runs_every_trial_or_stops_saying_so_never_fewer():
+    """A time budget spent before the last trial stops the run with a message: choosing among
+    the trials that fitted in time would make the model depend on the machine's load."""
+    import time
+    from types import SimpleNamespace
+
+    fits = []
+
+    def slow_fit(params):  # a booster early-stopped at its first round, after a while
+        fits.append(params)
+        time.sleep(0.05)
+        return SimpleNamespace(best_iteration=0, best_score=0.5)
+
+    tight = BUDGET.model_copy(update={"time_budget_seconds": 0.01})
+    with pytest.raises(SearchOutOfTime, match=r"after 1 of its 3 trials.*time_budget_seconds"):
+        search(slow_fit, tight, Binary(), seed=1)
+    fits.clear()
+    assert len(search(slow_fit, BUDGET, Binary(), seed=1).trials) == 3 == len(fits)
+
+
+def test_the_same_data_and_seed_give_the_same_trees_beside_two_busy_processes(data):
+    """Training does not depend on the machine's load: the same trees with two CPU-bound
+    processes running as without."""
+    import subprocess
+    import sys
+
+    x, y = data
+    split = 4000
+    quiet = fit_xgboost(x[:split], y[:split], x[split:], y[split:], BUDGET, Binary(), seed=3)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        loaded = fit_xgboost(x[:split], y[:split], x[split:], y[split:], BUDGET, Binary(), seed=3)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert len(loaded.trials) == len(quiet.trials) == BUDGET.search_trials
+    assert loaded.booster.get_dump() == quiet.booster.get_dump()
