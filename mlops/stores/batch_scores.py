@@ -33,6 +33,7 @@ REJECTED_FILE = "rejected.parquet"
 RUN = "run_id"
 ROW = "input_row"  # each row's place in the input, kept through the join and into the output
 REASON = "rejected_reason"
+CONNECT_ATTEMPTS = 3  # a PostgreSQL restarting is asked again, then named (never "not written")
 
 
 class ScoresStore(Protocol):
@@ -141,7 +142,7 @@ class PostgresScores:
     def _connect(self) -> Connection[Any]:
         from mlops.stores.databases import connect
 
-        return connect(self.url.replace("postgresql+psycopg", "postgresql", 1))
+        return connect(self.url.replace("postgresql+psycopg", "postgresql", 1), CONNECT_ATTEMPTS)
 
     def _exists(self, connection: Connection[Any], table: str) -> bool:
         found = connection.execute("SELECT to_regclass(%s)", (f'"{table}"',)).fetchone()

@@ -8,6 +8,7 @@ in `MLOPS_POSTGRES_DSN` creates them on first use, so a fresh server needs no ma
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ PURPOSES: tuple[Purpose, ...] = ("prefect", "mlflow", "feast", "predictions")
 # Prefect's server searches with trigram indexes; the extension must exist in its database.
 EXTENSIONS: dict[Purpose, tuple[str, ...]] = {"prefect": ("pg_trgm",)}
 CONNECT_TIMEOUT_SECONDS = 5
+RETRY_PAUSE_SECONDS = 1.0  # between attempts of `connect`
 
 
 class StoreUnreachable(UserError):
@@ -150,19 +152,25 @@ def feast_redis_connection(redis_url: str) -> str:
     return ",".join(parts)
 
 
-def connect(dsn: str) -> Any:
-    """A psycopg connection; PostgreSQL not answering is `ServiceUnreachable`, refusing is
-    `StoreUnreachable`."""
+def connect(dsn: str, attempts: int = 1) -> Any:
+    """A psycopg connection; PostgreSQL not answering `attempts` times, a second apart, is
+    `ServiceUnreachable`; refusing (a role, a database, a password) is `StoreUnreachable` at
+    once. Probes ask once; work that must not fail on a restart's blip asks again."""
     import psycopg
 
-    try:
-        return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-    except psycopg.OperationalError as err:
-        if not postgres_answered(str(err)):
-            where = f"{urlsplit(dsn).scheme}://{_where(dsn)}"
-            raise ServiceUnreachable("PostgreSQL", where, _postgres_cause(str(err))) from err
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StoreUnreachable(f"PostgreSQL at {_where(dsn)}: {first_line}") from err
+    attempt = 1
+    while True:
+        try:
+            return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg.OperationalError as err:
+            if postgres_answered(str(err)):
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise StoreUnreachable(f"PostgreSQL at {_where(dsn)}: {first}") from err
+            if attempt >= attempts:
+                where = f"{urlsplit(dsn).scheme}://{_where(dsn)}"
+                raise ServiceUnreachable("PostgreSQL", where, _postgres_cause(str(err))) from err
+        attempt += 1
+        time.sleep(RETRY_PAUSE_SECONDS)
 
 
 def postgres_answered(message: str) -> bool:
