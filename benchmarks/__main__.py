@@ -1,7 +1,7 @@
 """`python -m benchmarks [NAME|all] [options] [--json] [--smoke]` (`make bench`: all; NAME is one
-of data-path, training, serving, shadow, monitoring, detection, live-evidence, cli, scale-out;
-`python -m benchmarks NAME --help` lists a benchmark's options; `--smoke`: each at a tiny size, to
-check that it still runs).
+of data-path, training, model-quality, serving, shadow, monitoring, detection, live-evidence, cli,
+scale-out; `python -m benchmarks NAME --help` lists a benchmark's options; `--smoke`: each at a
+tiny size, to check that it still runs).
 
 Each benchmark runs in its own process, so one's imports and memory do not colour the other's.
 """
@@ -16,6 +16,7 @@ from functools import partial
 BENCHMARKS = {
     "data-path": "benchmarks.data_path",
     "training": "benchmarks.training",
+    "model-quality": "benchmarks.model_quality",
     "serving": "benchmarks.serving",
     "shadow": "benchmarks.shadow",
     "monitoring": "benchmarks.monitoring",

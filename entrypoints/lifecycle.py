@@ -481,7 +481,8 @@ def _tell_day(
         metrics={
             metric: performance.get(metric),
             f"reference_{metric}": judged.signals["reference_performance"],
-            f"oracle_{metric}": _oracle_performance(events, use_case),
+            f"ceiling_{metric}": _simulated_performance(events, use_case, use_case.ceiling_column),
+            f"oracle_{metric}": _simulated_performance(events, use_case, use_case.oracle_column),
             "label_rate": _label_mean(events, use_case),
             "label_coverage": judged.window["label_coverage"],
         },
@@ -508,18 +509,21 @@ def _closed_at(batch: Path) -> datetime:
     return datetime.fromisoformat(read_manifest(batch)["closed_at"])
 
 
-def _oracle_performance(events: pd.DataFrame, use_case: UseCase) -> float | None:
-    """The best primary metric any model could reach on the day (a simulation knows the
-    truth: its `oracle_column` holds the true probability or expected value)."""
-    if use_case.oracle_column is None:
+def _simulated_performance(
+    events: pd.DataFrame, use_case: UseCase, column: str | None
+) -> float | None:
+    """The day's primary metric of a simulation's own prediction in `column`: the oracle's
+    (the truth: the best any model could reach) or the ceiling's (the best from what was
+    knowable)."""
+    if column is None:
         return None
-    known = events.dropna(subset=[use_case.label, use_case.oracle_column])
+    known = events.dropna(subset=[use_case.label, column])
     if known.empty:
         return None
     task = use_case.task
-    return task.score(
-        known[use_case.label].to_numpy(float), known[use_case.oracle_column].to_numpy(float)
-    )[task.primary]
+    return task.score(known[use_case.label].to_numpy(float), known[column].to_numpy(float))[
+        task.primary
+    ]
 
 
 def _label_mean(events: pd.DataFrame, use_case: UseCase) -> float | None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mlops.contracts.card import MonitoringGate
 
 TEMPLATE = Path(__file__).with_name("templates") / "lifecycle.html"
-COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "oracle": "#15803d"}
+COLORS = {"model": "#1d4ed8", "reference": "#6b7280", "ceiling": "#a16207", "oracle": "#15803d"}
 MARKERS = {"alert": "#b91c1c", "rejected": "#d97706", "promoted": "#15803d", "trial": "#7c3aed"}
 
 
@@ -42,7 +42,7 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
         bootstrap=result.bootstrap,
         days=[_day_row(settings, day, i) for i, day in enumerate(result.days, start=1)],
         metric=use_case.task.primary,
-        has_oracle=use_case.oracle_column is not None,
+        quality_columns=quality_columns(use_case),
         plot_svg=plot_svg(result.days, use_case.card.gates.monitoring),
         ui=settings.ui,
         home=settings.home,
@@ -53,6 +53,18 @@ def write_page(settings: Settings, use_case: UseCase, result: Lifecycle, start: 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def quality_columns(use_case: UseCase) -> list[tuple[str, str]]:
+    """(header, `Day.metrics` key) of the page's quality columns: the model's metric, the
+    reference's and, in a simulation, the ceiling's (the best knowable) and the oracle's."""
+    metric = use_case.task.primary
+    simulated = (("ceiling", use_case.ceiling_column), ("oracle", use_case.oracle_column))
+    return [
+        (metric.upper(), metric),
+        ("reference", f"reference_{metric}"),
+        *((name, f"{name}_{metric}") for name, column in simulated if column is not None),
+    ]
 
 
 def scenario_in_words(
@@ -110,8 +122,8 @@ def plot_figure(days: list[Day], gate: MonitoringGate | None = None) -> Figure:
     quality, traffic, quarantine, drift = figure.subplots(4, 1, sharex=True)
 
     metric = days[0].metric if days else "nce"
-    for key, name in ((metric, "model"), (f"reference_{metric}", "reference"),
-                      (f"oracle_{metric}", "oracle")):  # fmt: skip
+    for name in ("model", "reference", "ceiling", "oracle"):
+        key = metric if name == "model" else f"{name}_{metric}"
         values = [d.metrics.get(key) for d in days]
         if any(v is not None for v in values):
             quality.plot(x, [float("nan") if v is None else v for v in values], "o-",

@@ -17,6 +17,7 @@ order, the score's name and a multiclass model's classes) is written in the mode
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,11 @@ class BoosterScorer:
         best = booster.attr("best_iteration")
         # The trees up to the early-stopping round, as training, the gate and serving predict.
         self.rounds = (0, int(best) + 1) if best is not None else (0, 0)
+        # The base margin's recipe, as the platform saves it in the booster
+        # (mlops.contracts.model_inputs.BaseMargin, not importable here): effects summed,
+        # a missing one as 0, plus the intercept.
+        saved = booster.attr("base_margin")
+        self.margin = json.loads(saved) if saved is not None else None
 
     def inputs(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """The booster's inputs, in its order: categories by training's categories (a value
@@ -86,9 +92,16 @@ class BoosterScorer:
                 columns[name] = pd.to_numeric(values).to_numpy(np.float32, na_value=np.nan)
         return pd.DataFrame(columns, index=model_input.index, copy=False)
 
+    def start(self, inputs: pd.DataFrame) -> np.ndarray:
+        assert self.margin is not None
+        effects = inputs[self.margin["inputs"]].astype(np.float64).fillna(0.0)
+        return float(self.margin["intercept"]) + effects.sum(axis=1).to_numpy()
+
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        scores = self.booster.inplace_predict(self.inputs(frame), iteration_range=self.rounds)
+        inputs = self.inputs(frame)
+        start = {"base_margin": self.start(inputs)} if self.margin else {}
+        scores = self.booster.inplace_predict(inputs, iteration_range=self.rounds, **start)
         scores = np.asarray(scores, np.float64)
         if not self.classes:
             return pd.DataFrame({self.score_name: scores}, index=frame.index)

@@ -148,6 +148,7 @@ def event_columns(use_case: UseCase) -> list[str]:
                 *use_case.request_columns,
                 use_case.label,
                 *([use_case.oracle_column] if use_case.oracle_column else []),
+                *([use_case.ceiling_column] if use_case.ceiling_column else []),
             ]
         )
     )

@@ -31,11 +31,12 @@ import pandas as pd
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.card import TrainingBudget
+from mlops.contracts.model_inputs import BaseMargin
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore
 from models import dataset
 from models.dataset import BATCH_COLUMN, TimeWindows, TrainingSet
-from models.training import FittedXGBoost, Trial, boost, search
+from models.training import FittedXGBoost, Trial, boost, search, training_matrix
 
 if TYPE_CHECKING:
     import ray.data
@@ -253,10 +254,11 @@ def fit_xgboost(
     budget: TrainingBudget,
     seed: int = 0,
     exclude_features: tuple[str, ...] = (),
+    margin: BaseMargin | None = None,
 ) -> FittedXGBoost:
     """`models.training.fit_xgboost` on Ray Train: the same search (candidates, time budget,
-    early stopping on the validation window, categorical inputs), each trial data-parallel
-    across `MLOPS_RAY_TRAIN_WORKERS` workers, all of it in one Ray Train run."""
+    early stopping on the validation window, categorical inputs, base margin), each trial
+    data-parallel across `MLOPS_RAY_TRAIN_WORKERS` workers, all of it in one Ray Train run."""
     import xgboost as xgb
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
@@ -271,6 +273,7 @@ def fit_xgboost(
             "use_case": use_case.name,
             "use_cases_root": str(settings.use_cases_root),
             "exclude_features": list(exclude_features),
+            "margin": asdict(margin) if margin else None,
         },
         scaling_config=ScalingConfig(
             num_workers=settings.ray_train_workers, resources_per_worker={"CPU": 1}
@@ -285,6 +288,8 @@ def fit_xgboost(
         booster.load_model(str(Path(directory) / MODEL_FILE))
         searched = json.loads((Path(directory) / SEARCH_FILE).read_text())
     shutil.rmtree(storage / run, ignore_errors=True)  # the model goes to MLflow, not here
+    if margin:
+        margin.save_in(booster)
     return FittedXGBoost(
         booster,
         searched["params"],
@@ -297,12 +302,12 @@ def _search_on_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker loop: this worker's shards in, the search with XGBoost's
     collective fit (Ray Train connects the workers), the best booster out (from rank 0)."""
     import ray.train
-    import xgboost as xgb
     from ray.train import Checkpoint
     from xgboost import collective
 
     use_case = load_use_case(config["use_case"], Path(config["use_cases_root"]))
     budget = TrainingBudget(**config["budget"])
+    margin = BaseMargin(**config["margin"]) if config["margin"] else None
     id_column, ts = use_case.events.id_column, use_case.events.timestamp_column
 
     def matrix(name: str) -> xgb.DMatrix:
@@ -312,7 +317,7 @@ def _search_on_worker(config: dict[str, Any]) -> None:
         frame = frame.sort_values([ts, id_column], kind="stable")
         inputs = use_case.input_frame(frame).drop(columns=config["exclude_features"])
         labels = frame[use_case.label].astype(use_case.task.label_dtype)
-        return xgb.DMatrix(inputs, labels, enable_categorical=True)
+        return training_matrix(inputs, labels, margin)
 
     train, validation = matrix("train"), matrix("validation")
 

@@ -12,7 +12,7 @@ from models.evaluation import Evaluation
 from models.noise import Bootstrap
 from models.promotion import verdict
 
-MODELS_IN_TABLE = ("model", "champion", "linear", "prior", "oracle")
+MODELS_IN_TABLE = ("model", "champion", "linear", "prior", "ceiling", "oracle")
 
 
 @dataclass
@@ -38,6 +38,10 @@ class TrainReport:
     noise: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     engine: str = "local"  # where the training set was joined and the model fitted
+    # A simulation's Bayes ceiling (the best prediction from what was knowable) on the test
+    # window, and the share of the lift from the prior to it that the model captured.
+    ceiling_metrics: dict[str, float | None] | None = None
+    reachable_lift: float | None = None
 
     @classmethod
     def build(
@@ -64,6 +68,8 @@ class TrainReport:
                 "linear": metrics("linear") or {},
             },
             oracle_metrics=metrics("oracle"),
+            ceiling_metrics=metrics("ceiling"),
+            reachable_lift=reachable_lift(evaluations, fields["primary"]),
             champion_metrics=metrics("champion"),
             slices={k: finite_or_none(v) for k, v in evaluations["model"].slices.items()},
             **fields,
@@ -83,6 +89,7 @@ class TrainReport:
             "champion": self.champion_metrics,
             "linear": self.baseline_metrics["linear"],
             "prior": self.baseline_metrics["prior"],
+            "ceiling": self.ceiling_metrics,
             "oracle": self.oracle_metrics,
         }
         names = {
@@ -113,6 +120,13 @@ class TrainReport:
             lines += [
                 "",
                 f"{primary.upper()} gap to the oracle (the best any model can do): {gap:+.4f}",
+            ]
+        if self.reachable_lift is not None:
+            lines += [
+                "",
+                f"Share of the reachable lift captured (from the prior's {primary.upper()} to the "
+                f"ceiling's, the best prediction from what was knowable): "
+                f"{self.reachable_lift:.1%}",
             ]
         lines += ["", "| check | passed | detail |", "|---|---|---|"]
         lines += [f"| {c['name']} | {c['passed']} | {c['detail']} |" for c in self.checks]
@@ -159,6 +173,16 @@ def _noise(
         "rows": noise.rows,
         "floors": per_floor,
     }
+
+
+def reachable_lift(evaluations: Mapping[str, Evaluation], primary: str) -> float | None:
+    """(prior - model) / (prior - ceiling) on the primary metric: 1 at the ceiling, 0 no better
+    than the best constant; None without a ceiling."""
+    if "ceiling" not in evaluations:
+        return None
+    prior, model, ceiling = (evaluations[k].metrics[primary] for k in ("prior", "model", "ceiling"))
+    reachable = prior - ceiling
+    return float((prior - model) / reachable) if reachable > 0 else None
 
 
 def _fmt(value: float | None) -> str:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from mlops.config.errors import UserError
 from mlops.contracts.card import MonitoringGate, PromotionGate, TrainingBudget
-from mlops.contracts.model_inputs import predict
+from mlops.contracts.model_inputs import BaseMargin, predict
 from mlops.contracts.tasks import Task, repeated
 from mlops.contracts.usecase import UseCase
 from mlops.stores.reference import build_reference
@@ -124,10 +124,20 @@ class FittedXGBoost:
         return list(self.booster.feature_names or [])
 
 
-def candidate_params(trials: int, seed: int) -> list[dict[str, Any]]:
-    """The defaults, then seeded random draws from the search space (no repeats)."""
+def candidate_params(
+    trials: int, seed: int, first: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """The defaults (with the card's `first` trial over them), then seeded random draws from
+    the search space (no repeats)."""
+    if unknown := sorted(set(first or {}) - set(DEFAULT_PARAMS)):
+        raise UserError(
+            f"training.first_trial: unknown parameter(s) {unknown}; it may set "
+            f"{', '.join(DEFAULT_PARAMS)}"
+        )
     rng = np.random.default_rng(seed)
-    candidates = [dict(DEFAULT_PARAMS)]
+    integers = {name for name, value in DEFAULT_PARAMS.items() if isinstance(value, int)}
+    chosen = {name: int(v) if name in integers else v for name, v in (first or {}).items()}
+    candidates = [{**DEFAULT_PARAMS, **chosen}]
     attempts = 0
     while len(candidates) < trials and attempts < 100 * trials:
         attempts += 1
@@ -136,6 +146,33 @@ def candidate_params(trials: int, seed: int) -> list[dict[str, Any]]:
         if draw not in candidates:
             candidates.append(draw)
     return candidates
+
+
+def base_margin(
+    use_case: UseCase, feature_names: list[str], base_rate: Callable[[], float]
+) -> BaseMargin | None:
+    """The use case's base margin over the inputs the model keeps (`base_rate()`: the training
+    labels' mean), or None if it has none."""
+    inputs = [name for name in use_case.base_margin if name in feature_names]
+    if not inputs:
+        return None
+    if use_case.task.kind != "binary":
+        raise UserError(
+            f"{use_case.name}: a base margin (log-odds effects {inputs}) needs a binary task, "
+            f"not {use_case.task.kind}"
+        )
+    return BaseMargin.for_training(inputs, base_rate())
+
+
+def training_matrix(
+    inputs: pd.DataFrame, labels: pd.Series, margin: BaseMargin | None = None
+) -> xgb.DMatrix:
+    """What XGBoost trains on: the inputs (categoricals as such), the labels and, if the model
+    has one, each row's base margin."""
+    import xgboost as xgb
+
+    start = margin.frame_margin(inputs) if margin else None
+    return xgb.DMatrix(inputs, labels, enable_categorical=True, base_margin=start)
 
 
 def fit_xgboost(
@@ -147,19 +184,22 @@ def fit_xgboost(
     task: Task,
     seed: int = 0,
     threads: int | None = None,
+    margin: BaseMargin | None = None,
 ) -> FittedXGBoost:
     """Try every candidate in order; keep the one with the lowest validation loss (the task's
-    evaluation metric)."""
-    import xgboost as xgb
+    evaluation metric). With a `margin`, the trees start from it, and the booster keeps it."""
 
-    train = xgb.DMatrix(train_x, train_y, enable_categorical=True)
-    validation = xgb.DMatrix(validation_x, validation_y, enable_categorical=True)
+    train = training_matrix(train_x, train_y, margin)
+    validation = training_matrix(validation_x, validation_y, margin)
 
     def fit(params: dict[str, Any]) -> xgb.Booster:
         threaded = {**params, **({"nthread": threads} if threads else {})}
         return boost(threaded, train, validation, budget.early_stopping_rounds)
 
-    return search(fit, budget, task, seed)
+    fitted = search(fit, budget, task, seed)
+    if margin:
+        margin.save_in(fitted.booster)
+    return fitted
 
 
 def boost(
@@ -201,7 +241,7 @@ def search(
     started = time.perf_counter()
     best: tuple[Trial, xgb.Booster, dict[str, Any]] | None = None
     trials: list[Trial] = []
-    for params in candidate_params(budget.search_trials, seed):
+    for params in candidate_params(budget.search_trials, seed, budget.first_trial):
         spent = time.perf_counter() - started
         if trials and out_of_time(spent > budget.time_budget_seconds):
             raise SearchOutOfTime(
@@ -319,15 +359,17 @@ def score_on_test(
     gate: PromotionGate | None = None,
     seed: int = 0,
 ) -> Scores:
-    """Score the challenger, the baselines, the oracle and the champion on the test window;
+    """Score the challenger, the baselines, the oracle, the ceiling and the champion on the test
+    window;
     with the promotion `gate`, bootstrap the challenger's floor metrics too (seeded)."""
     predictions = {
         "model": predict(model, splits.test_x),
         "linear": predict_linear(baselines.linear, splits.test_x, use_case.task),
         "prior": repeated(baselines.prior, len(splits.test_y)),
     }
-    if use_case.oracle_column:
-        predictions["oracle"] = splits.test[use_case.oracle_column].to_numpy(np.float64)
+    for name, column in (("oracle", use_case.oracle_column), ("ceiling", use_case.ceiling_column)):
+        if column:
+            predictions[name] = splits.test[column].to_numpy(np.float64)
     if champion is not None:
         # The champion may use other features; it gets the same rows, its own columns.
         champion_inputs = use_case.input_frame(splits.test)

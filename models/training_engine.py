@@ -73,10 +73,18 @@ def fit_model(
     exclude_features: tuple[str, ...] = (),
 ) -> FittedXGBoost:
     """XGBoost's search, on the engine that joined `training_set`; `splits` are its held rows,
-    without `exclude_features`."""
-    if training_set.on_ray is not None:
+    without `exclude_features`. The trees start from the use case's base margin, if any."""
+    on_ray = training_set.on_ray
+
+    def base_rate() -> float:  # of all the training rows, wherever they are
+        if on_ray is not None:
+            return on_ray.positives["train"] / on_ray.rows["train"]
+        return float(splits.train_y.mean())
+
+    margin = training.base_margin(use_case, list(splits.train_x.columns), base_rate)
+    if on_ray is not None:
         return distributed.fit_xgboost(
-            settings, use_case, training_set.on_ray, budget, seed, exclude_features
+            settings, use_case, on_ray, budget, seed, exclude_features, margin
         )
     return training.fit_xgboost(
         splits.train_x,
@@ -86,4 +94,5 @@ def fit_model(
         budget,
         use_case.task,
         seed,
+        margin=margin,
     )

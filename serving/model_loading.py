@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlops.contracts.model_inputs import BaseMargin
+
 if TYPE_CHECKING:
     import xgboost as xgb
 
@@ -32,16 +34,21 @@ class ServedModel:
     # Read from the booster once: each attribute read is a call into XGBoost's C API.
     feature_names: list[str] = field(init=False)
     rounds: tuple[int, int] = field(init=False)
+    margin: BaseMargin | None = field(init=False)
 
     def __post_init__(self) -> None:
         best = self.booster.attr("best_iteration")
         object.__setattr__(self, "feature_names", list(self.booster.feature_names or []))
         object.__setattr__(self, "rounds", (0, int(best) + 1) if best is not None else (0, 0))
+        object.__setattr__(self, "margin", BaseMargin.of(self.booster))
         # One request is one row: threads cost more than they save, and the cores are shared.
         self.booster.set_param({"nthread": 1})
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.booster.inplace_predict(matrix, iteration_range=self.rounds)
+        if self.margin is None:
+            return self.booster.inplace_predict(matrix, iteration_range=self.rounds)
+        start = self.margin.matrix_margin(matrix, self.feature_names)
+        return self.booster.inplace_predict(matrix, iteration_range=self.rounds, base_margin=start)
 
     def describe(self) -> dict[str, Any]:
         return {

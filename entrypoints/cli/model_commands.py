@@ -202,6 +202,9 @@ def train_summary(report: TrainReport) -> str:
     baselines, oracle = report.baseline_metrics, report.oracle_metrics or {}
     primary = report.primary
     compared = [f"{name} {baselines[name][primary]:.4f}" for name in ("linear", "prior")]
+    ceiling = report.ceiling_metrics or {}
+    if ceiling.get(primary) is not None:
+        compared.append(f"ceiling {ceiling[primary]:.4f}")
     if oracle.get(primary) is not None:
         compared.append(f"oracle {oracle[primary]:.4f}")
     lines = [
@@ -211,6 +214,8 @@ def train_summary(report: TrainReport) -> str:
         *(f"  warning: {warning}" for warning in report.warnings),
         f"  test {primary} {report.metrics[primary]:.4f} ({', '.join(compared)})",
     ]
+    if report.reachable_lift is not None:
+        lines.append(f"  {report.reachable_lift:.0%} of the reachable lift (prior to ceiling)")
     if noise := report.noise:
 
         def number(value: float | None) -> str:

@@ -152,6 +152,11 @@ class TrainingBudget(Windows):
     )
     early_stopping_rounds: int = Field(ge=1)
     baseline_max_rows: int = Field(ge=1000, description="Rows the logistic baseline fits on.")
+    first_trial: dict[str, float] = Field(
+        default_factory=dict,
+        description="XGBoost parameters of the search's first trial, over the platform's "
+        "defaults (models/training.py: DEFAULT_PARAMS): what this use case's model needs.",
+    )
 
 
 class MonitoringGate(_Strict):

@@ -11,11 +11,19 @@ only. It is plain numpy, because serving calls it for every request:
 
 Training wraps the inputs in a DataFrame with pandas categoricals (XGBoost then saves the
 categories in the model); serving stacks them into the matrix the booster scores.
+
+A use case may name inputs that are log-odds effects (`UseCase.base_margin`): the trees then
+start from their sum plus the training base rate's log-odds instead of from a constant, and
+learn what the effects leave. The booster carries that recipe (`BaseMargin`), so every place
+that scores it adds the same margin.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,10 +79,53 @@ def as_frame(
     return pd.DataFrame(columns, index=index, copy=False)
 
 
+@dataclass(frozen=True)
+class BaseMargin:
+    """Where a booster's trees start, per row: `intercept` plus the sum of the `inputs` (a
+    missing one counts as 0, no effect known). Saved in the booster's attributes."""
+
+    inputs: tuple[str, ...]
+    intercept: float
+
+    ATTRIBUTE = "base_margin"
+
+    @classmethod
+    def for_training(cls, inputs: Sequence[str], base_rate: float) -> BaseMargin:
+        """The margin of a binary model whose training labels' mean is `base_rate`."""
+        rate = min(max(base_rate, 1e-6), 1 - 1e-6)
+        return cls(tuple(inputs), math.log(rate / (1 - rate)))
+
+    @classmethod
+    def of(cls, booster: xgb.Booster) -> BaseMargin | None:
+        saved = booster.attr(cls.ATTRIBUTE)
+        if saved is None:
+            return None
+        recipe = json.loads(saved)
+        return cls(tuple(recipe["inputs"]), float(recipe["intercept"]))
+
+    def save_in(self, booster: xgb.Booster) -> None:
+        recipe = {"inputs": list(self.inputs), "intercept": self.intercept}
+        booster.set_attr(**{self.ATTRIBUTE: json.dumps(recipe)})
+
+    def frame_margin(self, inputs: pd.DataFrame) -> np.ndarray:
+        return self._margin([inputs[name].to_numpy(np.float64) for name in self.inputs])
+
+    def matrix_margin(self, matrix: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+        """The margin of rows stacked in the booster's feature order (`feature_names`)."""
+        return self._margin([matrix[:, feature_names.index(name)] for name in self.inputs])
+
+    def _margin(self, effects: list[np.ndarray]) -> np.ndarray:
+        stacked = np.nan_to_num(np.vstack(effects).astype(np.float64), nan=0.0)
+        return self.intercept + stacked.sum(axis=0)
+
+
 def predict(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
     """Probabilities from the columns the booster was trained on, in its order, with the trees
-    up to its best (early-stopping) round. Training, gate and serving all predict through here."""
+    up to its best (early-stopping) round, from its base margin if it has one. Training, gate
+    and serving all predict through here."""
     columns = inputs[list(booster.feature_names or [])]
-    if booster.attr("best_iteration") is None:
-        return booster.inplace_predict(columns)
-    return booster.inplace_predict(columns, iteration_range=(0, booster.best_iteration + 1))
+    margin = BaseMargin.of(booster)
+    extra: dict[str, Any] = {"base_margin": margin.frame_margin(inputs)} if margin else {}
+    if booster.attr("best_iteration") is not None:
+        extra["iteration_range"] = (0, booster.best_iteration + 1)
+    return booster.inplace_predict(columns, **extra)

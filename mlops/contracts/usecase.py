@@ -123,6 +123,12 @@ class UseCase:
     # Feature values a request may carry itself, used where the online store has none (an
     # entity the store does not know yet).
     request_features: tuple[str, ...] = ()
+    # A simulation's best prediction from what was knowable before each event (the Bayes
+    # ceiling): what a model can reach, where the oracle is what no model can.
+    ceiling_column: str | None = None
+    # Model inputs that are log-odds effects (binary tasks): the trees start from their sum
+    # (mlops/contracts/model_inputs.py: BaseMargin) instead of from the base rate alone.
+    base_margin: tuple[str, ...] = ()
     # The column holding each feature row's time (Feast's `timestamp_field` of every view).
     feature_timestamp: str = "event_timestamp"
     # The card, when it is not the package's own `card.yaml` (MLOPS_CARD).

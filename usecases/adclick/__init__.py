@@ -10,7 +10,12 @@ from pathlib import Path
 
 from mlops.contracts.usecase import Generator, UseCase
 from usecases.adclick import contract
-from usecases.adclick.features import FEATURE_SERVICE, build_features, feast_definitions
+from usecases.adclick.features import (
+    BASE_MARGIN,
+    FEATURE_SERVICE,
+    build_features,
+    feast_definitions,
+)
 from usecases.adclick.generator import SCENARIOS, generate
 from usecases.adclick.model import (
     CATEGORIES,
@@ -30,6 +35,7 @@ USE_CASE = UseCase(
     request_columns=REQUEST_COLUMNS,
     label=contract.LABEL,
     oracle_column=contract.ORACLE,
+    ceiling_column=contract.CEILING,
     feature_service=FEATURE_SERVICE,
     build_features=build_features,
     feast_definitions=feast_definitions,
@@ -38,6 +44,7 @@ USE_CASE = UseCase(
     slices=slices,
     request_model=ClickRequest,
     score_name=SCORE_NAME,
+    base_margin=BASE_MARGIN,
     generator=Generator(
         generate, scenarios=SCENARIOS, story="concept-drift", events_per_day=10_000
     ),

@@ -16,6 +16,8 @@ TABLES = (IMPRESSIONS, USERS, ADS)
 LABEL = "clicked"
 # The generator's true click probability: the oracle for evaluation, never a feature.
 ORACLE = "click_probability"
+# The best prediction possible from the days before (generator.py): the Bayes ceiling.
+CEILING = "knowable_probability"
 
 DEVICES = ("mobile", "desktop", "tablet")
 AD_POSITIONS = (1, 2, 3, 4, 5)

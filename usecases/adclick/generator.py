@@ -3,7 +3,12 @@
 The click probability has interactions a linear model cannot express (age bucket x ad category,
 device x slot position, hour of day), hidden per-user and per-ad propensities that only behaviour
 aggregates reveal, and users and ads that appear over time (cold start). Each impression keeps
-its true probability in `click_probability`: the oracle for evaluation, never a feature.
+its true probability in `click_probability`: the oracle for evaluation, never a feature. The
+oracle knows each entity's hidden propensity, which no model can; `knowable_probability` is the
+best prediction possible from what was observable before the impression's day (the Bayes
+ceiling): the context effects, and each propensity's posterior given the entity's impressions
+and clicks on the days before. The share of the *reachable* lift a model captures is measured
+against it.
 
 Scenarios change the world from `drift_day` on:
 - covariate-shift: the traffic mix moves (more mobile, more top slots); P(click | x) does not.
@@ -30,6 +35,7 @@ from usecases.adclick.contract import (
     AD_CATEGORIES,
     AD_POSITIONS,
     AGE_BUCKETS,
+    CEILING,
     COUNTRIES,
     DEVICES,
     LABEL,
@@ -45,6 +51,8 @@ DEVICE_MIX_SHIFTED = np.array([0.85, 0.1, 0.05])
 POSITION_MIX = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
 POSITION_MIX_SHIFTED = np.array([0.5, 0.25, 0.15, 0.05, 0.05])
 INCIDENT_DEVICE = "smart-tv"
+USER_PROPENSITY_SD = 0.6
+AD_PROPENSITY_SD = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,14 +103,67 @@ def build_world(rng: np.random.Generator, start: datetime, days: int, events_per
         users=users,
         ads=ads,
         user_weight=rng.lognormal(0.0, 1.0, n_users),
-        user_logit=rng.normal(0.0, 0.6, n_users),
+        user_logit=rng.normal(0.0, USER_PROPENSITY_SD, n_users),
         ad_weight=rng.lognormal(0.0, 0.7, n_ads),
-        ad_logit=rng.normal(0.0, 0.5, n_ads),
+        ad_logit=rng.normal(0.0, AD_PROPENSITY_SD, n_ads),
         taste=taste,
         taste_after_drift=-np.roll(taste, 2, axis=1),
         slot=slot,
         slot_after_drift=slot[:, ::-1].copy(),
     )
+
+
+class Posterior:
+    """What the days so far tell about each entity's hidden propensity: a posterior over a grid
+    of values, from the normal prior the world draws them from and the likelihood of each click
+    and non-click seen, given the context and what was known of the other entity then."""
+
+    POINTS = 41
+    CHUNK = 100_000  # rows at a time: rows x POINTS floats stay small
+
+    def __init__(self, entities: int, prior_sd: float) -> None:
+        self.grid = np.linspace(-4 * prior_sd, 4 * prior_sd, self.POINTS)
+        self.log_weights = np.tile(-0.5 * (self.grid / prior_sd) ** 2, (entities, 1))
+
+    def weights(self, idx: np.ndarray) -> np.ndarray:
+        log_w = self.log_weights[idx]
+        w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+        return w / w.sum(axis=1, keepdims=True)
+
+    def mean(self, idx: np.ndarray) -> np.ndarray:
+        return self.weights(idx) @ self.grid
+
+    def predictive(self, idx: np.ndarray, logit_without: np.ndarray) -> np.ndarray:
+        """P(click), the propensity integrated over its posterior; `logit_without`: the logit
+        of everything else."""
+        out = np.empty(len(idx))
+        for start in range(0, len(idx), self.CHUNK):
+            rows = slice(start, start + self.CHUNK)
+            z = logit_without[rows, None] + self.grid[None, :]
+            out[rows] = (self.weights(idx[rows]) / (1 + np.exp(-z))).sum(axis=1)
+        return out
+
+    def observe(self, idx: np.ndarray, logit_without: np.ndarray, clicked: np.ndarray) -> None:
+        for start in range(0, len(idx), self.CHUNK):
+            rows = slice(start, start + self.CHUNK)
+            z = logit_without[rows, None] + self.grid[None, :]
+            sign = np.where(clicked[rows] == 1, -1.0, 1.0)[:, None]
+            np.add.at(self.log_weights, idx[rows], -np.logaddexp(0.0, sign * z))
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """The posteriors of both entities' propensities, from the days simulated so far."""
+
+    users: Posterior
+    ads: Posterior
+
+    @classmethod
+    def none_yet(cls, world: World) -> Knowledge:
+        return cls(
+            Posterior(len(world.users), USER_PROPENSITY_SD),
+            Posterior(len(world.ads), AD_PROPENSITY_SD),
+        )
 
 
 def _appearance_times(
@@ -127,7 +188,10 @@ def simulate_day(
     drifted: bool,
     scenario: str,
     id_offset: int,
+    knowledge: Knowledge,
 ) -> pd.DataFrame:
+    """One day's impressions, with the oracle and the Bayes ceiling from `knowledge` (the days
+    before), which then learns this day's clicks."""
     day_start_ts = pd.Timestamp(day_start)
     day_end_ts = day_start_ts + pd.Timedelta(days=1)
     users_known = np.flatnonzero((world.users["signup_at"] < day_end_ts).to_numpy())
@@ -161,15 +225,21 @@ def simulate_day(
     age_idx = pd.Categorical(world.users["age_bucket"], categories=AGE_BUCKETS).codes[user_idx]
     category_idx = pd.Categorical(world.ads["category"], categories=AD_CATEGORIES).codes[ad_idx]
     hour = timestamps.hour.to_numpy()
-    logit = (
+    context = (
         BASE_LOGIT
         + taste[age_idx, category_idx]
         + slot[device_idx, position_idx]
         + 0.4 * np.sin(2 * np.pi * (hour - 14) / 24)
-        + world.user_logit[user_idx]
-        + world.ad_logit[ad_idx]
     )
-    probability = 1.0 / (1.0 + np.exp(-logit))
+    probability = 1.0 / (
+        1.0 + np.exp(-(context + world.user_logit[user_idx] + world.ad_logit[ad_idx]))
+    )
+    # What the days before tell of each side; each learns today's clicks given the other's.
+    user_known, ad_known = knowledge.users.mean(user_idx), knowledge.ads.mean(ad_idx)
+    knowable = knowledge.users.predictive(user_idx, context + ad_known)
+    clicked = (rng.random(events) < probability).astype(np.int64)
+    knowledge.users.observe(user_idx, context + ad_known, clicked)
+    knowledge.ads.observe(ad_idx, context + user_known, clicked)
 
     return pd.DataFrame(
         {
@@ -179,8 +249,9 @@ def simulate_day(
             "ad_id": world.ads["ad_id"].to_numpy()[ad_idx],
             "device": np.asarray(DEVICES, dtype=object)[device_idx],
             "ad_position": np.asarray(AD_POSITIONS, dtype=np.int64)[position_idx],
-            LABEL: (rng.random(events) < probability).astype(np.int64),
+            LABEL: clicked,
             ORACLE: probability,
+            CEILING: knowable,
         }
     )
 
@@ -227,6 +298,7 @@ def generate(
     rng = np.random.default_rng(seed)
     start_dt = datetime(start.year, start.month, start.day, tzinfo=UTC)
     world = build_world(rng, start_dt, days, events_per_day)
+    knowledge = Knowledge.none_yet(world)
     batches = []
     for day in range(days):
         day_start = start_dt + timedelta(days=day)
@@ -239,6 +311,7 @@ def generate(
             drifted=day >= drift_day,
             scenario=scenario,
             id_offset=day_start.date().toordinal() * 100_000_000,
+            knowledge=knowledge,
         )
         if day == incident_day or (scenario == "data-incident" and day == drift_day):
             break_pipeline(rng, impressions, incident_fraction)

@@ -24,17 +24,36 @@ from usecases.adclick.contract import (
     DEVICES,
     IMPRESSIONS,
 )
+from usecases.adclick.features import ENTITIES, HISTORY_DAYS, RECENT_DAYS
 
 REQUEST_COLUMNS = ("device", "ad_position")
 SCORE_NAME = "click_probability"
-CATEGORIES = {
+RAW_CATEGORIES = {
     "device": DEVICES,
     "user_age_bucket": AGE_BUCKETS,
     "user_country": COUNTRIES,
     "ad_category": AD_CATEGORIES,
 }
+# The context's effects interact (taste: age bucket x category; slot: device x position): given
+# as one input each, a single split can tell their cells apart.
+CROSSES = {
+    "age_x_category": ("user_age_bucket", AGE_BUCKETS, "ad_category", AD_CATEGORIES),
+    "device_x_position": ("device", DEVICES, "ad_position", AD_POSITIONS),
+}
+CATEGORIES = {
+    **RAW_CATEGORIES,
+    **{
+        name: tuple(f"{a}|{b}" for a in first for b in second)
+        for name, (_, first, _, second) in CROSSES.items()
+    },
+}
 ACTIVITY = tuple(
-    f"{entity}_{name}_7d" for entity in ("user", "ad") for name in ("impressions", "clicks", "ctr")
+    f"{entity}_{name}"
+    for entity in ENTITIES
+    for name in (
+        *(f"{kind}_{RECENT_DAYS}d" for kind in ("impressions", "clicks", "ctr")),
+        *(f"{kind}_{HISTORY_DAYS}d" for kind in ("impressions", "expected_clicks", "click_effect")),
+    )
 )
 FEATURES = (*CATEGORIES, "ad_position", "hour_of_day", *ACTIVITY)
 
@@ -66,7 +85,13 @@ def model_inputs(columns: Columns) -> dict[str, np.ndarray]:
     Missing activity stays NaN (no impressions in the window): XGBoost learns where missing
     values go, and the logistic baseline imputes zero.
     """
-    inputs = {name: category_codes(columns[name], values) for name, values in CATEGORIES.items()}
+    inputs = {
+        name: category_codes(columns[name], values) for name, values in RAW_CATEGORIES.items()
+    }
+    for name, (first, first_values, second, second_values) in CROSSES.items():
+        first_codes = inputs.get(first, category_codes(columns[first], first_values))
+        second_codes = category_codes(columns[second], second_values)
+        inputs[name] = first_codes * len(second_values) + second_codes  # NaN if either is
     inputs["ad_position"] = as_float(columns["ad_position"])
     inputs["hour_of_day"] = hour_of_day(columns[IMPRESSIONS.timestamp_column])
     for name in ACTIVITY:
