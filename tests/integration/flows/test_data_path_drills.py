@@ -193,12 +193,12 @@ def test_a_late_batch_leaves_the_stores_an_in_order_ingest_leaves(
 ) -> None:
     first, second = _land(settings)
     ingest([second])
-    stale = store_snapshot(settings, use_case)["offline"]["features/user_activity_7d"]
+    stale = store_snapshot(settings, use_case)["offline"]["features/user_activity"]
 
     ingest([first])  # closes before the committed `second`: its features are rebuilt
 
     after = store_snapshot(settings, use_case)
-    rebuilt = after["offline"]["features/user_activity_7d"]
+    rebuilt = after["offline"]["features/user_activity"]
     rebuilt = rebuilt[rebuilt["batch_id"] == second.name].reset_index(drop=True)
     assert len(rebuilt) > len(stale)  # the late day's users are active in the later window
     assert_same_stores(after, in_order, parts=("offline", "quarantine", "ledger", "online"))

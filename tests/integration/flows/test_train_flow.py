@@ -19,8 +19,8 @@ from tests.support.session import WEEK_DAYS, WEEK_EVENTS_PER_DAY
 
 pytestmark = pytest.mark.integration
 
-# The features the generator's strongest effect (taste: age bucket x ad category) hides behind.
-STRONGEST = ["user_age_bucket", "ad_category"]
+# The inputs the generator's strongest effect (taste: age bucket x ad category) hides behind.
+STRONGEST = ["user_age_bucket", "ad_category", "age_x_category"]
 TRIALS = 1  # the search itself is unit-tested; one trial keeps these runs short
 
 
@@ -39,13 +39,15 @@ def registry(week_settings, use_case) -> ModelRegistry:
     return ModelRegistry(week_settings.tracking_uri, use_case.model_name)
 
 
-def test_first_model_beats_both_baselines_and_reports_its_gap_to_the_oracle(train, registry):
+def test_first_model_beats_the_prior_and_reports_the_ceiling_and_the_oracle(train, registry):
     report = train()
 
     nce = report.metrics["nce"]
-    assert nce < report.baseline_metrics["linear"]["nce"]
+    # Not the linear baseline here: on the effects (log-odds, nearly additive) a logistic model
+    # is as good at 8,000 events a day; at 20,000 XGBoost is ahead (docs/model.md).
     assert nce < report.baseline_metrics["prior"]["nce"]
-    assert report.oracle_metrics["nce"] < nce  # the oracle is the limit
+    assert report.oracle_metrics["nce"] < report.ceiling_metrics["nce"] < nce  # the limits
+    assert 0 < report.reachable_lift < 1
     assert report.decision == "promoted"
     assert report.reason.startswith("promoted: first model, meets the floors")
     assert report.champion_metrics is None

@@ -152,3 +152,59 @@ def test_the_model_keeps_its_native_flavor_and_says_what_a_caller_sends(booster,
         "ctr": ("double", False),
     }
     assert [(c.name, c.type.name) for c in signature.outputs.inputs] == [(SCORE, "double")]
+
+
+def test_a_base_margin_is_kept_in_the_model_and_added_by_every_scorer(tmp_path: Path) -> None:
+    """A booster trained from a base margin (log-odds effects): training's `predict`, the
+    service's matrix path and the pyfunc give the same probabilities, after a save and load;
+    a missing effect counts as none."""
+    import xgboost as xgb
+
+    from mlops.contracts.card import TrainingBudget
+    from mlops.contracts.model_inputs import BaseMargin
+    from mlops.contracts.tasks import Binary
+    from models.training import fit_xgboost
+    from serving.model_loading import ServedModel
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    inputs = {
+        "device": rng.integers(0, 3, n).astype(np.float32),
+        "effect": rng.normal(0, 1, n).astype(np.float32),
+    }
+    inputs["effect"][::25] = np.nan
+    frame = as_frame(inputs, {"device": CATEGORIES["device"]})
+    logit = -2 + np.nan_to_num(inputs["effect"]) + 0.5 * (inputs["device"] == 1)
+    labels = pd.Series((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int))
+    margin = BaseMargin.for_training(["effect"], float(labels[:3000].mean()))
+    budget = TrainingBudget(
+        train_days=1, validation_days=1, test_days=1, time_budget_seconds=60,
+        search_trials=1, early_stopping_rounds=5, baseline_max_rows=1000,
+    )  # fmt: skip
+    fitted = fit_xgboost(
+        frame[:3000], labels[:3000], frame[3000:], labels[3000:], budget, Binary(), margin=margin
+    )
+    saved = tmp_path / "model.ubj"
+    fitted.booster.save_model(str(saved))
+    booster = xgb.Booster(model_file=str(saved))
+    assert BaseMargin.of(booster) == margin
+
+    expected = predict(booster, frame)
+    without_margin = booster.inplace_predict(frame, iteration_range=(0, booster.best_iteration + 1))
+    assert not np.allclose(expected, without_margin, atol=1e-3)  # the margin counts
+    matrix = np.column_stack([inputs[name] for name in booster.feature_names or []])
+    served = ServedModel("m", "1", booster, {}).predict(matrix)
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+    scorer = booster_pyfunc.BoosterScorer(booster, {"device": CATEGORIES["device"]}, SCORE)
+    raw = pd.DataFrame(
+        {
+            "device": pd.Categorical.from_codes(
+                np.nan_to_num(inputs["device"], nan=-1).astype(int), CATEGORIES["device"]
+            ).astype(object),
+            "effect": inputs["effect"],
+        }
+    )
+    np.testing.assert_allclose(scorer.predict(raw)[SCORE], expected, rtol=0, atol=1e-6)
+    # A missing effect is no effect: the trees start from the intercept alone.
+    missing = frame.iloc[[0]].assign(effect=np.float32(np.nan))
+    assert margin.frame_margin(missing).tolist() == [margin.intercept]

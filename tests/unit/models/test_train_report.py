@@ -86,3 +86,15 @@ def test_the_console_prints_the_verdict_then_each_warning_on_its_own_line():
         "  floors, 90% bootstrap interval on 412 test rows: "
         "nce <= 0.98: 0.9300 in [0.9100, 0.9500]; ece <= 0.02: 0.0160 in [0.0110, 0.0210]"
     )
+
+
+def test_the_share_of_the_reachable_lift_is_measured_from_the_prior_to_the_ceiling():
+    from models.train_report import reachable_lift
+
+    evaluations = {
+        name: Evaluation({"nce": nce})
+        for name, nce in (("prior", 1.0), ("model", 0.905), ("ceiling", 0.9), ("oracle", 0.86))
+    }
+    assert abs(reachable_lift(evaluations, "nce") - 0.95) < 1e-9
+    del evaluations["ceiling"]
+    assert reachable_lift(evaluations, "nce") is None  # no simulation, no ceiling

@@ -8,6 +8,8 @@ from mlops.config.errors import UserError
 from tests.support.session import START
 from usecases.adclick.generator import INCIDENT_DEVICE, generate
 
+ORACLES = ("click_probability", "knowable_probability")
+
 
 def _impressions(batches: list[Path]) -> pd.DataFrame:
     return pd.concat(pd.read_parquet(b / "impressions.parquet") for b in batches)
@@ -32,6 +34,28 @@ def test_batches_are_daily_with_realistic_ctr_and_an_oracle(tmp_path: Path) -> N
     for batch in batches:
         day = pd.read_parquet(batch / "impressions.parquet")["event_timestamp"]
         assert (day.dt.date.astype(str) == batch.name).all()
+
+
+def test_the_ceiling_knows_more_each_day_and_never_more_than_the_oracle(tmp_path: Path) -> None:
+    """The Bayes ceiling (`knowable_probability`): on the first day nothing is known of anyone
+    beyond the context; each day's clicks tell more of each user and ad, so it follows the
+    oracle more closely, and it never scores better than the oracle."""
+    from mlops.contracts.metrics import nce
+
+    batches = generate(tmp_path, start=START, days=4, events_per_day=20_000, seed=3)
+    days = [pd.read_parquet(b / "impressions.parquet") for b in batches]
+
+    def log_odds(p: pd.Series) -> np.ndarray:
+        return np.log(p / (1 - p)).to_numpy()
+
+    follows = [
+        np.corrcoef(log_odds(d["knowable_probability"]), log_odds(d["click_probability"]))[0, 1]
+        for d in days
+    ]
+    assert follows[-1] > follows[0] + 0.05, follows
+    last = days[-1]
+    scores = {c: nce(last["clicked"].to_numpy(float), last[c].to_numpy(float)) for c in ORACLES}
+    assert scores["click_probability"] < scores["knowable_probability"] < 1.0, scores
 
 
 def test_users_and_ads_appear_over_time(tmp_path: Path) -> None:
