@@ -43,6 +43,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.server]
 # MLflow's client resend a slow `log-batch` the server had already written, and MLflow refused
 # the copy (a 400 for a duplicate key), an error no drill had injected.
 HTTP_TIMEOUT_SECONDS = "5"
+# While a `hung` fault is armed: the client gives up on the hung call sooner, and each hung
+# call is waited for twice (QUICK), some twenty times in the module: at 5 s that was about
+# 200 s of the module's time spent watching a socket. A call the fault spares may time out
+# too on a busy machine; it then fails the act as the hung one would (still MLflow not
+# answering, still a clean failure), and nothing is resent that the server already wrote
+# (MLflow's own retries are off; the registry's calls are safe to repeat).
+HUNG_TIMEOUT_SECONDS = "2"
 # The drills insist less than the platform does (3 attempts over ~10 s), the flows' calls
 # included: each drill is about what happens once asking failed, not about how long it is
 # asked (the platform's insistence took most of this module's time).
@@ -135,10 +142,26 @@ def drill(
 
 
 @pytest.fixture
-def proxy(drill: Drill) -> Iterator[FaultProxy]:
-    drill.proxy.clear()
-    yield drill.proxy
-    drill.proxy.clear()
+def proxy(drill: Drill, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """The drill's proxy, with MLflow's client timeout short while a `hung` fault is armed
+    (HUNG_TIMEOUT_SECONDS) and back to HTTP_TIMEOUT_SECONDS once the faults are cleared."""
+    fault_proxy = drill.proxy
+    fail, clear = fault_proxy.fail, fault_proxy.clear
+
+    def failing(path: str, mode: FaultMode, **kwargs: Any) -> Any:
+        if mode == "hung":
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", HUNG_TIMEOUT_SECONDS)
+        return fail(path, mode, **kwargs)
+
+    def clearing() -> None:
+        clear()
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT_SECONDS)
+
+    monkeypatch.setattr(fault_proxy, "fail", failing)
+    monkeypatch.setattr(fault_proxy, "clear", clearing)
+    fault_proxy.clear()
+    yield fault_proxy
+    fault_proxy.clear()
 
 
 def split(kind: str) -> tuple[str, str]:
