@@ -28,13 +28,14 @@ from benchmarks.harness import parse_options, run_in_fresh_home
 
 START = date(2026, 1, 1)
 TARGET_SHARE = 0.95
-SMOKE = {"seeds": [7], "events_per_day": 3_000}
+SMOKE = {"seeds": [7], "events_per_day": 3_000, "trials": 1}
 
 
 def main(argv: list[str], base_import_seconds: float = 0.0) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks model-quality", description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
     parser.add_argument("--events-per-day", type=int, default=20_000)
+    parser.add_argument("--trials", type=int, help="search trials (default: the card's)")
     args = parse_options(parser, argv, smoke=SMOKE)
     os.environ["MLOPS_SERVING__INFRA_CHECK"] = "false"  # the model is measured, not the service
     run_in_fresh_home("model-quality", lambda: measure(args), render, args)
@@ -53,7 +54,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         home = Path(tempfile.mkdtemp(prefix=f"seed-{seed}-", dir=root))
         os.environ["MLOPS_HOME"] = str(home)
         get_settings.cache_clear()
-        runs.append(one_seed(seed, args.events_per_day))
+        runs.append(one_seed(seed, args.events_per_day, args.trials))
         shutil.rmtree(home, ignore_errors=True)
     shares = [run["reachable_share"] for run in runs]
     return {
@@ -71,7 +72,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def one_seed(seed: int, events_per_day: int) -> dict[str, Any]:
+def one_seed(seed: int, events_per_day: int, trials: int | None) -> dict[str, Any]:
     from flows.ingest import ingest
     from flows.train import train
     from mlops.config.settings import get_settings
@@ -85,7 +86,7 @@ def one_seed(seed: int, events_per_day: int) -> dict[str, Any]:
         settings.landing_dir, start=START, days=days, events_per_day=events_per_day, seed=seed
     )
     ingest(batches)
-    report = train(seed=seed)
+    report = train(seed=seed, search_trials=trials)
     primary = report.primary
 
     def nce(metrics: dict[str, float | None] | None) -> float:
