@@ -139,6 +139,7 @@ def run(events: int) -> dict[str, Any]:
                 card.gates.monitoring,
                 use_case.task,
             ),
+            importance=scores.importance,
         )
     with stages.stage("register and gate"):
         registry = ModelRegistry(settings.tracking_uri, use_case.model_name)

@@ -212,6 +212,7 @@ def train(
             use_case.task,
             seed,
         ),
+        importance=scores.importance,
         splits=splits,
         noise=scores.noise,
     )

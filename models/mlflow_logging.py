@@ -66,12 +66,15 @@ def log_training_run(
     input_example: pd.DataFrame,
     serving_defaults: Mapping[str, Any],
     monitoring_reference: pd.DataFrame,
+    importance: Mapping[str, float],
     splits: Splits | None = None,
     noise: Bootstrap | None = None,
     logged_by: str | None = None,
 ) -> LoggedRun:
     """Log one training run; `evaluations` and `predictions` are keyed `model`, `linear`,
     `prior`, `oracle` and, when there is one, `champion`, all on the same test window.
+    `importance`: each input's mean absolute contribution on the test window (`importance.json`
+    and the feature importance plot).
     `splits`: the model inputs and labels of each window, logged as the run's input datasets.
     `noise`: the challenger's bootstrap intervals of the floor metrics, logged as
     `floor.<metric>.low` and `.high`.
@@ -108,7 +111,8 @@ def log_training_run(
         trials = [t.__dict__ for t in model.trials]
         mlflow.log_dict(trials, "search_trials.json")  # type: ignore[arg-type]  # any JSON value
         mlflow.log_artifact(str(use_case.package_dir / "card.yaml"))
-        for name, figure in plots(use_case.task, labels, predictions, model).items():
+        mlflow.log_dict(dict(importance), "importance.json")
+        for name, figure in plots(use_case.task, labels, predictions, importance).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
 
         _log_frame(monitoring_reference, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}")
@@ -191,19 +195,23 @@ def git_tags() -> dict[str, str]:
 
 
 def plots(
-    task: Task, labels: np.ndarray, predictions: Mapping[str, np.ndarray], model: FittedXGBoost
+    task: Task,
+    labels: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    importance: Mapping[str, float],
 ) -> dict[str, Figure]:
-    """The task's plots of every scored model, and the challenger's feature gain."""
+    """The task's plots of every scored model, and the challenger's feature importance (mean
+    absolute contribution: unlike the trees' gain, it counts a base margin's effects)."""
     from matplotlib.figure import Figure
 
     by_kind = {"binary": _curves, "multiclass": _confusion, "regression": _residuals}
     figures = by_kind[task.kind](task, labels, predictions)
-    gain = model.booster.get_score(importance_type="total_gain")
     figures["feature_importance"] = Figure(figsize=(6, 5))
     bars = figures["feature_importance"].subplots()
-    names = sorted(gain, key=lambda name: gain[name])
-    bars.barh(names, [gain[n] for n in names])
-    bars.set(xlabel="total gain", title="Feature importance")
+    names = sorted(importance, key=lambda name: importance[name])
+    bars.barh(names, [importance[n] for n in names])
+    margin = "log-odds" if task.kind == "binary" else "margin"
+    bars.set(xlabel=f"mean |contribution| to the {margin}, test window", title="Feature importance")
     for figure in figures.values():
         figure.tight_layout()
     return figures

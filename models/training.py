@@ -23,7 +23,7 @@ import pandas as pd
 
 from mlops.config.errors import UserError
 from mlops.contracts.card import MonitoringGate, PromotionGate, TrainingBudget
-from mlops.contracts.model_inputs import BaseMargin, predict
+from mlops.contracts.model_inputs import BaseMargin, contributions, predict
 from mlops.contracts.tasks import Task, repeated
 from mlops.contracts.usecase import UseCase
 from mlops.stores.reference import build_reference
@@ -348,6 +348,7 @@ class Scores:
     predictions: dict[str, np.ndarray]
     evaluations: dict[str, Evaluation]
     noise: Bootstrap | None = None
+    importance: dict[str, float] = field(default_factory=dict)  # see `importance`
 
 
 def score_on_test(
@@ -386,7 +387,24 @@ def score_on_test(
         noise = floor_intervals(
             splits.test_y.to_numpy(), predictions["model"], gate, use_case.task, seed
         )
-    return Scores(predictions, evaluations, noise)
+    return Scores(predictions, evaluations, noise, importance(model, splits.test_x, seed=seed))
+
+
+IMPORTANCE_ROWS = 20_000  # a seeded sample: mean contributions settle long before a million
+
+
+def importance(
+    booster: xgb.Booster, inputs: pd.DataFrame, rows: int = IMPORTANCE_ROWS, seed: int = 0
+) -> dict[str, float]:
+    """Each input's mean absolute contribution to the margin (TreeSHAP, base margin included)
+    on `inputs` (at most `rows` of them), largest first: what the model's scores rest on."""
+    if len(inputs) > rows:
+        sample = np.random.default_rng(seed).choice(len(inputs), rows, replace=False)
+        inputs = inputs.iloc[np.sort(sample)]
+    explained = np.abs(contributions(booster, inputs))
+    per_input = explained.reshape(-1, explained.shape[-1]).sum(axis=0) / len(inputs)
+    names = list(booster.feature_names or [])
+    return dict(sorted(zip(names, map(float, per_input[:-1]), strict=True), key=lambda x: -x[1]))
 
 
 def holdout_reference(

@@ -119,6 +119,31 @@ class BaseMargin:
         return self.intercept + stacked.sum(axis=0)
 
 
+BIAS = "bias"  # a contribution no input explains: the intercept and the trees' expected value
+
+
+def contributions(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
+    """Each input's contribution to each row's margin (XGBoost's TreeSHAP, `pred_contribs`),
+    in the booster's feature order, then `BIAS`: (rows, inputs + 1), multiclass (rows, classes,
+    inputs + 1). A row's contributions sum to its margin (log-odds, or the prediction of a
+    regression): a base-margin input's own value counts as its contribution."""
+    import xgboost as xgb
+
+    names = list(booster.feature_names or [])
+    margin = BaseMargin.of(booster)
+    start = margin.frame_margin(inputs) if margin else None
+    matrix = xgb.DMatrix(inputs[names], enable_categorical=True, base_margin=start)
+    best = booster.attr("best_iteration")
+    rounds = (0, int(best) + 1) if best is not None else (0, 0)
+    explained = booster.predict(matrix, pred_contribs=True, iteration_range=rounds)
+    # XGBoost puts the whole base margin in the bias; each effect goes back to its input.
+    for name in margin.inputs if margin else ():
+        effect = np.nan_to_num(inputs[name].to_numpy(np.float64), nan=0.0).astype(explained.dtype)
+        explained[..., names.index(name)] += effect
+        explained[..., -1] -= effect
+    return explained
+
+
 def predict(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
     """Probabilities from the columns the booster was trained on, in its order, with the trees
     up to its best (early-stopping) round, from its base margin if it has one. Training, gate

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_too_little_history_fails_the_run_with_a_message(settings, prefect_api_u
         train_flow(search_trials=TRIALS)
 
 
-def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_settings):
+def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_settings, tmp_path):
     from mlflow import MlflowClient
 
     report = train()
@@ -79,7 +80,25 @@ def test_run_records_lineage_plots_commit_card_and_a_native_model(train, week_se
     assert run.data.metrics["nce"] == pytest.approx(report.metrics["nce"], abs=1e-6)
     assert "linear.nce" in run.data.metrics and "oracle.nce" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(report.run_id)}
-    assert {"lineage.json", "card.yaml", "plots", "search_trials.json"} <= artifacts
+    assert {
+        "lineage.json",
+        "card.yaml",
+        "plots",
+        "search_trials.json",
+        "importance.json",
+    } <= artifacts
+    importance = json.loads(
+        Path(client.download_artifacts(report.run_id, "importance.json", str(tmp_path))).read_text()
+    )
+    # What the scores rest on, largest first: the generator's four effects lead (taste and
+    # slot through their crosses, the propensities through the base margin's effects).
+    assert set(importance) == set(report.params["features"])
+    assert set(list(importance)[:4]) == {
+        "age_x_category",
+        "device_x_position",
+        "user_click_effect_28d",
+        "ad_click_effect_28d",
+    }
     plots = {a.path for a in client.list_artifacts(report.run_id, "plots")}
     assert plots == {
         f"plots/{p}.png" for p in ("roc", "precision_recall", "calibration", "feature_importance")

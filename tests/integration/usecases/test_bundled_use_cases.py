@@ -23,6 +23,7 @@ from ingestion.table_validation import REASON_COLUMN
 from mlops.config.errors import UserError
 from mlops.config.settings import Settings
 from mlops.contracts.batches import read_batch
+from mlops.contracts.model_inputs import BaseMargin, contributions
 from mlops.contracts.usecase import UseCase, load_use_case
 from mlops.stores.offline_store import OfflineStore, quoted
 from mlops.stores.registry import CHAMPION
@@ -171,6 +172,17 @@ def test_served_features_equal_the_training_pipelines(served) -> None:
     np.testing.assert_allclose(
         [logged[i]["score"] for i in ids], predict(booster, training_inputs), atol=1e-6
     )
+    # Explanations: each served row's contributions (per class, a multiclass model's) sum to
+    # its margin, base margin included.
+    start = BaseMargin.of(booster)
+    margin = booster.inplace_predict(
+        training_inputs[list(booster.feature_names or [])],
+        iteration_range=(0, booster.best_iteration + 1),
+        predict_type="margin",
+        **({"base_margin": start.frame_margin(training_inputs)} if start else {}),
+    )
+    explained = contributions(booster, training_inputs).sum(axis=-1)
+    np.testing.assert_allclose(explained, margin, rtol=1e-6, atol=1e-6)
 
 
 def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(

@@ -205,6 +205,20 @@ def test_a_base_margin_is_kept_in_the_model_and_added_by_every_scorer(tmp_path: 
         }
     )
     np.testing.assert_allclose(scorer.predict(raw)[SCORE], expected, rtol=0, atol=1e-6)
+    # Contributions sum to the margin; the effect's own value counts as its contribution.
+    from mlops.contracts.model_inputs import contributions
+
+    explained = contributions(booster, frame)
+    assert explained.shape == (n, 3)  # device, effect, bias
+    full = booster.inplace_predict(
+        frame,
+        iteration_range=(0, booster.best_iteration + 1),
+        predict_type="margin",
+        base_margin=margin.frame_margin(frame),
+    )
+    np.testing.assert_allclose(explained.sum(axis=1), full, rtol=1e-6, atol=1e-6)
+    effect = np.nan_to_num(inputs["effect"])
+    assert np.corrcoef(explained[:, 1], effect)[0, 1] > 0.95
     # A missing effect is no effect: the trees start from the intercept alone.
     missing = frame.iloc[[0]].assign(effect=np.float32(np.nan))
     assert margin.frame_margin(missing).tolist() == [margin.intercept]

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from mlops.contracts.card import Floor, PromotionGate, TrainingBudget
-from mlops.contracts.model_inputs import predict
+from mlops.contracts.model_inputs import contributions, predict
 from mlops.contracts.tasks import Multiclass, Regression, Task, repeated
+from models import training
 from models.evaluation import evaluate
 from models.mlflow_logging import plots
 from models.noise import bootstrap_intervals
@@ -79,6 +80,14 @@ def test_a_model_of_each_kind_beats_its_baselines_and_passes_its_gate(task: Task
     }
     shape = (len(y[test]), 3) if task.kind == "multiclass" else (len(y[test]),)
     assert all(p.shape == shape for p in predictions.values())
+    # Explanations: per class for a multiclass model; a row's sum is its margin.
+    explained = contributions(fitted.booster, x[test])
+    assert explained.shape == (*shape, 3)  # region, size, bias
+    margin = fitted.booster.inplace_predict(
+        x[test], iteration_range=(0, fitted.rounds), predict_type="margin"
+    )
+    # float32 sums: within 1e-6 of the margin, relative to it where it is large (a price).
+    np.testing.assert_allclose(explained.sum(axis=-1), margin, rtol=1e-6, atol=1e-6)
 
     scores = {
         name: evaluate(y[test], p, task).metrics[task.primary] for name, p in predictions.items()
@@ -93,7 +102,9 @@ def test_a_model_of_each_kind_beats_its_baselines_and_passes_its_gate(task: Task
         "multiclass": {"confusion_matrix"},
         "regression": {"predicted_vs_actual", "residuals"},
     }[task.kind] | {"feature_importance"}
-    assert set(plots(task, y[test].to_numpy(), predictions, fitted)) == expected_plots
+    importance = training.importance(fitted.booster, x[test])
+    assert set(importance) == {"region", "size"} and all(v > 0 for v in importance.values())
+    assert set(plots(task, y[test].to_numpy(), predictions, importance)) == expected_plots
 
     floor = {task.primary: Floor(max=0.95)}
     gate = PromotionGate(min_improvement=0.01, floors=floor, slice_tolerance=0.1, min_slice_rows=1)
