@@ -148,7 +148,13 @@ class Posterior:
             rows = slice(start, start + self.CHUNK)
             z = logit_without[rows, None] + self.grid[None, :]
             sign = np.where(clicked[rows] == 1, -1.0, 1.0)[:, None]
-            np.add.at(self.log_weights, idx[rows], -np.logaddexp(0.0, sign * z))
+            log_likelihood = -np.logaddexp(0.0, sign * z)
+            # Summed per entity (sorted runs): np.add.at is ~10x slower at a million rows.
+            order = np.argsort(idx[rows], kind="stable")
+            entities = idx[rows][order]
+            starts = np.flatnonzero(np.r_[True, entities[1:] != entities[:-1]])
+            summed = np.add.reduceat(log_likelihood[order], starts, axis=0)
+            self.log_weights[entities[starts]] += summed
 
 
 @dataclass(frozen=True)
