@@ -119,14 +119,12 @@ class BaseMargin:
         return self.intercept + stacked.sum(axis=0)
 
 
-BIAS = "bias"  # a contribution no input explains: the intercept and the trees' expected value
-
-
 def contributions(booster: xgb.Booster, inputs: pd.DataFrame) -> np.ndarray:
     """Each input's contribution to each row's margin (XGBoost's TreeSHAP, `pred_contribs`),
-    in the booster's feature order, then `BIAS`: (rows, inputs + 1), multiclass (rows, classes,
-    inputs + 1). A row's contributions sum to its margin (log-odds, or the prediction of a
-    regression): a base-margin input's own value counts as its contribution."""
+    in the booster's feature order, then the bias (the intercept and the trees' expected value):
+    (rows, inputs + 1), multiclass (rows, classes, inputs + 1). A row's contributions sum to its
+    margin (log-odds, or a regression's prediction): a base-margin input's own value counts as
+    its contribution."""
     import xgboost as xgb
 
     names = list(booster.feature_names or [])
