@@ -30,10 +30,12 @@ from serving.batch_prediction import BatchPrediction, predict_batch, read_rows
 
 
 @flow(name="predict", persist_result=True, result_serializer=RESULT_SERIALIZER)
-def predict(source: str | None = None, model: str = "champion") -> BatchPrediction:
+def predict(
+    source: str | None = None, model: str = "champion", explain: bool = False
+) -> BatchPrediction:
     """Score `source` (a Parquet or CSV file of entity rows with their times, or a landed batch
     folder; default: the newest batch in the landing zone) with `model` (`champion`, `@alias`
-    or a version number)."""
+    or a version number); `explain`: each row's contributions beside its score."""
     settings = setup()
     use_case = active_use_case(settings)
     registry = ModelRegistry(settings.tracking_uri, use_case.model_name)
@@ -45,7 +47,7 @@ def predict(source: str | None = None, model: str = "champion") -> BatchPredicti
         start_ray(settings)
     store = open_store(settings, use_case)
     scores = scores_store(settings, use_case.model_name)
-    result = predict_batch(scores, store, registry, use_case, rows, version)
+    result = predict_batch(scores, store, registry, use_case, rows, version, explain)
     refused = f"{result.rejected} refused, with their reasons: `{result.rejected_path}`"
     create_markdown_artifact(
         key=artifact_key("batch-prediction", use_case.model_name),

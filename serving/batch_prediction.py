@@ -8,8 +8,12 @@ its entities had at its time, the way the service scores the same request.
            HOME/batch_predictions/model_version=<v>/run=<id>/scores.parquet (+ rejected.parquet),
            in the server profile PostgreSQL's <prefix>_predictions
 
-The run is named by what it scores (the rows' content, the model and its version): a rerun of
-the same rows with the same version finds its scores written and writes nothing. A run is
+With `explain`, each scored row also gets its `contributions`: each model input's share of the
+row's margin (XGBoost's TreeSHAP), JSON, summing to the margin; without, that column is empty.
+
+The run is named by what it scores (the rows' content, the model and its version, whether it
+explains): a rerun of the same rows with the same version finds its scores written and writes
+nothing. A run is
 written whole or not at all: one stopped half-way left no scores, and its rerun writes them.
 """
 
@@ -32,6 +36,8 @@ from mlops.stores.batch_scores import REASON, ROW, ScoresStore
 from mlops.stores.feature_store import point_in_time_join
 from serving.http_limits import earliest_event, with_time_bounds
 from serving.request_models import PREDICTED_CLASS
+
+CONTRIBUTIONS = "contributions"  # the scores' column of each row's explanation (JSON)
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -125,10 +131,11 @@ def _reason(err: ValidationError) -> str:
     )
 
 
-def run_id(rows: pd.DataFrame, use_case: UseCase, version: str) -> str:
+def run_id(rows: pd.DataFrame, use_case: UseCase, version: str, explain: bool = False) -> str:
     """A name for scoring these rows with this model version: the same rows and version, the
     same name."""
-    digest = hashlib.sha256(f"{use_case.model_name}\0{version}\0".encode())
+    explained = "\0explained" if explain else ""
+    digest = hashlib.sha256(f"{use_case.model_name}\0{version}\0{explained}".encode())
     digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
     digest.update("\0".join(map(str, rows.columns)).encode())
     return digest.hexdigest()[:16]
@@ -151,9 +158,10 @@ def score(
     use_case: UseCase,
     valid: pd.DataFrame,
     features: dict[str, list[Any]],
-) -> np.ndarray:
-    """The rows scored the service's way (its defaults, its inputs, its booster call); a row of
-    predictions per input row."""
+    explain: bool = False,
+) -> tuple[np.ndarray, list[str] | None]:
+    """The rows scored the service's way (its defaults, its inputs, its booster call): a row of
+    predictions per input row, and with `explain` each row's contributions as JSON."""
     from serving.scoring import Scorer
 
     scorer = Scorer(store, use_case)
@@ -163,7 +171,28 @@ def score(
         request[timestamp] = request[timestamp].to_pydatetime()
     columns, _ = scorer.raw_columns(model, requests, {k: list(v) for k, v in features.items()})
     predictions = np.asarray(model.predict(scorer.matrix(model, columns)), dtype=float)
-    return predictions.reshape(len(requests), -1)
+    explained = explanations(model, use_case, columns) if explain else None
+    return predictions.reshape(len(requests), -1), explained
+
+
+def explanations(model: ServedModel, use_case: UseCase, columns: dict[str, Any]) -> list[str]:
+    """Each row's contributions to its margin (`mlops.contracts.model_inputs.contributions`),
+    as JSON: model input -> value, and `bias`; per class for a multiclass model."""
+    from mlops.contracts.model_inputs import as_frame, contributions
+
+    inputs = as_frame(use_case.model_inputs(columns), use_case.categories)
+    names = [*model.feature_names, "bias"]
+
+    def named(values: np.ndarray) -> dict[str, float]:
+        return dict(zip(names, map(float, values), strict=True))
+
+    classes = use_case.task.classes
+    return [
+        json.dumps(
+            {c: named(v) for c, v in zip(classes, row, strict=True)} if classes else named(row)
+        )
+        for row in contributions(model.booster, inputs)
+    ]
 
 
 def scores_table(
@@ -173,9 +202,11 @@ def scores_table(
     version: str,
     run: str,
     scored_at: datetime,
+    contributions: list[str] | None = None,
 ) -> pd.DataFrame:
     """Each scored row: its place, entities and time, the prediction in the service's terms (a
-    column per class and the most probable one for a multiclass task), the version and run."""
+    column per class and the most probable one for a multiclass task), its contributions (JSON,
+    or empty), the version and run."""
     timestamp = use_case.events.timestamp_column
     table = valid[[ROW, *use_case.entity_keys, timestamp]].reset_index(drop=True)
     task, name = use_case.task, use_case.score_name
@@ -185,6 +216,7 @@ def scores_table(
         table[PREDICTED_CLASS] = [task.classes[int(i)] for i in predictions.argmax(axis=1)]
     else:
         table[name] = predictions[:, 0]
+    table[CONTRIBUTIONS] = pd.Series(contributions, dtype=object) if contributions else None
     table["model_version"] = version
     table["run_id"] = run
     table["scored_at"] = scored_at
@@ -198,12 +230,13 @@ def predict_batch(
     use_case: UseCase,
     rows: pd.DataFrame,
     version: str,
+    explain: bool = False,
 ) -> BatchPrediction:
-    """Score `rows` with `version` into `scores` (the profile's scores store); nothing written
-    twice."""
+    """Score `rows` with `version` into `scores` (the profile's scores store), explained if
+    asked; nothing written twice."""
     from serving.model_loading import load_registered
 
-    run = run_id(rows, use_case, version)
+    run = run_id(rows, use_case, version, explain)
     scores_at, rejected_at = scores.location(version, run)
     valid, rejected = split_rows(rows, use_case)
     result = BatchPrediction(
@@ -221,8 +254,8 @@ def predict_batch(
     if len(valid):
         model = load_registered(registry, version)
         features = point_in_time_features(store, use_case, valid)
-        predictions = score(model, store, use_case, valid, features)
+        predictions, explained = score(model, store, use_case, valid, features, explain)
     else:
-        predictions = np.empty((0, max(1, len(use_case.task.classes))))
-    table = scores_table(use_case, valid, predictions, version, run, datetime.now(UTC))
+        predictions, explained = np.empty((0, max(1, len(use_case.task.classes)))), None
+    table = scores_table(use_case, valid, predictions, version, run, datetime.now(UTC), explained)
     return replace(result, written=scores.write(version, run, table, rejected))

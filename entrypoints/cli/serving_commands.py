@@ -114,6 +114,13 @@ def predict(
     model: Annotated[
         str, typer.Option(help="`champion`, `@<alias>` or a version number.")
     ] = "champion",
+    explain: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each row's contributions (XGBoost's TreeSHAP): every model "
+            "input's share of the row's margin, as JSON in the `contributions` column."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Batch prediction: score a table of rows with one model version.
@@ -137,7 +144,7 @@ def predict(
             raise UserError(f"{path}: no such file or batch folder to score")
         from flows.predict import predict as predict_flow
 
-        result = predict_flow(source=str(path), model=version)
+        result = predict_flow(source=str(path), model=version, explain=explain)
         done = "scored" if result.written else "already scored (nothing written)"
         lines = [
             f"v{result.model_version}: {result.scored} of {result.rows} rows {done}: "

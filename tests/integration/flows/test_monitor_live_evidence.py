@@ -24,9 +24,9 @@ from monitoring.evidently_reports import LIVE_TAG
 
 pytestmark = pytest.mark.integration
 
-# The generator's strongest effect (taste: age bucket x ad category) and position: a champion
-# blind to them is worse by far more than the margin.
-WEAKER = ["user_age_bucket", "ad_category", "ad_position"]
+# The generator's strongest effect (taste: age bucket x ad category) and position, and the
+# crosses that carry them: a champion blind to them is worse by far more than the margin.
+WEAKER = ["user_age_bucket", "ad_category", "age_x_category", "ad_position", "device_x_position"]
 LIVE = LiveEvidence(min_labelled=4000, margin=0.02, resamples=100)
 
 

@@ -200,7 +200,7 @@ def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
         PostgresScores,
     )
     from mlops.stores.feature_store import open_store
-    from serving.batch_prediction import predict_batch
+    from serving.batch_prediction import CONTRIBUTIONS, predict_batch
 
     use_case, service = served
     events = newest_events(service, use_case)
@@ -237,6 +237,14 @@ def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
     assert not again.written and again.run_id == first.run_id
     assert len(list(tmp_path.rglob(SCORES_FILE))) == 1
 
+    # Explained: the same scores, and each row's contributions give its score back.
+    explained = predict_batch(files, store, registry, use_case, rows, version, explain=True)
+    assert explained.written and explained.run_id != first.run_id
+    with_reasons = pd.read_parquet(explained.scores_path).sort_values(ROW)
+    assert scores[CONTRIBUTIONS].isna().all() and with_reasons[CONTRIBUTIONS].notna().all()
+    rebuilt = [from_contributions(use_case, json.loads(c)) for c in with_reasons[CONTRIBUTIONS]]
+    np.testing.assert_allclose(rebuilt, batch, rtol=1e-5, atol=1e-6)
+
     database = PostgresScores(scratch_postgres, use_case.model_name)
     stored = predict_batch(database, store, registry, use_case, rows, version)
     assert stored.written and stored.run_id == first.run_id
@@ -255,6 +263,19 @@ def test_batch_prediction_scores_as_the_service_does_and_a_rerun_writes_nothing(
     assert refused["input"][key] is None
     assert not predict_batch(database, store, registry, use_case, rows, version).written
     assert len(read_table(scratch_postgres, f"{use_case.model_name}_batch_scores")) == len(events)
+
+
+def from_contributions(use_case: UseCase, explained: dict) -> list[float]:
+    """A row's prediction from its contributions: their sum is its margin (per class for a
+    multiclass model), then the task's link (bundled regressions use squared error: none)."""
+    task = use_case.task
+    if task.classes:
+        margins = np.array([sum(explained[c].values()) for c in task.classes])
+        odds = np.exp(margins - margins.max())
+        return list(odds / odds.sum())
+    margin = sum(explained.values())
+    assert set(explained) >= {*use_case.base_margin, "bias"}
+    return [1 / (1 + np.exp(-margin))] if task.kind == "binary" else [margin]
 
 
 def read_table(url: str, table: str) -> pd.DataFrame:
