@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import UTC, date, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import parse_options, run_in_fresh_home
+from benchmarks.harness import own_home, parse_options, run_in_fresh_home
 
 SCENARIOS = ("covariate-shift", "concept-drift")
 START = date(2026, 1, 1)
@@ -60,18 +57,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     runs = []
-    # Prefect keeps its database under the first home it is given, for the whole process: give
-    # it the benchmark's home, which outlives every run's own.
     root = get_settings().apply().home
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for scenario in args.scenarios:
-            home = Path(tempfile.mkdtemp(prefix=f"{scenario}-{seed}-", dir=root))
-            os.environ["MLOPS_HOME"] = str(home)
-            get_settings.cache_clear()
-            settings = get_settings().apply()
-            use_case = active_use_case(settings)
-            runs.append(one_run(settings, use_case, scenario, seed, args))
-            shutil.rmtree(home, ignore_errors=True)
+            with own_home(root, f"{scenario}-{seed}-") as settings:
+                use_case = active_use_case(settings)
+                runs.append(one_run(settings, use_case, scenario, seed, args))
     return summarize(runs, args, time.perf_counter() - started)
 
 

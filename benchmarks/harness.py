@@ -101,6 +101,22 @@ def parse_options(
     return parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def own_home(root: Path, prefix: str) -> Iterator[Any]:
+    """A fresh MLOPS_HOME under `root` for one run of a benchmark over many worlds, its
+    settings applied, removed after. Prefect keeps its database under the first home it is
+    given, for the whole process: `root`, the benchmark's home, outlives every run's own."""
+    from mlops.config.settings import get_settings
+
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    os.environ["MLOPS_HOME"] = str(home)
+    get_settings.cache_clear()
+    try:
+        yield get_settings().apply()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def run_in_fresh_home(
     name: str,
     run: Callable[[], dict[str, Any]],

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import parse_options, run_in_fresh_home
+from benchmarks.harness import own_home, parse_options, run_in_fresh_home
 
 START = date(2026, 1, 1)
 TARGET_SHARE = 0.95
@@ -46,16 +43,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from mlops.config.settings import get_settings
 
     started = time.perf_counter()
-    # Prefect keeps its database under the first home it is given, for the whole process: give
-    # it the benchmark's home, which outlives every seed's own.
     root = get_settings().apply().home
     runs = []
     for seed in args.seeds:
-        home = Path(tempfile.mkdtemp(prefix=f"seed-{seed}-", dir=root))
-        os.environ["MLOPS_HOME"] = str(home)
-        get_settings.cache_clear()
-        runs.append(one_seed(seed, args.events_per_day, args.trials))
-        shutil.rmtree(home, ignore_errors=True)
+        with own_home(root, f"seed-{seed}-"):
+            runs.append(one_seed(seed, args.events_per_day, args.trials))
     shares = [run["reachable_share"] for run in runs]
     return {
         "events_per_day": args.events_per_day,

@@ -188,7 +188,6 @@ def fit_xgboost(
 ) -> FittedXGBoost:
     """Try every candidate in order; keep the one with the lowest validation loss (the task's
     evaluation metric). With a `margin`, the trees start from it, and the booster keeps it."""
-
     train = training_matrix(train_x, train_y, margin)
     validation = training_matrix(validation_x, validation_y, margin)
 
@@ -361,8 +360,8 @@ def score_on_test(
     seed: int = 0,
 ) -> Scores:
     """Score the challenger, the baselines, the oracle, the ceiling and the champion on the test
-    window;
-    with the promotion `gate`, bootstrap the challenger's floor metrics too (seeded)."""
+    window, and the challenger's importance; with the promotion `gate`, bootstrap the
+    challenger's floor metrics too (seeded)."""
     predictions = {
         "model": predict(model, splits.test_x),
         "linear": predict_linear(baselines.linear, splits.test_x, use_case.task),

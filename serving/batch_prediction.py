@@ -13,8 +13,8 @@ row's margin (XGBoost's TreeSHAP), JSON, summing to the margin; without, that co
 
 The run is named by what it scores (the rows' content, the model and its version, whether it
 explains): a rerun of the same rows with the same version finds its scores written and writes
-nothing. A run is
-written whole or not at all: one stopped half-way left no scores, and its rerun writes them.
+nothing. A run is written whole or not at all: one stopped half-way left no scores, and its
+rerun writes them.
 """
 
 from __future__ import annotations
