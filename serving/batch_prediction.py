@@ -171,28 +171,8 @@ def score(
         request[timestamp] = request[timestamp].to_pydatetime()
     columns, _ = scorer.raw_columns(model, requests, {k: list(v) for k, v in features.items()})
     predictions = np.asarray(model.predict(scorer.matrix(model, columns)), dtype=float)
-    explained = explanations(model, use_case, columns) if explain else None
+    explained = [json.dumps(row) for row in scorer.explain(model, columns)] if explain else None
     return predictions.reshape(len(requests), -1), explained
-
-
-def explanations(model: ServedModel, use_case: UseCase, columns: dict[str, Any]) -> list[str]:
-    """Each row's contributions to its margin (`mlops.contracts.model_inputs.contributions`),
-    as JSON: model input -> value, and `bias`; per class for a multiclass model."""
-    from mlops.contracts.model_inputs import as_frame, contributions
-
-    inputs = as_frame(use_case.model_inputs(columns), use_case.categories)
-    names = [*model.feature_names, "bias"]
-
-    def named(values: np.ndarray) -> dict[str, float]:
-        return dict(zip(names, map(float, values), strict=True))
-
-    classes = use_case.task.classes
-    return [
-        json.dumps(
-            {c: named(v) for c, v in zip(classes, row, strict=True)} if classes else named(row)
-        )
-        for row in contributions(model.booster, inputs)
-    ]
 
 
 def scores_table(

@@ -79,6 +79,11 @@ def prediction_openapi(use_case: UseCase, models: RequestModels) -> dict[str, An
             "/predict_batch": post(
                 "Score many requests at once", models.batch_request, models.batch_prediction
             ),
+            "/explain": post(
+                "Score one request and say why: each model input's contribution (TreeSHAP)",
+                models.predict_request,
+                models.explanation,
+            ),
             "/model": {
                 "get": {
                     "summary": "The model version being served",
@@ -124,6 +129,12 @@ def client_endpoints(models: RequestModels) -> list[dict[str, Any]]:
             "Score many requests at once: requests=[...].",
             models.batch_request,
             models.batch_prediction,
+        ),
+        endpoint(
+            "explain",
+            "Score one request and say why: each model input's contribution.",
+            models.predict_request,
+            models.explanation,
         ),
         endpoint("model", "The model version being served.", ModelRequest, ModelInfo),
     ]

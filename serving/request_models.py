@@ -52,12 +52,14 @@ class ModelRequest(BaseModel):
 
 @dataclass(frozen=True)
 class RequestModels:
-    """POST /predict's body and answer, and POST /predict_batch's."""
+    """POST /predict's body and answer, POST /predict_batch's, and POST /explain's answer (its
+    body is /predict's)."""
 
     predict_request: type[BaseModel]
     prediction: type[BaseModel]
     batch_request: type[BaseModel]
     batch_prediction: type[BaseModel]
+    explanation: type[BaseModel]
 
 
 def _prediction_fields(use_case: UseCase) -> dict[str, Any]:
@@ -125,4 +127,23 @@ def request_models(use_case: UseCase, max_batch: int) -> RequestModels:
     class BatchPrediction(BaseModel):
         predictions: list[prediction]  # type: ignore[valid-type]
 
-    return RequestModels(predict_request, prediction, BatchRequest, BatchPrediction)
+    per_input = dict[str, float]
+    explanation = create_model(
+        "Explanation",
+        model_version=(str, ...),
+        missing_features=prediction_fields["missing_features"],
+        **_prediction_fields(use_case),
+        inputs=(
+            dict[str, Any],
+            Field(description="The model's inputs as it saw them (a category by its name)."),
+        ),
+        contributions=(
+            dict[str, per_input] if use_case.task.classes else per_input,
+            Field(
+                description="Each input's share of the margin (XGBoost's TreeSHAP), and `bias`: "
+                "what the trees start from. They sum to the margin: the log-odds of a binary "
+                "task's probability, a regression's prediction; per class for a multiclass task."
+            ),
+        ),
+    )
+    return RequestModels(predict_request, prediction, BatchRequest, BatchPrediction, explanation)

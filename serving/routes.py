@@ -1,9 +1,10 @@
 """The service's HTTP routes, as the ASGI app the BentoML service mounts at / (`service_app`).
 
-The prediction routes (POST /predict, /predict_batch, /floor) are bare ASGI (`PredictionRoutes`):
-BentoML's API layer, and even Starlette's routing and request objects, cost more per request than
-scoring does (see docs/serving.md). A prediction route reads the body, validates it with the
-use case's request model, hands it to the service's micro-batcher and sends the orjson answer.
+The prediction routes (POST /predict, /predict_batch, /explain, /floor) are bare ASGI
+(`PredictionRoutes`): BentoML's API layer, and even Starlette's routing and request objects, cost
+more per request than scoring does (see docs/serving.md). A prediction route reads the body,
+validates it with the use case's request model, hands it to the service's micro-batcher and sends
+the orjson answer.
 /model (GET, or POST `{}` as BentoML's client calls it), /openapi.json, / and /docs (the page)
 and /docs.json stay on Starlette. BentoML's clients find the routes in /schema.json
 (serving/openapi_schema.py: `ServiceSchema`).
@@ -78,9 +79,18 @@ def prediction_handlers(models: RequestModels) -> dict[str, Handler]:
         [answer] = await service.floor.submit([None])
         return 200, orjson.dumps(answer)
 
+    async def explain(body: bytes) -> Answer:
+        """/predict's answer with each input's contribution; scored by the champion, on a
+        batcher of its own, and not logged: a diagnostic, not a served prediction."""
+        parsed = _parse(body, predict_request)
+        if not isinstance(parsed, BaseModel):
+            return parsed
+        return await _answer([parsed.model_dump()], single=True, explained=True)
+
     return {
         "/predict": predict,
         "/predict_batch": predict_batch,
+        "/explain": explain,
         "/floor": floor,  # diagnostics; not in the OpenAPI document
     }
 
@@ -147,13 +157,14 @@ def _parse(body: bytes, schema: type[BaseModel]) -> BaseModel | Answer:
         )
 
 
-async def _answer(requests: list[dict[str, Any]], single: bool) -> Answer:
+async def _answer(requests: list[dict[str, Any]], single: bool, explained: bool = False) -> Answer:
     service = bentoml.get_current_service()
     unavailable = service.unavailable()
     if unavailable is not None:
         return _error(503, f"{unavailable}; see /readyz")
     try:
-        predictions = await service.batcher.submit(requests)
+        batcher = service.explainer if explained else service.batcher
+        predictions = await batcher.submit(requests)
     except StoreUnavailable as err:
         service.health.recheck()
         return _failed(503, err, f"{err}; see /readyz")

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
     from serving.model_loading import ServedModel
 
+# What the trees start from before any input (the intercept and their expected value).
+BIAS = "bias"
+# One row's contributions: input -> value (and BIAS); per class for a multiclass model.
+Explained = dict[str, float] | dict[str, dict[str, float]]
+
 # A fresh booster's first predictions are slower (lazy allocation); a few passes settle it.
 WARM_UP_PASSES = 20
 
@@ -105,6 +110,24 @@ class Scorer:
     def matrix(self, model: ServedModel, columns: dict[str, np.ndarray]) -> np.ndarray:
         inputs = self.use_case.model_inputs(columns)
         return np.column_stack([inputs[name] for name in model.feature_names])
+
+    def explain(self, model: ServedModel, columns: dict[str, np.ndarray]) -> list[Explained]:
+        """Each row's contributions to its margin (XGBoost's TreeSHAP,
+        `mlops.contracts.model_inputs.contributions`): model input -> value, and `bias`; per
+        class for a multiclass model. They sum to the row's margin (log-odds for a binary task)."""
+        from mlops.contracts.model_inputs import as_frame, contributions
+
+        inputs = as_frame(self.use_case.model_inputs(columns), self.use_case.categories)
+        names = [*model.feature_names, BIAS]
+
+        def named(values: np.ndarray) -> dict[str, float]:
+            return dict(zip(names, map(float, values), strict=True))
+
+        classes = self.use_case.task.classes
+        return [
+            {c: named(v) for c, v in zip(classes, row, strict=True)} if classes else named(row)
+            for row in contributions(model.booster, inputs)
+        ]
 
 
 def prepare(model: ServedModel, scorer: Scorer) -> ServedModel:

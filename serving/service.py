@@ -3,9 +3,11 @@
 
     POST /predict          one request: the use case's entity ids and optional context
     POST /predict_batch    {"requests": [...]}, up to MLOPS_SERVING__MAX_BATCH
+    POST /explain          /predict's body; its answer with the model's inputs and each one's
+                           contribution to the margin (TreeSHAP); the champion's, not logged
     GET  /model            the model version being served (POST `{}` too: BentoML's client)
-    GET  /openapi.json     the schema of the three routes above
-    GET  /schema.json      BentoML's service schema, the three routes listed as its endpoints:
+    GET  /openapi.json     the schema of the four routes above
+    GET  /schema.json      BentoML's service schema, the four routes listed as its endpoints:
                            `bentoml.SyncHTTPClient(url).predict(**request_fields)` works
     GET  / /docs /docs.json   the service's page: Swagger UI (BentoML's static files, so
                            offline) over /docs.json, BentoML's spec (/livez, /readyz, /metrics)
@@ -234,6 +236,7 @@ class PredictionService:
         self.champion = Champion(wanted, load, self.scorer, on_swap=self._swapped)
         self.batcher = MicroBatcher(self.score, limits.batch_max_size, limits.batch_wait_ms / 1000)
         self.floor = MicroBatcher(floor_answers, limits.batch_max_size, limits.batch_wait_ms / 1000)
+        self.explainer = MicroBatcher(self.explain, limits.batch_max_size)
         self.log = PredictionLog(
             settings.predictions_dir,
             partial(records, categories=use_case.categories),
@@ -362,6 +365,7 @@ class PredictionService:
     def close(self) -> None:
         self.batcher.close()  # what was queued is scored, and logged below
         self.floor.close()
+        self.explainer.close()
         self.health.stop()
         self.champion.stop()
         if self.challenger is not None:
@@ -425,6 +429,32 @@ class PredictionService:
         for i, answer in zip(theirs, answered, strict=True):
             answers[i] = answer
         return answers
+
+    def explain(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The champion's answers with their inputs and each input's contribution; neither
+        logged nor offered to a challenger."""
+        from serving.scoring import decode
+
+        model = self.champion.current
+        assert model is not None
+        timestamp = use_case.events.timestamp_column
+        for request in requests:
+            if request.get(timestamp) is None:
+                request[timestamp] = datetime.now(UTC)
+        columns, missing = self.scorer.raw_columns(model, requests, self.scorer.lookup(requests))
+        matrix = self.scorer.matrix(model, columns)
+        scores = model.predict(matrix)
+        explained = self.scorer.explain(model, columns)
+        return [
+            {
+                **prediction_answer(use_case.task, use_case.score_name, scores[i]),
+                "model_version": model.version,
+                "missing_features": missing[i],
+                "inputs": decode(model.feature_names, use_case.categories, matrix[i]),
+                "contributions": explained[i],
+            }
+            for i in range(len(requests))
+        ]
 
     def _answer(
         self,

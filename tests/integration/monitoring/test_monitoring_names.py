@@ -163,7 +163,13 @@ def test_a_judged_day_has_one_name_everywhere(judged, champion_settings, use_cas
         "NCE on every labelled row (retrain above the limit)",
         "Events quarantined by the data path (alert above the limit)",
         "Requests without their own context (alert above the limit)",
+        "Attribution shift: how the model's reasons moved (informational)",
     } <= titles
+    # How the champion's reasons moved: on the gate's page, in the run, in the result.
+    assert 0 <= judged_day.signals["attribution_shift"] <= 1
+    assert len(judged_day.signals["attribution_moved"]) == 3
+    assert "attribution shift" in (folder / "gate.html").read_text()
+    assert run.data.metrics["attribution_shift"] == judged_day.signals["attribution_shift"]
 
     # The history keeps the window's end (the gate's key) and the day.
     (entry,) = json.loads((champion_settings.monitoring_dir / "history.json").read_text())

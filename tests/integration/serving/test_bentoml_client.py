@@ -40,7 +40,7 @@ from tests.support.stores import copy_home
 
 pytestmark = pytest.mark.integration
 
-ENDPOINTS = {"predict", "predict_batch", "model"}
+ENDPOINTS = {"predict", "predict_batch", "explain", "model"}
 SCORE = "click_probability"
 KEY = "client-test-key"
 BENTOML = str(Path(sys.executable).parent / "bentoml")
@@ -93,6 +93,9 @@ def test_the_sync_client_discovers_and_calls_the_prediction_routes(shared_servic
         for answer, expected in zip(batch["predictions"], plain, strict=True):
             same_prediction(answer, expected)
         assert client.model() == served.client.get("/model").json()
+        explained = client.explain(**one)
+        same_prediction(explained, served.post("/explain", one).json())
+        assert "bias" in explained["contributions"]
 
 
 def test_the_sync_client_gets_the_same_4xx_as_a_plain_call(shared_service: Served):

@@ -117,7 +117,7 @@ def test_health_model_metrics_and_docs(served):
     gauge = re.search(r'^mlops_served_model_version\{model="adclick"\} (\S+)$', metrics, re.M)
     assert gauge and float(gauge.group(1)) == float(champion), gauge and gauge.group(0)
     docs = served.client.get("/openapi.json").json()
-    assert {"/predict", "/predict_batch", "/model"} <= set(docs["paths"])
+    assert {"/predict", "/predict_batch", "/explain", "/model"} <= set(docs["paths"])
     assert "click_probability" in docs["components"]["schemas"]["Prediction"]["properties"]
 
 

@@ -119,6 +119,28 @@ def test_a_request_scores_the_same_alone_and_in_a_batch(served) -> None:
     assert [answered_prediction(task, name, p) for p in batch] == alone
 
 
+def test_explain_answers_the_prediction_and_what_drove_it(served) -> None:
+    use_case, service = served
+    task, name = use_case.task, use_case.score_name
+    events = newest_events(service, use_case, rows=1)
+    (request,) = json.loads(events.to_json(orient="records", date_format="iso"))
+    predicted = answered_prediction(task, name, service.post("/predict", request).json())
+    response = service.post("/explain", request)
+    assert response.status_code == 200, response.text
+    explained = response.json()
+    assert answered_prediction(task, name, explained) == predicted
+    # The contributions give the prediction back, each named after an input the answer shows.
+    np.testing.assert_allclose(
+        from_contributions(use_case, explained["contributions"]), predicted, rtol=1e-5, atol=1e-6
+    )
+    named = (
+        explained["contributions"][task.classes[0]] if task.classes else explained["contributions"]
+    )
+    assert set(named) == {*explained["inputs"], "bias"}
+    refused = service.post("/explain", {"not_a_field": 1})
+    assert refused.status_code == 400 and "not_a_field" in refused.text
+
+
 def test_a_bad_request_gets_a_4xx_naming_the_field(served) -> None:
     use_case, service = served
     key = use_case.entity_keys[0]

@@ -37,9 +37,11 @@ def call(
 def test_the_prediction_routes_are_endpoints_with_their_request_models(use_case):
     models = request_models(use_case, max_batch=10)
     endpoints = {e["name"]: e for e in client_endpoints(models)}
-    assert set(endpoints) == {"predict", "predict_batch", "model"}
+    assert set(endpoints) == {"predict", "predict_batch", "explain", "model"}
     assert all(e["route"] == f"/{name}" for name, e in endpoints.items())
     predict = endpoints["predict"]
+    assert endpoints["explain"]["input"] == predict["input"]  # /explain takes /predict's body
+    assert {"inputs", "contributions"} <= set(endpoints["explain"]["output"]["properties"])
     # What the client checks its arguments against, and sends as one flat object.
     assert set(predict["input"]["properties"]) == set(models.predict_request.model_fields)
     assert set(predict["input"]["required"]) == {"user_id", "ad_id"}
