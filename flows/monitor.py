@@ -31,6 +31,7 @@ from mlops.stores.offline_store import OfflineStore
 from mlops.stores.reference import load_reference
 from mlops.stores.registry import ModelRegistry
 from models.train_report import TrainReport
+from monitoring.attribution import attribution_shift
 from monitoring.gate import decide
 from monitoring.history import History
 from monitoring.live_evidence import LiveVerdict, live_verdict
@@ -48,6 +49,7 @@ from monitoring.window import read_window, window_bounds
 read = task(cache_policy=NO_CACHE, task_run_name="read-window")(read_window)
 reference_of = task(cache_policy=NO_CACHE, task_run_name="load-reference")(load_reference)
 reports_of = task(cache_policy=NO_CACHE, task_run_name="evidently-reports")(evidently_reports)
+explain = task(cache_policy=NO_CACHE, task_run_name="attribution-shift")(attribution_shift)
 record = task(cache_policy=NO_CACHE, task_run_name="record-verdict")(record_verdict)
 
 
@@ -90,8 +92,14 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     reference = reference_of(registry, champion)
     context = report_context(window, use_case, champion)
     snapshots, drift = reports_of(reference, window, use_case, gate, context)
+    attribution = (
+        explain(registry.load_booster(champion), use_case.categories, reference, window.sample)
+        if window.rows
+        else None
+    )
     task = use_case.task
-    signals = Signals.measured(window, task.primary, reference_performance(reference, task), drift)
+    performance = reference_performance(reference, task)
+    signals = Signals.measured(window, task.primary, performance, drift, attribution)
     history = History(settings.monitoring_dir / "history.json")
     verdict = decide(signals, history.drifted_before(end.isoformat(), champion), gate)
     judged = record(settings, use_case, window, signals, verdict, champion, snapshots)

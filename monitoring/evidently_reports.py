@@ -320,6 +320,11 @@ def gate_series(signals: Signals, gate: MonitoringGate) -> dict[str, float]:
         ),
         "drift_share_limit": gate.drift_share,
         "score_drift_limit": gate.score_drift_threshold,
+        **(
+            {"attribution_shift": signals.attribution_shift}
+            if signals.attribution_shift is not None
+            else {}
+        ),
     }
 
 
@@ -422,6 +427,13 @@ def _gate_table(signals: Signals, gate: MonitoringGate) -> Any:
         ["score drift (normed Wasserstein)", f"{signals.score_drift:.3f}",
          f"a drifted window from {gate.score_drift_threshold}",
          judged(signals.score_drifted)],
+        *(
+            [["attribution shift (TreeSHAP shares, total variation)",
+              f"{signals.attribution_shift:.3f} ({', '.join(signals.attribution_moved)})",
+              "no limit", "informational"]]
+            if signals.attribution_shift is not None
+            else []
+        ),
     ]  # fmt: skip
     return table_data(
         title="The monitoring gate: every row of the window against the card's limits",
@@ -592,6 +604,11 @@ def dashboard_panels(project_name: str, task: Task, request_columns: Sequence[st
         line_plot_panel(
             title="Score drift (a drifted window from the limit)",
             values=[gate_line("score", "score_drift"), gate_line("limit", "score_drift_limit")],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Attribution shift: how the model's reasons moved (informational)",
+            values=[gate_line("total variation of TreeSHAP shares", "attribution_shift")],
             size="half",
         ),
         # A multiclass score is the predicted class: its classes' shares instead of a mean.

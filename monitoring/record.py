@@ -76,12 +76,18 @@ class MonitorReport:
             f"| quarantined events | {window['quarantined_fraction']:.2%} |",
             f"| inputs drifted | {signals['drift_share']:.0%} {signals['drifted_inputs']} |",
             f"| score drifted | {signals['score_drifted']} |",
+            f"| attribution shift | {_attribution(signals)} |",
             f"| {metric.upper()} / reference | {performance.get(metric, float('nan')):.4f} / "
             f"{signals['reference_performance']:.4f} |",
             "",
             f"Reports: {', '.join(self.reports) or 'none'}; MLflow: {self.run_url}",
         ]
         return "\n".join(lines)
+
+
+def _attribution(signals: Mapping[str, Any]) -> str:
+    shift = signals["attribution_shift"]
+    return "n/a" if shift is None else f"{shift:.3f} ({', '.join(signals['attribution_moved'])})"
 
 
 def reference_performance(reference: pd.DataFrame, task: Task) -> float:
@@ -189,6 +195,11 @@ def record_verdict(
         "quarantined_fraction": window.quarantined_fraction,
         "drift_share": signals.drift_share,
         "score_drifted": float(signals.score_drifted),
+        **(
+            {"attribution_shift": signals.attribution_shift}
+            if signals.attribution_shift is not None
+            else {}
+        ),
         f"reference_{signals.metric}": signals.reference_performance,
         **({signals.metric: signals.performance} if signals.performance is not None else {}),
         **{f"null_fraction.{c}": f for c, f in signals.null_fraction.items()},

@@ -6,10 +6,11 @@ gate (which decides from them) and the record (which stores both).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from monitoring.attribution import AttributionShift
     from monitoring.window import Window
 
 Decision = Literal["none", "retrain", "alert"]
@@ -40,13 +41,22 @@ class Signals:
     score_drifted: bool
     column_drift: dict[str, float]  # every input's drift distance, for the record
     score_drift: float
+    # How the champion's reasons moved (monitoring/attribution.py): informational, no rule
+    # acts on it. None for an empty window.
+    attribution_shift: float | None = None
+    attribution_moved: list[str] = field(default_factory=list)  # the inputs that moved most
 
     @classmethod
     def measured(
-        cls, window: Window, metric: str, reference: float, drift: DriftResult | None
+        cls,
+        window: Window,
+        metric: str,
+        reference: float,
+        drift: DriftResult | None,
+        attribution: AttributionShift | None = None,
     ) -> Signals:
-        """A window's signals, `metric` against its `reference` value; `drift` is None when the
-        window was empty (no report ran)."""
+        """A window's signals, `metric` against its `reference` value; `drift` and
+        `attribution` are None when the window was empty (no report ran)."""
         return cls(
             rows=window.rows,
             labelled=window.labelled,
@@ -60,6 +70,8 @@ class Signals:
             score_drifted=drift.score_drifted if drift else False,
             column_drift=drift.column_drift if drift else {},
             score_drift=drift.score_drift if drift else 0.0,
+            attribution_shift=attribution.distance if attribution else None,
+            attribution_moved=attribution.moved() if attribution else [],
         )
 
 
