@@ -526,7 +526,7 @@ def test_generated_requests_get_no_5xx(drilled):
     drilled.wait_ready()
     schema = schemathesis.openapi.from_url(drilled.service.url + "/openapi.json")
     operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} == {"/predict", "/predict_batch", "/model"}
+    assert {op.path for op in operations} == {"/predict", "/predict_batch", "/explain", "/model"}
     answers: Counter[str] = Counter()
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
