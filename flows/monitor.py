@@ -49,7 +49,7 @@ from monitoring.window import read_window, window_bounds
 read = task(cache_policy=NO_CACHE, task_run_name="read-window")(read_window)
 reference_of = task(cache_policy=NO_CACHE, task_run_name="load-reference")(load_reference)
 reports_of = task(cache_policy=NO_CACHE, task_run_name="evidently-reports")(evidently_reports)
-explain = task(cache_policy=NO_CACHE, task_run_name="attribution-shift")(attribution_shift)
+attribution_of = task(cache_policy=NO_CACHE, task_run_name="attribution-shift")(attribution_shift)
 record = task(cache_policy=NO_CACHE, task_run_name="record-verdict")(record_verdict)
 
 
@@ -93,7 +93,9 @@ def monitor(as_of: datetime | None = None, retrain: bool = True, seed: int = 0) 
     context = report_context(window, use_case, champion)
     snapshots, drift = reports_of(reference, window, use_case, gate, context)
     attribution = (
-        explain(registry.load_booster(champion), use_case.categories, reference, window.sample)
+        attribution_of(
+            registry.load_booster(champion), use_case.categories, reference, window.sample
+        )
         if window.rows
         else None
     )
