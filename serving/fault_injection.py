@@ -1,5 +1,5 @@
 """Fault drills: scoring made slower, as a slower model would be (the infra check's,
-MLOPS_SERVING__FAULT_SCORING_SPIN_MS, to prove the check rejects it; a slow @challenger's,
+MLOPS_SERVING__FAULT_SCORING_REPEATS, to prove the check rejects it; a slow @challenger's,
 FAULT_CHALLENGER_SPIN_MS), or failing (a broken @challenger's, FAULT_CHALLENGER_ERRORS). The
 service decides once, when it starts, whether to score through these: with the drills off, no
 request checks for them."""
@@ -23,6 +23,18 @@ def slowed_down(score: Callable[P, R], milliseconds: float) -> Callable[P, R]:
         return scored
 
     return slower
+
+
+def repeated(score: Callable[P, R], extra: int) -> Callable[P, R]:
+    """`score`, each call done `extra` more times: the same work, so on a slow machine it
+    stretches exactly as the model's own scoring does."""
+
+    def costlier(*args: P.args, **kwargs: P.kwargs) -> R:
+        for _ in range(extra):
+            score(*args, **kwargs)
+        return score(*args, **kwargs)
+
+    return costlier
 
 
 def spin_cpu(milliseconds: float) -> None:

@@ -13,11 +13,15 @@ run. Each golden request is sent in blocks of BLOCK_SIZE to `/predict` and to `/
 body, validation, event loop and hop to the scoring thread, but no features, no model, no log),
 and the service's processes' CPU time is read around every block. CPU time does not grow while
 a process waits for a CPU, which is all a busy machine adds; the wall clock does. The fewest
-CPU of a request's blocks is its cost (a burst of background work only ever adds):
+CPU of a request's blocks is its cost (a burst of background work only ever adds). A slower
+machine, or one whose neighbours crowd its caches, makes every CPU millisecond longer, the
+model's and the bare route's alike: the SLO is scaled by how much the bare route costs here
+against what it costs on the SLO's reference machine, both measured, the first in this run:
 
     added(request) = min CPU per /predict of request - min CPU per /floor of request
     adjusted       = max over golden requests of added(request)     the slowest request's cost
-    budget         = SLO - undisturbed /floor wall time     what every request costs anyway
+    slowdown       = median over requests of min CPU per /floor  /  the reference's (settings)
+    budget         = SLO x slowdown - undisturbed /floor wall time
     passed         = adjusted <= budget
 
 Wall-clock figures (raw p99s, the fastest /predict less the fastest /floor) are recorded beside
@@ -69,7 +73,9 @@ class InfraCheck:
     passed: bool
     detail: str
     adjusted_ms: float | None = None  # judged: CPU the model adds (max over golden requests)
-    budget_ms: float | None = None  # slo_ms - floor_fastest_ms
+    budget_ms: float | None = None  # slo_ms * slowdown - floor_fastest_ms
+    slowdown: float | None = None  # floor_cpu_ms / the reference machine's
+    floor_cpu_ms: float | None = None  # the bare route's CPU per request, in this run
     added_wall_ms: float | None = None  # the same difference in wall time: recorded, not judged
     slo_ms: float | None = None
     p99_ms: float | None = None  # raw: /predict's p99, as the machine gave it
@@ -94,6 +100,7 @@ class Latency:
     slo_ms: float
     predict_cpu_ms: np.ndarray
     floor_cpu_ms: np.ndarray
+    reference_floor_ms: float
 
     @property
     def added_ms(self) -> np.ndarray:
@@ -111,8 +118,18 @@ class Latency:
         return float((self._fastest(self.predict_ms) - self._fastest(self.floor_ms)).max())
 
     @property
+    def floor_cost_ms(self) -> float:
+        """The bare route's CPU per request: the median of the golden requests' cheapest."""
+        return float(np.median(self._fastest(self.floor_cpu_ms)))
+
+    @property
+    def slowdown(self) -> float:
+        """How many of this run's CPU milliseconds make one of the SLO's reference machine."""
+        return self.floor_cost_ms / self.reference_floor_ms
+
+    @property
     def budget_ms(self) -> float:
-        return self.slo_ms - self.floor_fastest_ms
+        return self.slo_ms * self.slowdown - self.floor_fastest_ms
 
     @property
     def floor_fastest_ms(self) -> float:
@@ -166,9 +183,11 @@ class Latency:
             why = "the raw p99 is over the SLO and /floor's is not: the time is the model's own"
         return (
             f"the model adds {self.adjusted_ms:.2f} ms {verdict} budget {self.budget_ms:.2f} ms "
-            f"(SLO {self.slo_ms:g} ms - /floor undisturbed {self.floor_fastest_ms:.2f} ms; added: "
-            "the service's CPU for the costliest golden request, its cheapest /predict block "
-            f"less its cheapest /floor block, {sends} sends a route, measured in this run); "
+            f"(SLO {self.slo_ms:g} ms x slowdown {self.slowdown:.2f} - /floor undisturbed "
+            f"{self.floor_fastest_ms:.2f} ms; added: the service's CPU for the costliest golden "
+            "request, its cheapest /predict block less its cheapest /floor block; slowdown: the "
+            f"bare route's CPU, {self.floor_cost_ms:.2f} ms here, {self.reference_floor_ms:g} ms "
+            f"on the SLO's reference machine; {sends} sends a route, measured in this run); "
             f"{raw}, wall-clock added {self.added_wall_ms:.2f} ms (recorded, not judged: {why})"
         )
 
@@ -176,6 +195,8 @@ class Latency:
         return {
             "adjusted_ms": round(self.adjusted_ms, 3),
             "budget_ms": round(self.budget_ms, 3),
+            "slowdown": round(self.slowdown, 3),
+            "floor_cpu_ms": round(self.floor_cost_ms, 3),
             "added_wall_ms": round(self.added_wall_ms, 3),
             "slo_ms": self.slo_ms,
             "p99_ms": round(self.p99_ms, 3),
@@ -238,7 +259,7 @@ def start_candidate(settings: Settings, version: str) -> ServiceProcess:
         # One request at a time is measured: a second worker would only cost its start-up.
         "MLOPS_SERVING__WORKERS": "1",
         # The drill hook (0 unless a test or a drill set it), passed on explicitly.
-        "MLOPS_SERVING__FAULT_SCORING_SPIN_MS": str(settings.serving.fault_scoring_spin_ms),
+        "MLOPS_SERVING__FAULT_SCORING_REPEATS": str(settings.serving.fault_scoring_repeats),
     }
     port = settings.serving.infra_check_port or free_port()
     return start_service(settings, port=port, overrides=overrides, log_path=workdir / "service.log")
@@ -255,7 +276,7 @@ def check_service(
         served, problems = _answer_golden(service, use_case, version, golden)
         if problems:
             return InfraCheck(False, f"v{version} failed golden requests: {'; '.join(problems)}")
-        latency = _timed(service, golden, slo_ms)
+        latency = _timed(service, golden, slo_ms, settings.serving.infra_check_reference_floor_ms)
     except (OSError, http.client.HTTPException) as err:
         return InfraCheck(False, f"v{version} stopped answering: {err!r}")
     if isinstance(latency, str):
@@ -316,7 +337,9 @@ def _answer_golden(
     return np.array(scores, dtype=float).reshape(len(scores), -1), problems
 
 
-def _timed(service: ServiceProcess, golden: list[dict[str, Any]], slo_ms: float) -> Latency | str:
+def _timed(
+    service: ServiceProcess, golden: list[dict[str, Any]], slo_ms: float, reference_floor_ms: float
+) -> Latency | str:
     """Sequential requests on one keep-alive connection, as the service sees them: per pass,
     each golden request BLOCK_SIZE times to /predict and to /floor, which goes first alternating
     per request and per pass; the service's CPU read around each block. A problem as a string if
@@ -366,6 +389,7 @@ def _timed(service: ServiceProcess, golden: list[dict[str, Any]], slo_ms: float)
         slo_ms,
         np.array(cpu["/predict"]),
         np.array(cpu["/floor"]),
+        reference_floor_ms,
     )
 
 

@@ -198,7 +198,7 @@ class PredictionService:
         from mlops.stores.registry import CHALLENGER, CHAMPION, ModelRegistry
         from serving import packaging
         from serving.champion import Champion
-        from serving.fault_injection import slowed_down
+        from serving.fault_injection import repeated
         from serving.model_loading import load_registered
         from serving.online_store_reader import READ_TIMEOUT_SECONDS
         from serving.scoring import Scorer
@@ -213,8 +213,8 @@ class PredictionService:
         ).inc()
         # The fault drill, if on, is chosen here once: off, scoring does not check for it.
         self.score_rows = (
-            slowed_down(self.scorer.score_rows, limits.fault_scoring_spin_ms)
-            if limits.fault_scoring_spin_ms
+            repeated(self.scorer.score_rows, limits.fault_scoring_repeats)
+            if limits.fault_scoring_repeats
             else self.scorer.score_rows
         )
         self.health = StoreHealth(self.scorer.online, PROBE_SECONDS, PROBE_DEADLINE_SECONDS)

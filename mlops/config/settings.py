@@ -100,6 +100,14 @@ class ServingSettings(BaseModel):
         "card's serving SLO); the model's added time must fit in it less the service's own "
         "floor. See docs/serving.md, 'The infra check: load-independent latency'.",
     )
+    infra_check_reference_floor_ms: float = Field(
+        default=0.5,
+        gt=0,
+        description="What the SLO's machine pays in CPU for the service's bare route (/floor) "
+        "per request: 0.5 ms on this project's 2-core reference machine, quiet. The infra "
+        "check scales the SLO by how much more the bare route costs in its own run, so a "
+        "slower or contended machine does not fail a model a faster one passes.",
+    )
     shadow: bool = Field(
         default=True,
         description="Score the registry's @challenger in the shadow of the served model "
@@ -128,12 +136,13 @@ class ServingSettings(BaseModel):
         description="Drill hook, never for production: every call scoring with the "
         "@challenger fails, as a broken model would.",
     )
-    fault_scoring_spin_ms: float = Field(
+    fault_scoring_repeats: int = Field(
         default=0,
         ge=0,
-        description="Drill and test hook, never for production: busy-wait this many "
-        "milliseconds of CPU time (not a sleep) in every scoring call, so a model can be made "
-        "truly slow. The infra check's tests use it to prove a slow model is rejected.",
+        description="Drill and test hook, never for production: score every call this many "
+        "extra times, a model that many times as costly whose cost grows on a slow machine "
+        "as a real model's does. The infra check's tests use it to prove a slow model is "
+        "rejected.",
     )
 
 
