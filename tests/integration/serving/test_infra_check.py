@@ -138,4 +138,4 @@ def test_a_slow_model_is_rejected_quiet_and_busy(trained: Trained):
             # Slow, not wrong: it still answers with the in-process scores.
             assert result.score_max_diff is not None and result.score_max_diff <= 1e-6
             assert result.adjusted_ms is not None and result.budget_ms is not None
-            assert result.adjusted_ms > 2 * result.budget_ms
+            assert result.adjusted_ms > result.budget_ms
