@@ -74,8 +74,8 @@ class InfraCheck:
     detail: str
     adjusted_ms: float | None = None  # judged: CPU the model adds (max over golden requests)
     budget_ms: float | None = None  # slo_ms * slowdown - floor_fastest_ms
-    slowdown: float | None = None  # floor_cpu_ms / the reference machine's
-    floor_cpu_ms: float | None = None  # the bare route's CPU per request, in this run
+    slowdown: float | None = None  # floor_cost_ms / the reference machine's
+    floor_cost_ms: float | None = None  # the bare route's CPU per request, in this run
     added_wall_ms: float | None = None  # the same difference in wall time: recorded, not judged
     slo_ms: float | None = None
     p99_ms: float | None = None  # raw: /predict's p99, as the machine gave it
@@ -196,7 +196,7 @@ class Latency:
             "adjusted_ms": round(self.adjusted_ms, 3),
             "budget_ms": round(self.budget_ms, 3),
             "slowdown": round(self.slowdown, 3),
-            "floor_cpu_ms": round(self.floor_cost_ms, 3),
+            "floor_cost_ms": round(self.floor_cost_ms, 3),
             "added_wall_ms": round(self.added_wall_ms, 3),
             "slo_ms": self.slo_ms,
             "p99_ms": round(self.p99_ms, 3),
