@@ -1,8 +1,8 @@
 """Run a lifecycle flow where the profile says: in this process (`local`), or on a worker
 through its deployment in prefect.yaml (`server`: `run_deployment`, the run visible on the
-Prefect server). Either way the caller gets the flow's typed result or its exception, and an
-interrupted caller (Ctrl-C, SIGTERM) cancels the run it was waiting for: nothing it started
-goes on running on the worker."""
+Prefect server). Either way the caller gets the flow's typed result or its exception, and a
+caller that stops waiting (Ctrl-C, SIGTERM, the server not answering its polls) cancels the run
+it was waiting for: nothing it started goes on running on the worker."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def run_flow(settings: Settings, flow: Flow[..., T], **parameters: Any) -> T:
         raise Interrupted(held[0])
     try:
         run = _finished(created.id)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (mlops.config.interrupts)
+    except BaseException:  # Ctrl-C or SIGTERM (mlops.config.interrupts), or no answer to a poll
+        # A caller that stops waiting, for whatever reason, leaves nothing running behind it:
+        # its result would reach nobody, and a rerun would start the step a second time.
         _cancel(created.id)
         raise
     state = run.state

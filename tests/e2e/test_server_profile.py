@@ -359,15 +359,25 @@ def test_an_interrupted_caller_cancels_the_run_it_started_on_the_worker(
         # How fast the bare caller then exits is not the point (`mlops run` bounds its own way
         # out: tests/e2e/test_lifecycle.py): the run it left must not go on.
         ended = _wait_for(stack, running["id"], {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"})
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}; the caller {_stopped(caller)}") from None
     finally:
-        caller.kill()  # no-op once it exited
-        caller.communicate()
+        _stopped(caller)
     # The cancellation reached the server while the run went on (Prefect records a Cancelling
     # state only on a run not yet final), and the run did not complete. The worker's kill
     # usually ends it CANCELLED; under load the killed process sometimes reports FAILED first.
     states = stack.prefect(f"/flow_run_states/?flow_run_id={running['id']}")
     assert any(s["type"] == "CANCELLING" for s in states), [s["type"] for s in states]
     assert ended["state_type"] in ("CANCELLED", "FAILED", "CRASHED"), ended["state"]
+
+
+def _stopped(command: subprocess.Popen[str]) -> str:
+    """How the command ended, and what it said on stderr: killed first if it still runs."""
+    command.kill()  # no-op once it exited
+    if command.stderr is None or command.stderr.closed:  # already read
+        return f"exited {command.wait()}"
+    told = command.communicate()[1]
+    return f"exited {command.returncode}: {told[-3000:]}"
 
 
 def _wait_for_a_run(
