@@ -236,6 +236,29 @@ def test_the_lifecycle_runs_through_the_worker_and_reports_to_the_servers(
     assert day["served"] > 0 and day["refused"] == 0
 
 
+def test_each_cron_schedule_has_its_next_runs_scheduled(stack: Stack, lifecycle: dict) -> None:
+    """prefect.yaml's schedules reach the server's scheduler, which creates their runs ahead
+    (it once could not: SQLAlchemy 2.1 broke its insert, and no schedule ever fired)."""
+    from flows.deployments import deployment_of, deployments
+
+    scheduled = [deployment_of(d.load_flow()) for d in deployments() if d.cron]
+    assert scheduled
+    waiting: dict[str, int] = {}
+    deadline = time.monotonic() + 180  # the scheduler looks every 60 s; the lifecycle took longer
+    while time.monotonic() < deadline:
+        for name in scheduled:
+            deployment = stack.prefect(f"/deployments/name/{name}")
+            query = {
+                "deployments": {"id": {"any_": [deployment["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            }
+            waiting[name] = len(stack.prefect("/flow_runs/filter", query))
+        if all(waiting.values()):
+            return
+        time.sleep(2)
+    raise AssertionError(f"scheduled runs per deployment: {waiting}")
+
+
 def test_predictions_are_served_from_redis_with_the_api_key(
     stack: Stack, lifecycle: dict, use_case
 ) -> None:
