@@ -168,7 +168,11 @@ def _class_names(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
     """The predicted class, the label's class and each class's probability, by class name
     (Evidently matches probability columns to the label's values by name)."""
     classes = list(task.classes)
-    rows = pd.DataFrame(predictions_of(task, frame), columns=classes, index=frame.index)
+    probabilities = predictions_of(task, frame)
+    # Logged as float32, a row sums to 1 only within ~1e-7: sklearn's log loss (inside
+    # Evidently) warns "y_prob values do not sum to one" above 1.5e-8.
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    rows = pd.DataFrame(probabilities, columns=classes, index=frame.index)
     rows.insert(0, SCORE, frame[SCORE])
     rows[LABEL] = np.asarray(classes, dtype=object)[frame[LABEL].to_numpy(np.int64)]
     return rows
