@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import parse_options, run_in_fresh_home
+from benchmarks.harness import parse_options, run_in_fresh_home, target
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 COMMANDS = {
@@ -52,8 +52,10 @@ def measure(rounds: int) -> dict[str, Any]:
             seconds[name].append(time.perf_counter() - started)
             codes[name] = done.returncode
     floor = statistics.median(seconds["python -c pass"])
+    help_seconds = statistics.median(seconds["mlops --help"])
     return {
         "rounds": rounds,
+        "targets": [target("mlops --help, seconds", help_seconds, "<= 1.5", help_seconds <= 1.5)],
         "commands": {
             name: {
                 "median_s": statistics.median(times),

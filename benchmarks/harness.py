@@ -73,6 +73,22 @@ def process_peak_rss_mib() -> float:
     return int(line.split()[1]) / 1024
 
 
+def target(name: str, value: float | None, goal: str, holds: bool) -> dict[str, Any]:
+    """One of a benchmark's targets, in the shape every `--json` report carries them
+    (`"targets": [{"name", "value", "goal", "holds"}]`): what is measured, its value in this
+    run (None: not measured), the goal as a reader would write it, and whether it holds."""
+    return {"name": name, "value": value, "goal": goal, "holds": bool(holds)}
+
+
+def target_lines(targets: list[dict[str, Any]]) -> list[str]:
+    """The targets as every benchmark prints them, one line each."""
+    return [
+        f"target: {t['name']}: {'-' if t['value'] is None else format(t['value'], '.3g')} "
+        f"(goal {t['goal']}) {'holds' if t['holds'] else 'MISSED'}"
+        for t in targets
+    ]
+
+
 def stage_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [f"{'stage':<44} {'seconds':>8} {'peak RSS MiB':>13} {'delta MiB':>10}"]
     lines += [
@@ -125,7 +141,7 @@ def run_in_fresh_home(
 ) -> dict[str, Any]:
     """Run a benchmark on a temporary MLOPS_HOME (it touches no one's state), save its report
     to `benchmarks/results/<name>.json` (not a smoke run's) and print it, as text or as one JSON
-    object."""
+    object; the report's `targets` (`target`) are printed under the text."""
     from mlops.config.settings import get_settings
 
     # The benchmark's own progress on stderr; the libraries' INFO chatter (every HTTP call
@@ -146,5 +162,7 @@ def run_in_fresh_home(
         results = Path(__file__).parent / "results" / f"{name.replace('-', '_')}.json"
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report) if options.json else render(report))
+    # Every benchmark's targets, printed the same way under its own figures.
+    told = "\n".join([render(report), "", *target_lines(report["targets"])])
+    print(json.dumps(report) if options.json else told)
     return report

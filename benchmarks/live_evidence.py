@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import parse_options, run_in_fresh_home
+from benchmarks.harness import parse_options, run_in_fresh_home, target
 
 TARGETS = {"better": 0.90, "as_good": 0.05}  # promoted at least / at most
 CLICK_LOGIT = (-3.6, 1.0)  # mean and spread of the true logit: ~3% clicks
@@ -71,7 +71,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seeds": args.seeds,
         "promoted": {case: count / args.seeds for case, count in promoted.items()},
         "interval_95": {case: _wilson(count, args.seeds) for case, count in promoted.items()},
-        "targets": TARGETS,
+        "targets": [
+            target(
+                "challenger better by the margin: share promoted",
+                promoted["better"] / args.seeds,
+                f">= {TARGETS['better']:.0%}",
+                promoted["better"] / args.seeds >= TARGETS["better"],
+            ),
+            target(
+                "challenger as good: share promoted",
+                promoted["as_good"] / args.seeds,
+                f"<= {TARGETS['as_good']:.0%}",
+                promoted["as_good"] / args.seeds <= TARGETS["as_good"],
+            ),
+        ],
         "seconds_per_judgement": (time.perf_counter() - started) / judgements,
     }
 
@@ -132,7 +145,7 @@ def render(report: dict[str, Any]) -> str:
         low, high = report["interval_95"][case]
         lines.append(
             f"{label:<26} {report['promoted'][case]:>9.1%} {f'[{low:.1%}, {high:.1%}]':>16} "
-            f"{sign + format(report['targets'][case], '.0%'):>10}"
+            f"{sign + format(TARGETS[case], '.0%'):>10}"
         )
     lines.append(f"{report['seconds_per_judgement'] * 1000:.0f} ms per verdict")
     return "\n".join(lines)

@@ -28,13 +28,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import parse_options, process_peak_rss_mib, run_in_fresh_home
+from benchmarks.harness import parse_options, process_peak_rss_mib, run_in_fresh_home, target
 from benchmarks.memory import rss_mib
 from mlops.config.settings import get_settings
 
 log = logging.getLogger("benchmarks.scale_out")
 
 DEFAULT_SIZES = (1_000_000, 2_000_000, 4_000_000)
+MAX_DRIVER_GROWTH = 1.10  # the driver's peak stays flat as the rows grow (issue 32)
 SMOKE_SIZES = [21_000]  # one week of 3,000 a day: every window has both classes
 START = date(2026, 1, 1)
 SEED = 7
@@ -62,7 +63,14 @@ def measure(sizes: Sequence[int]) -> dict[str, Any]:
             row[engine] = run_side(size_home, engine)
         row["nce_difference"] = abs(row["ray"]["nce"] - row["local"]["nce"])
         rows.append(row)
-    return {"cpu_count": os.cpu_count(), "sizes": rows}
+    peaks = [row["ray"]["driver_peak_rss_mib"] for row in rows]
+    growth = peaks[-1] / peaks[0]
+    name = f"Ray driver peak, {sizes[-1]:,} / {sizes[0]:,} impressions"
+    return {
+        "cpu_count": os.cpu_count(),
+        "sizes": rows,
+        "targets": [target(name, growth, "<= 1.1x", growth <= MAX_DRIVER_GROWTH)],
+    }
 
 
 def store_week(home: Path, impressions: int) -> None:

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from benchmarks.harness import parse_options, run_in_fresh_home
+from benchmarks.harness import parse_options, run_in_fresh_home, target
 from benchmarks.loadgen import HELD_P99_MS, open_loop
 from benchmarks.serving import _ratio, _requests, server_profile
 from mlops.config.settings import get_settings
@@ -197,14 +197,20 @@ def _summary(
         "throughput_ratio": throughput_ratio,
         "p99_ratio_at_slo_rate": p99_ratio,
         "shadow_requests": shadowed,
-        "targets": {
-            f"shadow on holds >= {TARGET_THROUGHPUT}x shadow off's highest rate": bool(
-                throughput_ratio is not None and throughput_ratio >= TARGET_THROUGHPUT
+        "targets": [
+            target(
+                "shadow on / off, highest rate held",
+                throughput_ratio,
+                f">= {TARGET_THROUGHPUT:g}x",
+                throughput_ratio is not None and throughput_ratio >= TARGET_THROUGHPUT,
             ),
-            f"shadow on's p99 at {slo_rps:g}/s <= shadow off's / {TARGET_THROUGHPUT}": bool(
-                p99_ratio is not None and p99_ratio <= 1 / TARGET_THROUGHPUT
+            target(
+                f"shadow on / off, p99 at {slo_rps:g}/s",
+                p99_ratio,
+                f"<= {1 / TARGET_THROUGHPUT:.3g}x",
+                p99_ratio is not None and p99_ratio <= 1 / TARGET_THROUGHPUT,
             ),
-        },
+        ],
     }
 
 
@@ -235,6 +241,4 @@ def render(report: dict[str, Any]) -> str:
         "shadow scoring: "
         + ", ".join(f"{outcome} {count:.0f}" for outcome, count in sorted(counts.items()))
     )
-    for target, met in report["targets"].items():
-        lines.append(f"{'MET ' if met else 'MISS'} {target}")
     return "\n".join(lines)

@@ -38,3 +38,8 @@ def test_every_benchmark_runs_at_its_smoke_size(tmp_path: Path, prefect_api_url:
     assert done.returncode == 0, done.stderr[-5000:]
     reports = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(reports) == len(BENCHMARKS), done.stdout[-5000:]
+    for report in reports:  # every benchmark's targets, in the one shape
+        assert report["targets"], report
+        for target in report["targets"]:
+            assert set(target) == {"name", "value", "goal", "holds"}, target
+            assert isinstance(target["holds"], bool), target
