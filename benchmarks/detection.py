@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.harness import own_home, parse_options, run_in_fresh_home, target
 
 SCENARIOS = ("covariate-shift", "concept-drift")
+TARGET_STEP_RATE = 1.0  # of runs, a step detected within two days of onset (issue 31)
 TARGET_FALSE_ALARM_RATE = 0.01  # of baseline windows (issue 31)
 START = date(2026, 1, 1)
 BATCH = 256
@@ -186,16 +187,16 @@ def summarize(runs: list[dict[str, Any]], args: Any, seconds: float) -> dict[str
                 target(
                     f"{name} detected within two days of onset, share of runs",
                     scenario["detection_rate"],
-                    ">= 100%",
-                    scenario["detection_rate"] >= 1.0,
+                    ">=",
+                    TARGET_STEP_RATE,
                 )
                 for name, scenario in per_scenario.items()
             ),
             target(
                 "false alarms, share of baseline windows",
                 false_alarm_rate,
-                "<= 1%",
-                false_alarm_rate <= TARGET_FALSE_ALARM_RATE,
+                "<=",
+                TARGET_FALSE_ALARM_RATE,
             ),
         ],
         "seconds": round(seconds, 1),

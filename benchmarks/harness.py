@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmarks.memory import PeakRss
 
@@ -73,11 +73,24 @@ def process_peak_rss_mib() -> float:
     return int(line.split()[1]) / 1024
 
 
-def target(name: str, value: float | None, goal: str, holds: bool) -> dict[str, Any]:
+def target(
+    name: str,
+    value: float | None,
+    bound: Literal["<=", ">="],
+    limit: float,
+    unit: str = "",
+    note: str = "",
+    holds: bool | None = None,
+) -> dict[str, Any]:
     """One of a benchmark's targets, in the shape every `--json` report carries them
     (`"targets": [{"name", "value", "goal", "holds"}]`): what is measured, its value in this
-    run (None: not measured), the goal as a reader would write it, and whether it holds."""
-    return {"name": name, "value": value, "goal": goal, "holds": bool(holds)}
+    run (None: not measured, which never holds), and the goal `value <bound> limit`, written
+    and judged from the same figures. `holds` overrides the judgement where a goal is met
+    without a value (a peer that held no rate at all)."""
+    if holds is None:
+        holds = value is not None and (value <= limit if bound == "<=" else value >= limit)
+    goal = f"{bound} {limit:.3g}{unit}" + (f" ({note})" if note else "")
+    return {"name": name, "value": value, "goal": goal, "holds": holds}
 
 
 def target_lines(targets: list[dict[str, Any]]) -> list[str]:
